@@ -1,0 +1,176 @@
+//! Times voxflow's `ridge_cv` on generated data, and the f32 products that
+//! its algorithm cannot avoid, run alone through faer on the same shapes.
+//! benches/ridge_vs_himalaya.sh runs it beside himalaya.
+//!
+//! ```text
+//! cargo run --release --example ridge_bench -- --n 3000 --p 3072 --v 20000
+//! ```
+//! Options: `--alphas 10 --folds 5 --target-batch 1024 --seed 0`,
+//! `--skip-gemm` (only the fit). The last line is JSON for scripts.
+
+use std::time::Instant;
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, Par};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use voxflow::numeric::ridge::{folds_contiguous, ridge_cv, CvScore, RidgeConfig};
+use voxflow::numeric::Matrix;
+
+struct Options {
+    n: usize,
+    p: usize,
+    v: usize,
+    n_alphas: usize,
+    n_folds: usize,
+    target_batch: usize,
+    seed: u64,
+    skip_gemm: bool,
+}
+
+fn parse_options() -> Options {
+    let mut options = Options {
+        n: 3000,
+        p: 3072,
+        v: 20000,
+        n_alphas: 10,
+        n_folds: 5,
+        target_batch: voxflow::numeric::ridge::DEFAULT_TARGET_BATCH,
+        seed: 0,
+        skip_gemm: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--skip-gemm" {
+            options.skip_gemm = true;
+            continue;
+        }
+        let value = args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let number = || value.parse::<usize>().unwrap_or_else(|_| panic!("{flag} takes a number"));
+        match flag.as_str() {
+            "--n" => options.n = number(),
+            "--p" => options.p = number(),
+            "--v" => options.v = number(),
+            "--alphas" => options.n_alphas = number(),
+            "--folds" => options.n_folds = number(),
+            "--target-batch" => options.target_batch = number(),
+            "--seed" => options.seed = number() as u64,
+            other => panic!("unknown option {other}"),
+        }
+    }
+    options
+}
+
+/// X ~ N(0, 1); Y = a 32-feature signal plus noise (cheap to generate at any v).
+fn generate(options: &Options) -> (Matrix, Matrix) {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut normal = |count: usize| -> Vec<f32> {
+        (0..count).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
+    };
+    let x = Matrix::from_vec(options.n, options.p, normal(options.n * options.p));
+    let k = options.p.min(32);
+    let weights = normal(k * options.v);
+    let mut y = Matrix::from_vec(options.n, options.v, normal(options.n * options.v));
+    for i in 0..options.n {
+        let features = &x.row(i)[..k];
+        let row = y.row_mut(i);
+        for (f, &value) in features.iter().enumerate() {
+            let w = &weights[f * options.v..(f + 1) * options.v];
+            row.iter_mut().zip(w).for_each(|(y, &w)| *y += 0.2 * value * w);
+        }
+    }
+    (x, y)
+}
+
+/// The f32 products of ridge_cv's algorithm alone, on random operands of
+/// the same shapes. Per fold, with `r = min(n_train, p)`: on the SVD path
+/// (`n_train >= p`) the projection `X_train^T Y_train` (r x n_train x v), and
+/// the validation predictions of all alphas, stacked: (n_alphas * n_val) x r
+/// x v. Then the refit: `L^T Y` (r x n x v) and `R Z` (p x r x v). Returns
+/// (seconds, flops).
+fn time_products(options: &Options) -> (f64, f64) {
+    let (n, p, v) = (options.n, options.p, options.v);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed + 1);
+    let mut random = |rows: usize, cols: usize| Mat::<f32>::from_fn(rows, cols, |_, _| rng.random());
+    let y = random(n, v);
+    let mut flops = 0.0;
+    let par = Par::rayon(0);
+    let mut seconds = 0.0;
+    for fold in 0..options.n_folds {
+        let n_val = n / options.n_folds + usize::from(fold < n % options.n_folds);
+        let n_train = n - n_val;
+        let rank = n_train.min(p);
+        let stacked = random(options.n_alphas * n_val, rank);
+        let left = (n_train >= p).then(|| random(n_train, rank));
+        let y_train = y.subrows(0, n_train);
+        let mut predictions = Mat::<f32>::zeros(options.n_alphas * n_val, v);
+        let start = Instant::now();
+        match &left {
+            Some(left) => {
+                let mut projected = Mat::<f32>::zeros(rank, v);
+                matmul(projected.as_mut(), Accum::Replace, left.transpose(), y_train, 1.0, par);
+                matmul(predictions.as_mut(), Accum::Replace, stacked.as_ref(), projected.as_ref(), 1.0, par);
+                flops += 2.0 * (rank * n_train * v) as f64;
+            }
+            None => matmul(predictions.as_mut(), Accum::Replace, stacked.as_ref(), y_train, 1.0, par),
+        }
+        seconds += start.elapsed().as_secs_f64();
+        flops += 2.0 * (options.n_alphas * n_val * rank * v) as f64;
+    }
+    let rank = n.min(p);
+    let left = random(n, rank);
+    let right = random(p, rank);
+    let mut projected = Mat::<f32>::zeros(rank, v);
+    let mut weights = Mat::<f32>::zeros(p, v);
+    let start = Instant::now();
+    matmul(projected.as_mut(), Accum::Replace, left.transpose(), y.as_ref(), 1.0, par);
+    matmul(weights.as_mut(), Accum::Replace, right.as_ref(), projected.as_ref(), 1.0, par);
+    seconds += start.elapsed().as_secs_f64();
+    flops += 2.0 * (rank * n * v) as f64 + 2.0 * (p * rank * v) as f64;
+    (seconds, flops)
+}
+
+fn main() {
+    let options = parse_options();
+    let (x, y) = generate(&options);
+    let folds = folds_contiguous(options.n, options.n_folds);
+    let config = RidgeConfig {
+        alphas: (0..options.n_alphas).map(|i| 10f64.powf(-2.0 + 9.0 * i as f64 / 9.0)).collect(),
+        per_target_alpha: true,
+        score: CvScore::L2,
+        target_batch: options.target_batch,
+    };
+    let start = Instant::now();
+    let result = ridge_cv(&x, &y, &folds, &config).expect("ridge_cv on generated data");
+    let fit_seconds = start.elapsed().as_secs_f64();
+    std::hint::black_box(&result.weights);
+    drop(result);
+    let input_bytes = 4 * (x.data.len() + y.data.len());
+    println!(
+        "voxflow ridge_cv n={} p={} v={} alphas={} folds={}: {fit_seconds:.2} s (X+Y {:.0} MB)",
+        options.n,
+        options.p,
+        options.v,
+        options.n_alphas,
+        options.n_folds,
+        input_bytes as f64 / 1e6
+    );
+    drop((x, y));
+    let (gemm_seconds, gemm_flops) =
+        if options.skip_gemm { (f64::NAN, f64::NAN) } else { time_products(&options) };
+    if !options.skip_gemm {
+        println!(
+            "faer products alone: {gemm_seconds:.2} s ({:.0} GFLOP, {:.0} GFLOP/s)",
+            gemm_flops / 1e9,
+            gemm_flops / gemm_seconds / 1e9
+        );
+    }
+    let or_null = |value: f64| if value.is_nan() { "null".to_string() } else { format!("{value:.3}") };
+    println!(
+        "{{\"fit_seconds\": {fit_seconds:.3}, \"gemm_seconds\": {}, \"gemm_gflop\": {}, \
+         \"input_bytes\": {input_bytes}}}",
+        or_null(gemm_seconds),
+        or_null(gemm_flops / 1e9)
+    );
+}

@@ -1,0 +1,184 @@
+//! `voxflow compare`: the summaries of a sweep as one table. Every stage whose
+//! current result has an output named `summary` (one row of metrics) adds a
+//! row; the matrix values become columns, so the table reads as "metric by
+//! dataset x model x layer". Written as Parquet and CSV beside an SVG plot of
+//! one metric against the first swept axis.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use serde_json::Value;
+
+use crate::exec::{self, Force, Status};
+use crate::plan::{display_value, Pipeline};
+use crate::plot::{self, Series};
+use crate::store::{Lookup, Store};
+
+/// The gathered table and what was swept.
+pub struct Comparison {
+    pub table: RecordBatch,
+    /// Matrix axes that appear as columns.
+    pub axes: Vec<String>,
+    /// Numeric metric columns, in first-seen order.
+    pub metrics: Vec<String>,
+    /// Stages that have a `summary` output but no current result.
+    pub missing: Vec<String>,
+}
+
+/// Collects the summary rows of every stage with a current result.
+pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> {
+    let plan = exec::plan(pipeline, store, &Force::Nothing);
+    let mut stages = Vec::new();
+    let mut bases = Vec::new();
+    let mut axis_values: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    let mut metrics: Vec<String> = Vec::new();
+    let mut metric_values: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    let mut missing = Vec::new();
+    let mut row = 0usize;
+    for (stage, outcome) in pipeline.stages.iter().zip(&plan) {
+        if !stage.kind.outputs(&stage.params).iter().any(|o| o == "summary") {
+            continue;
+        }
+        let key = match (&outcome.key, outcome.status) {
+            (Some(key), Status::Fresh) => key.clone(),
+            _ => {
+                missing.push(stage.name.clone());
+                continue;
+            }
+        };
+        let Lookup::Fresh(manifest) = store.lookup(&key) else { continue };
+        let Some(entry) = manifest.outputs.get("summary") else { continue };
+        let batch = crate::artifact::read_batch(&store.object_dir(&key).join(&entry.file)).map_err(|e| e.to_string())?;
+        for r in 0..batch.num_rows() {
+            stages.push(stage.name.clone());
+            bases.push(stage.base.clone());
+            for axis in &pipeline.axes {
+                let value = stage.matrix.iter().find(|(a, _)| a == axis).map(|(_, v)| display_value(v));
+                axis_values.entry(axis.clone()).or_default().push(value);
+            }
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                let name = field.name().clone();
+                let Some(value) = numeric_at(column, r) else { continue };
+                if !metrics.contains(&name) {
+                    metrics.push(name.clone());
+                }
+                let values = metric_values.entry(name).or_default();
+                values.resize(row, None);
+                values.push(value);
+            }
+            row += 1;
+        }
+    }
+    let mut fields = vec![Field::new("stage", DataType::Utf8, false), Field::new("base", DataType::Utf8, false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(stages)), Arc::new(StringArray::from(bases))];
+    let axes: Vec<String> = pipeline.axes.iter().filter(|a| axis_values.get(*a).is_some_and(|v| v.iter().any(Option::is_some))).cloned().collect();
+    for axis in &axes {
+        fields.push(Field::new(axis.as_str(), DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from(axis_values[axis].clone())));
+    }
+    for metric in &metrics {
+        let mut values = metric_values[metric].clone();
+        values.resize(row, None);
+        fields.push(Field::new(metric.as_str(), DataType::Float64, true));
+        columns.push(Arc::new(Float64Array::from(values)));
+    }
+    let table = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())?;
+    Ok(Comparison { table, axes, metrics, missing })
+}
+
+fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
+    let cast = arrow::compute::cast(column, &DataType::Float64).ok()?;
+    if !matches!(column.data_type(), DataType::Float64 | DataType::Float32 | DataType::Int64 | DataType::Int32 | DataType::UInt64 | DataType::UInt32 | DataType::Int16 | DataType::UInt16 | DataType::Int8 | DataType::UInt8) {
+        return None;
+    }
+    let values = cast.as_primitive::<Float64Type>();
+    Some(if values.is_null(row) { None } else { Some(values.value(row)) })
+}
+
+/// Writes `compare.parquet`, `compare.csv` and `compare.svg` into `dir`.
+pub fn write(comparison: &Comparison, dir: &Path, metric: Option<&str>) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let parquet = dir.join("compare.parquet");
+    crate::artifact::write_table(&parquet, &comparison.table).map_err(|e| e.to_string())?;
+    let csv = dir.join("compare.csv");
+    let file = std::fs::File::create(&csv).map_err(|e| format!("{}: {e}", csv.display()))?;
+    let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+    writer.write(&comparison.table).map_err(|e| format!("{}: {e}", csv.display()))?;
+    let mut written = vec![parquet, csv];
+    if let Some(svg) = chart(comparison, metric) {
+        let path = dir.join("compare.svg");
+        std::fs::write(&path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The metric the plot shows: the one asked for, else a correlation summary.
+pub fn default_metric(comparison: &Comparison) -> Option<String> {
+    for preferred in ["mean_r", "median_r", "r"] {
+        if comparison.metrics.iter().any(|m| m == preferred) {
+            return Some(preferred.to_string());
+        }
+    }
+    comparison.metrics.first().cloned()
+}
+
+/// The metric against the first axis, one line per value of the others.
+pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
+    let metric = metric.map(str::to_string).or_else(|| default_metric(comparison))?;
+    let table = &comparison.table;
+    let values = table.column_by_name(&metric)?.as_primitive_opt::<Float64Type>()?.clone();
+    let string_column = |name: &str| table.column_by_name(name).map(|c| c.as_string::<i32>().clone());
+    let base = string_column("base")?;
+    let (x_axis, x_labels, x_numeric): (String, Vec<String>, bool) = match comparison.axes.first() {
+        Some(axis) => {
+            let column = string_column(axis)?;
+            let mut labels: Vec<String> = Vec::new();
+            for i in 0..column.len() {
+                if !column.is_null(i) && !labels.contains(&column.value(i).to_string()) {
+                    labels.push(column.value(i).to_string());
+                }
+            }
+            let numeric = labels.iter().all(|l| l.parse::<f64>().is_ok());
+            if numeric {
+                labels.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse::<f64>().unwrap()));
+            }
+            (axis.clone(), labels, numeric)
+        }
+        None => ("stage".into(), (0..table.num_rows()).map(|i| table.column(0).as_string::<i32>().value(i).to_string()).collect(), false),
+    };
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for i in 0..table.num_rows() {
+        if values.is_null(i) {
+            continue;
+        }
+        let (x, group) = match comparison.axes.first() {
+            Some(axis) => {
+                let label = string_column(axis)?.value(i).to_string();
+                let x = if x_numeric { label.parse::<f64>().ok()? } else { x_labels.iter().position(|l| *l == label)? as f64 };
+                let others: Vec<String> = comparison.axes[1..]
+                    .iter()
+                    .filter_map(|a| string_column(a).map(|c| format!("{a}={}", if c.is_null(i) { "-" } else { c.value(i) })))
+                    .collect();
+                let group = std::iter::once(base.value(i).to_string()).chain(others).collect::<Vec<_>>().join(" ");
+                (x, group)
+            }
+            None => (i as f64, base.value(i).to_string()),
+        };
+        series.entry(group).or_default().push((x, values.value(i)));
+    }
+    let series: Vec<Series> = series.into_iter().map(|(name, mut points)| {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Series { name, points }
+    }).collect();
+    let ticks = if x_numeric { None } else { Some(x_labels.as_slice()) };
+    Some(plot::line_chart(&format!("{metric} by {x_axis}"), &x_axis, &metric, &series, ticks))
+}
+
+/// `Value` display for the matrix columns (kept for callers that build rows).
+pub fn cell(value: &Value) -> String {
+    display_value(value)
+}

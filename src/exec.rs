@@ -1,0 +1,644 @@
+//! The scheduler: computes keys in dependency order, takes what the store
+//! already has, and runs the rest on a thread pool of `-j` slots (GPU stages
+//! also take one of the GPU slots). It is the only owner of the ready queue;
+//! progress goes out through a [`Reporter`], never to the terminal directly.
+//!
+//! Failure: a failing stage caches nothing, its dependents are skipped,
+//! independent branches finish (or nothing new starts with `fail_fast`).
+//! Cancellation (Ctrl-C) stops launching, asks running stages to stop, and
+//! returns with those stages marked cancelled.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::key::{self, KeyRecord, Reason};
+use crate::plan::{Pipeline, PlannedStage};
+use crate::stages::{InputArtifact, StageContext, StageError};
+use crate::store::{combined_digest, Lookup, Manifest, OutputEntry, StageState, Store};
+
+/// Receives what happens during a run. Implemented by the binary (progress
+/// bars or plain lines); the library never prints.
+pub trait Reporter: Sync {
+    fn start(&self, _pipeline: &str, _stages: usize) {}
+    fn stage_started(&self, _name: &str) {}
+    fn stage_progress(&self, _name: &str, _done: u64, _total: u64) {}
+    fn stage_finished(&self, _outcome: &StageOutcome) {}
+}
+
+/// A reporter that ignores everything.
+pub struct Silent;
+impl Reporter for Silent {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Plan: the store has the result.
+    Fresh,
+    /// Plan: the stage would run.
+    Dirty,
+    Ran,
+    Cached,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Fresh => "fresh",
+            Status::Dirty => "dirty",
+            Status::Ran => "ran",
+            Status::Cached => "cached",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What happened to one stage (or, for a plan, what would).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageOutcome {
+    pub name: String,
+    pub kind: String,
+    pub key: Option<String>,
+    pub status: Status,
+    /// The reasons, rendered as one sentence.
+    pub reason: String,
+    pub reasons: Vec<Reason>,
+    pub seconds: f64,
+    pub matrix: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub warnings: Vec<String>,
+}
+
+/// Which stages to rebuild even when their results are cached.
+#[derive(Debug, Clone, Default)]
+pub enum Force {
+    #[default]
+    Nothing,
+    All,
+    Stages(BTreeSet<usize>),
+}
+
+impl Force {
+    fn covers(&self, index: usize) -> bool {
+        match self {
+            Force::Nothing => false,
+            Force::All => true,
+            Force::Stages(set) => set.contains(&index),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub jobs: usize,
+    pub gpus: usize,
+    pub force: Force,
+    pub fail_fast: bool,
+    /// Run only these stages and what they need (all when `None`).
+    pub targets: Option<Vec<usize>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { jobs: default_jobs(), gpus: 0, force: Force::Nothing, fail_fast: false, targets: None }
+    }
+}
+
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub pipeline: String,
+    pub file: PathBuf,
+    pub finished_at: String,
+    pub seconds: f64,
+    pub stages: Vec<StageOutcome>,
+    pub cancelled: bool,
+}
+
+impl RunSummary {
+    pub fn count(&self, status: Status) -> usize {
+        self.stages.iter().filter(|s| s.status == status).count()
+    }
+
+    pub fn failed(&self) -> bool {
+        self.stages.iter().any(|s| s.status == Status::Failed)
+    }
+}
+
+/// The key record of `stage` given its upstream results.
+pub fn key_record(stage: &PlannedStage, store: &Store, upstream: &[Option<Arc<Manifest>>]) -> Result<KeyRecord, String> {
+    let mut inputs = BTreeMap::new();
+    for input in &stage.inputs {
+        let manifest = upstream[input.upstream].as_ref().ok_or("upstream result missing")?;
+        let digest = manifest
+            .digest_of(input.output.as_deref())
+            .ok_or_else(|| format!("upstream result has no output `{}`", input.output.as_deref().unwrap_or("")))?;
+        inputs.insert(input.role.clone(), digest);
+    }
+    let mut files = BTreeMap::new();
+    let mut params = stage.params.clone();
+    for (param, path) in &stage.files {
+        let digest = store.content_digest(path).map_err(|e| format!("param `{param}`: {e}"))?;
+        files.insert(param.clone(), digest);
+        // The key sees the file's content, not where it lives.
+        set_path(&mut params, param, Value::String("<content digest in files>".into()));
+    }
+    Ok(KeyRecord { kind: stage.kind.kind().to_string(), version: stage.kind.version(), params, inputs, files })
+}
+
+fn set_path(value: &mut Value, path: &str, new: Value) {
+    let mut current = value;
+    for part in path.split('.') {
+        current = match current {
+            Value::Object(map) => match map.get_mut(part) {
+                Some(next) => next,
+                None => return,
+            },
+            Value::Array(items) => match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(next) => next,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    *current = new;
+}
+
+/// Why a stage with `record` (key `key`) has no usable result.
+fn dirty_reasons(previous: Option<&StageState>, record: &KeyRecord, key: &str, lookup: &Lookup) -> Vec<Reason> {
+    if let Lookup::Damaged(detail) = lookup {
+        return vec![Reason::OutputMissing { detail: detail.clone() }];
+    }
+    match previous {
+        None => vec![Reason::New],
+        Some(previous) if previous.key == key => {
+            vec![Reason::OutputMissing { detail: "the result was removed from the store".into() }]
+        }
+        Some(previous) => {
+            let reasons = key::explain(&previous.record, record);
+            if reasons.is_empty() {
+                vec![Reason::New]
+            } else {
+                reasons
+            }
+        }
+    }
+}
+
+fn render(reasons: &[Reason]) -> String {
+    reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn outcome(stage: &PlannedStage, key: Option<String>, status: Status, reasons: Vec<Reason>) -> StageOutcome {
+    StageOutcome {
+        name: stage.name.clone(),
+        kind: stage.kind.kind().to_string(),
+        key,
+        status,
+        reason: render(&reasons),
+        reasons,
+        seconds: 0.0,
+        matrix: crate::plan::matrix_map(stage),
+        error: None,
+        hint: None,
+        warnings: Vec::new(),
+    }
+}
+
+/// What `run` would do, without running anything.
+pub fn plan(pipeline: &Pipeline, store: &Store, force: &Force) -> Vec<StageOutcome> {
+    let state = store.load_state(&pipeline.name);
+    let mut manifests: Vec<Option<Arc<Manifest>>> = vec![None; pipeline.stages.len()];
+    let mut outcomes = Vec::with_capacity(pipeline.stages.len());
+    for (i, stage) in pipeline.stages.iter().enumerate() {
+        let previous = state.stages.get(&stage.name);
+        if let Some(pending) = stage.inputs.iter().find(|input| manifests[input.upstream].is_none()) {
+            let mut reasons = vec![Reason::UpstreamPending { stage: pipeline.stages[pending.upstream].name.clone() }];
+            if let Some(previous) = previous {
+                let mut now = previous.record.clone();
+                now.kind = stage.kind.kind().to_string();
+                now.version = stage.kind.version();
+                now.params = stage.params.clone();
+                for (param, _) in &stage.files {
+                    set_path(&mut now.params, param, Value::String("<content digest in files>".into()));
+                }
+                reasons.extend(key::explain(&previous.record, &now).into_iter().filter(|r| !matches!(r, Reason::InputChanged { .. })));
+            }
+            outcomes.push(outcome(stage, None, Status::Dirty, reasons));
+            continue;
+        }
+        let record = match key_record(stage, store, &manifests) {
+            Ok(record) => record,
+            Err(error) => {
+                let mut failed = outcome(stage, None, Status::Dirty, Vec::new());
+                failed.reason = error;
+                outcomes.push(failed);
+                continue;
+            }
+        };
+        let key = record.key();
+        let lookup = store.lookup(&key);
+        if force.covers(i) {
+            outcomes.push(outcome(stage, Some(key), Status::Dirty, vec![Reason::Forced]));
+            continue;
+        }
+        match lookup {
+            Lookup::Fresh(manifest) => {
+                manifests[i] = Some(Arc::from(manifest));
+                outcomes.push(outcome(stage, Some(key), Status::Fresh, vec![Reason::Cached]));
+            }
+            other => {
+                let reasons = dirty_reasons(previous, &record, &key, &other);
+                outcomes.push(outcome(stage, Some(key), Status::Dirty, reasons));
+            }
+        }
+    }
+    outcomes
+}
+
+/// The stages `targets` need, including themselves (all stages for `None`).
+fn needed(pipeline: &Pipeline, targets: &Option<Vec<usize>>) -> Vec<bool> {
+    let Some(targets) = targets else { return vec![true; pipeline.stages.len()] };
+    let mut keep = vec![false; pipeline.stages.len()];
+    let mut stack: Vec<usize> = targets.clone();
+    while let Some(i) = stack.pop() {
+        if !keep[i] {
+            keep[i] = true;
+            stack.extend(pipeline.stages[i].inputs.iter().map(|input| input.upstream));
+        }
+    }
+    keep
+}
+
+enum Slot {
+    Waiting,
+    Ready { record: KeyRecord, key: String, reasons: Vec<Reason> },
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+struct Finished {
+    index: usize,
+    key: String,
+    record: KeyRecord,
+    reasons: Vec<Reason>,
+    result: Result<(Manifest, bool), StageError>,
+    seconds: f64,
+    gpu: Option<usize>,
+    cost: usize,
+}
+
+/// Runs the pipeline: everything not cached, in parallel.
+pub fn run(pipeline: &Pipeline, store: &Store, options: &RunOptions, reporter: &dyn Reporter, cancel: &AtomicBool) -> RunSummary {
+    use std::sync::atomic::Ordering;
+    let started = Instant::now();
+    let n = pipeline.stages.len();
+    let state = store.load_state(&pipeline.name);
+    let needed = needed(pipeline, &options.targets);
+    let jobs = options.jobs.max(1);
+    reporter.start(&pipeline.name, needed.iter().filter(|&&k| k).count());
+    let mut slots: Vec<Slot> = (0..n).map(|_| Slot::Waiting).collect();
+    let mut outcomes: Vec<Option<StageOutcome>> = vec![None; n];
+    let mut upstream: Vec<Option<Arc<Manifest>>> = vec![None; n];
+    let mut free_gpus: Vec<usize> = (0..options.gpus).rev().collect();
+    let mut used = 0usize;
+    let mut running = 0usize;
+    let mut stop = false;
+    let (sender, receiver) = mpsc::channel::<Finished>();
+    let mut updates = BTreeMap::new();
+
+    // Each running stage has its own scoped thread (at most `jobs` of them);
+    // numerical work inside a stage uses rayon's shared pool.
+    std::thread::scope(|scope| loop {
+        // Resolve every waiting stage whose inputs are settled.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for i in 0..n {
+                if !needed[i] || !matches!(slots[i], Slot::Waiting) {
+                    continue;
+                }
+                let stage = &pipeline.stages[i];
+                if let Some(bad) = stage.inputs.iter().find(|input| matches!(slots[input.upstream], Slot::Failed | Slot::Skipped)) {
+                    let mut skipped = outcome(stage, None, Status::Skipped, Vec::new());
+                    skipped.reason = format!("upstream `{}` did not finish", pipeline.stages[bad.upstream].name);
+                    reporter.stage_finished(&skipped);
+                    outcomes[i] = Some(skipped);
+                    slots[i] = Slot::Skipped;
+                    progressed = true;
+                    continue;
+                }
+                if !stage.inputs.iter().all(|input| matches!(slots[input.upstream], Slot::Done)) {
+                    continue;
+                }
+                progressed = true;
+                let record = match key_record(stage, store, &upstream) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        let mut failed = outcome(stage, None, Status::Failed, Vec::new());
+                        failed.error = Some(error);
+                        reporter.stage_finished(&failed);
+                        outcomes[i] = Some(failed);
+                        slots[i] = Slot::Failed;
+                        continue;
+                    }
+                };
+                let key = record.key();
+                let lookup = store.lookup(&key);
+                if !options.force.covers(i) {
+                    if let Lookup::Fresh(manifest) = lookup {
+                        let manifest: Arc<Manifest> = Arc::from(manifest);
+                        upstream[i] = Some(manifest.clone());
+                        updates.insert(stage.name.clone(), StageState { key: key.clone(), record });
+                        let cached = outcome(stage, Some(key), Status::Cached, vec![Reason::Cached]);
+                        reporter.stage_finished(&cached);
+                        outcomes[i] = Some(cached);
+                        slots[i] = Slot::Done;
+                        continue;
+                    }
+                }
+                let reasons = if options.force.covers(i) {
+                    vec![Reason::Forced]
+                } else {
+                    dirty_reasons(state.stages.get(&stage.name), &record, &key, &lookup)
+                };
+                slots[i] = Slot::Ready { record, key, reasons };
+            }
+        }
+
+        let cancelled = cancel.load(Ordering::Relaxed);
+        if cancelled || stop {
+            for i in 0..n {
+                if needed[i] && matches!(slots[i], Slot::Waiting | Slot::Ready { .. }) {
+                    let status = if cancelled { Status::Cancelled } else { Status::Skipped };
+                    let mut skipped = outcome(&pipeline.stages[i], None, status, Vec::new());
+                    skipped.reason = if cancelled { "interrupted".into() } else { "stopped after a failure (--fail-fast)".into() };
+                    reporter.stage_finished(&skipped);
+                    outcomes[i] = Some(skipped);
+                    slots[i] = Slot::Skipped;
+                }
+            }
+        } else {
+            // Launch ready stages while slots allow, in pipeline order.
+            for i in 0..n {
+                if !matches!(slots[i], Slot::Ready { .. }) {
+                    continue;
+                }
+                let stage = &pipeline.stages[i];
+                let cost = stage.resources.threads.unwrap_or(1).clamp(1, jobs);
+                if used + cost > jobs {
+                    continue;
+                }
+                let wants_gpu = stage.resources.gpu.unwrap_or(0) > 0 || stage.kind.wants_gpu(&stage.params);
+                let gpu = if wants_gpu && options.gpus > 0 {
+                    match free_gpus.pop() {
+                        Some(gpu) => Some(gpu),
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
+                let Slot::Ready { record, key, reasons } = std::mem::replace(&mut slots[i], Slot::Running) else { unreachable!() };
+                used += cost;
+                running += 1;
+                reporter.stage_started(&stage.name);
+                let inputs: BTreeMap<String, InputArtifact> = stage
+                    .inputs
+                    .iter()
+                    .map(|input| {
+                        let manifest = upstream[input.upstream].clone().expect("inputs are done");
+                        let artifact = InputArtifact {
+                            stage: pipeline.stages[input.upstream].name.clone(),
+                            dir: store.object_dir(&manifest.key),
+                            manifest,
+                            output: input.output.clone(),
+                        };
+                        (input.role.clone(), artifact)
+                    })
+                    .collect();
+                let sender = sender.clone();
+                let force = options.force.covers(i);
+                let job = Job { pipeline, stage, store, key, record, inputs, gpu, cost, threads: cost, cancel, reporter, force };
+                std::thread::Builder::new()
+                    .name(format!("voxflow-stage-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let finished = job.execute(i, reasons);
+                        let _ = sender.send(finished);
+                    })
+                    .expect("spawn a stage thread");
+            }
+        }
+
+        if running == 0 {
+            break;
+        }
+        let finished = match receiver.recv_timeout(Duration::from_millis(100)) {
+            Ok(finished) => finished,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        running -= 1;
+        used -= finished.cost;
+        if let Some(gpu) = finished.gpu {
+            free_gpus.push(gpu);
+        }
+        let i = finished.index;
+        let stage = &pipeline.stages[i];
+        match finished.result {
+            Ok((manifest, ran)) => {
+                let manifest = Arc::new(manifest);
+                let status = if ran { Status::Ran } else { Status::Cached };
+                let reasons = if ran { finished.reasons } else { vec![Reason::Cached] };
+                let mut done = outcome(stage, Some(finished.key.clone()), status, reasons);
+                done.seconds = finished.seconds;
+                done.warnings = manifest.warnings.clone();
+                reporter.stage_finished(&done);
+                outcomes[i] = Some(done);
+                updates.insert(stage.name.clone(), StageState { key: finished.key, record: finished.record });
+                upstream[i] = Some(manifest);
+                slots[i] = Slot::Done;
+            }
+            Err(error) => {
+                let cancelled = matches!(error, StageError::Cancelled);
+                let status = if cancelled { Status::Cancelled } else { Status::Failed };
+                let mut failed = outcome(stage, Some(finished.key), status, finished.reasons);
+                failed.seconds = finished.seconds;
+                failed.hint = error.hint().map(str::to_string);
+                failed.error = Some(error.to_string());
+                reporter.stage_finished(&failed);
+                outcomes[i] = Some(failed);
+                slots[i] = Slot::Failed;
+                if options.fail_fast && !cancelled {
+                    stop = true;
+                }
+            }
+        }
+    });
+
+    if let Err(error) = store.update_state(&pipeline.name, updates) {
+        tracing::warn!("could not record the run state: {error}");
+    }
+    if let Err(error) = store.save_memo() {
+        tracing::warn!("could not save the digest memo: {error}");
+    }
+    let summary = RunSummary {
+        pipeline: pipeline.name.clone(),
+        file: pipeline.file.clone(),
+        finished_at: now_rfc3339(),
+        seconds: started.elapsed().as_secs_f64(),
+        stages: outcomes.into_iter().flatten().collect(),
+        cancelled: cancel.load(Ordering::Relaxed),
+    };
+    let text = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    if let Err(error) = crate::store::write_atomic(&store.last_run_path(&pipeline.name), &text) {
+        tracing::warn!("could not record the run summary: {error}");
+    }
+    summary
+}
+
+struct Job<'a> {
+    pipeline: &'a Pipeline,
+    stage: &'a PlannedStage,
+    store: &'a Store,
+    key: String,
+    record: KeyRecord,
+    inputs: BTreeMap<String, InputArtifact>,
+    gpu: Option<usize>,
+    cost: usize,
+    threads: usize,
+    cancel: &'a AtomicBool,
+    reporter: &'a dyn Reporter,
+    force: bool,
+}
+
+impl Job<'_> {
+    fn execute(self, index: usize, reasons: Vec<Reason>) -> Finished {
+        let started = Instant::now();
+        let result = self.build();
+        Finished {
+            index,
+            key: self.key,
+            record: self.record,
+            reasons,
+            result,
+            seconds: started.elapsed().as_secs_f64(),
+            gpu: self.gpu,
+            cost: self.cost,
+        }
+    }
+
+    /// Runs the stage under its key's lock; `Ok((manifest, ran))`.
+    fn build(&self) -> Result<(Manifest, bool), StageError> {
+        let store_error = |e: crate::store::StoreError| StageError::failed(e.to_string());
+        let _lock = self.store.lock(&self.key).map_err(store_error)?;
+        if !self.force {
+            // Another process may have built it while we waited for the lock.
+            if let Lookup::Fresh(manifest) = self.store.lookup(&self.key) {
+                return Ok((*manifest, false));
+            }
+        }
+        let staging = self.store.staging_dir(&self.key).map_err(store_error)?;
+        let started = Instant::now();
+        let name = self.stage.name.clone();
+        let reporter = self.reporter;
+        let progress = move |done: u64, total: u64| reporter.stage_progress(&name, done, total);
+        let device = match self.gpu {
+            Some(gpu) => format!("cuda:{gpu}"),
+            None => "cpu".to_string(),
+        };
+        let mut ctx = StageContext {
+            name: &self.stage.name,
+            params: &self.stage.params,
+            base_dir: &self.pipeline.base_dir,
+            out_dir: &staging,
+            threads: self.threads,
+            device: device.clone(),
+            inputs: &self.inputs,
+            outputs: Vec::new(),
+            warnings: Vec::new(),
+            logs: Vec::new(),
+            figures: Vec::new(),
+            cancel: self.cancel,
+            progress: &progress,
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.stage.kind.run(&mut ctx)))
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(StageError::failed(format!("the stage panicked: {message}"))
+                    .with_hint("this is a bug in voxflow; please report it with the pipeline file"))
+            });
+        if let Err(error) = result {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(error);
+        }
+        let mut outputs = BTreeMap::new();
+        for written in &ctx.outputs {
+            let path = staging.join(&written.file);
+            let digest = crate::store::file_digest(&path).map_err(store_error)?;
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            outputs.insert(
+                written.name.clone(),
+                OutputEntry { file: written.file.clone(), digest, bytes, format: written.format.clone(), shape: written.shape.clone() },
+            );
+        }
+        let manifest = Manifest {
+            key: self.key.clone(),
+            record: self.record.clone(),
+            stage: self.stage.name.clone(),
+            digest: combined_digest(&outputs),
+            outputs,
+            seconds: started.elapsed().as_secs_f64(),
+            finished_at: now_rfc3339(),
+            voxflow_version: env!("CARGO_PKG_VERSION").to_string(),
+            host: host_name(),
+            device,
+            warnings: ctx.warnings.clone(),
+            logs: ctx.logs.clone(),
+            figures: ctx.figures.clone(),
+        };
+        if let Err(error) = self.store.commit(&staging, &manifest) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(store_error(error));
+        }
+        Ok((manifest, true))
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+pub fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most buffer.len() bytes.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr() as *mut libc::c_char, buffer.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).to_string()
+}

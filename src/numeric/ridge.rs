@@ -1,0 +1,1564 @@
+//! Ridge regression for encoding models with many targets (voxels): a
+//! cross-validated choice of the regularisation per target ([`ridge_cv`]), a
+//! closed-form fit at given alphas ([`fit_ridge`]), [`predict`], banded ridge
+//! by himalaya's random search over band weights ([`banded_ridge_cv`]), and
+//! the fold helpers ([`folds_by_group`], [`folds_contiguous`],
+//! [`folds_chunked`]).
+//!
+//! # Penalty convention
+//! himalaya's (and scikit-learn's `Ridge(fit_intercept=False)`): for
+//! `X = U S V^T` the weights at regularisation `alpha` are
+//! `w = V diag(s / (s^2 + alpha)) U^T y`, the minimiser of
+//! `||X w - y||^2 + alpha ||w||^2`. There is no intercept: X and Y are
+//! z-scored upstream.
+//!
+//! # Two paths, one formula
+//! Every solve is written as `w(alpha) = R diag(1 / (lambda + alpha)) L^T y`
+//! with `lambda = s^2`:
+//! - SVD path (`n >= p`): `X^T X = V diag(lambda) V^T` (p x p), `L = X V`
+//!   (that is `U S`), `R = V`;
+//! - kernel path (`p > n`): `X X^T = U diag(lambda) U^T` (n x n), `L = U`,
+//!   `R = X^T U` (that is `V S`), so `w = X^T (X X^T + alpha I)^-1 y`.
+//!
+//! The eigendecomposition of the smaller Gram matrix is the SVD of X without
+//! a division by small singular values. It runs in f64: eigenvalues below
+//! `max(n, p) * f64::EPSILON * lambda_max` are dropped, which only removes
+//! directions that the f32 inputs cannot resolve (their relative precision is
+//! about 6e-8 on `s`, 4e-15 on `lambda`). The products whose size grows with
+//! the number of targets run in f32 through faer: `L^T Y` once per fold, and
+//! the validation predictions `(X_val R) diag(1 / (lambda + alpha)) (L^T Y)`,
+//! which cost `2 * n_val * rank * n_targets` flops per fold and alpha. Nothing
+//! of size `n x n` or `p x p` is ever multiplied by Y more than once per fold.
+//!
+//! # Memory
+//! Targets are processed in batches of `target_batch` columns, batches in
+//! parallel on rayon's pool. Beyond X, Y and the returned weights, a call
+//! holds the decompositions (about `(n_folds + 1) * n * rank` f32 values) and,
+//! per worker thread, a few `n x target_batch` buffers.
+//!
+//! # Scores
+//! [`CvScore::L2`] is himalaya's `l2_neg_loss` and scikit-learn's
+//! `neg_mean_squared_error`: minus the mean squared validation error of each
+//! fold, averaged over folds. [`CvScore::Pearson`] is the validation Pearson
+//! r of each fold, averaged over folds. The best alpha maximises the score;
+//! like himalaya, ties go to the larger alpha (a `1e-10 * ln(alpha)` slope).
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
+use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::linalg::matmul::matmul;
+use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
+use faer::diag::Diag;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Gamma};
+use rayon::prelude::*;
+
+use crate::numeric::Matrix;
+
+/// Targets per batch when a caller has no reason to choose: large enough for
+/// efficient products, small enough that per-thread buffers stay in the tens
+/// of megabytes at n = 3000.
+pub const DEFAULT_TARGET_BATCH: usize = 1024;
+
+/// One cross-validation split: row indices of X and Y used to fit, and the
+/// disjoint rows used to score.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fold {
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+}
+
+/// The per-target validation score that picks the alphas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CvScore {
+    /// Minus the mean squared error per fold, averaged over folds (himalaya's
+    /// and scikit-learn's default).
+    L2,
+    /// Pearson r per fold, averaged over folds.
+    Pearson,
+}
+
+/// Settings of [`ridge_cv`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RidgeConfig {
+    /// Candidate regularisations, each positive and finite.
+    pub alphas: Vec<f64>,
+    /// One alpha per target (true) or one alpha for all targets, the one with
+    /// the best score averaged over targets (false).
+    pub per_target_alpha: bool,
+    pub score: CvScore,
+    /// Targets processed together; bounds the extra memory.
+    pub target_batch: usize,
+}
+
+/// What [`ridge_cv`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RidgeCvResult {
+    /// The chosen alpha of each target.
+    pub best_alphas: Vec<f64>,
+    /// n_alphas x n_targets: the score of each alpha, averaged over folds.
+    pub cv_scores: Matrix,
+    /// p x n_targets: refit on all rows with each target's alpha.
+    pub weights: Matrix,
+}
+
+/// Settings of [`banded_ridge_cv`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BandedConfig {
+    /// Band weightings tried: the first is uniform, the others are Dirichlet
+    /// samples (himalaya's `n_iter`).
+    pub n_iter: usize,
+    /// Candidate global alphas, each positive and finite.
+    pub alphas: Vec<f64>,
+    /// Dirichlet concentration (1 samples the simplex uniformly; himalaya
+    /// cycles through 0.1 and 1).
+    pub concentration: f64,
+    /// Seed of the ChaCha8 generator that draws the band weightings.
+    pub seed: u64,
+    pub score: CvScore,
+    pub target_batch: usize,
+}
+
+/// What [`banded_ridge_cv`] found. With band weights `gamma` (summing to one)
+/// and a global `alpha`, band `b` is penalised by `alpha / gamma_b`: the
+/// solution minimises `||sum_b X_b w_b - y||^2 + sum_b alpha / gamma_b ||w_b||^2`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BandedResult {
+    /// n_iter x n_bands: every band weighting tried (rounded to f32, and used
+    /// exactly as stored here).
+    pub samples: Matrix,
+    /// Per target: the row of `samples` chosen.
+    pub best_sample: Vec<usize>,
+    /// n_bands x n_targets: the chosen band weights `gamma`.
+    pub gammas: Matrix,
+    /// Per target: the chosen global alpha.
+    pub best_alphas: Vec<f64>,
+    /// n_bands x n_targets: himalaya's `deltas`, `ln(gamma_b / alpha)`; the
+    /// penalty of band `b` is `exp(-delta_b)`.
+    pub deltas: Matrix,
+    /// n_iter x n_targets: for each band weighting, the score of its best
+    /// alpha, averaged over folds.
+    pub cv_scores: Matrix,
+    /// p_total x n_targets, on the unscaled bands stacked in order.
+    pub weights: Matrix,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RidgeError {
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    #[error("no folds given")]
+    NoFolds,
+    #[error("fold {fold} has an empty {part} set")]
+    EmptyFold { fold: usize, part: &'static str },
+    #[error("fold {fold} refers to row {row}, but the data have {n_rows} rows")]
+    FoldRowOutOfRange { fold: usize, row: usize, n_rows: usize },
+    #[error("fold {fold} has row {row} in both its train and validation sets")]
+    FoldOverlap { fold: usize, row: usize },
+    #[error("{matrix} has a non-finite value ({value}) at row {row}, column {col}")]
+    NonFinite { matrix: String, row: usize, col: usize, value: f32 },
+    #[error("no alphas given")]
+    NoAlphas,
+    #[error("alpha {value} (position {index}) is not a positive finite number")]
+    NonPositiveAlpha { index: usize, value: f64 },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("the eigendecomposition of {0} did not converge")]
+    Decomposition(String),
+}
+
+/// Cross-validated ridge: scores every alpha on every fold, picks each
+/// target's alpha (or one shared alpha), and refits on all rows.
+pub fn ridge_cv(
+    x: &Matrix,
+    y: &Matrix,
+    folds: &[Fold],
+    config: &RidgeConfig,
+) -> Result<RidgeCvResult, RidgeError> {
+    ridge_cv_with(x, y, folds, config, Overrides::default())
+}
+
+/// Fits ridge on all rows: `alphas` holds one alpha per target, or one for
+/// all. Returns the p x n_targets weights.
+pub fn fit_ridge(x: &Matrix, y: &Matrix, alphas: &[f64]) -> Result<Matrix, RidgeError> {
+    fit_ridge_with(x, y, alphas, Overrides::default())
+}
+
+/// `x @ weights` (n x p times p x v), in f32 on rayon's pool.
+///
+/// Panics when `x.cols != weights.rows`.
+pub fn predict(x: &Matrix, weights: &Matrix) -> Matrix {
+    assert_eq!(x.cols, weights.rows, "predict: X has {} columns but weights have {} rows", x.cols, weights.rows);
+    let mut out = Matrix::zeros(x.rows, weights.cols);
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut out.data, x.rows, weights.cols),
+        Accum::Replace,
+        x.as_faer(),
+        weights.as_faer(),
+        1.0,
+        Par::rayon(0),
+    );
+    out
+}
+
+/// Leave-one-group-out: one fold per distinct group (in increasing group
+/// order), validating on that group's rows and training on all others.
+pub fn folds_by_group(groups: &[usize]) -> Vec<Fold> {
+    let mut distinct: Vec<usize> = groups.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+        .into_iter()
+        .map(|g| {
+            let (validation, train): (Vec<usize>, Vec<usize>) =
+                (0..groups.len()).partition(|&i| groups[i] == g);
+            Fold { train, validation }
+        })
+        .collect()
+}
+
+/// `k` contiguous validation blocks, like scikit-learn's unshuffled `KFold`:
+/// the first `n % k` blocks hold one row more. A `k` larger than `n` gives
+/// folds with empty validation sets, which [`ridge_cv`] rejects.
+pub fn folds_contiguous(n: usize, k: usize) -> Vec<Fold> {
+    let mut start = 0;
+    (0..k)
+        .map(|f| {
+            let len = n / k + usize::from(f < n % k);
+            let validation: Vec<usize> = (start..start + len).collect();
+            start += len;
+            complement_fold(n, validation)
+        })
+        .collect()
+}
+
+/// Rows cut into chunks of `chunk_len` (the last may be shorter), the chunks
+/// shuffled by a `ChaCha8Rng` seeded with `seed`, and dealt round-robin into
+/// `k` validation sets: contiguous pieces of time series stay together and
+/// the same seed always gives the same folds.
+pub fn folds_chunked(n: usize, k: usize, chunk_len: usize, seed: u64) -> Vec<Fold> {
+    let chunk_len = chunk_len.max(1);
+    let mut chunks: Vec<usize> = (0..n.div_ceil(chunk_len)).collect();
+    chunks.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut validation_sets = vec![Vec::new(); k];
+    for (position, chunk) in chunks.into_iter().enumerate() {
+        let rows = chunk * chunk_len..((chunk + 1) * chunk_len).min(n);
+        if k > 0 {
+            validation_sets[position % k].extend(rows);
+        }
+    }
+    validation_sets
+        .into_iter()
+        .map(|mut validation| {
+            validation.sort_unstable();
+            complement_fold(n, validation)
+        })
+        .collect()
+}
+
+/// Band weightings tried by [`banded_ridge_cv`]: `n_iter` x `n_bands`, the
+/// first row uniform, the others Dirichlet(`concentration`) samples drawn by
+/// `ChaCha8Rng::seed_from_u64(seed)` (normalised Gamma draws), rounded to f32.
+pub fn dirichlet_samples(n_iter: usize, n_bands: usize, concentration: f64, seed: u64) -> Matrix {
+    let mut samples = Matrix::zeros(n_iter, n_bands);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let gamma = Gamma::new(concentration, 1.0).ok();
+    for i in 0..n_iter {
+        let mut draw = vec![1.0 / n_bands as f64; n_bands];
+        if i > 0 {
+            if let Some(gamma) = &gamma {
+                loop {
+                    draw.iter_mut().for_each(|d| *d = gamma.sample(&mut rng));
+                    let total: f64 = draw.iter().sum();
+                    if total > 0.0 && total.is_finite() {
+                        draw.iter_mut().for_each(|d| *d /= total);
+                        break;
+                    }
+                }
+            }
+        }
+        for (b, d) in draw.into_iter().enumerate() {
+            samples.set(i, b, d as f32);
+        }
+    }
+    samples
+}
+
+/// Banded ridge by himalaya's random search (`solve_group_ridge_random_search`
+/// with `local_alpha=True`): for each band weighting `gamma` of
+/// [`dirichlet_samples`], the bands are scaled by `sqrt(gamma_b)` and every
+/// alpha is scored on the folds; a target keeps the first weighting whose
+/// best score beats its best so far by more than `f32::EPSILON`. The weights
+/// are refit on all rows with each target's weighting and alpha.
+pub fn banded_ridge_cv(
+    x_bands: &[&Matrix],
+    y: &Matrix,
+    folds: &[Fold],
+    config: &BandedConfig,
+) -> Result<BandedResult, RidgeError> {
+    if x_bands.is_empty() {
+        return Err(RidgeError::Config("no feature bands given".into()));
+    }
+    if config.n_iter == 0 {
+        return Err(RidgeError::Config("n_iter must be at least 1".into()));
+    }
+    if config.n_iter > 1 && !(config.concentration > 0.0 && config.concentration.is_finite()) {
+        return Err(RidgeError::Config(format!(
+            "the Dirichlet concentration must be positive and finite, not {}",
+            config.concentration
+        )));
+    }
+    let names: Vec<String> = (0..x_bands.len()).map(|b| format!("X band {b}")).collect();
+    let named: Vec<(&str, &Matrix)> =
+        names.iter().map(String::as_str).zip(x_bands.iter().copied()).collect();
+    check_inputs(&named, y)?;
+    check_folds(folds, y.rows)?;
+    check_alphas(&config.alphas)?;
+    check_batch(config.target_batch)?;
+
+    let x = Matrix::hstack(x_bands);
+    let mut band_ranges = Vec::with_capacity(x_bands.len());
+    let mut start = 0;
+    for band in x_bands {
+        band_ranges.push(start..start + band.cols);
+        start += band.cols;
+    }
+    let n_bands = x_bands.len();
+    let samples = dirichlet_samples(config.n_iter, n_bands, config.concentration, config.seed);
+    let row_counts = folds.iter().map(|f| f.train.len()).chain([x.rows]);
+    let design = Design::new(&x, band_ranges, row_counts, Overrides::default());
+    let n_alphas = config.alphas.len();
+    let n_targets = y.cols;
+    let mut best_score = vec![f64::NEG_INFINITY; n_targets];
+    let mut best_sample = vec![0usize; n_targets];
+    let mut best_alpha_index = vec![0usize; n_targets];
+    let mut cv_scores = Matrix::zeros(config.n_iter, n_targets);
+    for i in 0..config.n_iter {
+        let gamma: Vec<f64> = samples.row(i).iter().map(|&g| g as f64).collect();
+        let table =
+            cv_score_table(&design, &gamma, y, folds, &config.alphas, config.score, config.target_batch)?;
+        for t in 0..n_targets {
+            let (a, score) = best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas);
+            cv_scores.set(i, t, score as f32);
+            if score > best_score[t] + f32::EPSILON as f64 {
+                best_score[t] = score;
+                best_sample[t] = i;
+                best_alpha_index[t] = a;
+            }
+        }
+    }
+
+    let best_alphas: Vec<f64> = best_alpha_index.iter().map(|&a| config.alphas[a]).collect();
+    let mut weights = Matrix::zeros(x.cols, n_targets);
+    let mut chosen: Vec<usize> = best_sample.clone();
+    chosen.sort_unstable();
+    chosen.dedup();
+    for i in chosen {
+        let gamma: Vec<f64> = samples.row(i).iter().map(|&g| g as f64).collect();
+        let full = design.decompose_full(&gamma, Par::rayon(0))?;
+        let targets: Vec<usize> = (0..n_targets).filter(|&t| best_sample[t] == i).collect();
+        let alphas: Vec<f64> = targets.iter().map(|&t| best_alphas[t]).collect();
+        refit(y, &full, &targets, &alphas, config.target_batch, &mut weights);
+    }
+    let mut gammas = Matrix::zeros(n_bands, n_targets);
+    let mut deltas = Matrix::zeros(n_bands, n_targets);
+    for t in 0..n_targets {
+        for b in 0..n_bands {
+            let g = samples.get(best_sample[t], b);
+            gammas.set(b, t, g);
+            deltas.set(b, t, (g as f64 / best_alphas[t]).ln() as f32);
+        }
+    }
+    Ok(BandedResult { samples, best_sample, gammas, best_alphas, deltas, cv_scores, weights })
+}
+
+/// Which Gram matrix a solve works with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// `X^T X` (p x p), for `n >= p`.
+    Svd,
+    /// `X X^T` (n x n), for `p > n`.
+    Kernel,
+}
+
+impl Path {
+    fn for_shape(n_rows: usize, n_features: usize) -> Path {
+        if n_rows >= n_features {
+            Path::Svd
+        } else {
+            Path::Kernel
+        }
+    }
+}
+
+/// How a fold's validation predictions are prepared for all alphas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FoldMethod {
+    /// One Cholesky factorisation of `Gram + alpha I` per alpha (compute-bound).
+    Cholesky,
+    /// One eigendecomposition of the Gram matrix for all alphas (memory-bound).
+    Eigen,
+}
+
+/// Test hooks: force the Gram matrix and the fold method.
+#[derive(Clone, Copy, Debug, Default)]
+struct Overrides {
+    path: Option<Path>,
+    fold_method: Option<FoldMethod>,
+}
+
+/// One fold, ready to score: the validation predictions of all alphas are
+/// `stacked * left^T * Y_train` (`Y_train` itself when `left` is `None`).
+struct FoldOperator {
+    /// n_train x rank.
+    left: Option<Mat<f32>>,
+    /// (n_alphas * n_val) x rank: alpha `a` owns rows `a * n_val ..`.
+    stacked: Mat<f32>,
+}
+
+/// One fold's training design in the form `L diag(lambda) R^T`, with the
+/// validation rows already projected: predictions at `alpha` are
+/// `validation_design diag(1 / (lambda + alpha)) left^T y_train`.
+struct FoldSpectrum {
+    lambdas: Vec<f64>,
+    /// n_train x rank.
+    left: Mat<f32>,
+    /// n_val x rank: `X_val R`.
+    validation_design: Mat<f32>,
+}
+
+/// The whole design: weights at `alpha` are `right diag(1 / (lambda + alpha)) left^T y`.
+struct FullSpectrum {
+    lambdas: Vec<f64>,
+    /// n x rank.
+    left: Mat<f32>,
+    /// p x rank, for the unscaled features.
+    right: Mat<f32>,
+}
+
+/// X with its Gram matrices, computed once in f64 and reused by every fold
+/// and every band weighting.
+struct Design<'a> {
+    x: &'a Matrix,
+    band_ranges: Vec<Range<usize>>,
+    /// `X^T X`, when some solve takes the SVD path.
+    feature_gram: Option<Mat<f64>>,
+    /// `X_b X_b^T` per band, when some solve takes the kernel path.
+    band_kernels: Vec<Mat<f64>>,
+    overrides: Overrides,
+}
+
+impl<'a> Design<'a> {
+    /// `row_counts`: the number of rows of every design that will be solved,
+    /// which decides the Gram matrices needed.
+    fn new(
+        x: &'a Matrix,
+        band_ranges: Vec<Range<usize>>,
+        row_counts: impl Iterator<Item = usize>,
+        overrides: Overrides,
+    ) -> Self {
+        let paths: Vec<Path> =
+            row_counts.map(|n| overrides.path.unwrap_or(Path::for_shape(n, x.cols))).collect();
+        let x64 = Mat::<f64>::from_fn(x.rows, x.cols, |i, j| x.get(i, j) as f64);
+        let feature_gram = paths.contains(&Path::Svd).then(|| gram_of_rows(x64.transpose()));
+        let band_kernels = if paths.contains(&Path::Kernel) {
+            band_ranges.iter().map(|range| gram_of_rows(x64.subcols(range.start, range.len()))).collect()
+        } else {
+            Vec::new()
+        };
+        Design { x, band_ranges, feature_gram, band_kernels, overrides }
+    }
+
+    fn path(&self, n_rows: usize) -> Path {
+        self.overrides.path.unwrap_or(Path::for_shape(n_rows, self.x.cols))
+    }
+
+    /// `sqrt(gamma_b)` for every feature column.
+    fn feature_scales(&self, gamma: &[f64]) -> Vec<f64> {
+        let mut scales = vec![0.0; self.x.cols];
+        for (range, g) in self.band_ranges.iter().zip(gamma) {
+            scales[range.clone()].iter_mut().for_each(|s| *s = g.sqrt());
+        }
+        scales
+    }
+
+    fn rows64(&self, rows: &[usize]) -> Mat<f64> {
+        Mat::from_fn(rows.len(), self.x.cols, |i, j| self.x.get(rows[i], j) as f64)
+    }
+
+    /// `sum_b gamma_b K_b[rows, cols]`.
+    fn kernel_block(&self, gamma: &[f64], rows: &[usize], cols: &[usize]) -> Mat<f64> {
+        Mat::from_fn(rows.len(), cols.len(), |i, j| {
+            self.band_kernels.iter().zip(gamma).map(|(k, g)| g * k[(rows[i], cols[j])]).sum()
+        })
+    }
+
+    /// Per-alpha Cholesky when its flops stay under the eigendecomposition's
+    /// (weighted 1.5x: it is memory-bound), else the eigendecomposition; the
+    /// latter also when a factorisation fails (an alpha below rounding level).
+    fn fold_operator(&self, gamma: &[f64], fold: &Fold, alphas: &[f64]) -> Result<FoldOperator, RidgeError> {
+        let d = fold.train.len().min(self.x.cols) as f64;
+        let n_val = fold.validation.len() as f64;
+        let cholesky_flops = alphas.len() as f64 * (d * d * d / 3.0 + 2.0 * d * d * n_val);
+        let eigen_flops = 13.5 * d * d * d;
+        let method = self.overrides.fold_method.unwrap_or(if cholesky_flops <= eigen_flops {
+            FoldMethod::Cholesky
+        } else {
+            FoldMethod::Eigen
+        });
+        if method == FoldMethod::Cholesky {
+            if let Some(operator) = self.cholesky_operator(gamma, fold, alphas) {
+                return Ok(operator);
+            }
+            if self.overrides.fold_method.is_some() {
+                return Err(RidgeError::Decomposition(format!(
+                    "a fold's training rows plus alpha {:?}",
+                    alphas
+                )));
+            }
+        }
+        self.eigen_operator(gamma, fold, alphas)
+    }
+
+    /// SVD path: `stacked[a] = X_val D (D G_train D + alpha I)^-1 D`, applied
+    /// to `X_train^T Y_train`. Kernel path: `stacked[a] = K_val,train
+    /// (K_train + alpha I)^-1`, applied to `Y_train` directly. `None` when a
+    /// factorisation fails.
+    fn cholesky_operator(&self, gamma: &[f64], fold: &Fold, alphas: &[f64]) -> Option<FoldOperator> {
+        let n_val = fold.validation.len();
+        let (gram, rhs, scales, left) = match self.path(fold.train.len()) {
+            Path::Svd => {
+                let scales = self.feature_scales(gamma);
+                let validation = self.rows64(&fold.validation);
+                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                let par = Par::rayon(0);
+                matmul(gram.as_mut(), Accum::Add, validation.transpose(), validation.as_ref(), -1.0, par);
+                scale_symmetric(&mut gram, &scales);
+                let mut rhs = validation.transpose().to_owned();
+                scale_rows(&mut rhs, &scales);
+                let train = &fold.train;
+                let left = Mat::<f32>::from_fn(train.len(), self.x.cols, |i, j| self.x.get(train[i], j));
+                (gram, rhs, Some(scales), Some(left))
+            }
+            Path::Kernel => {
+                let gram = self.kernel_block(gamma, &fold.train, &fold.train);
+                let rhs = self.kernel_block(gamma, &fold.train, &fold.validation);
+                (gram, rhs, None, None)
+            }
+        };
+        let rank = gram.nrows();
+        let blocks: Option<Vec<Mat<f32>>> = alphas
+            .par_iter()
+            .map(|&alpha| {
+                let mut system = gram.clone();
+                (0..rank).for_each(|k| system[(k, k)] += alpha);
+                let scratch = cholesky_in_place_scratch::<f64>(rank, Par::Seq, Default::default());
+                let mut memory = MemBuffer::new(scratch);
+                let stack = MemStack::new(&mut memory);
+                cholesky_in_place(system.as_mut(), Default::default(), Par::Seq, stack, Default::default())
+                    .ok()?;
+                let mut solution = rhs.clone();
+                solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), Par::Seq);
+                solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), Par::Seq);
+                if let Some(scales) = &scales {
+                    scale_rows(&mut solution, scales);
+                }
+                Some(Mat::from_fn(n_val, rank, |i, k| solution[(k, i)] as f32))
+            })
+            .collect();
+        let blocks = blocks?;
+        let stacked = Mat::from_fn(alphas.len() * n_val, rank, |i, k| blocks[i / n_val][(i % n_val, k)]);
+        Some(FoldOperator { left, stacked })
+    }
+
+    /// `stacked[a] = X_val R diag(1 / (lambda + alpha))`, applied to `L^T Y_train`.
+    fn eigen_operator(&self, gamma: &[f64], fold: &Fold, alphas: &[f64]) -> Result<FoldOperator, RidgeError> {
+        let spectrum = self.decompose_fold(gamma, fold, Par::rayon(0))?;
+        let n_val = fold.validation.len();
+        let stacked = Mat::from_fn(alphas.len() * n_val, spectrum.lambdas.len(), |i, k| {
+            let factor = 1.0 / (spectrum.lambdas[k] + alphas[i / n_val]);
+            spectrum.validation_design[(i % n_val, k)] * factor as f32
+        });
+        Ok(FoldOperator { left: Some(spectrum.left), stacked })
+    }
+
+    fn decompose_fold(&self, gamma: &[f64], fold: &Fold, par: Par) -> Result<FoldSpectrum, RidgeError> {
+        let what = || format!("the training rows of a fold ({} rows)", fold.train.len());
+        match self.path(fold.train.len()) {
+            Path::Svd => {
+                let scales = self.feature_scales(gamma);
+                let validation = self.rows64(&fold.validation);
+                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                matmul(gram.as_mut(), Accum::Add, validation.transpose(), validation.as_ref(), -1.0, par);
+                scale_symmetric(&mut gram, &scales);
+                let (lambdas, mut vectors) = eigh_descending(gram, fold.train.len(), par, what)?;
+                scale_rows(&mut vectors, &scales);
+                let train = self.rows64(&fold.train);
+                let left = product_f32(train.as_ref(), vectors.as_ref(), par);
+                let validation_design = product_f32(validation.as_ref(), vectors.as_ref(), par);
+                Ok(FoldSpectrum { lambdas, left, validation_design })
+            }
+            Path::Kernel => {
+                let kernel = self.kernel_block(gamma, &fold.train, &fold.train);
+                let (lambdas, vectors) = eigh_descending(kernel, self.x.cols, par, what)?;
+                let cross = self.kernel_block(gamma, &fold.validation, &fold.train);
+                let validation_design = product_f32(cross.as_ref(), vectors.as_ref(), par);
+                Ok(FoldSpectrum { lambdas, left: to_f32(vectors.as_ref()), validation_design })
+            }
+        }
+    }
+
+    /// The refit's decomposition. The products with X (`X V` on the SVD
+    /// path, `X^T U` on the kernel path) run in f32 on the f32 data.
+    fn decompose_full(&self, gamma: &[f64], par: Par) -> Result<FullSpectrum, RidgeError> {
+        let what = || format!("X ({} x {})", self.x.rows, self.x.cols);
+        let scales = self.feature_scales(gamma);
+        match self.path(self.x.rows) {
+            Path::Svd => {
+                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                scale_symmetric(&mut gram, &scales);
+                let (lambdas, mut vectors) = eigh_descending(gram, self.x.rows, par, what)?;
+                scale_rows(&mut vectors, &scales);
+                let right = to_f32(vectors.as_ref());
+                let mut left = Mat::<f32>::zeros(self.x.rows, right.ncols());
+                matmul(left.as_mut(), Accum::Replace, self.x.as_faer(), right.as_ref(), 1.0, par);
+                Ok(FullSpectrum { lambdas, left, right })
+            }
+            Path::Kernel => {
+                let all: Vec<usize> = (0..self.x.rows).collect();
+                let kernel = self.kernel_block(gamma, &all, &all);
+                let (lambdas, vectors) = eigh_descending(kernel, self.x.cols, par, what)?;
+                let left = to_f32(vectors.as_ref());
+                // w = D b with b = (X D)^T U ..., so R = D^2 X^T U.
+                let mut right = Mat::<f32>::zeros(self.x.cols, left.ncols());
+                matmul(right.as_mut(), Accum::Replace, self.x.as_faer().transpose(), left.as_ref(), 1.0, par);
+                if scales.iter().any(|&s| s != 1.0) {
+                    for k in 0..right.ncols() {
+                        for (f, scale) in scales.iter().enumerate() {
+                            right[(f, k)] *= (scale * scale) as f32;
+                        }
+                    }
+                }
+                Ok(FullSpectrum { lambdas, left, right })
+            }
+        }
+    }
+}
+
+fn ridge_cv_with(
+    x: &Matrix,
+    y: &Matrix,
+    folds: &[Fold],
+    config: &RidgeConfig,
+    overrides: Overrides,
+) -> Result<RidgeCvResult, RidgeError> {
+    check_inputs(&[("X", x)], y)?;
+    check_folds(folds, x.rows)?;
+    check_alphas(&config.alphas)?;
+    check_batch(config.target_batch)?;
+    let row_counts = folds.iter().map(|f| f.train.len()).chain([x.rows]);
+    let design = Design::new(x, vec![0..x.cols], row_counts, overrides);
+    let unit = [1.0];
+    // The refit's eigendecomposition (memory-bound) runs beside the scoring
+    // (compute-bound).
+    let (full, table) = rayon::join(
+        || design.decompose_full(&unit, Par::Seq),
+        || cv_score_table(&design, &unit, y, folds, &config.alphas, config.score, config.target_batch),
+    );
+    let (full, table) = (full?, table?);
+    drop(design);
+    let n_alphas = config.alphas.len();
+    let choice: Vec<usize> = if config.per_target_alpha {
+        (0..y.cols)
+            .map(|t| best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas).0)
+            .collect()
+    } else {
+        let mut mean = vec![0.0; n_alphas];
+        for t in 0..y.cols {
+            for (a, m) in mean.iter_mut().enumerate() {
+                *m += table[t * n_alphas + a] / y.cols as f64;
+            }
+        }
+        vec![best_alpha(&mean, &config.alphas).0; y.cols]
+    };
+    let best_alphas: Vec<f64> = choice.iter().map(|&a| config.alphas[a]).collect();
+    let mut cv_scores = Matrix::zeros(n_alphas, y.cols);
+    for t in 0..y.cols {
+        for a in 0..n_alphas {
+            cv_scores.set(a, t, table[t * n_alphas + a] as f32);
+        }
+    }
+    drop(table);
+    let mut weights = Matrix::zeros(x.cols, y.cols);
+    let targets: Vec<usize> = (0..y.cols).collect();
+    refit(y, &full, &targets, &best_alphas, config.target_batch, &mut weights);
+    Ok(RidgeCvResult { best_alphas, cv_scores, weights })
+}
+
+fn fit_ridge_with(
+    x: &Matrix,
+    y: &Matrix,
+    alphas: &[f64],
+    overrides: Overrides,
+) -> Result<Matrix, RidgeError> {
+    check_inputs(&[("X", x)], y)?;
+    check_alphas(alphas)?;
+    if alphas.len() != 1 && alphas.len() != y.cols {
+        return Err(RidgeError::Shape(format!(
+            "{} alphas for {} targets (give one per target, or one for all)",
+            alphas.len(),
+            y.cols
+        )));
+    }
+    let design = Design::new(x, vec![0..x.cols], [x.rows].into_iter(), overrides);
+    let full = design.decompose_full(&[1.0], Par::rayon(0))?;
+    let targets: Vec<usize> = (0..y.cols).collect();
+    let per_target: Vec<f64> =
+        (0..y.cols).map(|t| alphas[if alphas.len() == 1 { 0 } else { t }]).collect();
+    let mut weights = Matrix::zeros(x.cols, y.cols);
+    refit(y, &full, &targets, &per_target, DEFAULT_TARGET_BATCH, &mut weights);
+    Ok(weights)
+}
+
+/// Validation scores, target-major: entry `t * n_alphas + a` is the score of
+/// alpha `a` for target `t`, averaged over folds. Folds one after the other
+/// (one fold operator in memory at a time), target batches in parallel.
+fn cv_score_table(
+    design: &Design<'_>,
+    gamma: &[f64],
+    y: &Matrix,
+    folds: &[Fold],
+    alphas: &[f64],
+    score: CvScore,
+    target_batch: usize,
+) -> Result<Vec<f64>, RidgeError> {
+    let n_alphas = alphas.len();
+    let mut table = vec![0.0; y.cols * n_alphas];
+    let par = inner_parallelism(y.cols, target_batch);
+    let fold_weight = 1.0 / folds.len() as f64;
+    for fold in folds {
+        let operator = design.fold_operator(gamma, fold, alphas)?;
+        table.par_chunks_mut(target_batch * n_alphas).enumerate().for_each(|(batch, out)| {
+            let first = batch * target_batch;
+            let cols = first..first + out.len() / n_alphas;
+            score_fold(y, cols, fold, &operator, n_alphas, score, par, fold_weight, out);
+        });
+    }
+    Ok(table)
+}
+
+/// Adds `fold_weight` times one fold's scores for targets `cols` to `out`
+/// (target-major, one entry per alpha).
+#[allow(clippy::too_many_arguments)]
+fn score_fold(
+    y: &Matrix,
+    cols: Range<usize>,
+    fold: &Fold,
+    operator: &FoldOperator,
+    n_alphas: usize,
+    score: CvScore,
+    par: Par,
+    fold_weight: f64,
+    out: &mut [f64],
+) {
+    let n_targets = cols.len();
+    let n_train = fold.train.len();
+    let n_val = fold.validation.len();
+
+    let mut train_targets = Vec::with_capacity(n_train * n_targets);
+    for &i in &fold.train {
+        train_targets.extend_from_slice(&y.row(i)[cols.clone()]);
+    }
+    let train_targets = MatRef::from_row_major_slice(&train_targets, n_train, n_targets);
+    let projected;
+    let rhs = match &operator.left {
+        Some(left) => {
+            let mut product = Mat::<f32>::zeros(left.ncols(), n_targets);
+            matmul(product.as_mut(), Accum::Replace, left.transpose(), train_targets, 1.0, par);
+            projected = product;
+            projected.as_ref()
+        }
+        None => train_targets,
+    };
+    let mut predictions = Mat::<f32>::zeros(n_alphas * n_val, n_targets);
+    matmul(predictions.as_mut(), Accum::Replace, operator.stacked.as_ref(), rhs, 1.0, par);
+
+    // Validation targets, column-major; centred for Pearson.
+    let mut validation_targets = vec![0.0f32; n_val * n_targets];
+    for (k, &i) in fold.validation.iter().enumerate() {
+        for (j, &value) in y.row(i)[cols.clone()].iter().enumerate() {
+            validation_targets[j * n_val + k] = value;
+        }
+    }
+    let mut target_norms = vec![0.0f64; n_targets];
+    if score == CvScore::Pearson {
+        for (j, column) in validation_targets.chunks_mut(n_val).enumerate() {
+            let mean = column.iter().map(|&v| v as f64).sum::<f64>() / n_val as f64;
+            column.iter_mut().for_each(|v| *v = (*v as f64 - mean) as f32);
+            target_norms[j] = column.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        }
+    }
+
+    for j in 0..n_targets {
+        let target = &validation_targets[j * n_val..(j + 1) * n_val];
+        let column = predictions.col_as_slice(j);
+        for a in 0..n_alphas {
+            let prediction = &column[a * n_val..(a + 1) * n_val];
+            let value = match score {
+                CvScore::L2 => negative_mse(target, prediction),
+                CvScore::Pearson => centred_pearson(target, target_norms[j], prediction),
+            };
+            out[j * n_alphas + a] += fold_weight * value;
+        }
+    }
+}
+
+fn negative_mse(target: &[f32], prediction: &[f32]) -> f64 {
+    let sum: f64 = target
+        .iter()
+        .zip(prediction)
+        .map(|(&t, &p)| {
+            let d = t as f64 - p as f64;
+            d * d
+        })
+        .sum();
+    -sum / target.len() as f64
+}
+
+/// Pearson r between a centred target (with its norm) and a prediction; 0
+/// when either is constant.
+fn centred_pearson(target: &[f32], target_norm: f64, prediction: &[f32]) -> f64 {
+    let n = target.len() as f64;
+    let (mut sum, mut sum_sq, mut cross) = (0.0f64, 0.0f64, 0.0f64);
+    for (&t, &p) in target.iter().zip(prediction) {
+        let p = p as f64;
+        sum += p;
+        sum_sq += p * p;
+        cross += t as f64 * p;
+    }
+    let prediction_norm = (sum_sq - sum * sum / n).max(0.0).sqrt();
+    if prediction_norm > 0.0 && target_norm > 0.0 {
+        cross / (prediction_norm * target_norm)
+    } else {
+        0.0
+    }
+}
+
+/// himalaya's choice: the argmax of `score + 1e-10 ln(alpha)`, first on ties;
+/// returns the index and that tilted score.
+fn best_alpha(scores: &[f64], alphas: &[f64]) -> (usize, f64) {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (a, (&score, &alpha)) in scores.iter().zip(alphas).enumerate() {
+        let tilted = score + 1e-10 * alpha.ln();
+        if tilted > best.1 {
+            best = (a, tilted);
+        }
+    }
+    best
+}
+
+/// Writes `right diag(1 / (lambda + alpha_t)) left^T y_t` into the columns
+/// `targets` of `weights`, batch by batch in parallel.
+fn refit(
+    y: &Matrix,
+    full: &FullSpectrum,
+    targets: &[usize],
+    alphas: &[f64],
+    target_batch: usize,
+    weights: &mut Matrix,
+) {
+    let n_rows = y.rows;
+    let n_features = full.right.nrows();
+    let rank = full.lambdas.len();
+    let n_cols = weights.cols;
+    let par = inner_parallelism(targets.len(), target_batch);
+    let shared = Mutex::new(&mut weights.data);
+    targets.par_chunks(target_batch).zip(alphas.par_chunks(target_batch)).for_each(|(batch, alphas)| {
+        let n_targets = batch.len();
+        let mut gathered = Vec::with_capacity(n_rows * n_targets);
+        for i in 0..n_rows {
+            let row = y.row(i);
+            gathered.extend(batch.iter().map(|&t| row[t]));
+        }
+        let mut projected = vec![0.0f32; rank * n_targets];
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut projected, rank, n_targets),
+            Accum::Replace,
+            full.left.transpose(),
+            MatRef::from_row_major_slice(&gathered, n_rows, n_targets),
+            1.0,
+            par,
+        );
+        drop(gathered);
+        for (column, &alpha) in projected.chunks_mut(rank.max(1)).zip(alphas) {
+            for (value, lambda) in column.iter_mut().zip(&full.lambdas) {
+                *value = (*value as f64 / (lambda + alpha)) as f32;
+            }
+        }
+        let mut block = vec![0.0f32; n_features * n_targets];
+        matmul(
+            MatMut::from_row_major_slice_mut(&mut block, n_features, n_targets),
+            Accum::Replace,
+            full.right.as_ref(),
+            MatRef::from_column_major_slice(&projected, rank, n_targets),
+            1.0,
+            par,
+        );
+        let mut data = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for f in 0..n_features {
+            let source = &block[f * n_targets..(f + 1) * n_targets];
+            for (&t, &value) in batch.iter().zip(source) {
+                data[f * n_cols + t] = value;
+            }
+        }
+    });
+}
+
+/// Sequential products inside each batch when there are enough batches to
+/// keep every thread busy, parallel products otherwise.
+fn inner_parallelism(n_targets: usize, target_batch: usize) -> Par {
+    if n_targets.div_ceil(target_batch) >= 2 * rayon::current_num_threads() {
+        Par::Seq
+    } else {
+        Par::rayon(0)
+    }
+}
+
+/// Eigendecomposition of a symmetric matrix; returns the eigenvalues above
+/// `dim * eps * lambda_max` in decreasing order and their eigenvectors.
+fn eigh_descending(
+    gram: Mat<f64>,
+    other_dim: usize,
+    par: Par,
+    what: impl Fn() -> String,
+) -> Result<(Vec<f64>, Mat<f64>), RidgeError> {
+    let n = gram.nrows();
+    let mut vectors = Mat::<f64>::zeros(n, n);
+    let mut values = Diag::<f64>::zeros(n);
+    let scratch = self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
+    let mut memory = MemBuffer::new(scratch);
+    self_adjoint_evd(
+        gram.as_ref(),
+        values.as_mut(),
+        Some(vectors.as_mut()),
+        par,
+        MemStack::new(&mut memory),
+        Default::default(),
+    )
+    .map_err(|_| RidgeError::Decomposition(what()))?;
+    drop(gram);
+    let values = values.column_vector();
+    let largest = (0..n).map(|k| values[k]).fold(0.0f64, f64::max);
+    let tolerance = largest * n.max(other_dim) as f64 * f64::EPSILON;
+    let kept: Vec<usize> = (0..n).rev().filter(|&k| values[k] > tolerance && largest > 0.0).collect();
+    let lambdas = kept.iter().map(|&k| values[k]).collect();
+    let kept_vectors = Mat::from_fn(n, kept.len(), |i, j| vectors[(i, kept[j])]);
+    Ok((lambdas, kept_vectors))
+}
+
+/// `a a^T` in f64 (both triangles filled), computing one triangle.
+fn gram_of_rows(a: MatRef<'_, f64>) -> Mat<f64> {
+    let n = a.nrows();
+    let mut gram = Mat::<f64>::zeros(n, n);
+    triangular::matmul(
+        gram.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        a,
+        BlockStructure::Rectangular,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        1.0,
+        Par::rayon(0),
+    );
+    for j in 1..n {
+        for i in 0..j {
+            gram[(i, j)] = gram[(j, i)];
+        }
+    }
+    gram
+}
+
+fn product_f32(lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, par: Par) -> Mat<f32> {
+    let mut out = Mat::<f64>::zeros(lhs.nrows(), rhs.ncols());
+    matmul(out.as_mut(), Accum::Replace, lhs, rhs, 1.0, par);
+    to_f32(out.as_ref())
+}
+
+fn to_f32(m: MatRef<'_, f64>) -> Mat<f32> {
+    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f32)
+}
+
+fn scale_symmetric(m: &mut Mat<f64>, scales: &[f64]) {
+    if scales.iter().all(|&s| s == 1.0) {
+        return;
+    }
+    for j in 0..m.ncols() {
+        for i in 0..m.nrows() {
+            m[(i, j)] *= scales[i] * scales[j];
+        }
+    }
+}
+
+fn scale_rows(m: &mut Mat<f64>, scales: &[f64]) {
+    for j in 0..m.ncols() {
+        for i in 0..m.nrows() {
+            m[(i, j)] *= scales[i];
+        }
+    }
+}
+
+fn complement_fold(n: usize, validation: Vec<usize>) -> Fold {
+    let mut in_validation = vec![false; n];
+    validation.iter().for_each(|&i| in_validation[i] = true);
+    let train = (0..n).filter(|&i| !in_validation[i]).collect();
+    Fold { train, validation }
+}
+
+fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), RidgeError> {
+    for (name, m) in xs.iter().copied().chain([("Y", y)]) {
+        if m.data.len() != m.rows * m.cols {
+            return Err(RidgeError::Shape(format!(
+                "{name} claims {} x {} but holds {} values",
+                m.rows,
+                m.cols,
+                m.data.len()
+            )));
+        }
+        if m.rows != y.rows {
+            return Err(RidgeError::Shape(format!(
+                "{name} has {} rows but Y has {}",
+                m.rows, y.rows
+            )));
+        }
+    }
+    for (name, m) in xs.iter().copied().chain([("Y", y)]) {
+        if let Some(position) = m.data.par_iter().position_first(|v| !v.is_finite()) {
+            return Err(RidgeError::NonFinite {
+                matrix: name.to_string(),
+                row: position / m.cols,
+                col: position % m.cols,
+                value: m.data[position],
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_folds(folds: &[Fold], n_rows: usize) -> Result<(), RidgeError> {
+    if folds.is_empty() {
+        return Err(RidgeError::NoFolds);
+    }
+    let mut seen = vec![usize::MAX; n_rows];
+    for (f, fold) in folds.iter().enumerate() {
+        for (part, rows) in [("train", &fold.train), ("validation", &fold.validation)] {
+            if rows.is_empty() {
+                return Err(RidgeError::EmptyFold { fold: f, part });
+            }
+            if let Some(&row) = rows.iter().find(|&&r| r >= n_rows) {
+                return Err(RidgeError::FoldRowOutOfRange { fold: f, row, n_rows });
+            }
+        }
+        fold.train.iter().for_each(|&r| seen[r] = f);
+        if let Some(&row) = fold.validation.iter().find(|&&r| seen[r] == f) {
+            return Err(RidgeError::FoldOverlap { fold: f, row });
+        }
+    }
+    Ok(())
+}
+
+fn check_alphas(alphas: &[f64]) -> Result<(), RidgeError> {
+    if alphas.is_empty() {
+        return Err(RidgeError::NoAlphas);
+    }
+    match alphas.iter().position(|a| !(*a > 0.0 && a.is_finite())) {
+        Some(index) => Err(RidgeError::NonPositiveAlpha { index, value: alphas[index] }),
+        None => Ok(()),
+    }
+}
+
+fn check_batch(target_batch: usize) -> Result<(), RidgeError> {
+    if target_batch == 0 {
+        return Err(RidgeError::Config("target_batch must be at least 1".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use rand::Rng;
+    use rand_distr::StandardNormal;
+
+    use super::*;
+
+    /// A fresh seed per run, printed so that a failure can be replayed.
+    fn fresh_rng(test: &str) -> ChaCha8Rng {
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        println!("{test}: seed {seed}");
+        ChaCha8Rng::seed_from_u64(seed)
+    }
+
+    fn random_matrix(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
+        let data = (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+        Matrix::from_vec(rows, cols, data)
+    }
+
+    /// Y = X W + noise, with a different noise level per target so that the
+    /// best alphas differ.
+    fn signal_and_noise(rng: &mut ChaCha8Rng, x: &Matrix, n_targets: usize) -> Matrix {
+        let true_weights = random_matrix(rng, x.cols, n_targets);
+        let mut y = predict(x, &true_weights);
+        let scale = 1.0 / (x.cols as f32).sqrt();
+        for t in 0..n_targets {
+            let noise = 0.3 + 3.0 * rng.random::<f32>();
+            for i in 0..y.rows {
+                let value = y.get(i, t) * scale + noise * rng.sample::<f32, _>(StandardNormal);
+                y.set(i, t, value);
+            }
+        }
+        y
+    }
+
+    fn to_f64(m: &Matrix) -> Vec<Vec<f64>> {
+        (0..m.rows).map(|i| m.row(i).iter().map(|&v| v as f64).collect()).collect()
+    }
+
+    /// Solves the symmetric positive definite system `a x = b` by Cholesky, in f64.
+    fn cholesky_solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+        let n = b.len();
+        for j in 0..n {
+            let diagonal = (a[j][j] - (0..j).map(|k| a[j][k] * a[j][k]).sum::<f64>()).sqrt();
+            a[j][j] = diagonal;
+            for i in j + 1..n {
+                a[i][j] = (a[i][j] - (0..j).map(|k| a[i][k] * a[j][k]).sum::<f64>()) / diagonal;
+            }
+        }
+        for i in 0..n {
+            b[i] = (b[i] - (0..i).map(|k| a[i][k] * b[k]).sum::<f64>()) / a[i][i];
+        }
+        for i in (0..n).rev() {
+            b[i] = (b[i] - (i + 1..n).map(|k| a[k][i] * b[k]).sum::<f64>()) / a[i][i];
+        }
+        b
+    }
+
+    /// `(X^T X + diag(penalties))^-1 X^T y` in f64, rows of X restricted to `rows`.
+    fn closed_form(x: &Matrix, y: &Matrix, target: usize, rows: &[usize], penalties: &[f64]) -> Vec<f64> {
+        let x64 = to_f64(x);
+        let p = x.cols;
+        let mut gram = vec![vec![0.0; p]; p];
+        let mut rhs = vec![0.0; p];
+        for &i in rows {
+            for a in 0..p {
+                rhs[a] += x64[i][a] * y.get(i, target) as f64;
+                for b in 0..p {
+                    gram[a][b] += x64[i][a] * x64[i][b];
+                }
+            }
+        }
+        for a in 0..p {
+            gram[a][a] += penalties[a];
+        }
+        cholesky_solve(gram, rhs)
+    }
+
+    fn assert_close(label: &str, actual: &[f64], expected: &[f64], relative: f64) {
+        let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+        let worst = actual.iter().zip(expected).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max);
+        assert!(
+            worst <= relative * scale,
+            "{label}: max |difference| {worst:.3e} exceeds {relative:e} x max |expected| {scale:.3e}"
+        );
+    }
+
+    fn column(m: &Matrix, j: usize) -> Vec<f64> {
+        (0..m.rows).map(|i| m.get(i, j) as f64).collect()
+    }
+
+    #[test]
+    fn fit_ridge_matches_the_closed_form_on_both_shapes() {
+        let mut rng = fresh_rng("fit_ridge_matches_the_closed_form_on_both_shapes");
+        for (n, p) in [(90, 30), (40, 70)] {
+            let x = random_matrix(&mut rng, n, p);
+            let y = signal_and_noise(&mut rng, &x, 6);
+            let alphas: Vec<f64> = (0..6).map(|_| 10f64.powf(rng.random_range(-1.0..2.5))).collect();
+            let weights = fit_ridge(&x, &y, &alphas).unwrap();
+            let rows: Vec<usize> = (0..n).collect();
+            for (t, &alpha) in alphas.iter().enumerate() {
+                let expected = closed_form(&x, &y, t, &rows, &vec![alpha; p]);
+                assert_close(&format!("n={n} p={p} target {t}"), &column(&weights, t), &expected, 1e-4);
+            }
+            let shared = fit_ridge(&x, &y, &alphas[..1]).unwrap();
+            let expected = closed_form(&x, &y, 3, &rows, &vec![alphas[0]; p]);
+            assert_close("one alpha for all", &column(&shared, 3), &expected, 1e-4);
+        }
+    }
+
+    fn on_path(path: Path) -> Overrides {
+        Overrides { path: Some(path), fold_method: None }
+    }
+
+    #[test]
+    fn every_path_and_fold_method_gives_the_same_scores() {
+        let mut rng = fresh_rng("every_path_and_fold_method_gives_the_same_scores");
+        for (n, p, score) in [(100, 30, CvScore::L2), (45, 70, CvScore::Pearson)] {
+            let x = random_matrix(&mut rng, n, p);
+            let y = signal_and_noise(&mut rng, &x, 5);
+            let config = RidgeConfig {
+                alphas: vec![0.2, 2.0, 20.0, 200.0, 2000.0],
+                per_target_alpha: true,
+                score,
+                target_batch: 2,
+            };
+            let folds = folds_chunked(n, 3, 5, rng.random());
+            let mut tables = Vec::new();
+            for path in [Path::Svd, Path::Kernel] {
+                for method in [FoldMethod::Cholesky, FoldMethod::Eigen] {
+                    let overrides = Overrides { path: Some(path), fold_method: Some(method) };
+                    let result = ridge_cv_with(&x, &y, &folds, &config, overrides).unwrap();
+                    let table: Vec<f64> = result.cv_scores.data.iter().map(|&v| v as f64).collect();
+                    tables.push((format!("{path:?} {method:?}"), table));
+                }
+            }
+            for (label, table) in &tables[1..] {
+                assert_close(&format!("n={n} p={p} {label} vs {}", tables[0].0), table, &tables[0].1, 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn svd_path_and_kernel_path_agree() {
+        let mut rng = fresh_rng("svd_path_and_kernel_path_agree");
+        for (n, p) in [(120, 35), (50, 80)] {
+            let x = random_matrix(&mut rng, n, p);
+            let y = signal_and_noise(&mut rng, &x, 9);
+            let alphas = vec![0.3, 3.0, 30.0, 300.0];
+            let config = RidgeConfig {
+                alphas: alphas.clone(),
+                per_target_alpha: true,
+                score: CvScore::L2,
+                target_batch: 4,
+            };
+            let folds = folds_chunked(n, 4, 7, rng.random());
+            let svd = ridge_cv_with(&x, &y, &folds, &config, on_path(Path::Svd)).unwrap();
+            let kernel = ridge_cv_with(&x, &y, &folds, &config, on_path(Path::Kernel)).unwrap();
+            let scores = |r: &RidgeCvResult| r.cv_scores.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            assert_close(&format!("cv scores n={n} p={p}"), &scores(&svd), &scores(&kernel), 1e-4);
+            let weights = |r: &RidgeCvResult| r.weights.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            let fit_svd = fit_ridge_with(&x, &y, &alphas[1..2], on_path(Path::Svd)).unwrap();
+            let fit_kernel = fit_ridge_with(&x, &y, &alphas[1..2], on_path(Path::Kernel)).unwrap();
+            let as_f64 = |m: &Matrix| m.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            assert_close("fit_ridge weights", &as_f64(&fit_svd), &as_f64(&fit_kernel), 1e-4);
+            if svd.best_alphas == kernel.best_alphas {
+                assert_close("refit weights", &weights(&svd), &weights(&kernel), 1e-4);
+            }
+        }
+    }
+
+    /// Brute force in f64: the score table (alpha-major) of per-feature
+    /// penalties `alpha * penalty_shape` on the folds.
+    fn brute_force_scores(
+        x: &Matrix,
+        y: &Matrix,
+        folds: &[Fold],
+        alphas: &[f64],
+        penalty_shape: &[f64],
+        score: CvScore,
+    ) -> Vec<Vec<f64>> {
+        let x64 = to_f64(x);
+        alphas
+            .iter()
+            .map(|&alpha| {
+                let penalties: Vec<f64> = penalty_shape.iter().map(|s| alpha * s).collect();
+                (0..y.cols)
+                    .map(|t| {
+                        let mut total = 0.0;
+                        for fold in folds {
+                            let w = closed_form(x, y, t, &fold.train, &penalties);
+                            let predicted: Vec<f32> = fold
+                                .validation
+                                .iter()
+                                .map(|&i| x64[i].iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() as f32)
+                                .collect();
+                            let observed: Vec<f32> = fold.validation.iter().map(|&i| y.get(i, t)).collect();
+                            total += match score {
+                                CvScore::L2 => negative_mse(&observed, &predicted),
+                                CvScore::Pearson => {
+                                    let mean = observed.iter().map(|&v| v as f64).sum::<f64>()
+                                        / observed.len() as f64;
+                                    let centred: Vec<f32> =
+                                        observed.iter().map(|&v| (v as f64 - mean) as f32).collect();
+                                    let norm = centred.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+                                    centred_pearson(&centred, norm, &predicted)
+                                }
+                            };
+                        }
+                        total / folds.len() as f64
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ridge_cv_matches_a_brute_force_search() {
+        let mut rng = fresh_rng("ridge_cv_matches_a_brute_force_search");
+        for (n, p, score) in [(100, 20, CvScore::L2), (60, 90, CvScore::Pearson), (100, 20, CvScore::Pearson)] {
+            let x = random_matrix(&mut rng, n, p);
+            let y = signal_and_noise(&mut rng, &x, 7);
+            let alphas = vec![0.1, 1.0, 10.0, 100.0, 1000.0];
+            let folds = folds_chunked(n, 5, 4, rng.random());
+            let config = RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score, target_batch: 3 };
+            let result = ridge_cv(&x, &y, &folds, &config).unwrap();
+            let expected = brute_force_scores(&x, &y, &folds, &alphas, &vec![1.0; p], score);
+            for (a, row) in expected.iter().enumerate() {
+                let actual: Vec<f64> = result.cv_scores.row(a).iter().map(|&v| v as f64).collect();
+                assert_close(&format!("{score:?} scores of alpha {}", alphas[a]), &actual, row, 1e-4);
+            }
+            for t in 0..y.cols {
+                let scores: Vec<f64> = expected.iter().map(|row| row[t]).collect();
+                let (best, best_score) = best_alpha(&scores, &alphas);
+                let chosen = alphas.iter().position(|&a| a == result.best_alphas[t]).unwrap();
+                let gap = (best_score - scores[chosen]).abs();
+                assert!(
+                    chosen == best || gap < 1e-5 * best_score.abs(),
+                    "target {t}: chose alpha {} but brute force prefers {}",
+                    alphas[chosen],
+                    alphas[best]
+                );
+            }
+            let refit = fit_ridge(&x, &y, &result.best_alphas).unwrap();
+            let as_f64 = |m: &Matrix| m.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            assert_close("ridge_cv refit", &as_f64(&result.weights), &as_f64(&refit), 1e-4);
+        }
+    }
+
+    #[test]
+    fn a_shared_alpha_maximises_the_mean_score() {
+        let mut rng = fresh_rng("a_shared_alpha_maximises_the_mean_score");
+        let x = random_matrix(&mut rng, 80, 15);
+        let y = signal_and_noise(&mut rng, &x, 5);
+        let alphas = vec![0.5, 5.0, 50.0, 500.0];
+        let folds = folds_contiguous(80, 4);
+        let config =
+            RidgeConfig { alphas: alphas.clone(), per_target_alpha: false, score: CvScore::L2, target_batch: 2 };
+        let result = ridge_cv(&x, &y, &folds, &config).unwrap();
+        let means: Vec<f64> = (0..alphas.len())
+            .map(|a| result.cv_scores.row(a).iter().map(|&v| v as f64).sum::<f64>() / 5.0)
+            .collect();
+        let best = alphas[best_alpha(&means, &alphas).0];
+        assert!(result.best_alphas.iter().all(|&a| a == best), "{:?} vs {best}", result.best_alphas);
+    }
+
+    #[test]
+    fn banded_ridge_matches_a_brute_force_search() {
+        let mut rng = fresh_rng("banded_ridge_matches_a_brute_force_search");
+        for (n, widths) in [(90, [6, 10]), (40, [30, 25])] {
+            let bands: Vec<Matrix> = widths.iter().map(|&w| random_matrix(&mut rng, n, w)).collect();
+            let band_refs: Vec<&Matrix> = bands.iter().collect();
+            let x = Matrix::hstack(&band_refs);
+            let mut y = signal_and_noise(&mut rng, &bands[0], 6);
+            let second = signal_and_noise(&mut rng, &bands[1], 6);
+            for (value, extra) in y.data.iter_mut().zip(&second.data) {
+                *value += rng.random::<f32>() * extra;
+            }
+            let config = BandedConfig {
+                n_iter: 6,
+                alphas: vec![0.1, 1.0, 10.0, 100.0],
+                concentration: 1.0,
+                seed: rng.random(),
+                score: CvScore::L2,
+                target_batch: 4,
+            };
+            let folds = folds_chunked(n, 3, 5, rng.random());
+            let result = banded_ridge_cv(&band_refs, &y, &folds, &config).unwrap();
+            assert_eq!(result.samples, dirichlet_samples(6, 2, 1.0, config.seed));
+            let mut best = vec![(f64::NEG_INFINITY, 0usize, 0usize); y.cols];
+            for i in 0..config.n_iter {
+                let gamma: Vec<f64> = result.samples.row(i).iter().map(|&g| g as f64).collect();
+                let shape: Vec<f64> = (0..x.cols).map(|j| 1.0 / gamma[usize::from(j >= widths[0])]).collect();
+                let table = brute_force_scores(&x, &y, &folds, &config.alphas, &shape, config.score);
+                for t in 0..y.cols {
+                    let scores: Vec<f64> = table.iter().map(|row| row[t]).collect();
+                    let (a, score) = best_alpha(&scores, &config.alphas);
+                    let actual = result.cv_scores.get(i, t) as f64;
+                    assert!((actual - score).abs() <= 1e-4 * score.abs(), "sample {i} target {t}: {actual} vs {score}");
+                    if score > best[t].0 + f32::EPSILON as f64 {
+                        best[t] = (score, i, a);
+                    }
+                }
+            }
+            for t in 0..y.cols {
+                let (score, i, a) = best[t];
+                let chosen_score = result.cv_scores.get(result.best_sample[t], t) as f64;
+                assert!(
+                    (result.best_sample[t] == i && result.best_alphas[t] == config.alphas[a])
+                        || (chosen_score - score).abs() < 1e-5 * score.abs(),
+                    "target {t}: chose sample {} alpha {}, brute force sample {i} alpha {}",
+                    result.best_sample[t],
+                    result.best_alphas[t],
+                    config.alphas[a]
+                );
+                let gamma: Vec<f64> = result.samples.row(result.best_sample[t]).iter().map(|&g| g as f64).collect();
+                let penalties: Vec<f64> =
+                    (0..x.cols).map(|j| result.best_alphas[t] / gamma[usize::from(j >= widths[0])]).collect();
+                let rows: Vec<usize> = (0..n).collect();
+                let expected = closed_form(&x, &y, t, &rows, &penalties);
+                assert_close(&format!("banded weights of target {t}"), &column(&result.weights, t), &expected, 1e-4);
+                for b in 0..2 {
+                    let delta = result.deltas.get(b, t) as f64;
+                    let expected_delta = (gamma[b] / result.best_alphas[t]).ln();
+                    assert!((delta - expected_delta).abs() < 1e-5 * expected_delta.abs().max(1.0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dirichlet_samples_are_reproducible_points_of_the_simplex() {
+        let mut rng = fresh_rng("dirichlet_samples_are_reproducible_points_of_the_simplex");
+        let seed = rng.random();
+        let samples = dirichlet_samples(50, 3, 0.5, seed);
+        assert_eq!(samples, dirichlet_samples(50, 3, 0.5, seed));
+        assert_ne!(samples, dirichlet_samples(50, 3, 0.5, seed.wrapping_add(1)));
+        assert!(samples.row(0).iter().all(|&g| (g - 1.0 / 3.0).abs() < 1e-7));
+        for i in 0..50 {
+            let row = samples.row(i);
+            assert!(row.iter().all(|&g| (0.0..=1.0).contains(&g)), "row {i}: {row:?}");
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "row {i}: {row:?}");
+        }
+    }
+
+    #[test]
+    fn predict_is_the_matrix_product() {
+        let mut rng = fresh_rng("predict_is_the_matrix_product");
+        let x = random_matrix(&mut rng, 13, 7);
+        let w = random_matrix(&mut rng, 7, 5);
+        let out = predict(&x, &w);
+        for i in 0..13 {
+            for j in 0..5 {
+                let expected: f64 = (0..7).map(|k| x.get(i, k) as f64 * w.get(k, j) as f64).sum();
+                assert!((out.get(i, j) as f64 - expected).abs() < 1e-5 * (1.0 + expected.abs()));
+            }
+        }
+    }
+
+    fn assert_partition(folds: &[Fold], n: usize) {
+        let mut count = vec![0; n];
+        for fold in folds {
+            fold.validation.iter().for_each(|&i| count[i] += 1);
+            let mut all: Vec<usize> = fold.train.iter().chain(&fold.validation).copied().collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..n).collect::<Vec<_>>(), "train and validation must split the rows");
+        }
+        assert!(count.iter().all(|&c| c == 1), "every row validates exactly once: {count:?}");
+    }
+
+    #[test]
+    fn fold_helpers_partition_the_rows() {
+        let mut rng = fresh_rng("fold_helpers_partition_the_rows");
+        let n = rng.random_range(50..200);
+        let k = rng.random_range(2..8);
+        let contiguous = folds_contiguous(n, k);
+        assert_eq!(contiguous.len(), k);
+        assert_partition(&contiguous, n);
+        for fold in &contiguous {
+            let v = &fold.validation;
+            assert_eq!(v.last().unwrap() - v[0] + 1, v.len(), "contiguous blocks");
+            assert!(v.len() == n / k || v.len() == n / k + 1);
+        }
+
+        let seed: u64 = rng.random();
+        let chunked = folds_chunked(n, k, 6, seed);
+        assert_eq!(chunked.len(), k);
+        assert_partition(&chunked, n);
+        assert_eq!(chunked, folds_chunked(n, k, 6, seed), "same seed, same folds");
+        assert_ne!(chunked, folds_chunked(n, k, 6, seed ^ 0x9e37_79b9), "another seed, other folds");
+        for fold in &chunked {
+            for piece in fold.validation.chunk_by(|a, b| b == &(a + 1)) {
+                assert!(piece[0] % 6 == 0, "chunks start on multiples of chunk_len: {piece:?}");
+            }
+        }
+
+        let groups: Vec<usize> = (0..n).map(|_| rng.random_range(0..5) * 10).collect();
+        let by_group = folds_by_group(&groups);
+        let mut distinct = groups.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(by_group.len(), distinct.len());
+        assert_partition(&by_group, n);
+        for (fold, g) in by_group.iter().zip(&distinct) {
+            assert!(fold.validation.iter().all(|&i| groups[i] == *g));
+            assert!(fold.train.iter().all(|&i| groups[i] != *g));
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_named_errors() {
+        let mut rng = fresh_rng("bad_inputs_are_named_errors");
+        let x = random_matrix(&mut rng, 30, 4);
+        let y = random_matrix(&mut rng, 30, 3);
+        let folds = folds_contiguous(30, 3);
+        let config = RidgeConfig { alphas: vec![1.0], per_target_alpha: true, score: CvScore::L2, target_batch: 8 };
+
+        let (row, col) = (rng.random_range(0..30), rng.random_range(0..4));
+        let mut bad_x = x.clone();
+        bad_x.set(row, col, f32::NAN);
+        bad_x.set(29, 3, f32::INFINITY);
+        match ridge_cv(&bad_x, &y, &folds, &config) {
+            Err(RidgeError::NonFinite { matrix, row: r, col: c, .. }) => {
+                assert_eq!((matrix.as_str(), r, c), ("X", row, col));
+            }
+            other => panic!("expected a NaN error, got {other:?}"),
+        }
+        let mut bad_y = y.clone();
+        bad_y.set(row, 2, f32::NEG_INFINITY);
+        let message = fit_ridge(&x, &bad_y, &[1.0]).unwrap_err().to_string();
+        assert_eq!(message, format!("Y has a non-finite value (-inf) at row {row}, column 2"));
+
+        let short = random_matrix(&mut rng, 29, 3);
+        assert!(matches!(ridge_cv(&x, &short, &folds, &config), Err(RidgeError::Shape(_))));
+        assert!(matches!(fit_ridge(&x, &y, &[1.0, 2.0]), Err(RidgeError::Shape(_))));
+        let band = random_matrix(&mut rng, 31, 2);
+        let banded = BandedConfig {
+            n_iter: 2,
+            alphas: vec![1.0],
+            concentration: 1.0,
+            seed: 1,
+            score: CvScore::L2,
+            target_batch: 8,
+        };
+        assert!(matches!(banded_ridge_cv(&[&x, &band], &y, &folds, &banded), Err(RidgeError::Shape(_))));
+
+        let negative = RidgeConfig { alphas: vec![1.0, -2.0], ..config.clone() };
+        assert!(matches!(
+            ridge_cv(&x, &y, &folds, &negative),
+            Err(RidgeError::NonPositiveAlpha { index: 1, .. })
+        ));
+        assert!(matches!(fit_ridge(&x, &y, &[0.0]), Err(RidgeError::NonPositiveAlpha { index: 0, .. })));
+        let empty = vec![Fold { train: (0..30).collect(), validation: vec![] }];
+        assert!(matches!(ridge_cv(&x, &y, &empty, &config), Err(RidgeError::EmptyFold { fold: 0, .. })));
+        let overlap = vec![Fold { train: (0..20).collect(), validation: (19..30).collect() }];
+        assert!(matches!(
+            ridge_cv(&x, &y, &overlap, &config),
+            Err(RidgeError::FoldOverlap { fold: 0, row: 19 })
+        ));
+        let outside = vec![Fold { train: (0..20).collect(), validation: vec![20, 35] }];
+        assert!(matches!(
+            ridge_cv(&x, &y, &outside, &config),
+            Err(RidgeError::FoldRowOutOfRange { row: 35, .. })
+        ));
+        assert!(matches!(ridge_cv(&x, &y, &[], &config), Err(RidgeError::NoFolds)));
+        let zero_batch = RidgeConfig { target_batch: 0, ..config };
+        assert!(matches!(ridge_cv(&x, &y, &folds, &zero_batch), Err(RidgeError::Config(_))));
+    }
+}

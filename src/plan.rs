@@ -1,0 +1,399 @@
+//! From a [`PipelineSpec`] to a checked, expanded [`Pipeline`]: stage kinds
+//! looked up, params canonicalised, `matrix:` axes expanded, inputs resolved
+//! to concrete upstream stages, cycles found. Every problem becomes a
+//! [`Diagnostic`]; a `Pipeline` exists only when there are none.
+//!
+//! Matrix expansion: a stage is expanded over every axis its params mention
+//! as `${matrix.AXIS}` and every axis of its upstream stages. Expanded names
+//! read `stage[axis=value,...]`, axes in the order of the `matrix:` block. An
+//! expanded stage takes its inputs from the upstream expansion with the same
+//! values on the shared axes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use petgraph::graph::DiGraph;
+use serde_json::{Map, Value};
+
+use crate::spec::{nearest, Diagnostic, Diagnostics, PipelineSpec, Resources};
+use crate::stages::{self, Stage};
+
+/// A checked pipeline, stages in a topological order.
+pub struct Pipeline {
+    pub name: String,
+    pub file: PathBuf,
+    pub base_dir: PathBuf,
+    pub store_dir: PathBuf,
+    /// Matrix axis names, in file order.
+    pub axes: Vec<String>,
+    pub stages: Vec<PlannedStage>,
+}
+
+/// One stage after expansion.
+pub struct PlannedStage {
+    pub name: String,
+    /// The stage's name in the file (before expansion).
+    pub base: String,
+    pub kind: &'static dyn Stage,
+    pub params: Value,
+    pub inputs: Vec<PlannedInput>,
+    /// Params naming files, resolved against the pipeline directory.
+    pub files: Vec<(String, PathBuf)>,
+    pub resources: Resources,
+    /// The matrix values this expansion carries.
+    pub matrix: Vec<(String, Value)>,
+    pub line: Option<usize>,
+}
+
+pub struct PlannedInput {
+    pub role: String,
+    /// Index into `Pipeline::stages`.
+    pub upstream: usize,
+    pub output: Option<String>,
+}
+
+impl Pipeline {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+
+    /// Indices of `name` itself, or of all expansions of a base stage name.
+    pub fn select(&self, name: &str) -> Vec<usize> {
+        match self.index_of(name) {
+            Some(i) => vec![i],
+            None => (0..self.stages.len()).filter(|&i| self.stages[i].base == name).collect(),
+        }
+    }
+
+    /// For each stage, the stages that consume it.
+    pub fn dependents(&self) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); self.stages.len()];
+        for (i, stage) in self.stages.iter().enumerate() {
+            for input in &stage.inputs {
+                if !out[input.upstream].contains(&i) {
+                    out[input.upstream].push(i);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Checks and expands a pipeline. `store_override` replaces `store:`.
+pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<Pipeline, Diagnostics> {
+    let mut errors = Diagnostics::default();
+    let error = |errors: &mut Diagnostics, path: &str, stage: Option<&str>, message: String, hint: Option<String>| {
+        errors.push(Diagnostic { file: spec.file.clone(), line: spec.lines.line_of(path), stage: stage.map(str::to_string), message, hint });
+    };
+    let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+    let by_name: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let axis_names: Vec<String> = spec.matrix.iter().map(|(axis, _)| axis.clone()).collect();
+
+    // Kinds.
+    let mut kinds: Vec<Option<&'static dyn Stage>> = Vec::new();
+    for stage in &spec.stages {
+        let kind = stages::lookup(&stage.kind);
+        if kind.is_none() && !stage.kind.is_empty() {
+            let known = stages::KINDS.iter().map(|k| k.kind());
+            let hint = match nearest(&stage.kind, known) {
+                Some(near) => format!("did you mean `{near}`? (`voxflow kinds` lists them all)"),
+                None => "`voxflow kinds` lists the stage kinds".into(),
+            };
+            error(&mut errors, &format!("stages.{}.kind", stage.name), Some(&stage.name), format!("unknown kind `{}`", stage.kind), Some(hint));
+        }
+        kinds.push(kind);
+    }
+
+    // The graph of stages as written, and its cycles.
+    let mut graph = DiGraph::<usize, ()>::new();
+    let nodes: Vec<_> = (0..spec.stages.len()).map(|i| graph.add_node(i)).collect();
+    for (i, stage) in spec.stages.iter().enumerate() {
+        for input in &stage.inputs {
+            match by_name.get(input.stage.as_str()) {
+                Some(&j) => {
+                    graph.add_edge(nodes[j], nodes[i], ());
+                }
+                None => {
+                    let hint = nearest(&input.stage, names.iter().copied()).map(|n| format!("did you mean `{n}`?"));
+                    errors.push(Diagnostic {
+                        file: spec.file.clone(),
+                        line: input.line.or(stage.line),
+                        stage: Some(stage.name.clone()),
+                        message: format!("input `{}` names no stage of this pipeline", input.stage),
+                        hint: hint.or_else(|| Some(format!("stages: {}", names.join(", ")))),
+                    });
+                }
+            }
+        }
+    }
+    for component in petgraph::algo::tarjan_scc(&graph) {
+        let is_cycle = component.len() > 1 || graph.contains_edge(component[0], component[0]);
+        if is_cycle {
+            let mut members: Vec<usize> = component.iter().map(|n| graph[*n]).collect();
+            members.sort();
+            let listed: Vec<&str> = members.iter().map(|&i| names[i]).collect();
+            error(&mut errors, &format!("stages.{}", listed[0]), Some(listed[0]), format!("the inputs form a cycle: {}", listed.join(" -> ")), Some("a stage cannot depend on itself, directly or through others".into()));
+        }
+    }
+    // A topological order that keeps file order where the graph allows.
+    let mut indegree: Vec<usize> = (0..spec.stages.len()).map(|i| graph.neighbors_directed(nodes[i], petgraph::Direction::Incoming).count()).collect();
+    let mut ready: BTreeSet<usize> = (0..spec.stages.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(spec.stages.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for next in graph.neighbors_directed(nodes[i], petgraph::Direction::Outgoing) {
+            let j = graph[next];
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    if order.len() < spec.stages.len() {
+        // No expansion is possible; still report every stage's own param problems.
+        for (stage, kind) in spec.stages.iter().zip(&kinds) {
+            let Some(kind) = kind else { continue };
+            let mut params = Value::Object(stage.params.clone());
+            if let Some(Value::Object(defaults)) = spec.default_params.get(&stage.kind) {
+                params = merge_defaults(defaults, params);
+            }
+            let mut refs = BTreeSet::new();
+            collect_axis_refs(&params, &mut refs);
+            if !refs.is_empty() {
+                continue;
+            }
+            if let Err(problems) = kind.check_params(&params) {
+                for problem in problems {
+                    let (path, message) = param_problem(&stage.name, &problem);
+                    error(&mut errors, &path, Some(&stage.name), message, problem.hint);
+                }
+            }
+        }
+        errors.sort();
+        return Err(errors);
+    }
+
+    // Axes of each stage: its own references plus those of its upstreams.
+    let mut axes: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); spec.stages.len()];
+    for &i in &order {
+        let stage = &spec.stages[i];
+        let mut own = BTreeSet::new();
+        collect_axis_refs(&Value::Object(stage.params.clone()), &mut own);
+        for axis in own {
+            match axis_names.iter().position(|a| *a == axis) {
+                Some(position) => {
+                    axes[i].insert(position);
+                }
+                None => error(&mut errors, &format!("stages.{}.params", stage.name), Some(&stage.name), format!("`${{matrix.{axis}}}` names no matrix axis"), Some(if axis_names.is_empty() { "add a top-level `matrix:` block".into() } else { format!("axes: {}", axis_names.join(", ")) })),
+            }
+        }
+        for input in &stage.inputs {
+            if let Some(&j) = by_name.get(input.stage.as_str()) {
+                let upstream = axes[j].clone();
+                axes[i].extend(upstream);
+            }
+        }
+    }
+
+    // Expansion.
+    let mut planned: Vec<PlannedStage> = Vec::new();
+    let mut expansions: Vec<Vec<usize>> = vec![Vec::new(); spec.stages.len()];
+    let mut seen_errors = BTreeSet::new();
+    for &i in &order {
+        let stage = &spec.stages[i];
+        let Some(kind) = kinds[i] else { continue };
+        let stage_axes: Vec<usize> = axes[i].iter().copied().collect();
+        for combination in combinations(&stage_axes, &spec.matrix) {
+            let values: Vec<(String, Value)> = stage_axes.iter().zip(&combination).map(|(&a, v)| (axis_names[a].clone(), v.clone())).collect();
+            let name = expanded_name(&stage.name, &values);
+            let mut params = Value::Object(stage.params.clone());
+            substitute(&mut params, &values);
+            if let Some(Value::Object(defaults)) = spec.default_params.get(&stage.kind) {
+                params = merge_defaults(defaults, params);
+            }
+            let params = match kind.check_params(&params) {
+                Ok(canonical) => canonical,
+                Err(problems) => {
+                    for problem in problems {
+                        let (path, message) = param_problem(&stage.name, &problem);
+                        if seen_errors.insert((stage.name.clone(), message.clone())) {
+                            error(&mut errors, &path, Some(&stage.name), message, problem.hint);
+                        }
+                    }
+                    continue;
+                }
+            };
+            let mut inputs = Vec::new();
+            for input in &stage.inputs {
+                let Some(&j) = by_name.get(input.stage.as_str()) else { continue };
+                let wanted: Vec<(String, Value)> = values.iter().filter(|(axis, _)| axes[j].iter().any(|&a| axis_names[a] == *axis)).cloned().collect();
+                let Some(&upstream) = expansions[j].iter().find(|&&u| planned[u].matrix == wanted) else {
+                    continue; // the upstream failed its own checks
+                };
+                if let Some(output) = &input.output {
+                    let outputs = planned[upstream].kind.outputs(&planned[upstream].params);
+                    if !outputs.contains(output) && seen_errors.insert((stage.name.clone(), format!("output {output}"))) {
+                        errors.push(Diagnostic {
+                            file: spec.file.clone(),
+                            line: input.line,
+                            stage: Some(stage.name.clone()),
+                            message: format!("stage `{}` has no output `{output}`", input.stage),
+                            hint: Some(format!("its outputs: {}", if outputs.is_empty() { "none".into() } else { outputs.join(", ") })),
+                        });
+                    }
+                }
+                inputs.push(PlannedInput { role: input.role.clone(), upstream, output: input.output.clone() });
+            }
+            let roles: Vec<&str> = stage.inputs.iter().map(|input| input.role.as_str()).collect();
+            for required in kind.required_inputs() {
+                if !roles.contains(required) && seen_errors.insert((stage.name.clone(), format!("input {required}"))) {
+                    error(&mut errors, &format!("stages.{}", stage.name), Some(&stage.name), format!("kind `{}` needs an input named `{required}`", kind.kind()), Some(format!("add `inputs: {{{required}: <stage or stage.output>}}`")));
+                }
+            }
+            let files = kind.file_params(&params).into_iter().map(|(param, path)| {
+                let path = PathBuf::from(&path);
+                let resolved = if path.is_absolute() { path } else { spec.base_dir.join(path) };
+                (param, resolved)
+            }).collect::<Vec<_>>();
+            for (param, path) in &files {
+                if !path.exists() && seen_errors.insert((stage.name.clone(), format!("file {param}"))) {
+                    error(&mut errors, &format!("stages.{}.params.{param}", stage.name), Some(&stage.name), format!("param `{param}`: {} does not exist", path.display()), Some("paths are relative to the pipeline file's directory".into()));
+                }
+            }
+            expansions[i].push(planned.len());
+            planned.push(PlannedStage {
+                name,
+                base: stage.name.clone(),
+                kind,
+                params,
+                inputs,
+                files,
+                resources: stage.resources.or(&spec.default_resources),
+                matrix: values,
+                line: stage.line,
+            });
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        return Err(errors);
+    }
+    let store_dir = match store_override.or_else(|| spec.store.clone()) {
+        Some(path) if path.is_absolute() => path,
+        Some(path) => spec.base_dir.join(path),
+        None => spec.base_dir.join(".voxflow"),
+    };
+    Ok(Pipeline {
+        name: spec.name.clone(),
+        file: spec.file.clone(),
+        base_dir: spec.base_dir.clone(),
+        store_dir,
+        axes: axis_names,
+        stages: planned,
+    })
+}
+
+/// The line path and message of a param problem of stage `stage`.
+fn param_problem(stage: &str, problem: &crate::stages::ParamError) -> (String, String) {
+    if problem.path.is_empty() {
+        (format!("stages.{stage}.params"), problem.message.clone())
+    } else {
+        (format!("stages.{stage}.params.{}", problem.path), format!("param `{}`: {}", problem.path, problem.message))
+    }
+}
+
+fn collect_axis_refs(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::String(text) => {
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("${matrix.") {
+                let after = &rest[start + 9..];
+                match after.find('}') {
+                    Some(end) => {
+                        out.insert(after[..end].to_string());
+                        rest = &after[end + 1..];
+                    }
+                    None => break,
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_axis_refs(item, out)),
+        Value::Object(map) => map.values().for_each(|item| collect_axis_refs(item, out)),
+        _ => {}
+    }
+}
+
+fn substitute(value: &mut Value, values: &[(String, Value)]) {
+    match value {
+        Value::String(text) => {
+            for (axis, axis_value) in values {
+                let placeholder = format!("${{matrix.{axis}}}");
+                if *text == placeholder {
+                    *value = axis_value.clone();
+                    return;
+                }
+                if text.contains(&placeholder) {
+                    *text = text.replace(&placeholder, &display_value(axis_value));
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| substitute(item, values)),
+        Value::Object(map) => map.values_mut().for_each(|item| substitute(item, values)),
+        _ => {}
+    }
+}
+
+/// `defaults` under `params`: params win, nested mappings merge.
+fn merge_defaults(defaults: &Map<String, Value>, params: Value) -> Value {
+    let Value::Object(mut params) = params else { return params };
+    for (key, default) in defaults {
+        match (params.get_mut(key), default) {
+            (None, _) => {
+                params.insert(key.clone(), default.clone());
+            }
+            (Some(existing @ Value::Object(_)), Value::Object(inner)) => {
+                let merged = merge_defaults(inner, existing.take());
+                *existing = merged;
+            }
+            _ => {}
+        }
+    }
+    Value::Object(params)
+}
+
+fn combinations(axes: &[usize], matrix: &[(String, Vec<Value>)]) -> Vec<Vec<Value>> {
+    let mut out: Vec<Vec<Value>> = vec![Vec::new()];
+    for &axis in axes {
+        let mut next = Vec::new();
+        for prefix in &out {
+            for value in &matrix[axis].1 {
+                let mut combination = prefix.clone();
+                combination.push(value.clone());
+                next.push(combination);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// `stage[axis=value,...]`, or `stage` when there are no axes.
+pub fn expanded_name(base: &str, values: &[(String, Value)]) -> String {
+    if values.is_empty() {
+        return base.to_string();
+    }
+    let parts: Vec<String> = values.iter().map(|(axis, value)| format!("{axis}={}", display_value(value))).collect();
+    format!("{base}[{}]", parts.join(","))
+}
+
+pub fn display_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The matrix values of a stage as a map (for tables and JSON).
+pub fn matrix_map(stage: &PlannedStage) -> BTreeMap<String, Value> {
+    stage.matrix.iter().cloned().collect()
+}

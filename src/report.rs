@@ -1,0 +1,172 @@
+//! `voxflow report`: one self-contained HTML page for the last run of a
+//! pipeline: the DAG coloured by what happened to each stage, each stage's
+//! status, reason and time, the comparison table, and the figures stages
+//! attached to their results (SVG, inlined).
+
+use std::fmt::Write;
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::exec::{RunSummary, StageOutcome};
+use crate::plan::Pipeline;
+use crate::store::{Lookup, Store};
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn color(status: &str) -> &'static str {
+    match status {
+        "ran" => "#4caf50",
+        "cached" | "fresh" => "#90caf9",
+        "failed" => "#e53935",
+        "skipped" | "cancelled" => "#bdbdbd",
+        _ => "#ffb74d",
+    }
+}
+
+/// Renders the report; `summary` is the last run (if any).
+pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>) -> String {
+    let outcomes: Vec<Option<&StageOutcome>> = pipeline
+        .stages
+        .iter()
+        .map(|stage| summary.and_then(|s| s.stages.iter().find(|o| o.name == stage.name)))
+        .collect();
+    let mut html = String::new();
+    let _ = write!(html, "<!doctype html><html><head><meta charset=\"utf-8\"><title>voxflow: {}</title>", escape(&pipeline.name));
+    html.push_str("<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f4f4f4}.num{text-align:right}figure{display:inline-block;margin:8px}code{font-size:12px}</style></head><body>");
+    let _ = write!(html, "<h1>{}</h1><p>pipeline file <code>{}</code>", escape(&pipeline.name), escape(&pipeline.file.display().to_string()));
+    match summary {
+        Some(s) => {
+            let _ = write!(
+                html,
+                "; last run finished {} in {:.2} s: {} ran, {} cached, {} failed, {} skipped{}.</p>",
+                escape(&s.finished_at),
+                s.seconds,
+                s.count(crate::exec::Status::Ran),
+                s.count(crate::exec::Status::Cached),
+                s.count(crate::exec::Status::Failed),
+                s.count(crate::exec::Status::Skipped),
+                if s.cancelled { " (interrupted)" } else { "" }
+            );
+        }
+        None => html.push_str("; it has not been run with this store yet.</p>"),
+    }
+    html.push_str("<h2>Stages</h2>");
+    html.push_str(&dag_svg(pipeline, &outcomes));
+    html.push_str("<table><tr><th>stage</th><th>kind</th><th>status</th><th class=num>seconds</th><th>why</th><th>key</th></tr>");
+    for (stage, outcome) in pipeline.stages.iter().zip(&outcomes) {
+        let status = outcome.map(|o| o.status.as_str()).unwrap_or("not run");
+        let mut why = outcome.map(|o| o.reason.clone()).unwrap_or_default();
+        if let Some(error) = outcome.and_then(|o| o.error.as_ref()) {
+            why = format!("{why} {error}");
+        }
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td style=\"background:{}\">{}</td><td class=num>{:.2}</td><td>{}</td><td><code>{}</code></td></tr>",
+            escape(&stage.name),
+            escape(stage.kind.kind()),
+            color(status),
+            status,
+            outcome.map(|o| o.seconds).unwrap_or(0.0),
+            escape(&why),
+            escape(outcome.and_then(|o| o.key.as_deref()).unwrap_or(""))
+        );
+    }
+    html.push_str("</table>");
+
+    if let Ok(comparison) = crate::compare::gather(pipeline, store) {
+        if comparison.table.num_rows() > 0 {
+            html.push_str("<h2>Comparison</h2>");
+            html.push_str(&table_html(&comparison.table));
+            if let Some(svg) = crate::compare::chart(&comparison, None) {
+                let _ = write!(html, "<figure>{svg}</figure>");
+            }
+        }
+    }
+
+    let mut figures = String::new();
+    for outcome in outcomes.iter().flatten() {
+        let Some(key) = &outcome.key else { continue };
+        let Lookup::Fresh(manifest) = store.lookup(key) else { continue };
+        for figure in &manifest.figures {
+            if let Ok(svg) = std::fs::read_to_string(store.object_dir(key).join(figure)) {
+                let _ = write!(figures, "<figure>{svg}<figcaption>{} — {}</figcaption></figure>", escape(&outcome.name), escape(figure));
+            }
+        }
+    }
+    if !figures.is_empty() {
+        html.push_str("<h2>Figures</h2>");
+        html.push_str(&figures);
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+/// An HTML table of a record batch.
+pub fn table_html(batch: &arrow::array::RecordBatch) -> String {
+    let mut html = String::from("<table><tr>");
+    for field in batch.schema().fields() {
+        let _ = write!(html, "<th>{}</th>", escape(field.name()));
+    }
+    html.push_str("</tr>");
+    let options = FormatOptions::default().with_null("");
+    let formatters: Vec<_> = batch.columns().iter().filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+    for row in 0..batch.num_rows() {
+        html.push_str("<tr>");
+        for formatter in &formatters {
+            let _ = write!(html, "<td>{}</td>", escape(&formatter.value(row).to_string()));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+    html
+}
+
+/// The DAG as layered boxes: a stage's column is its depth.
+fn dag_svg(pipeline: &Pipeline, outcomes: &[Option<&StageOutcome>]) -> String {
+    let n = pipeline.stages.len();
+    let mut depth = vec![0usize; n];
+    for (i, stage) in pipeline.stages.iter().enumerate() {
+        depth[i] = stage.inputs.iter().map(|input| depth[input.upstream] + 1).max().unwrap_or(0);
+    }
+    let mut row = vec![0usize; n];
+    let mut per_column: Vec<usize> = Vec::new();
+    for i in 0..n {
+        if per_column.len() <= depth[i] {
+            per_column.resize(depth[i] + 1, 0);
+        }
+        row[i] = per_column[depth[i]];
+        per_column[depth[i]] += 1;
+    }
+    let (box_w, box_h, gap_x, gap_y) = (190.0, 30.0, 60.0, 12.0);
+    let width = per_column.len() as f64 * (box_w + gap_x) + 20.0;
+    let height = per_column.iter().copied().max().unwrap_or(1) as f64 * (box_h + gap_y) + 20.0;
+    let position = |i: usize| (10.0 + depth[i] as f64 * (box_w + gap_x), 10.0 + row[i] as f64 * (box_h + gap_y));
+    let mut svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#);
+    for (i, stage) in pipeline.stages.iter().enumerate() {
+        let (x, y) = position(i);
+        for input in &stage.inputs {
+            let (ux, uy) = position(input.upstream);
+            let _ = write!(svg, r##"<line x1="{}" y1="{}" x2="{x}" y2="{}" stroke="#888"/>"##, ux + box_w, uy + box_h / 2.0, y + box_h / 2.0);
+        }
+    }
+    for (i, stage) in pipeline.stages.iter().enumerate() {
+        let (x, y) = position(i);
+        let status = outcomes[i].map(|o| o.status.as_str()).unwrap_or("not run");
+        let label: String = stage.name.chars().take(30).collect();
+        let _ = write!(
+            svg,
+            r##"<g><title>{} ({}): {}</title><rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="4" fill="{}" stroke="#555"/><text x="{}" y="{}">{}</text></g>"##,
+            escape(&stage.name),
+            escape(stage.kind.kind()),
+            status,
+            color(status),
+            x + 5.0,
+            y + 19.0,
+            escape(&label)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}

@@ -1,0 +1,280 @@
+//! `command`: runs an external program, like a Snakemake rule or a DVC stage.
+//!
+//! ```yaml
+//! stages:
+//!   features:
+//!     kind: command
+//!     inputs: [words]
+//!     run: python scripts/embed.py {inputs.words} {outputs.vectors} --dim {params.dim}
+//!     outputs: {vectors: vectors.parquet}
+//!     params: {dim: 64, files: [scripts/embed.py]}
+//! ```
+//!
+//! Placeholders: `{inputs.ROLE}` (the input's file, or its directory when the
+//! upstream has several outputs), `{outputs.NAME}`, `{params.KEY}`,
+//! `{threads}`, `{out_dir}`. The command runs under `bash -c` in the pipeline
+//! file's directory with `VOXFLOW_OUT` and `VOXFLOW_THREADS` set. Its text,
+//! params and the content of the files listed in `files` are in the key;
+//! stdout and stderr are kept as logs beside the outputs.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::process::{Command as Process, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{ParamError, Stage, StageContext, StageError};
+
+pub struct Command;
+
+impl Stage for Command {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn summary(&self) -> &'static str {
+        "run an external program; its declared output files are hashed and stored"
+    }
+
+    fn outputs(&self, params: &Value) -> Vec<String> {
+        output_files(params).into_iter().map(|(name, _)| name).collect()
+    }
+
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let mut errors = Vec::new();
+        let Value::Object(map) = params else {
+            return Err(vec![ParamError::new("", "params must be a mapping")]);
+        };
+        match map.get("run") {
+            Some(Value::String(run)) if !run.trim().is_empty() => {
+                for placeholder in placeholders(run) {
+                    let (scope, name) = placeholder.split_once('.').unwrap_or((placeholder.as_str(), ""));
+                    let known = match scope {
+                        "inputs" => !name.is_empty(),
+                        "outputs" => output_files(params).iter().any(|(n, _)| n == name),
+                        "params" => map.contains_key(name),
+                        "threads" | "out_dir" => name.is_empty(),
+                        _ => false,
+                    };
+                    if !known {
+                        errors.push(
+                            ParamError::new("run", format!("unknown placeholder `{{{placeholder}}}`"))
+                                .hint("use {inputs.ROLE}, {outputs.NAME}, {params.KEY}, {threads} or {out_dir}; write {{ for a literal brace"),
+                        );
+                    }
+                }
+            }
+            _ => errors.push(ParamError::new("run", "a command stage needs `run:` with a command line")),
+        }
+        match map.get("outputs") {
+            None | Some(Value::Object(_)) | Some(Value::Array(_)) => {}
+            Some(_) => errors.push(ParamError::new("outputs", "`outputs` must map names to file names, or list file names")),
+        }
+        for (name, file) in output_files(params) {
+            if file.is_empty() || file.contains("..") || file.starts_with('/') || file.starts_with("logs/") {
+                errors.push(ParamError::new(&format!("outputs.{name}"), format!("output file `{file}` must be a relative name inside the stage's directory")));
+            }
+        }
+        if let Some(files) = map.get("files") {
+            if !files.as_array().is_some_and(|items| items.iter().all(Value::is_string)) {
+                errors.push(ParamError::new("files", "`files` must be a list of paths (scripts and data the command reads)"));
+            }
+        }
+        if let Some(shell) = map.get("shell") {
+            if !shell.is_string() {
+                errors.push(ParamError::new("shell", "`shell` must be a program name such as bash"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(crate::key::canonical_value(params))
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
+        params
+            .get("files")
+            .and_then(Value::as_array)
+            .map(|files| {
+                files
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, f)| f.as_str().map(|f| (format!("files.{i}"), f.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let params = ctx.params;
+        let template = params.get("run").and_then(Value::as_str).unwrap_or_default();
+        let outputs = output_files(params);
+        let mut text = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            if rest[start..].starts_with("{{") {
+                text.push_str(&rest[..start + 1]);
+                rest = &rest[start + 2..];
+                continue;
+            }
+            let Some(end) = rest[start..].find('}') else { break };
+            text.push_str(&rest[..start]);
+            let placeholder = &rest[start + 1..start + end];
+            text.push_str(&self.expand(ctx, placeholder, &outputs)?);
+            rest = &rest[start + end + 1..];
+        }
+        text.push_str(&rest.replace("}}", "}"));
+
+        let logs = ctx.out_dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| StageError::failed(format!("{}: {e}", logs.display())))?;
+        let stdout_path = logs.join("stdout.txt");
+        let stderr_path = logs.join("stderr.txt");
+        let open = |path: &std::path::Path| {
+            File::create(path).map_err(|e| StageError::failed(format!("{}: {e}", path.display())))
+        };
+        let shell = params.get("shell").and_then(Value::as_str).unwrap_or("bash");
+        let mut child = Process::new(shell)
+            .arg("-c")
+            .arg(&text)
+            .current_dir(ctx.base_dir)
+            .env("VOXFLOW_OUT", ctx.out_dir)
+            .env("VOXFLOW_THREADS", ctx.threads.to_string())
+            .env("VOXFLOW_STAGE", ctx.name)
+            .stdin(Stdio::null())
+            .stdout(open(&stdout_path)?)
+            .stderr(open(&stderr_path)?)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
+        ctx.add_log("logs/stdout.txt");
+        ctx.add_log("logs/stderr.txt");
+        let pid = child.id() as i32;
+        let mut poll = Duration::from_micros(200);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) => return Err(StageError::failed(format!("waiting for the command: {e}"))),
+            }
+            if ctx.is_cancelled() {
+                // SAFETY: kill(2) on the child's own process group.
+                unsafe { libc::kill(-pid, libc::SIGTERM) };
+                std::thread::sleep(Duration::from_millis(200));
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(StageError::Cancelled);
+            }
+            std::thread::sleep(poll);
+            poll = (poll * 2).min(Duration::from_millis(20));
+        };
+        if !status.success() {
+            let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            let tail: Vec<&str> = stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+            let code = match status.code() {
+                Some(code) => format!("exit code {code}"),
+                None => "killed by a signal".into(),
+            };
+            let mut message = format!("command failed ({code}): {text}");
+            if !tail.is_empty() {
+                message.push_str("\n  last lines of stderr:\n    ");
+                message.push_str(&tail.join("\n    "));
+            }
+            return Err(StageError::failed(message).with_hint(format!("the full log is {}", stderr_path.display())));
+        }
+        for (name, file) in &outputs {
+            if !ctx.out_dir.join(file).is_file() {
+                return Err(StageError::failed(format!("the command did not write its declared output `{name}` ({file})"))
+                    .with_hint(format!("write it to {{outputs.{name}}}, which expands to {}", ctx.out_dir.join(file).display())));
+            }
+            ctx.add_file(name, file);
+        }
+        Ok(())
+    }
+}
+
+impl Command {
+    fn expand(&self, ctx: &StageContext, placeholder: &str, outputs: &[(String, String)]) -> Result<String, StageError> {
+        let (scope, name) = placeholder.split_once('.').unwrap_or((placeholder, ""));
+        let path = match scope {
+            "inputs" => {
+                let input = ctx.input(name)?;
+                match input.single_output() {
+                    Ok((_, path)) => path,
+                    Err(_) => input.dir.clone(),
+                }
+            }
+            "outputs" => {
+                let file = outputs.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone()).unwrap_or_default();
+                ctx.out_dir.join(file)
+            }
+            "params" => {
+                return Ok(match ctx.params.get(name) {
+                    Some(Value::String(s)) => quote(s),
+                    Some(other) => quote(&other.to_string()),
+                    None => String::new(),
+                })
+            }
+            "threads" => return Ok(ctx.threads.to_string()),
+            "out_dir" => ctx.out_dir.to_path_buf(),
+            _ => return Err(StageError::failed(format!("unknown placeholder `{{{placeholder}}}`"))),
+        };
+        let absolute = std::path::absolute(&path).unwrap_or(path);
+        Ok(quote(&absolute.to_string_lossy()))
+    }
+}
+
+/// Declared outputs as (name, file), from a mapping or a list of file names.
+fn output_files(params: &Value) -> Vec<(String, String)> {
+    match params.get("outputs") {
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(name, file)| (name.clone(), file.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|file| {
+                let name = std::path::Path::new(file)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| file.to_string());
+                (name, file.to_string())
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn placeholders(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('{') {
+        if rest[start..].starts_with("{{") {
+            rest = &rest[start + 2..];
+            continue;
+        }
+        match rest[start..].find('}') {
+            Some(end) => {
+                out.push(rest[start + 1..start + end].to_string());
+                rest = &rest[start + end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Single-quotes a word for the shell when it needs it.
+fn quote(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}

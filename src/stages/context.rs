@@ -1,0 +1,225 @@
+//! `StageContext`: what a running stage sees. It resolves input roles to
+//! artifacts in the store, takes outputs into the staging directory, and
+//! carries progress, warnings and cancellation back to the scheduler.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use serde_json::Value;
+
+use crate::artifact::{self, MatrixArtifact};
+use crate::store::Manifest;
+
+/// An input of a running stage: an upstream result in the store, and the
+/// output it names (or all of them).
+#[derive(Debug, Clone)]
+pub struct InputArtifact {
+    pub stage: String,
+    pub dir: PathBuf,
+    pub manifest: Arc<Manifest>,
+    pub output: Option<String>,
+}
+
+impl InputArtifact {
+    /// The one output this input names: the selected one, or the only one.
+    pub fn single_output(&self) -> Result<(&str, PathBuf), StageError> {
+        let name = match &self.output {
+            Some(name) => name.as_str(),
+            None if self.manifest.outputs.len() == 1 => {
+                self.manifest.outputs.keys().next().map(String::as_str).unwrap_or_default()
+            }
+            None => {
+                let names: Vec<&str> = self.manifest.outputs.keys().map(String::as_str).collect();
+                return Err(StageError::failed(format!(
+                    "input stage `{}` has outputs {}: say which one",
+                    self.stage,
+                    names.join(", ")
+                ))
+                .with_hint(format!("write `{}.{}` in `inputs`", self.stage, names.first().unwrap_or(&"output"))));
+            }
+        };
+        let entry = self.manifest.outputs.get(name).ok_or_else(|| {
+            StageError::failed(format!("input stage `{}` has no output `{name}`", self.stage))
+        })?;
+        Ok((name, self.dir.join(&entry.file)))
+    }
+
+    /// The path of output `name` of this input's stage.
+    pub fn output_path(&self, name: &str) -> Result<PathBuf, StageError> {
+        let entry = self.manifest.outputs.get(name).ok_or_else(|| {
+            StageError::failed(format!("input stage `{}` has no output `{name}`", self.stage))
+        })?;
+        Ok(self.dir.join(&entry.file))
+    }
+}
+
+/// A stage failure, with a hint on how to fix it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StageError {
+    #[error("{message}")]
+    Failed { message: String, hint: Option<String> },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl StageError {
+    pub fn failed(message: impl Into<String>) -> StageError {
+        StageError::Failed { message: message.into(), hint: None }
+    }
+
+    pub fn with_hint(self, hint: impl Into<String>) -> StageError {
+        match self {
+            StageError::Failed { message, .. } => StageError::Failed { message, hint: Some(hint.into()) },
+            other => other,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            StageError::Failed { hint, .. } => hint.as_deref(),
+            StageError::Cancelled => None,
+        }
+    }
+}
+
+impl From<artifact::ArtifactError> for StageError {
+    fn from(error: artifact::ArtifactError) -> StageError {
+        StageError::failed(error.to_string())
+    }
+}
+
+/// A written output, before hashing.
+#[derive(Debug, Clone)]
+pub struct WrittenOutput {
+    pub name: String,
+    pub file: String,
+    pub format: String,
+    pub shape: Option<Vec<usize>>,
+}
+
+pub struct StageContext<'a> {
+    pub name: &'a str,
+    pub params: &'a Value,
+    /// The pipeline file's directory: relative paths in params resolve here.
+    pub base_dir: &'a Path,
+    /// The staging directory outputs go into.
+    pub out_dir: &'a Path,
+    pub threads: usize,
+    pub device: String,
+    pub inputs: &'a BTreeMap<String, InputArtifact>,
+    pub(crate) outputs: Vec<WrittenOutput>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) logs: Vec<String>,
+    pub(crate) figures: Vec<String>,
+    pub(crate) cancel: &'a AtomicBool,
+    pub(crate) progress: &'a (dyn Fn(u64, u64) + Sync),
+}
+
+impl<'a> StageContext<'a> {
+    pub fn input(&self, role: &str) -> Result<&InputArtifact, StageError> {
+        self.inputs.get(role).ok_or_else(|| {
+            let roles: Vec<&str> = self.inputs.keys().map(String::as_str).collect();
+            StageError::failed(format!(
+                "stage `{}` needs an input named `{role}`; it has: {}",
+                self.name,
+                if roles.is_empty() { "none".to_string() } else { roles.join(", ") }
+            ))
+            .with_hint(format!("add `inputs: {{{role}: <stage>}}`"))
+        })
+    }
+
+    pub fn has_input(&self, role: &str) -> bool {
+        self.inputs.contains_key(role)
+    }
+
+    pub fn input_matrix(&self, role: &str) -> Result<MatrixArtifact, StageError> {
+        let (_, path) = self.input(role)?.single_output()?;
+        Ok(artifact::read_matrix(&path)?)
+    }
+
+    pub fn input_table(&self, role: &str) -> Result<RecordBatch, StageError> {
+        let (_, path) = self.input(role)?.single_output()?;
+        Ok(artifact::read_batch(&path)?)
+    }
+
+    /// Resolves a path from params against the pipeline's directory.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    pub fn write_matrix(&mut self, name: &str, matrix: &MatrixArtifact) -> Result<(), StageError> {
+        let file = format!("{name}.arrow");
+        artifact::write_matrix(&self.out_dir.join(&file), matrix)?;
+        self.outputs.push(WrittenOutput {
+            name: name.to_string(),
+            file,
+            format: "matrix".into(),
+            shape: Some(vec![matrix.matrix.rows, matrix.matrix.cols]),
+        });
+        Ok(())
+    }
+
+    pub fn write_table(&mut self, name: &str, table: &RecordBatch) -> Result<(), StageError> {
+        let file = format!("{name}.parquet");
+        artifact::write_table(&self.out_dir.join(&file), table)?;
+        self.outputs.push(WrittenOutput {
+            name: name.to_string(),
+            file,
+            format: "table".into(),
+            shape: Some(vec![table.num_rows(), table.num_columns()]),
+        });
+        Ok(())
+    }
+
+    /// Registers a file the stage wrote itself into `out_dir`.
+    pub fn add_file(&mut self, name: &str, file: &str) {
+        self.outputs.push(WrittenOutput { name: name.to_string(), file: file.to_string(), format: "file".into(), shape: None });
+    }
+
+    /// Registers a log file (relative to `out_dir`); logs are kept, not hashed.
+    pub fn add_log(&mut self, file: &str) {
+        self.logs.push(file.to_string());
+    }
+
+    /// An SVG figure for the run report (kept beside the outputs, not hashed).
+    pub fn add_figure(&mut self, name: &str, svg: &str) -> Result<(), StageError> {
+        let dir = self.out_dir.join("figures");
+        let file = format!("figures/{name}.svg");
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(self.out_dir.join(&file), svg))
+            .map_err(|e| StageError::failed(format!("{}: {e}", dir.display())))?;
+        self.figures.push(file);
+        Ok(())
+    }
+
+    /// A warning kept in the manifest and shown to the user.
+    pub fn warn(&mut self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::warn!(stage = self.name, "{message}");
+        self.warnings.push(message);
+    }
+
+    pub fn progress(&self, done: u64, total: u64) {
+        (self.progress)(done, total);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    pub fn check_cancelled(&self) -> Result<(), StageError> {
+        if self.is_cancelled() {
+            Err(StageError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `load.table` and `load.matrix`: bring a user's file into the store. The
+//! file is hashed by content (the key does not see its path), so moving it
+//! changes nothing and editing it reruns what depends on it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use crate::artifact::{self, MatrixArtifact};
+use crate::numeric::Matrix;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadTableParams {
+    /// CSV, TSV or Parquet file, relative to the pipeline file.
+    pub path: String,
+    /// Field separator for text files; default `,` (`\t` for .tsv).
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    #[serde(default = "yes")]
+    pub header: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct LoadTable;
+
+impl Stage for LoadTable {
+    fn kind(&self) -> &'static str {
+        "load.table"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn summary(&self) -> &'static str {
+        "read a CSV, TSV or Parquet table into the store"
+    }
+
+    fn outputs(&self, _params: &Value) -> Vec<String> {
+        vec!["table".into()]
+    }
+
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (parsed, canonical) = parse_params::<LoadTableParams>(params)?;
+        let mut errors = Vec::new();
+        if let Some(delimiter) = &parsed.delimiter {
+            if delimiter != "\\t" && delimiter.len() != 1 {
+                errors.push(ParamError::new("delimiter", format!("`{delimiter}` is not one character")));
+            }
+        }
+        let extension = extension(&parsed.path);
+        if !["csv", "tsv", "txt", "parquet"].contains(&extension.as_str()) {
+            errors.push(ParamError::new("path", format!("cannot load `.{extension}` files as tables")).hint("use .csv, .tsv or .parquet"));
+        }
+        if errors.is_empty() {
+            Ok(canonical)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
+        path_param(params)
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let params: LoadTableParams = typed_params(ctx.params)?;
+        let path = ctx.resolve(&params.path);
+        let batch = if extension(&params.path) == "parquet" {
+            artifact::read_batch(&path)?
+        } else {
+            let delimiter = match params.delimiter.as_deref() {
+                Some("\\t") => b'\t',
+                Some(d) => d.as_bytes()[0],
+                None if extension(&params.path) == "tsv" => b'\t',
+                None => b',',
+            };
+            read_csv(&path, delimiter, params.header)?
+        };
+        ctx.write_table("table", &batch)
+    }
+}
+
+fn read_csv(path: &Path, delimiter: u8, header: bool) -> Result<arrow::array::RecordBatch, StageError> {
+    use arrow::csv::reader::{Format, ReaderBuilder};
+    let fail = |e: &dyn std::fmt::Display| StageError::failed(format!("{}: {e}", path.display()));
+    let format = Format::default().with_header(header).with_delimiter(delimiter);
+    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
+    let (schema, _) = format.infer_schema(file, Some(10_000)).map_err(|e| fail(&e))?;
+    let schema = Arc::new(schema);
+    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
+    let reader = ReaderBuilder::new(schema.clone()).with_format(format).build(file).map_err(|e| fail(&e))?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| fail(&e))?;
+    arrow::compute::concat_batches(&schema, &batches).map_err(|e| fail(&e))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadMatrixParams {
+    /// .npy, or a voxflow matrix as .arrow/.parquet.
+    pub path: String,
+}
+
+pub struct LoadMatrix;
+
+impl Stage for LoadMatrix {
+    fn kind(&self) -> &'static str {
+        "load.matrix"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn summary(&self) -> &'static str {
+        "read a .npy, .arrow or .parquet matrix into the store"
+    }
+
+    fn outputs(&self, _params: &Value) -> Vec<String> {
+        vec!["matrix".into()]
+    }
+
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (parsed, canonical) = parse_params::<LoadMatrixParams>(params)?;
+        let extension = extension(&parsed.path);
+        if !["npy", "arrow", "feather", "parquet"].contains(&extension.as_str()) {
+            return Err(vec![ParamError::new("path", format!("cannot load `.{extension}` files as matrices")).hint("use .npy, .arrow or .parquet")]);
+        }
+        Ok(canonical)
+    }
+
+    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
+        path_param(params)
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let params: LoadMatrixParams = typed_params(ctx.params)?;
+        let path = ctx.resolve(&params.path);
+        let matrix = if extension(&params.path) == "npy" {
+            let matrix: Matrix = crate::formats::npy::read_npy(&path).map_err(|e| StageError::failed(e.to_string()))?;
+            MatrixArtifact::new(matrix)
+        } else {
+            artifact::read_matrix(&path)?
+        };
+        if let Some(position) = matrix.matrix.data.iter().position(|v| !v.is_finite()) {
+            return Err(StageError::failed(format!(
+                "{}: non-finite value at row {}, column {}",
+                path.display(),
+                position / matrix.matrix.cols.max(1),
+                position % matrix.matrix.cols.max(1)
+            ))
+            .with_hint("remove or impute NaN/inf values before loading"));
+        }
+        ctx.write_matrix("matrix", &matrix)
+    }
+}
+
+fn path_param(params: &Value) -> Vec<(String, String)> {
+    params.get("path").and_then(Value::as_str).map(|p| vec![("path".to_string(), p.to_string())]).unwrap_or_default()
+}
+
+fn extension(path: &str) -> String {
+    Path::new(path).extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default()
+}

@@ -1,0 +1,448 @@
+//! The artifact store: a directory (default `.voxflow/` beside the pipeline)
+//! that holds every stage result under its key.
+//!
+//! ```text
+//! .voxflow/
+//!   objects/<key>/manifest.json   key record, output digests, shapes, timings
+//!   objects/<key>/<output files>  .arrow matrices, .parquet tables, files
+//!   objects/<key>/logs/           stdout/stderr of command stages
+//!   tmp/<key>.<pid>.<n>/          a stage being written (never read as a result)
+//!   locks/<key>.lock              one writer per key across processes
+//!   runs/<pipeline>.state.json    each stage's last key record (for `why`)
+//!   runs/<pipeline>.last.json     the last run's outcome (for `report`)
+//!   memo.json                     (path, size, mtime, inode) -> content digest
+//! ```
+//!
+//! **Invariant:** an object directory exists only complete. A stage writes into
+//! `tmp/`, its manifest last, and the directory is renamed into `objects/` in one
+//! step while the key's lock is held; a killed run leaves at most a stray
+//! `tmp/` entry, which `gc` removes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::KeyRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("store {path}: {message}")]
+    Corrupt { path: String, message: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.display().to_string(), source }
+}
+
+/// One output of a stage, as recorded in its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputEntry {
+    /// File name inside the object directory.
+    pub file: String,
+    /// BLAKE3 of the file's bytes (128 bits, hex).
+    pub digest: String,
+    pub bytes: u64,
+    /// `matrix`, `table` or `file`.
+    pub format: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shape: Option<Vec<usize>>,
+}
+
+/// What `objects/<key>/manifest.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub key: String,
+    pub record: KeyRecord,
+    /// The stage that produced it (informational: one object can serve several).
+    pub stage: String,
+    pub outputs: BTreeMap<String, OutputEntry>,
+    /// Digest over all outputs: what a downstream stage that takes the whole
+    /// stage as input puts in its key.
+    pub digest: String,
+    pub seconds: f64,
+    pub finished_at: String,
+    pub voxflow_version: String,
+    pub host: String,
+    pub device: String,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub logs: Vec<String>,
+    /// SVG figures (relative paths) for the run report.
+    #[serde(default)]
+    pub figures: Vec<String>,
+}
+
+impl Manifest {
+    /// The digest a consumer's key uses for `output` (or all outputs).
+    pub fn digest_of(&self, output: Option<&str>) -> Option<String> {
+        match output {
+            None => Some(self.digest.clone()),
+            Some(name) => self.outputs.get(name).map(|o| o.digest.clone()),
+        }
+    }
+}
+
+/// The combined digest of a set of outputs.
+pub fn combined_digest(outputs: &BTreeMap<String, OutputEntry>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for (name, entry) in outputs {
+        hasher.update(name.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(entry.digest.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.finalize().to_hex()[..32].to_string()
+}
+
+/// Whether a key's result is usable.
+#[derive(Debug)]
+pub enum Lookup {
+    Fresh(Box<Manifest>),
+    Missing,
+    Damaged(String),
+}
+
+/// A stage's entry in `runs/<pipeline>.state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageState {
+    pub key: String,
+    pub record: KeyRecord,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PipelineState {
+    pub stages: BTreeMap<String, StageState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MemoEntry {
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+    digest: String,
+}
+
+/// The store handle; cheap to share between threads.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    memo: Mutex<HashMap<String, MemoEntry>>,
+    memo_dirty: Mutex<bool>,
+}
+
+static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for sub in ["objects", "tmp", "locks", "runs"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        let memo_path = root.join("memo.json");
+        let memo = fs::read(&memo_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Ok(Store { root: root.to_path_buf(), memo: Mutex::new(memo), memo_dirty: Mutex::new(false) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn object_dir(&self, key: &str) -> PathBuf {
+        self.root.join("objects").join(key)
+    }
+
+    /// Checks that the result for `key` is complete: its manifest parses and
+    /// every output file is there with its recorded size. (`verify` re-hashes.)
+    pub fn lookup(&self, key: &str) -> Lookup {
+        let dir = self.object_dir(key);
+        let manifest_path = dir.join("manifest.json");
+        let bytes = match fs::read(&manifest_path) {
+            Ok(bytes) => bytes,
+            Err(_) if !dir.exists() => return Lookup::Missing,
+            Err(error) => return Lookup::Damaged(format!("{}: {error}", manifest_path.display())),
+        };
+        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(manifest) => manifest,
+            Err(error) => return Lookup::Damaged(format!("{}: {error}", manifest_path.display())),
+        };
+        for (name, output) in &manifest.outputs {
+            let path = dir.join(&output.file);
+            match fs::metadata(&path) {
+                Ok(meta) if meta.len() == output.bytes => {}
+                Ok(meta) => {
+                    return Lookup::Damaged(format!(
+                        "output `{name}` ({}) has {} bytes, the manifest says {}",
+                        path.display(),
+                        meta.len(),
+                        output.bytes
+                    ))
+                }
+                Err(_) => return Lookup::Damaged(format!("output `{name}` ({}) is missing", path.display())),
+            }
+        }
+        Lookup::Fresh(Box::new(manifest))
+    }
+
+    /// Takes the per-key lock, waiting for another process that holds it.
+    pub fn lock(&self, key: &str) -> Result<File, StoreError> {
+        let path = self.root.join("locks").join(format!("{key}.lock"));
+        let file = File::create(&path).map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
+    }
+
+    /// A fresh, empty directory to write a stage's outputs into.
+    pub fn staging_dir(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = self.root.join("tmp").join(format!("{key}.{}.{n}", std::process::id()));
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(dir)
+    }
+
+    /// Writes the manifest into `staging` and moves it to `objects/<key>`.
+    /// The caller holds the key's lock.
+    pub fn commit(&self, staging: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+        let manifest_path = staging.join("manifest.json");
+        let text = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
+        write_synced(&manifest_path, &text)?;
+        let target = self.object_dir(&manifest.key);
+        if target.exists() {
+            // A damaged object for the same key: replace it.
+            fs::remove_dir_all(&target).map_err(io(&target))?;
+        }
+        fs::rename(staging, &target).map_err(io(&target))?;
+        Ok(())
+    }
+
+    /// Removes the result of `key` (used before a forced or repaired rebuild).
+    pub fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let dir = self.object_dir(key);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Content digest of a file or directory, memoised by (path, size, mtime, inode).
+    pub fn content_digest(&self, path: &Path) -> Result<String, StoreError> {
+        let meta = fs::metadata(path).map_err(io(path))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = Vec::new();
+            collect_files(path, &mut entries).map_err(io(path))?;
+            entries.sort();
+            let mut hasher = blake3::Hasher::new();
+            for entry in entries {
+                let relative = entry.strip_prefix(path).unwrap_or(&entry);
+                hasher.update(relative.to_string_lossy().as_bytes());
+                hasher.update(b"\0");
+                hasher.update(self.content_digest(&entry)?.as_bytes());
+                hasher.update(b"\n");
+            }
+            return Ok(hasher.finalize().to_hex()[..32].to_string());
+        }
+        let absolute = fs::canonicalize(path).map_err(io(path))?;
+        let id = absolute.to_string_lossy().to_string();
+        let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+        if let Some(entry) = self.memo.lock().expect("memo lock").get(&id) {
+            if entry.size == meta.len() && entry.mtime_ns == mtime_ns && entry.inode == meta.ino() {
+                return Ok(entry.digest.clone());
+            }
+        }
+        let digest = file_digest(path)?;
+        self.memo.lock().expect("memo lock").insert(
+            id,
+            MemoEntry { size: meta.len(), mtime_ns, inode: meta.ino(), digest: digest.clone() },
+        );
+        *self.memo_dirty.lock().expect("memo lock") = true;
+        Ok(digest)
+    }
+
+    /// Saves the digest memo if it changed.
+    pub fn save_memo(&self) -> Result<(), StoreError> {
+        if !std::mem::take(&mut *self.memo_dirty.lock().expect("memo lock")) {
+            return Ok(());
+        }
+        let memo = self.memo.lock().expect("memo lock");
+        let text = serde_json::to_vec(&*memo).expect("memo serialises");
+        write_atomic(&self.root.join("memo.json"), &text)
+    }
+
+    fn state_path(&self, pipeline: &str) -> PathBuf {
+        self.root.join("runs").join(format!("{pipeline}.state.json"))
+    }
+
+    pub fn load_state(&self, pipeline: &str) -> PipelineState {
+        fs::read(self.state_path(pipeline))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Merges `updates` into the pipeline's state under its lock.
+    pub fn update_state(&self, pipeline: &str, updates: BTreeMap<String, StageState>) -> Result<(), StoreError> {
+        let lock_path = self.root.join("locks").join(format!("state-{pipeline}.lock"));
+        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let mut state = self.load_state(pipeline);
+        state.stages.extend(updates);
+        let text = serde_json::to_vec_pretty(&state).expect("state serialises");
+        write_atomic(&self.state_path(pipeline), &text)
+    }
+
+    pub fn last_run_path(&self, pipeline: &str) -> PathBuf {
+        self.root.join("runs").join(format!("{pipeline}.last.json"))
+    }
+
+    /// Every key that has an object directory.
+    pub fn object_keys(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("objects");
+        let mut keys: Vec<String> = fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().to_string())
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Removes every object whose key is not in `keep`, and abandoned staging
+    /// directories. Returns the removed keys and the bytes freed.
+    pub fn gc(&self, keep: &BTreeSet<String>, dry_run: bool) -> Result<(Vec<String>, u64), StoreError> {
+        let mut removed = Vec::new();
+        let mut bytes = 0;
+        for key in self.object_keys()? {
+            if keep.contains(&key) {
+                continue;
+            }
+            let dir = self.object_dir(&key);
+            bytes += dir_size(&dir);
+            if !dry_run {
+                let _lock = self.lock(&key)?;
+                fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            }
+            removed.push(key);
+        }
+        let tmp = self.root.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(io(&tmp))?.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let key = name.split('.').next().unwrap_or_default().to_string();
+            let lock_path = self.root.join("locks").join(format!("{key}.lock"));
+            // A staging directory whose key is unlocked belongs to no live run.
+            let free = File::create(&lock_path).map(|f| f.try_lock().is_ok()).unwrap_or(false);
+            if free {
+                bytes += dir_size(&entry.path());
+                if !dry_run {
+                    fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+                }
+                removed.push(format!("tmp/{name}"));
+            }
+        }
+        Ok((removed, bytes))
+    }
+
+    /// Re-hashes every output of every object; returns the problems found.
+    pub fn verify(&self) -> Result<Vec<VerifyProblem>, StoreError> {
+        let mut problems = Vec::new();
+        for key in self.object_keys()? {
+            let dir = self.object_dir(&key);
+            let manifest: Manifest = match fs::read(dir.join("manifest.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+            {
+                Some(m) => m,
+                None => {
+                    problems.push(VerifyProblem { key, stage: None, detail: "manifest.json missing or unreadable".into() });
+                    continue;
+                }
+            };
+            if manifest.key != key || manifest.record.key() != key {
+                problems.push(VerifyProblem { key: key.clone(), stage: Some(manifest.stage.clone()), detail: "manifest key does not match its directory".into() });
+            }
+            for (name, output) in &manifest.outputs {
+                let path = dir.join(&output.file);
+                match file_digest(&path) {
+                    Ok(digest) if digest == output.digest => {}
+                    Ok(digest) => problems.push(VerifyProblem {
+                        key: key.clone(),
+                        stage: Some(manifest.stage.clone()),
+                        detail: format!("output `{name}` digest {digest} != recorded {}", output.digest),
+                    }),
+                    Err(error) => problems.push(VerifyProblem { key: key.clone(), stage: Some(manifest.stage.clone()), detail: format!("output `{name}`: {error}") }),
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyProblem {
+    pub key: String,
+    pub stage: Option<String>,
+    pub detail: String,
+}
+
+/// BLAKE3 of a file's bytes (128 bits, hex).
+pub fn file_digest(path: &Path) -> Result<String, StoreError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize().to_hex()[..32].to_string())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    write_synced(&tmp, bytes)?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    let mut file = File::create(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut files = Vec::new();
+    let _ = collect_files(dir, &mut files);
+    files.iter().filter_map(|f| fs::metadata(f).ok()).map(|m| m.len()).sum()
+}

@@ -1,0 +1,446 @@
+//! End-to-end behaviour of the engine through the `voxflow` binary:
+//! validation, incremental reruns and their reasons, early cut-off, matrix
+//! expansion, failures, crash safety, concurrent runs, gc and verify.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{statuses, stderr, stdout, voxflow, voxflow_json, Scratch};
+
+/// a -> b -> c -> e, and d on its own. b writes its param `x`; c counts b's
+/// lines, so a new `x` reruns c but gives c the same bytes, and e stays
+/// fresh (early cut-off). `y` does not reach b's bytes at all.
+const CHAIN: &str = r#"
+name: chain
+stages:
+  a:
+    kind: command
+    run: echo hello > {outputs.out}
+    outputs: {out: a.txt}
+  b:
+    kind: command
+    inputs: [a]
+    run: cat {inputs.a} > {outputs.out} && echo {params.x} >> {outputs.out}
+    outputs: {out: b.txt}
+    params: {x: 1, y: unused}
+  c:
+    kind: command
+    inputs: [b]
+    run: wc -l < {inputs.b} > {outputs.out}
+    outputs: {out: c.txt}
+  d:
+    kind: command
+    run: echo independent > {outputs.out}
+    outputs: {out: d.txt}
+  e:
+    kind: command
+    inputs: [c]
+    run: cat {inputs.c} {inputs.c} > {outputs.out}
+    outputs: {out: e.txt}
+"#;
+
+fn run_json(pipeline: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["run", pipeline, "--format", "json", "-j", "2"];
+    args.extend_from_slice(extra);
+    voxflow_json(&args, 0)
+}
+
+#[test]
+fn param_change_reruns_exactly_the_dependents_and_says_why() {
+    let dir = Scratch::new("incremental");
+    let pipeline = dir.write("chain.yaml", CHAIN);
+    let pipeline = pipeline.to_str().unwrap();
+
+    let first = statuses(&run_json(pipeline, &[]));
+    assert!(first.values().all(|s| s == "ran"), "{first:?}");
+    let again = statuses(&run_json(pipeline, &[]));
+    assert!(again.values().all(|s| s == "cached"), "{again:?}");
+
+    let changed = run_json(pipeline, &["--set", "b.x=2"]);
+    let status = statuses(&changed);
+    assert_eq!(status["a"], "cached");
+    assert_eq!(status["b"], "ran");
+    assert_eq!(status["c"], "ran", "c's input changed");
+    assert_eq!(status["e"], "cached", "c wrote the same line count: early cut-off");
+    assert_eq!(status["d"], "cached");
+    let b = changed["stages"].as_array().unwrap().iter().find(|s| s["name"] == "b").unwrap();
+    assert_eq!(b["reason"], "param `x` changed: 1 -> 2");
+    let text = std::fs::read_to_string(dir.join(".voxflow/objects").join(b["key"].as_str().unwrap()).join("b.txt")).unwrap();
+    assert_eq!(text, "hello\n2\n");
+
+    let c = changed["stages"].as_array().unwrap().iter().find(|s| s["name"] == "c").unwrap();
+    assert!(c["reason"].as_str().unwrap().starts_with("input `b` changed"), "{c}");
+
+    // A value with two lines changes c's count, and the change reaches e.
+    let status = statuses(&run_json(pipeline, &["--set", "b.x=\"2\\n3\""]));
+    assert_eq!((status["b"].as_str(), status["c"].as_str(), status["e"].as_str()), ("ran", "ran", "ran"));
+
+    // Going back to an earlier value finds the earlier result in the store.
+    let back = statuses(&run_json(pipeline, &[]));
+    assert!(back.values().all(|s| s == "cached"), "{back:?}");
+}
+
+#[test]
+fn identical_upstream_output_stops_the_cascade() {
+    let dir = Scratch::new("cutoff");
+    let pipeline = dir.write("chain.yaml", CHAIN);
+    let pipeline = pipeline.to_str().unwrap();
+    run_json(pipeline, &[]);
+    let plan = voxflow_json(&["plan", pipeline, "--format", "json", "--set", "b.y=other"], 0);
+    let plan_status = statuses(&plan);
+    assert_eq!(plan_status["b"], "dirty");
+    assert_eq!(plan_status["c"], "dirty", "the plan cannot know b's bytes yet");
+    let c = plan["stages"].as_array().unwrap().iter().find(|s| s["name"] == "c").unwrap();
+    assert_eq!(c["reason"], "upstream `b` runs first");
+
+    let status = statuses(&run_json(pipeline, &["--set", "b.y=other"]));
+    assert_eq!(status["b"], "ran");
+    assert_eq!(status["c"], "cached", "b's bytes did not change");
+    assert_eq!(status["e"], "cached");
+}
+
+#[test]
+fn why_and_plan_explain_in_words() {
+    let dir = Scratch::new("why");
+    let pipeline = dir.write("chain.yaml", CHAIN);
+    let pipeline = pipeline.to_str().unwrap();
+    let before = voxflow(&["why", pipeline, "a"]);
+    assert!(stdout(&before).contains("new stage, no cached result"), "{}", stdout(&before));
+    run_json(pipeline, &[]);
+    let fresh = voxflow(&["why", pipeline, "b"]);
+    assert!(stdout(&fresh).contains("b (command): fresh"), "{}", stdout(&fresh));
+    let changed = voxflow(&["why", pipeline, "b", "--set", "b.x=5"]);
+    assert!(stdout(&changed).contains("param `x` changed: 1 -> 5"), "{}", stdout(&changed));
+    let forced = voxflow_json(&["plan", pipeline, "--format", "json", "--force", "a"], 0);
+    let a = &forced["stages"][0];
+    assert_eq!((a["name"].as_str(), a["status"].as_str(), a["reason"].as_str()), (Some("a"), Some("dirty"), Some("forced")));
+
+    // A removed result is reported as such, then rebuilt.
+    let key = a["key"].as_str().unwrap();
+    std::fs::remove_file(dir.join(".voxflow/objects").join(key).join("a.txt")).unwrap();
+    let damaged = voxflow(&["why", pipeline, "a"]);
+    assert!(stdout(&damaged).contains("output missing or damaged"), "{}", stdout(&damaged));
+    let status = statuses(&run_json(pipeline, &[]));
+    assert_eq!(status["a"], "ran");
+}
+
+#[test]
+fn matrix_expands_stages_and_matches_inputs_by_value() {
+    let dir = Scratch::new("matrix");
+    let pipeline = dir.write(
+        "m.yaml",
+        r#"
+name: sweep
+matrix:
+  method: [rect, lanczos]
+  layer: [1, 2, 3]
+stages:
+  source:
+    kind: command
+    run: echo {params.method} > {outputs.out}
+    outputs: {out: s.txt}
+    params: {method: "${matrix.method}"}
+  feature:
+    kind: command
+    inputs: {src: source}
+    run: cat {inputs.src} > {outputs.out} && echo layer {params.layer} >> {outputs.out}
+    outputs: {out: f.txt}
+    params: {layer: "${matrix.layer}"}
+  single:
+    kind: command
+    run: echo once > {outputs.out}
+    outputs: {out: o.txt}
+"#,
+    );
+    let pipeline = pipeline.to_str().unwrap();
+    let summary = run_json(pipeline, &[]);
+    let names: Vec<String> = statuses(&summary).into_keys().collect();
+    assert_eq!(names.len(), 2 + 6 + 1, "{names:?}");
+    assert!(names.contains(&"source[method=rect]".to_string()));
+    assert!(names.contains(&"feature[method=lanczos,layer=3]".to_string()));
+    assert!(names.contains(&"single".to_string()));
+    let stage = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "feature[method=lanczos,layer=3]").unwrap();
+    assert_eq!(stage["matrix"], serde_json::json!({"method": "lanczos", "layer": 3}));
+    let text = std::fs::read_to_string(dir.join(".voxflow/objects").join(stage["key"].as_str().unwrap()).join("f.txt")).unwrap();
+    assert_eq!(text, "lanczos\nlayer 3\n");
+    let validate = voxflow(&["validate", pipeline]);
+    assert!(stdout(&validate).contains("3 stages (9 after matrix expansion)"), "{}", stdout(&validate));
+}
+
+#[test]
+fn validation_reports_every_error_with_file_and_line() {
+    let dir = Scratch::new("validate");
+    let pipeline = dir.write(
+        "bad.yaml",
+        r#"name: bad
+stages:
+  a:
+    kind: comand
+    run: echo
+  b:
+    kind: command
+    run: echo {outputs.x}
+    outputs: {x: x.txt}
+    inputs: [c, nowhere]
+    parms: {}
+  c:
+    kind: command
+    run: echo {outputs.y}
+    outputs: {y: y.txt}
+    inputs: [b]
+    resources: {threads: many}
+  d:
+    kind: load.table
+    params: {path: 3}
+"#,
+    );
+    let output = voxflow(&["validate", pipeline.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    let file = pipeline.display().to_string();
+    for expected in [
+        format!("{file}:4: stage `a`: unknown kind `comand`"),
+        "did you mean `command`?".to_string(),
+        format!("{file}:10: stage `b`: input `nowhere` names no stage"),
+        format!("{file}:11: stage `b`: unknown key `parms` in a stage"),
+        "did you mean `params`?".to_string(),
+        format!("{file}:17: stage `c`: `threads` must be a non-negative integer"),
+        "the inputs form a cycle: b -> c".to_string(),
+        format!("{file}:20: stage `d`: param `path`: invalid type"),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+    // Nothing ran, no store was made.
+    assert!(!dir.join(".voxflow").exists());
+    let run = voxflow(&["run", pipeline.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2));
+
+    let set = voxflow(&["validate", dir.write("ok.yaml", CHAIN).to_str().unwrap(), "--set", "bb.x=1"]);
+    assert_eq!(set.status.code(), Some(2));
+    assert!(stderr(&set).contains("no stage named `bb`") && stderr(&set).contains("did you mean `b`?"), "{}", stderr(&set));
+}
+
+#[test]
+fn a_failing_stage_blocks_only_its_descendants_and_caches_nothing() {
+    let dir = Scratch::new("failure");
+    let pipeline = dir.write(
+        "fail.yaml",
+        r#"
+name: fail
+stages:
+  bad:
+    kind: command
+    run: "echo about to fail >&2; echo reason: disk on fire >&2; exit 3"
+    outputs: {out: o.txt}
+  after_bad:
+    kind: command
+    inputs: [bad]
+    run: cp {inputs.bad} {outputs.out}
+    outputs: {out: o.txt}
+  good:
+    kind: command
+    run: sleep 0.3; echo fine > {outputs.out}
+    outputs: {out: o.txt}
+"#,
+    );
+    let pipeline = pipeline.to_str().unwrap();
+    let summary = voxflow_json(&["run", pipeline, "--format", "json", "-j", "2"], 1);
+    let status = statuses(&summary);
+    assert_eq!(status["bad"], "failed");
+    assert_eq!(status["after_bad"], "skipped");
+    assert_eq!(status["good"], "ran");
+    let bad = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "bad").unwrap();
+    let error = bad["error"].as_str().unwrap();
+    assert!(error.contains("exit code 3") && error.contains("reason: disk on fire"), "{error}");
+    // Nothing was cached for the failed stage: the next run tries it again.
+    let again = voxflow_json(&["run", pipeline, "--format", "json"], 1);
+    assert_eq!(statuses(&again)["bad"], "failed");
+    assert_eq!(statuses(&again)["good"], "cached");
+    let objects = std::fs::read_dir(dir.join(".voxflow/objects")).unwrap().count();
+    assert_eq!(objects, 1);
+    assert_eq!(std::fs::read_dir(dir.join(".voxflow/tmp")).unwrap().count(), 0, "failed staging is removed");
+}
+
+#[test]
+fn kill_9_during_a_run_then_rerun_completes_with_a_clean_verify() {
+    let dir = Scratch::new("kill9");
+    let pipeline = dir.write(
+        "slow.yaml",
+        r#"
+name: slow
+stages:
+  quick:
+    kind: command
+    run: echo quick > {outputs.out}
+    outputs: {out: q.txt}
+  slow:
+    kind: command
+    inputs: [quick]
+    run: echo partial > {outputs.out}; sleep 30; echo done >> {outputs.out}
+    outputs: {out: s.txt}
+"#,
+    );
+    let mut child = Command::new(common::voxflow_bin())
+        .args(["run", pipeline.to_str().unwrap(), "-j", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the slow stage has written its partial output in staging.
+    let tmp = dir.join(".voxflow/tmp");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let staged = std::fs::read_dir(&tmp).map(|d| d.flatten().any(|e| e.path().join("s.txt").exists())).unwrap_or(false);
+        if staged {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc_kill(child.id() as i32, 9) };
+    child.wait().unwrap();
+    let plan = statuses(&voxflow_json(&["plan", pipeline.to_str().unwrap(), "--format", "json"], 0));
+    assert_eq!(plan["quick"], "fresh");
+    assert_eq!(plan["slow"], "dirty", "a killed stage must not look cached");
+    let pipeline_fast = std::fs::read_to_string(&pipeline).unwrap().replace("sleep 30", "sleep 0");
+    std::fs::write(&pipeline, pipeline_fast).unwrap();
+    let status = statuses(&voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 0));
+    assert_eq!((status["quick"].as_str(), status["slow"].as_str()), ("cached", "ran"));
+    let verify = voxflow_json(&["verify", pipeline.to_str().unwrap(), "--format", "json"], 0);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0);
+    assert_eq!(verify["objects"], 2);
+    // gc clears the staging directory the killed run left behind.
+    let gc = voxflow(&["gc", pipeline.to_str().unwrap()]);
+    assert!(gc.status.success());
+    assert!(stdout(&gc).contains("removed tmp/"), "{}", stdout(&gc));
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+#[test]
+fn two_concurrent_runs_on_one_store_do_each_stage_once() {
+    let dir = Scratch::new("concurrent");
+    let log = dir.join("executions.log");
+    let mut text = String::from("name: concurrent\nstages:\n");
+    for i in 0..8 {
+        text.push_str(&format!(
+            "  s{i}:\n    kind: command\n    run: echo s{i} >> {log}; sleep 0.2; echo {i} > {{outputs.out}}\n    outputs: {{out: o.txt}}\n",
+            log = log.display()
+        ));
+    }
+    text.push_str("  join:\n    kind: command\n    inputs: [s0, s7]\n    run: cat {inputs.s0} {inputs.s7} > {outputs.out}\n    outputs: {out: o.txt}\n");
+    let pipeline = dir.write("c.yaml", &text);
+    let spawn = || {
+        Command::new(common::voxflow_bin())
+            .args(["run", pipeline.to_str().unwrap(), "-j", "4", "--format", "json"])
+            .output()
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let a = scope.spawn(spawn);
+        let b = scope.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(first.status.success() && second.status.success(), "{}\n{}", stderr(&first), stderr(&second));
+    let executions = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<&str> = executions.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 8, "each stage ran exactly once across both runs:\n{executions}");
+    lines.dedup();
+    assert_eq!(lines.len(), 8);
+    let ran = |output: &std::process::Output| statuses(&serde_json::from_slice(&output.stdout).unwrap()).values().filter(|s| *s == "ran").count();
+    assert_eq!(ran(&first) + ran(&second), 9);
+    let verify = voxflow_json(&["verify", pipeline.to_str().unwrap(), "--format", "json"], 0);
+    assert_eq!(verify["objects"], 9);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn verify_finds_a_damaged_artifact_and_fix_makes_the_next_run_rebuild_it() {
+    let dir = Scratch::new("verify");
+    let pipeline = dir.write("chain.yaml", CHAIN);
+    let pipeline = pipeline.to_str().unwrap();
+    let summary = run_json(pipeline, &[]);
+    let a = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "a").unwrap();
+    let file = dir.join(".voxflow/objects").join(a["key"].as_str().unwrap()).join("a.txt");
+    std::fs::write(&file, "jello\n").unwrap(); // same size, other bytes
+    let verify = voxflow_json(&["verify", pipeline, "--format", "json"], 1);
+    let problems = verify["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0]["stage"], "a");
+    voxflow_json(&["verify", pipeline, "--fix", "--format", "json"], 1);
+    let status = statuses(&run_json(pipeline, &[]));
+    assert_eq!(status["a"], "ran");
+    assert_eq!(status["b"], "cached", "a's rebuilt bytes are the same, so b stays fresh");
+    voxflow_json(&["verify", pipeline, "--format", "json"], 0);
+}
+
+#[test]
+fn gc_keeps_current_results_and_removes_the_rest() {
+    let dir = Scratch::new("gc");
+    let pipeline = dir.write("chain.yaml", CHAIN);
+    let pipeline = pipeline.to_str().unwrap();
+    run_json(pipeline, &[]);
+    run_json(pipeline, &["--set", "b.x=7"]);
+    let objects = || std::fs::read_dir(dir.join(".voxflow/objects")).unwrap().count();
+    assert_eq!(objects(), 7, "a, b and c twice, d, e: e is shared");
+    // gc keeps what the file (x=1) and the last run (x=7) reference.
+    let gc = voxflow(&["gc", pipeline]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    assert_eq!(objects(), 7);
+    run_json(pipeline, &[]);
+    let gc = voxflow(&["gc", pipeline]);
+    assert!(gc.status.success());
+    assert_eq!(objects(), 5, "b and c of x=7 are referenced by nothing now:\n{}", stdout(&gc));
+    let status = statuses(&run_json(pipeline, &[]));
+    assert!(status.values().all(|s| s == "cached"), "{status:?}");
+}
+
+#[test]
+fn input_files_are_hashed_by_content() {
+    let dir = Scratch::new("files");
+    dir.write("data/table.csv", "a,b\n1,2\n3,4\n");
+    let pipeline = dir.write(
+        "load.yaml",
+        "name: load\nstages:\n  table:\n    kind: load.table\n    params: {path: data/table.csv}\n  copy:\n    kind: command\n    inputs: [table]\n    run: cp {inputs.table} {outputs.out}\n    outputs: {out: t.parquet}\n",
+    );
+    let pipeline = pipeline.to_str().unwrap();
+    run_json(pipeline, &[]);
+    // Same content, new mtime: nothing reruns.
+    std::thread::sleep(Duration::from_millis(20));
+    dir.write("data/table.csv", "a,b\n1,2\n3,4\n");
+    let status = statuses(&run_json(pipeline, &[]));
+    assert!(status.values().all(|s| s == "cached"), "{status:?}");
+    // New content: the loader reruns and says which file changed.
+    dir.write("data/table.csv", "a,b\n1,2\n3,5\n");
+    let summary = run_json(pipeline, &[]);
+    let table = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "table").unwrap();
+    assert_eq!(table["status"], "ran");
+    assert!(table["reason"].as_str().unwrap().starts_with("file named by `path` changed"), "{table}");
+    // Moving the file (same content) keeps the key.
+    std::fs::create_dir_all(dir.join("moved")).unwrap();
+    std::fs::rename(dir.join("data/table.csv"), dir.join("moved/t.csv")).unwrap();
+    let status = statuses(&run_json(pipeline, &["--set", "table.path=moved/t.csv"]));
+    assert_eq!(status["table"], "cached");
+}
+
+#[test]
+fn show_lists_artifacts_and_logs() {
+    let dir = Scratch::new("show");
+    let pipeline = dir.write("chain.yaml", CHAIN);
+    let pipeline = pipeline.to_str().unwrap();
+    run_json(pipeline, &[]);
+    let shown = voxflow_json(&["show", pipeline, "b", "--format", "json"], 0);
+    let stage = &shown["stages"][0];
+    assert_eq!(stage["name"], "b");
+    assert_eq!(stage["outputs"]["out"]["file"], "b.txt");
+    assert_eq!(stage["outputs"]["out"]["digest"].as_str().unwrap().len(), 32);
+    assert_eq!(stage["logs"], serde_json::json!(["logs/stdout.txt", "logs/stderr.txt"]));
+    let human = voxflow(&["show", pipeline, "b"]);
+    assert!(stdout(&human).contains("output out:"), "{}", stdout(&human));
+}
