@@ -32,6 +32,23 @@ pub trait Reporter: Sync {
     fn stage_finished(&self, _outcome: &StageOutcome) {}
 }
 
+/// Runs stages outside this process (for example as cluster jobs that call
+/// `voxflow exec`) and returns once the stage's result is in the store or the
+/// job failed. The remote side takes the key's lock and writes the result
+/// through the same atomic store path as a local run.
+pub trait RemoteExecutor: Sync {
+    fn run_stage(&self, request: &RemoteRequest<'_>) -> Result<(), StageError>;
+}
+
+/// What a [`RemoteExecutor`] gets for one stage.
+pub struct RemoteRequest<'a> {
+    pub pipeline: &'a Pipeline,
+    pub stage: &'a PlannedStage,
+    pub key: &'a str,
+    pub store: &'a Store,
+    pub cancel: &'a AtomicBool,
+}
+
 /// A reporter that ignores everything.
 pub struct Silent;
 impl Reporter for Silent {}
@@ -308,8 +325,20 @@ struct Finished {
     cost: usize,
 }
 
-/// Runs the pipeline: everything not cached, in parallel.
+/// Runs the pipeline: everything not cached, in parallel, in this process.
 pub fn run(pipeline: &Pipeline, store: &Store, options: &RunOptions, reporter: &dyn Reporter, cancel: &AtomicBool) -> RunSummary {
+    run_with(pipeline, store, options, reporter, cancel, None)
+}
+
+/// Like [`run`], with stages handed to `remote` (a cluster) when given.
+pub fn run_with(
+    pipeline: &Pipeline,
+    store: &Store,
+    options: &RunOptions,
+    reporter: &dyn Reporter,
+    cancel: &AtomicBool,
+    remote: Option<&dyn RemoteExecutor>,
+) -> RunSummary {
     use std::sync::atomic::Ordering;
     let started = Instant::now();
     let n = pipeline.stages.len();
@@ -438,7 +467,7 @@ pub fn run(pipeline: &Pipeline, store: &Store, options: &RunOptions, reporter: &
                     .collect();
                 let sender = sender.clone();
                 let force = options.force.covers(i);
-                let job = Job { pipeline, stage, store, key, record, inputs, gpu, cost, threads: cost, cancel, reporter, force };
+                let job = Job { pipeline, stage, store, key, record, inputs, gpu, cost, threads: cost, cancel, reporter, force, remote };
                 std::thread::Builder::new()
                     .name(format!("voxflow-stage-{i}"))
                     .spawn_scoped(scope, move || {
@@ -529,6 +558,7 @@ struct Job<'a> {
     cancel: &'a AtomicBool,
     reporter: &'a dyn Reporter,
     force: bool,
+    remote: Option<&'a dyn RemoteExecutor>,
 }
 
 impl Job<'_> {
@@ -550,6 +580,15 @@ impl Job<'_> {
     /// Runs the stage under its key's lock; `Ok((manifest, ran))`.
     fn build(&self) -> Result<(Manifest, bool), StageError> {
         let store_error = |e: crate::store::StoreError| StageError::failed(e.to_string());
+        if let Some(remote) = self.remote {
+            let request = RemoteRequest { pipeline: self.pipeline, stage: self.stage, key: &self.key, store: self.store, cancel: self.cancel };
+            remote.run_stage(&request)?;
+            return match self.store.lookup(&self.key) {
+                Lookup::Fresh(manifest) => Ok((*manifest, true)),
+                Lookup::Missing => Err(StageError::failed("the job ended without writing a result to the store")),
+                Lookup::Damaged(detail) => Err(StageError::failed(format!("the job left a damaged result: {detail}"))),
+            };
+        }
         let _lock = self.store.lock(&self.key).map_err(store_error)?;
         if !self.force {
             // Another process may have built it while we waited for the lock.
@@ -626,6 +665,85 @@ impl Job<'_> {
         }
         Ok((manifest, true))
     }
+}
+
+/// Builds one stage in this process, its inputs taken from the store (they
+/// must be fresh). `expected_key`, when given, must match the key computed
+/// now: a cluster job checks that the pipeline did not change since it was
+/// submitted. Used by `voxflow exec`.
+pub fn exec_stage(
+    pipeline: &Pipeline,
+    store: &Store,
+    index: usize,
+    expected_key: Option<&str>,
+    force: bool,
+    cancel: &AtomicBool,
+) -> Result<(Manifest, bool), StageError> {
+    let mut manifests: Vec<Option<Arc<Manifest>>> = vec![None; pipeline.stages.len()];
+    let mut needed = vec![false; pipeline.stages.len()];
+    let mut stack = vec![index];
+    while let Some(i) = stack.pop() {
+        if !needed[i] {
+            needed[i] = true;
+            stack.extend(pipeline.stages[i].inputs.iter().map(|input| input.upstream));
+        }
+    }
+    for i in 0..index {
+        if !needed[i] {
+            continue;
+        }
+        let stage = &pipeline.stages[i];
+        let record = key_record(stage, store, &manifests).map_err(StageError::failed)?;
+        match store.lookup(&record.key()) {
+            Lookup::Fresh(manifest) => manifests[i] = Some(Arc::from(manifest)),
+            _ => {
+                return Err(StageError::failed(format!("upstream `{}` has no result in the store", stage.name))
+                    .with_hint("run the upstream stages first (`voxflow run --stage ...`)"))
+            }
+        }
+    }
+    let stage = &pipeline.stages[index];
+    let record = key_record(stage, store, &manifests).map_err(StageError::failed)?;
+    let key = record.key();
+    if let Some(expected) = expected_key {
+        if expected != key {
+            return Err(StageError::failed(format!("stage `{}` now has key {key}, not {expected}", stage.name))
+                .with_hint("the pipeline file or its inputs changed after the job was submitted; run again"));
+        }
+    }
+    let inputs = stage
+        .inputs
+        .iter()
+        .map(|input| {
+            let manifest = manifests[input.upstream].clone().expect("upstream resolved above");
+            let artifact = InputArtifact {
+                stage: pipeline.stages[input.upstream].name.clone(),
+                dir: store.object_dir(&manifest.key),
+                manifest,
+                output: input.output.clone(),
+            };
+            (input.role.clone(), artifact)
+        })
+        .collect();
+    let threads = stage.resources.threads.unwrap_or(1).max(1);
+    let job = Job {
+        pipeline,
+        stage,
+        store,
+        key,
+        record,
+        inputs,
+        gpu: None,
+        cost: threads,
+        threads,
+        cancel,
+        reporter: &Silent,
+        force,
+        remote: None,
+    };
+    let result = job.build();
+    let _ = store.save_memo();
+    result
 }
 
 pub fn now_rfc3339() -> String {

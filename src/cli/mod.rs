@@ -54,6 +54,22 @@ enum Command {
     Verify(VerifyArgs),
     /// List the stage kinds.
     Kinds,
+    /// Build one stage whose inputs are in the store (what a cluster job runs).
+    Exec(ExecArgs),
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// The expanded stage name.
+    stage: String,
+    /// Fail unless the stage's key is this one.
+    #[arg(long)]
+    key: Option<String>,
+    /// Rebuild even if the result is in the store.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -186,6 +202,7 @@ pub fn main() -> i32 {
         Command::Gc(args) => gc(&args),
         Command::Verify(args) => verify(&args),
         Command::Kinds => kinds(),
+        Command::Exec(args) => exec_one(&args),
     }
 }
 
@@ -652,6 +669,32 @@ fn verify(args: &VerifyArgs) -> i32 {
         0
     } else {
         EXIT_FAILED
+    }
+}
+
+fn exec_one(args: &ExecArgs) -> i32 {
+    let (pipeline, store) = match open(&args.pipeline) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let Some(index) = pipeline.index_of(&args.stage) else {
+        print_error(&format!("no stage `{}` in {}", args.stage, pipeline.file.display()), Some("give the expanded name, e.g. fit[method=lanczos]"));
+        return EXIT_INVALID;
+    };
+    match exec::exec_stage(&pipeline, &store, index, args.key.as_deref(), args.force, &CANCEL) {
+        Ok((manifest, ran)) => {
+            let status = if ran { "ran" } else { "cached" };
+            println!("{}", json!({"name": args.stage, "key": manifest.key, "status": status, "seconds": manifest.seconds, "digest": manifest.digest}));
+            0
+        }
+        Err(error) => {
+            print_error(&format!("stage `{}`: {error}", args.stage), error.hint());
+            if CANCEL.load(Ordering::Relaxed) {
+                EXIT_INTERRUPTED
+            } else {
+                EXIT_FAILED
+            }
+        }
     }
 }
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# voxflow's ridge_cv against himalaya's RidgeCV (numpy backend) on the same
+# sizes, with the f32 products of voxflow's algorithm timed alone (faer and
+# numpy), and voxflow's peak memory at a large number of targets.
+#
+#   benches/ridge_vs_himalaya.sh                 # n=3000 p=3072 v=20000, memory at v=100000
+#   N=1000 P=1024 V=4000 V_MEMORY=20000 benches/ridge_vs_himalaya.sh
+#
+# Goals (the issue): voxflow >= 2x faster than himalaya, within 1.5x of its
+# products alone, and peak RSS <= 1.5x bytes(X) + bytes(Y).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${VOXFLOW_PYTHON:-$root/.venv/bin/python}"
+n="${N:-3000}"
+p="${P:-3072}"
+v="${V:-20000}"
+v_memory="${V_MEMORY:-100000}"
+alphas="${ALPHAS:-10}"
+folds="${FOLDS:-5}"
+if [ ! -x "$python" ]; then
+  echo "error: no Python at $python" >&2
+  echo "hint: run scripts/setup-python.sh, or set VOXFLOW_PYTHON" >&2
+  exit 1
+fi
+
+cd "$root"
+bench="$(cargo build --release --example ridge_bench --message-format=json 2>/dev/null \
+  | "$python" -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ridge_bench" and m.get("executable"):
+        print(m["executable"])')"
+if [ -z "$bench" ]; then
+  echo "error: cargo build --release --example ridge_bench failed" >&2
+  exit 1
+fi
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+sizes=(--n "$n" --p "$p" --alphas "$alphas" --folds "$folds")
+
+echo "== voxflow (v=$v)" >&2
+"$bench" "${sizes[@]}" --v "$v" | tee "$scratch/voxflow.txt" >&2
+echo "== himalaya (v=$v)" >&2
+"$python" benches/ridge_bench.py "${sizes[@]}" --v "$v" | tee "$scratch/himalaya.txt" >&2
+echo "== voxflow memory (v=$v_memory)" >&2
+/usr/bin/time -v "$bench" "${sizes[@]}" --v "$v_memory" --skip-gemm \
+  >"$scratch/memory.txt" 2>"$scratch/memory_time.txt"
+cat "$scratch/memory.txt" >&2
+
+"$python" - "$scratch" "$n" "$p" "$v" "$v_memory" <<'EOF'
+import json, re, sys
+scratch, n, p, v, v_memory = sys.argv[1], *map(int, sys.argv[2:])
+last_json = lambda name: json.loads(open(f"{scratch}/{name}").read().strip().splitlines()[-1])
+vox, him, mem = last_json("voxflow.txt"), last_json("himalaya.txt"), last_json("memory.txt")
+rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)",
+                       open(f"{scratch}/memory_time.txt").read()).group(1))
+rss = rss_kb * 1024
+inputs = mem["input_bytes"]
+weights = 4 * p * v_memory
+rows = [
+    ("voxflow ridge_cv", f"{vox['fit_seconds']:.1f} s"),
+    ("himalaya RidgeCV (numpy)", f"{him['himalaya_seconds']:.1f} s"),
+    ("speed-up over himalaya (goal >= 2)", f"{him['himalaya_seconds'] / vox['fit_seconds']:.2f}x"),
+    ("voxflow's products alone, faer", f"{vox['gemm_seconds']:.1f} s ({vox['gemm_gflop']:.0f} GFLOP)"),
+    ("voxflow's products alone, numpy", f"{him['gemm_seconds']:.1f} s"),
+    ("ridge_cv / faer products (goal <= 1.5)", f"{vox['fit_seconds'] / vox['gemm_seconds']:.2f}x"),
+    (f"peak RSS at v={v_memory}", f"{rss / 1e9:.2f} GB"),
+    ("bytes(X) + bytes(Y)", f"{inputs / 1e9:.2f} GB"),
+    ("bytes of the returned weights", f"{weights / 1e9:.2f} GB"),
+    ("peak RSS / (X + Y) (goal <= 1.5)", f"{rss / inputs:.2f}x"),
+    ("peak RSS - (X + Y + weights)", f"{(rss - inputs - weights) / 1e9:.2f} GB"),
+]
+print(f"ridge, n={n} p={p} v={v}")
+width = max(len(name) for name, _ in rows)
+for name, value in rows:
+    print(f"  {name:<{width}}  {value}")
+EOF
