@@ -47,6 +47,8 @@ pub struct RemoteRequest<'a> {
     pub key: &'a str,
     pub store: &'a Store,
     pub cancel: &'a AtomicBool,
+    /// Rebuild even if the store has the result (`run --force`).
+    pub force: bool,
 }
 
 /// A reporter that ignores everything.
@@ -434,7 +436,8 @@ pub fn run_with(
                     continue;
                 }
                 let stage = &pipeline.stages[i];
-                let cost = stage.resources.threads.unwrap_or(1).clamp(1, jobs);
+                // A remote stage's threads are the cluster's: it takes one of the `-j` job slots.
+                let cost = if remote.is_some() { 1 } else { stage.resources.threads.unwrap_or(1).clamp(1, jobs) };
                 if used + cost > jobs {
                     continue;
                 }
@@ -581,7 +584,14 @@ impl Job<'_> {
     fn build(&self) -> Result<(Manifest, bool), StageError> {
         let store_error = |e: crate::store::StoreError| StageError::failed(e.to_string());
         if let Some(remote) = self.remote {
-            let request = RemoteRequest { pipeline: self.pipeline, stage: self.stage, key: &self.key, store: self.store, cancel: self.cancel };
+            let request = RemoteRequest {
+                pipeline: self.pipeline,
+                stage: self.stage,
+                key: &self.key,
+                store: self.store,
+                cancel: self.cancel,
+                force: self.force,
+            };
             remote.run_stage(&request)?;
             return match self.store.lookup(&self.key) {
                 Lookup::Fresh(manifest) => Ok((*manifest, true)),

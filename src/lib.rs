@@ -17,6 +17,7 @@ pub mod numeric;
 pub mod plan;
 pub mod plot;
 pub mod report;
+pub mod slurm;
 pub mod spec;
 pub mod stages;
 pub mod store;

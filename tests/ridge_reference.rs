@@ -3,13 +3,16 @@
 //! (numpy backend, float64), plus an exact float64 score table computed in
 //! numpy, all on the same random data and the same folds.
 //!
-//! Tolerances. voxflow decomposes in f64 but multiplies by Y in f32, so its
-//! validation scores carry a relative error of about 1e-6 (asserted below
-//! 1e-5). Two alphas (or band weightings) whose exact scores differ by less
-//! than `TIE_MARGIN` (3e-5, relative) are a near tie: either choice is right,
-//! and voxflow's choice must then score within that margin of the best. Every
-//! other target must get exactly the reference choice, and its held-out
-//! prediction r must agree within 1e-4.
+//! Tolerances. voxflow solves in f64 but multiplies by Y in f32, so its
+//! validation scores carry an error below 1e-6 relative to `max(|score|,
+//! 0.1)` (asserted below `SCORE_TOLERANCE`, 3e-6). A choice can then differ
+//! from the exact one only where two candidates (alphas, or band weightings
+//! and alphas) score within `2 * SCORE_TOLERANCE` of each other; candidates
+//! within `TIE_MARGIN` (1e-5) are a near tie, where voxflow's choice must
+//! score within that margin of the best. Every other target must get exactly
+//! the reference choice, and its held-out prediction r must agree within 1e-4.
+//! Flat score curves (Pearson r barely moves between small alphas) make near
+//! ties common, so at least half of the targets must be clear.
 //!
 //! Python comes from `$VOXFLOW_PYTHON`, else `<crate>/.venv/bin/python`
 //! (made by scripts/setup-python.sh); the test fails when neither exists.
@@ -27,8 +30,8 @@ use voxflow::numeric::ridge::{
 };
 use voxflow::numeric::Matrix;
 
-const SCORE_TOLERANCE: f64 = 1e-5;
-const TIE_MARGIN: f64 = 3e-5;
+const SCORE_TOLERANCE: f64 = 3e-6;
+const TIE_MARGIN: f64 = 1e-5;
 const R_TOLERANCE: f64 = 1e-4;
 
 const REFERENCE_SCRIPT: &str = r#"
@@ -269,7 +272,7 @@ fn reference_choice(scores: &[f64], tilt: impl Fn(usize) -> f64) -> Choice {
         .filter(|&(i, _)| i != best)
         .map(|(_, &s)| s)
         .fold(f64::NEG_INFINITY, f64::max);
-    let clear = tilted[best] - runner_up > TIE_MARGIN * best_score.abs().max(1e-3);
+    let clear = tilted[best] - runner_up > TIE_MARGIN * best_score.abs().max(0.1);
     Choice { best, best_score, clear }
 }
 
@@ -337,11 +340,11 @@ fn check_ridge_scenario(rng: &mut ChaCha8Rng, n_train: usize, n_test: usize, p: 
             } else {
                 near_ties += 1;
                 let gap = choice.best_score - exact.get(chosen, t) as f64;
-                assert!(gap <= TIE_MARGIN * choice.best_score.abs().max(1e-3), "target {t}: gap {gap}");
+                assert!(gap <= TIE_MARGIN * choice.best_score.abs().max(0.1), "target {t}: gap {gap}");
             }
         }
         println!("{label} {score:?}: {near_ties} near ties out of {n_targets} targets");
-        assert!(near_ties <= n_targets / 4, "too many near ties ({near_ties}) for a meaningful test");
+        assert!(near_ties <= n_targets / 2, "too many near ties ({near_ties}) for a meaningful test");
 
         if score == CvScore::L2 {
             let ours = predict(&x_test, &result.weights);
@@ -436,7 +439,7 @@ fn banded_ridge_matches_himalaya_random_search() {
             if !choice.clear {
                 near_ties += 1;
                 let gap = choice.best_score - exact.get(ours_k, t) as f64;
-                assert!(gap <= TIE_MARGIN * choice.best_score.abs().max(1e-3), "target {t}: gap {gap}");
+                assert!(gap <= TIE_MARGIN * choice.best_score.abs().max(0.1), "target {t}: gap {gap}");
                 continue;
             }
             assert_eq!(
@@ -455,7 +458,7 @@ fn banded_ridge_matches_himalaya_random_search() {
             "{label}: {near_ties} near ties of {n_targets}; worst delta difference {worst_delta:.2e}, \
              worst held-out r difference {worst_r:.2e}"
         );
-        assert!(near_ties <= n_targets / 4, "too many near ties ({near_ties}) for a meaningful test");
+        assert!(near_ties <= n_targets / 2, "too many near ties ({near_ties}) for a meaningful test");
         assert!(worst_delta < 1e-4, "deltas differ from himalaya's by {worst_delta:.2e}");
         assert!(worst_r < R_TOLERANCE, "held-out r differs from himalaya's by {worst_r:.2e}");
     }

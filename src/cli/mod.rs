@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -17,6 +18,8 @@ use voxflow::spec::Diagnostics;
 use voxflow::store::{Lookup, Store};
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
+/// The Slurm jobs of this run, cancelled by a second Ctrl-C before exiting.
+static SLURM_JOBS: OnceLock<voxflow::slurm::LiveJobs> = OnceLock::new();
 
 const EXIT_FAILED: i32 = 1;
 const EXIT_INVALID: i32 = 2;
@@ -56,6 +59,20 @@ enum Command {
     Kinds,
     /// Build one stage whose inputs are in the store (what a cluster job runs).
     Exec(ExecArgs),
+    /// Write the generated dataset as files in the LeBel 2023 (ds003020) layout.
+    ExampleData(ExampleDataArgs),
+}
+
+#[derive(Args)]
+struct ExampleDataArgs {
+    /// Output directory (created).
+    out: PathBuf,
+    /// synth.stories params as YAML, e.g. '{stories: 4, voxels: 200}'.
+    #[arg(long, default_value = "{}")]
+    params: String,
+    /// Subject directory name under derivative/preprocessed_data/.
+    #[arg(long, default_value = "UTS01")]
+    subject: String,
 }
 
 #[derive(Args)]
@@ -117,6 +134,46 @@ struct RunArgs {
     /// Run only these stages and what they need.
     #[arg(long = "stage", value_name = "STAGE")]
     stages: Vec<String>,
+    /// Where stages run (default: `executor:` in the file, else local).
+    #[arg(long, value_enum)]
+    executor: Option<ExecutorKind>,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ExecutorKind {
+    /// This machine.
+    Local,
+    /// One sbatch job per stage; the store must be on a shared file system.
+    Slurm,
+}
+
+/// Override the file's `slurm:` block.
+#[derive(Args)]
+#[command(next_help_heading = "Slurm (with --executor slurm)")]
+struct SlurmArgs {
+    #[arg(long)]
+    partition: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    qos: Option<String>,
+    /// Default time limit of a job (`30`, `01:00:00`, `2h`).
+    #[arg(long = "slurm-time", value_name = "TIME")]
+    time: Option<String>,
+    /// Default memory of a job (`4G`).
+    #[arg(long = "slurm-mem", value_name = "MEM")]
+    mem: Option<String>,
+    /// One more sbatch argument (repeatable): `--sbatch-arg=--constraint=avx2`.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+}
+
+impl SlurmArgs {
+    fn given(&self) -> bool {
+        self.partition.is_some() || self.account.is_some() || self.qos.is_some() || self.time.is_some() || self.mem.is_some() || !self.sbatch_args.is_empty()
+    }
 }
 
 #[derive(Args)]
@@ -187,6 +244,9 @@ pub fn main() -> i32 {
     init_logging(cli.verbose);
     let _ = ctrlc::set_handler(|| {
         if CANCEL.swap(true, Ordering::SeqCst) {
+            if let Some(jobs) = SLURM_JOBS.get() {
+                jobs.cancel_all();
+            }
             std::process::exit(EXIT_INTERRUPTED);
         }
         eprintln!("\ninterrupted: stopping running stages (Ctrl-C again to quit at once)");
@@ -203,6 +263,7 @@ pub fn main() -> i32 {
         Command::Verify(args) => verify(&args),
         Command::Kinds => kinds(),
         Command::Exec(args) => exec_one(&args),
+        Command::ExampleData(args) => example_data(&args),
     }
 }
 
@@ -339,8 +400,16 @@ fn run(args: &RunArgs) -> i32 {
         }
         targets.extend(found);
     }
+    let executor = match slurm_executor(args, &pipeline) {
+        Ok(executor) => executor,
+        Err(code) => return code,
+    };
+    let default_jobs = match &executor {
+        Some((_, max_jobs)) => *max_jobs,
+        None => exec::default_jobs(),
+    };
     let options = RunOptions {
-        jobs: args.jobs.unwrap_or_else(exec::default_jobs).max(1),
+        jobs: args.jobs.unwrap_or(default_jobs).max(1),
         gpus: 0,
         force,
         fail_fast: args.fail_fast,
@@ -348,7 +417,8 @@ fn run(args: &RunArgs) -> i32 {
     };
     let json_mode = args.pipeline.format == Format::Json;
     let reporter = progress::TerminalReporter::new(std::io::stderr().is_terminal() && !json_mode);
-    let summary = exec::run(&pipeline, &store, &options, &reporter, &CANCEL);
+    let remote = executor.as_ref().map(|(executor, _)| executor as &dyn exec::RemoteExecutor);
+    let summary = exec::run_with(&pipeline, &store, &options, &reporter, &CANCEL, remote);
     reporter.finish();
     print_summary(&summary, json_mode);
     if summary.cancelled {
@@ -358,6 +428,57 @@ fn run(args: &RunArgs) -> i32 {
     } else {
         0
     }
+}
+
+/// Jobs in the queue at once when neither `-j` nor `slurm: {max_jobs}` says.
+const DEFAULT_SLURM_JOBS: usize = 100;
+
+/// The Slurm executor and its default `-j` when the run uses Slurm.
+fn slurm_executor(args: &RunArgs, pipeline: &Pipeline) -> Result<Option<(voxflow::slurm::SlurmExecutor, usize)>, i32> {
+    let settings = voxflow::slurm::FileSettings::load(pipeline, &args.pipeline.set).map_err(|diagnostics| {
+        print_diagnostics(&diagnostics, args.pipeline.format);
+        EXIT_INVALID
+    })?;
+    let slurm = match args.executor {
+        Some(kind) => kind == ExecutorKind::Slurm,
+        None => settings.executor.as_deref() == Some("slurm"),
+    };
+    if !slurm {
+        if args.slurm.given() {
+            print_error("Slurm options were given, but the run is local", Some("add `--executor slurm`, or `executor: slurm` to the pipeline file"));
+            return Err(EXIT_INVALID);
+        }
+        return Ok(None);
+    }
+    let mut options = settings.slurm;
+    let cli = &args.slurm;
+    for (value, slot) in [(&cli.partition, &mut options.partition), (&cli.account, &mut options.account), (&cli.qos, &mut options.qos)] {
+        if value.is_some() {
+            slot.clone_from(value);
+        }
+    }
+    if let Some(time) = &cli.time {
+        if let Err(error) = voxflow::slurm::parse_time_minutes(time) {
+            print_error(&format!("--slurm-time: {error}"), Some("write minutes (`30`), `HH:MM:SS` or `2h`"));
+            return Err(EXIT_INVALID);
+        }
+        options.time = Some(time.clone());
+    }
+    if let Some(mem) = &cli.mem {
+        if let Err(error) = voxflow::slurm::parse_mem_mb(mem) {
+            print_error(&format!("--slurm-mem: {error}"), Some("write a size such as `4G`"));
+            return Err(EXIT_INVALID);
+        }
+        options.mem = Some(mem.clone());
+    }
+    options.sbatch_args.extend(cli.sbatch_args.iter().cloned());
+    let max_jobs = options.max_jobs.unwrap_or(DEFAULT_SLURM_JOBS);
+    let executor = voxflow::slurm::SlurmExecutor::new(options, settings.retries, args.pipeline.set.clone()).map_err(|error| {
+        print_error(&error, None);
+        EXIT_FAILED
+    })?;
+    let _ = SLURM_JOBS.set(executor.live_jobs());
+    Ok(Some((executor, max_jobs)))
 }
 
 fn print_summary(summary: &RunSummary, json_mode: bool) {
@@ -694,6 +815,33 @@ fn exec_one(args: &ExecArgs) -> i32 {
             } else {
                 EXIT_FAILED
             }
+        }
+    }
+}
+
+fn example_data(args: &ExampleDataArgs) -> i32 {
+    let yaml: serde_yaml::Value = match serde_yaml::from_str(&args.params) {
+        Ok(value) => value,
+        Err(error) => {
+            print_error(&format!("--params is not YAML: {error}"), None);
+            return EXIT_INVALID;
+        }
+    };
+    let params: voxflow::stages::synth::SynthParams = match serde_yaml::from_value(yaml) {
+        Ok(params) => params,
+        Err(error) => {
+            print_error(&format!("--params: {error}"), Some("the keys are those of the synth.stories stage"));
+            return EXIT_INVALID;
+        }
+    };
+    match voxflow::stages::synth::write_lebel_layout(&args.out, &params, &args.subject) {
+        Ok(()) => {
+            println!("{}", args.out.display());
+            0
+        }
+        Err(error) => {
+            print_error(&error, None);
+            EXIT_FAILED
         }
     }
 }

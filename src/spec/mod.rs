@@ -14,11 +14,24 @@ use serde_json::{Map, Value};
 pub use diagnostic::{nearest, Diagnostic, Diagnostics};
 pub use lines::LineIndex;
 
-const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "store", "defaults", "matrix", "stages"];
-const STAGE_KEYS: &[&str] =
-    &["kind", "inputs", "params", "resources", "run", "outputs", "description"];
+const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "store", "executor", "slurm", "defaults", "matrix", "stages"];
+const STAGE_KEYS: &[&str] = &[
+    "kind",
+    "inputs",
+    "params",
+    "resources",
+    "run",
+    "outputs",
+    "description",
+    "retries",
+    "retry_mem_factor",
+    "retry_time_factor",
+];
 const RESOURCE_KEYS: &[&str] = &["threads", "gpu", "mem", "time"];
 const DEFAULTS_KEYS: &[&str] = &["resources", "params"];
+const SLURM_KEYS: &[&str] = &["partition", "account", "qos", "time", "mem", "max_jobs", "sbatch_args"];
+/// The values `executor:` takes.
+pub const EXECUTORS: &[&str] = &["local", "slurm"];
 
 /// A pipeline as written, before expansion.
 #[derive(Debug, Clone)]
@@ -35,6 +48,42 @@ pub struct PipelineSpec {
     pub matrix: Vec<(String, Vec<Value>)>,
     pub stages: Vec<StageSpec>,
     pub lines: LineIndex,
+    /// `executor:` (`local` or `slurm`), when given.
+    pub executor: Option<String>,
+    /// The `slurm:` block (used by `--executor slurm`).
+    pub slurm: SlurmSpec,
+}
+
+/// The `slurm:` block: where and how stages are submitted. Stage
+/// `resources:` override `time` and `mem`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlurmSpec {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Default time limit (`30`, `01:00:00`, `2h`, ...).
+    pub time: Option<String>,
+    /// Default memory (`4G`, `512M`, ...).
+    pub mem: Option<String>,
+    /// Jobs in the queue at once (the default of `-j` with this executor).
+    pub max_jobs: Option<usize>,
+    /// More sbatch arguments, passed as given (`--constraint=avx2`).
+    pub sbatch_args: Vec<String>,
+}
+
+/// A stage's `retries:` (cluster executors resubmit a failed job this many
+/// times), with the memory and time limits multiplied on each new attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySpec {
+    pub retries: u32,
+    pub mem_factor: f64,
+    pub time_factor: f64,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec { retries: 0, mem_factor: 1.0, time_factor: 1.0 }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +93,7 @@ pub struct StageSpec {
     pub inputs: Vec<InputSpec>,
     pub params: Map<String, Value>,
     pub resources: Resources,
+    pub retry: RetrySpec,
     pub line: Option<usize>,
 }
 
@@ -232,6 +282,8 @@ impl SpecParser {
             matrix: Vec::new(),
             stages: Vec::new(),
             lines: self.lines.clone(),
+            executor: None,
+            slurm: SlurmSpec::default(),
         };
         let Value::Object(root) = root else {
             self.error("", None, "a pipeline file must be a mapping with `name` and `stages`".into(), None);
@@ -252,6 +304,14 @@ impl SpecParser {
             None => {}
             Some(Value::String(store)) => spec.store = Some(PathBuf::from(store)),
             Some(_) => self.error("store", None, "`store` must be a path".into(), None),
+        }
+        match root.get("executor") {
+            None => {}
+            Some(Value::String(executor)) if EXECUTORS.contains(&executor.as_str()) => spec.executor = Some(executor.clone()),
+            Some(other) => self.error("executor", None, format!("unknown executor {other}"), Some(format!("`executor` takes {}", EXECUTORS.join(" or ")))),
+        }
+        if let Some(slurm) = root.get("slurm") {
+            spec.slurm = self.slurm(slurm);
         }
         if let Some(defaults) = root.get("defaults") {
             self.defaults(defaults, &mut spec);
@@ -325,6 +385,96 @@ impl SpecParser {
         out
     }
 
+    fn slurm(&mut self, value: &Value) -> SlurmSpec {
+        let mut slurm = SlurmSpec::default();
+        let Value::Object(map) = value else {
+            self.error("slurm", None, format!("`slurm` must be a mapping ({})", SLURM_KEYS.join(", ")), None);
+            return slurm;
+        };
+        self.unknown_keys(map, SLURM_KEYS, "slurm", None, "`slurm`");
+        for (key, slot) in [("partition", &mut slurm.partition), ("account", &mut slurm.account), ("qos", &mut slurm.qos)] {
+            match map.get(key) {
+                None => {}
+                Some(Value::String(s)) if !s.trim().is_empty() => *slot = Some(s.clone()),
+                Some(other) => self.error(&format!("slurm.{key}"), None, format!("`{key}` must be a name, found {other}"), None),
+            }
+        }
+        slurm.time = self.limit(map.get("time"), "slurm.time", None, "time");
+        slurm.mem = self.limit(map.get("mem"), "slurm.mem", None, "mem");
+        match map.get("max_jobs") {
+            None => {}
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => slurm.max_jobs = n.as_u64().map(|n| n as usize),
+            Some(other) => self.error("slurm.max_jobs", None, format!("`max_jobs` must be a positive integer, found {other}"), None),
+        }
+        match map.get("sbatch_args") {
+            None => {}
+            Some(Value::String(args)) => slurm.sbatch_args = args.split_whitespace().map(str::to_string).collect(),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                slurm.sbatch_args = items.iter().filter_map(Value::as_str).map(str::to_string).collect()
+            }
+            Some(other) => self.error(
+                "slurm.sbatch_args",
+                None,
+                format!("`sbatch_args` must be a list of sbatch arguments, found {other}"),
+                Some("for example `sbatch_args: [--constraint=avx2, --exclusive]`".into()),
+            ),
+        }
+        slurm
+    }
+
+    /// A `time` or `mem` value: kept as written once it parses.
+    fn limit(&mut self, value: Option<&Value>, path: &str, stage: Option<&str>, key: &str) -> Option<String> {
+        let text = match value? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                self.error(path, stage, format!("`{key}` must be a string such as `4G` or `01:00:00`, found {other}"), None);
+                return None;
+            }
+        };
+        let checked = if key == "time" {
+            crate::slurm::parse_time_minutes(&text).map(|_| ())
+        } else {
+            crate::slurm::parse_mem_mb(&text).map(|_| ())
+        };
+        match checked {
+            Ok(()) => Some(text),
+            Err(message) => {
+                let hint = if key == "time" {
+                    "write minutes (`30`), `HH:MM:SS`, `D-HH:MM:SS`, or `90m`, `2h`, `1d`"
+                } else {
+                    "write a size such as `512M`, `4G` or `1T` (a bare number is megabytes)"
+                };
+                self.error(path, stage, format!("`{key}`: {message}"), Some(hint.into()));
+                None
+            }
+        }
+    }
+
+    fn retry(&mut self, map: &Map<String, Value>, path: &str, stage: &str) -> RetrySpec {
+        let mut retry = RetrySpec::default();
+        match map.get("retries") {
+            None => {}
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 100) => retry.retries = n.as_u64().unwrap_or(0) as u32,
+            Some(other) => {
+                self.error(&format!("{path}.retries"), Some(stage), format!("`retries` must be a whole number of extra attempts (0 to 100), found {other}"), None)
+            }
+        }
+        for (key, slot) in [("retry_mem_factor", &mut retry.mem_factor), ("retry_time_factor", &mut retry.time_factor)] {
+            match map.get(key) {
+                None => {}
+                Some(Value::Number(n)) if n.as_f64().is_some_and(|f| (1.0..=100.0).contains(&f)) => *slot = n.as_f64().unwrap_or(1.0),
+                Some(other) => self.error(
+                    &format!("{path}.{key}"),
+                    Some(stage),
+                    format!("`{key}` must be a number from 1 to 100, found {other}"),
+                    Some("each new attempt multiplies the limit by this factor, e.g. 2".into()),
+                ),
+            }
+        }
+        retry
+    }
+
     fn resources(&mut self, value: &Value, path: &str, stage: Option<&str>) -> Resources {
         let Value::Object(map) = value else {
             self.error(path, stage, "`resources` must be a mapping (threads, gpu, mem, time)".into(), None);
@@ -339,14 +489,8 @@ impl SpecParser {
                 Some(other) => self.error(&join(path, key), stage, format!("`{key}` must be a non-negative integer, found {other}"), None),
             }
         }
-        for (key, slot) in [("mem", &mut resources.mem), ("time", &mut resources.time)] {
-            match map.get(key) {
-                None => {}
-                Some(Value::String(s)) => *slot = Some(s.clone()),
-                Some(Value::Number(n)) => *slot = Some(n.to_string()),
-                Some(other) => self.error(&join(path, key), stage, format!("`{key}` must be a string such as `4G` or `01:00:00`, found {other}"), None),
-            }
-        }
+        resources.mem = self.limit(map.get("mem"), &join(path, "mem"), stage, "mem");
+        resources.time = self.limit(map.get("time"), &join(path, "time"), stage, "time");
         if resources.threads == Some(0) {
             self.error(&join(path, "threads"), stage, "`threads` must be at least 1".into(), None);
         }
@@ -401,7 +545,8 @@ impl SpecParser {
             None => Resources::default(),
             Some(value) => self.resources(value, &format!("{path}.resources"), Some(name)),
         };
-        Some(StageSpec { name: name.to_string(), kind, inputs, params, resources, line: self.lines.line_of(&path) })
+        let retry = self.retry(map, &path, name);
+        Some(StageSpec { name: name.to_string(), kind, inputs, params, resources, retry, line: self.lines.line_of(&path) })
     }
 
     fn inputs(&mut self, value: &Value, path: &str, stage: &str) -> Vec<InputSpec> {

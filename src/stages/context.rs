@@ -203,7 +203,7 @@ impl<'a> StageContext<'a> {
     /// A warning kept in the manifest and shown to the user.
     pub fn warn(&mut self, message: impl Into<String>) {
         let message = message.into();
-        tracing::warn!(stage = self.name, "{message}");
+        tracing::debug!(stage = self.name, "warning: {message}");
         self.warnings.push(message);
     }
 

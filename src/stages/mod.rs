@@ -8,9 +8,19 @@
 //! with a [`StageContext`] that hands it its inputs and takes its outputs.
 //! Kinds never print: they report through the context (progress, warnings).
 
+mod align;
 mod command;
 mod context;
+mod downsample;
+mod evaluate;
+pub mod features;
+mod lag;
 mod load;
+mod prep;
+mod responses;
+mod ridge;
+pub mod synth;
+pub mod tables;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -67,7 +77,24 @@ impl ParamError {
 }
 
 /// Every stage kind. Keep sorted by name.
-pub static KINDS: &[&dyn Stage] = &[&command::Command, &load::LoadMatrix, &load::LoadTable];
+pub static KINDS: &[&dyn Stage] = &[
+    &align::AlignTrs,
+    &align::AlignWords,
+    &command::Command,
+    &downsample::Downsample,
+    &evaluate::Evaluate,
+    &features::FromTable,
+    &features::RandomEmbedding,
+    &features::TemporalBaseline,
+    &features::WordRate,
+    &lag::Lag,
+    &load::LoadMatrix,
+    &responses::LoadResponses,
+    &load::LoadTable,
+    &prep::Prep,
+    &ridge::Ridge,
+    &synth::Synth,
+];
 
 /// The kind named `kind`.
 pub fn lookup(kind: &str) -> Option<&'static dyn Stage> {

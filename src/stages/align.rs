@@ -1,0 +1,294 @@
+//! Alignment: where the words and the TRs come from.
+//!
+//! - `align.words`: a word table (`story, word, onset, offset`) from Praat
+//!   TextGrids (word tier by name), Gentle CSVs or TSVs (one file per story,
+//!   named `<story>.<ext>`), or from an upstream `words` table; silence and
+//!   noise markers (LeBel's sp, sil, {br}, {lg}, {ns}, ...) dropped.
+//! - `align.trs`: a TR grid per story from the responses' TR counts, a LeBel
+//!   respdict.json, explicit counts, or a BIDS bold.json + events.tsv. TR `i`
+//!   of a story sits at `i * tr - lead_in + offset * tr` seconds from the
+//!   stimulus onset (offset 0.5: the middle of the acquisition).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::tables::{self, StoryTrs, StoryWords, TrGrid};
+use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use crate::formats::{self, textgrid};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlignWordsParams {
+    /// `table` (the `words` input), `textgrid`, `gentle` or `tsv`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Directory with one file per story (for textgrid, gentle, tsv).
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Only these stories (default: all).
+    #[serde(default)]
+    pub stories: Vec<String>,
+    /// TextGrid tier holding the words.
+    #[serde(default = "default_tier")]
+    pub tier: String,
+    /// Labels to drop (default: LeBel's silence and noise markers).
+    #[serde(default)]
+    pub drop: Option<Vec<String>>,
+}
+
+fn default_source() -> String {
+    "table".into()
+}
+fn default_tier() -> String {
+    "word".into()
+}
+
+const WORD_SOURCES: &[&str] = &["table", "textgrid", "gentle", "tsv"];
+
+pub struct AlignWords;
+
+impl Stage for AlignWords {
+    fn kind(&self) -> &'static str {
+        "align.words"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn summary(&self) -> &'static str {
+        "word timings from TextGrids, Gentle CSVs, TSVs or a table; silence markers dropped"
+    }
+    fn outputs(&self, _params: &Value) -> Vec<String> {
+        vec!["words".into()]
+    }
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (p, canonical) = parse_params::<AlignWordsParams>(params)?;
+        let mut errors = Vec::new();
+        if !WORD_SOURCES.contains(&p.source.as_str()) {
+            errors.push(ParamError::new("source", format!("unknown source `{}`", p.source)).hint(format!("sources: {}", WORD_SOURCES.join(", "))));
+        }
+        if p.source != "table" && p.dir.is_none() {
+            errors.push(ParamError::new("dir", format!("source `{}` needs `dir`: a directory with one file per story", p.source)));
+        }
+        if errors.is_empty() {
+            Ok(canonical)
+        } else {
+            Err(errors)
+        }
+    }
+    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
+        params.get("dir").and_then(Value::as_str).map(|d| vec![("dir".to_string(), d.to_string())]).unwrap_or_default()
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let params: AlignWordsParams = typed_params(ctx.params)?;
+        let drop_owned: Vec<String> = params.drop.clone().unwrap_or_else(|| textgrid::LEBEL_DROP_WORDS.iter().map(|s| s.to_string()).collect());
+        let drop: Vec<&str> = drop_owned.iter().map(String::as_str).collect();
+        let mut stories: Vec<StoryWords> = if params.source == "table" {
+            tables::words_from_batch(&ctx.input_table("words")?)?
+        } else {
+            let dir = ctx.resolve(params.dir.as_deref().unwrap_or("."));
+            let extension = match params.source.as_str() {
+                "textgrid" => "textgrid",
+                "gentle" => "csv",
+                _ => "tsv",
+            };
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| StageError::failed(format!("{}: {e}", dir.display())))?
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|e| e.to_string_lossy().to_lowercase() == extension))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(StageError::failed(format!("{} has no .{extension} files", dir.display())));
+            }
+            let mut out = Vec::new();
+            for file in files {
+                let story = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                if !params.stories.is_empty() && !params.stories.contains(&story) {
+                    continue;
+                }
+                let words = read_word_file(&file, &params.source, &params.tier, &drop).map_err(|e| StageError::failed(e.to_string()))?;
+                out.push(StoryWords { story, words });
+            }
+            out
+        };
+        if !params.stories.is_empty() {
+            for wanted in &params.stories {
+                if !stories.iter().any(|s| &s.story == wanted) {
+                    return Err(StageError::failed(format!("story `{wanted}` (in `stories`) has no words in the source")));
+                }
+            }
+            stories.retain(|s| params.stories.contains(&s.story));
+        }
+        let mut dropped = 0usize;
+        for story in &mut stories {
+            let before = story.words.len();
+            story.words.retain(|w| !w.word.trim().is_empty() && !textgrid::is_dropped(&w.word, &drop));
+            dropped += before - story.words.len();
+            for (i, w) in story.words.iter().enumerate() {
+                if !(w.onset.is_finite() && w.offset.is_finite()) || w.offset < w.onset {
+                    return Err(StageError::failed(format!(
+                        "story `{}`, word {i} (`{}`): onset {} and offset {} are not a valid interval",
+                        story.story, w.word, w.onset, w.offset
+                    )));
+                }
+            }
+            story.words.sort_by(|a, b| a.onset.total_cmp(&b.onset));
+            if story.words.is_empty() {
+                return Err(StageError::failed(format!("story `{}` has no words left after dropping markers", story.story)));
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(stage = ctx.name, "dropped {dropped} silence/noise markers");
+        }
+        ctx.write_table("words", &tables::words_to_batch(&stories))
+    }
+}
+
+fn read_word_file(path: &Path, source: &str, tier: &str, drop: &[&str]) -> Result<Vec<formats::words::Word>, formats::FormatError> {
+    match source {
+        "textgrid" => textgrid::words_from_textgrid(path, tier, drop),
+        "gentle" => formats::words::words_from_gentle_csv(path),
+        _ => formats::words::words_from_tsv(path),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlignTrsParams {
+    /// `responses` (TR counts of the `responses` input), `respdict`, `counts` or `bids`.
+    #[serde(default = "default_tr_source")]
+    pub source: String,
+    /// Repetition time in seconds (ignored for `bids`, which reads RepetitionTime).
+    #[serde(default = "default_tr")]
+    pub tr: f64,
+    /// Seconds from the first volume to the stimulus onset (ignored for `bids`).
+    #[serde(default = "default_lead_in")]
+    pub lead_in: f64,
+    /// Where in its acquisition a TR's time sits, as a fraction of TR.
+    #[serde(default = "default_offset")]
+    pub offset: f64,
+    /// For `respdict`: LeBel's respdict.json (story -> TR count).
+    #[serde(default)]
+    pub respdict: Option<String>,
+    /// For `counts`: story -> TR count.
+    #[serde(default)]
+    pub counts: BTreeMap<String, usize>,
+    /// For `bids`: the run's *_bold.json, its events.tsv, the story name and TR count.
+    #[serde(default)]
+    pub bold_json: Option<String>,
+    #[serde(default)]
+    pub events: Option<String>,
+    #[serde(default)]
+    pub story: Option<String>,
+    #[serde(default)]
+    pub n_trs: Option<usize>,
+    #[serde(default)]
+    pub trial_type: Option<String>,
+    /// Only these stories (default: all).
+    #[serde(default)]
+    pub stories: Vec<String>,
+}
+
+fn default_tr_source() -> String {
+    "responses".into()
+}
+fn default_tr() -> f64 {
+    2.0
+}
+fn default_lead_in() -> f64 {
+    10.0
+}
+fn default_offset() -> f64 {
+    0.5
+}
+
+const TR_SOURCES: &[&str] = &["responses", "respdict", "counts", "bids"];
+
+pub struct AlignTrs;
+
+impl Stage for AlignTrs {
+    fn kind(&self) -> &'static str {
+        "align.trs"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn summary(&self) -> &'static str {
+        "TR grid per story from response TR counts, respdict.json, explicit counts or BIDS bold.json + events.tsv"
+    }
+    fn outputs(&self, _params: &Value) -> Vec<String> {
+        vec!["trs".into()]
+    }
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (p, canonical) = parse_params::<AlignTrsParams>(params)?;
+        let mut errors = Vec::new();
+        if !TR_SOURCES.contains(&p.source.as_str()) {
+            errors.push(ParamError::new("source", format!("unknown source `{}`", p.source)).hint(format!("sources: {}", TR_SOURCES.join(", "))));
+        }
+        if !(p.tr.is_finite() && p.tr > 0.0) {
+            errors.push(ParamError::new("tr", "tr must be a positive number of seconds"));
+        }
+        match p.source.as_str() {
+            "respdict" if p.respdict.is_none() => errors.push(ParamError::new("respdict", "source `respdict` needs `respdict: path/to/respdict.json`")),
+            "counts" if p.counts.is_empty() => errors.push(ParamError::new("counts", "source `counts` needs `counts: {story: n_trs, ...}`")),
+            "bids" if p.bold_json.is_none() || p.events.is_none() || p.story.is_none() || p.n_trs.is_none() => {
+                errors.push(ParamError::new("", "source `bids` needs `bold_json`, `events`, `story` and `n_trs`"))
+            }
+            _ => {}
+        }
+        if errors.is_empty() {
+            Ok(canonical)
+        } else {
+            Err(errors)
+        }
+    }
+    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
+        ["respdict", "bold_json", "events"]
+            .iter()
+            .filter_map(|key| params.get(*key).and_then(Value::as_str).map(|p| (key.to_string(), p.to_string())))
+            .collect()
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let p: AlignTrsParams = typed_params(ctx.params)?;
+        let grid_from = |counts: Vec<(String, usize)>| TrGrid {
+            tr_seconds: p.tr,
+            stories: counts.into_iter().map(|(story, n)| StoryTrs { story, times: tables::tr_times(n, p.tr, p.lead_in, p.offset) }).collect(),
+        };
+        let mut grid = match p.source.as_str() {
+            "responses" => {
+                let responses = ctx.input_matrix("responses")?;
+                if responses.segments.is_empty() {
+                    return Err(StageError::failed("the responses have no story segments"));
+                }
+                grid_from(responses.segments.iter().map(|s| (s.name.clone(), s.rows)).collect())
+            }
+            "respdict" => {
+                let path = ctx.resolve(p.respdict.as_deref().unwrap_or_default());
+                let counts = formats::respdict::read_respdict(&path).map_err(|e| StageError::failed(e.to_string()))?;
+                grid_from(counts.into_iter().collect())
+            }
+            "counts" => grid_from(p.counts.clone().into_iter().collect()),
+            _ => {
+                let bold = ctx.resolve(p.bold_json.as_deref().unwrap_or_default());
+                let events = ctx.resolve(p.events.as_deref().unwrap_or_default());
+                let timing = formats::bids::run_timing(&bold, &events, p.n_trs.unwrap_or(0), p.trial_type.as_deref())
+                    .map_err(|e| StageError::failed(e.to_string()))?;
+                let times = timing.tr_times.iter().map(|t| t + p.offset * timing.tr_seconds).collect();
+                TrGrid { tr_seconds: timing.tr_seconds, stories: vec![StoryTrs { story: p.story.clone().unwrap_or_default(), times }] }
+            }
+        };
+        if !p.stories.is_empty() {
+            for wanted in &p.stories {
+                if grid.story(wanted).is_none() {
+                    return Err(StageError::failed(format!("story `{wanted}` (in `stories`) is not in the TR source")));
+                }
+            }
+            grid.stories.retain(|s| p.stories.contains(&s.story));
+        }
+        ctx.write_table("trs", &tables::grid_to_batch(&grid))
+    }
+}

@@ -1,0 +1,65 @@
+//! `lag`: FIR delays that model the hemodynamic lag. Each delay shifts the
+//! features down by that many TRs within each story (zero-padded: no delay
+//! crosses a story boundary); the output has one column block per delay,
+//! delay-major: `[delay_1 features | delay_2 features | ...]`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use crate::artifact::MatrixArtifact;
+use crate::numeric::signal;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LagParams {
+    #[serde(default = "default_delays")]
+    pub delays: Vec<usize>,
+}
+
+fn default_delays() -> Vec<usize> {
+    vec![1, 2, 3, 4]
+}
+
+pub struct Lag;
+
+impl Stage for Lag {
+    fn kind(&self) -> &'static str {
+        "lag"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn summary(&self) -> &'static str {
+        "FIR delays (default 1-4 TRs) within each story, delay-major column blocks"
+    }
+    fn required_inputs(&self) -> &'static [&'static str] {
+        &["features"]
+    }
+    fn outputs(&self, _params: &Value) -> Vec<String> {
+        vec!["features".into()]
+    }
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (parsed, canonical) = parse_params::<LagParams>(params)?;
+        if parsed.delays.is_empty() {
+            return Err(vec![ParamError::new("delays", "give at least one delay, e.g. [1, 2, 3, 4]")]);
+        }
+        Ok(canonical)
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let params: LagParams = typed_params(ctx.params)?;
+        let features = ctx.input_matrix("features")?;
+        if features.segments.is_empty() {
+            return Err(StageError::failed("the features have no story segments, so delays cannot respect story boundaries"));
+        }
+        if features.metadata.get("level").map(String::as_str) == Some("word") {
+            return Err(StageError::failed("these features are word-level").with_hint("put a `downsample` stage before `lag`"));
+        }
+        let lagged = signal::lag(&features.matrix, &features.segment_lengths(), &params.delays)
+            .map_err(|e| StageError::failed(e.to_string()))?;
+        let mut artifact = MatrixArtifact::with_segments(lagged, features.segments.clone());
+        artifact.metadata = features.metadata.clone();
+        artifact.metadata.insert("delays".into(), serde_json::to_string(&params.delays).expect("delays"));
+        ctx.write_matrix("features", &artifact)
+    }
+}

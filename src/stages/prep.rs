@@ -1,0 +1,373 @@
+//! `prep`: turns TR-level features and responses into the matrices ridge
+//! fits: stories matched by name, trimmed (LeBel's [10:-5] preset or any
+//! start/end), head motion handled (confound regression or dropping TRs
+//! above a framewise-displacement threshold), split into train and test by
+//! story (nothing leaks: a story is wholly train or wholly test), and
+//! z-scored with the training set's statistics (population std; constant
+//! columns left at 0 with a warning).
+//!
+//! Inputs: `responses` (matrix, story segments), optional `repeats` (the
+//! test story's repeats, segments `<story>/rep<k>`), optional `confounds`
+//! (fMRIPrep-style table with `story`, `tr`, and confound columns), and any
+//! number of feature sets under other role names: they are placed side by
+//! side in role-name order, and their column ranges recorded as `bands` for
+//! banded ridge.
+
+use std::collections::BTreeMap;
+
+use arrow::array::AsArray;
+use arrow::datatypes::{DataType, Float64Type};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use crate::artifact::{MatrixArtifact, Segment};
+use crate::numeric::signal::{self, ZScore};
+use crate::numeric::Matrix;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TrimSpec {
+    /// `lebel` ([10:-5]) or `none`.
+    Preset(String),
+    Rows { start: usize, end: usize },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MotionParams {
+    /// `none`, `regress` (regress confounds out of the responses, per story)
+    /// or `drop` (remove training TRs whose framewise displacement exceeds `threshold`).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    #[serde(default = "default_confounds")]
+    pub columns: Vec<String>,
+}
+
+fn default_mode() -> String {
+    "none".into()
+}
+fn default_threshold() -> f64 {
+    0.5
+}
+fn default_confounds() -> Vec<String> {
+    ["framewise_displacement", "trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"].iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for MotionParams {
+    fn default() -> Self {
+        MotionParams { mode: default_mode(), threshold: default_threshold(), columns: default_confounds() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepParams {
+    /// Stories held out for testing.
+    #[serde(default = "default_test")]
+    pub test_stories: Vec<String>,
+    #[serde(default = "default_trim")]
+    pub trim: TrimSpec,
+    #[serde(default = "yes")]
+    pub zscore: bool,
+    #[serde(default)]
+    pub motion: MotionParams,
+}
+
+fn default_test() -> Vec<String> {
+    vec![super::synth::TEST_STORY.to_string()]
+}
+fn default_trim() -> TrimSpec {
+    TrimSpec::Preset("none".into())
+}
+fn yes() -> bool {
+    true
+}
+
+impl PrepParams {
+    fn trim(&self) -> (usize, usize) {
+        match &self.trim {
+            TrimSpec::Preset(name) if name == "lebel" => (10, 5),
+            TrimSpec::Preset(_) => (0, 0),
+            TrimSpec::Rows { start, end } => (*start, *end),
+        }
+    }
+}
+
+const RESERVED: &[&str] = &["responses", "repeats", "confounds"];
+
+pub struct Prep;
+
+impl Stage for Prep {
+    fn kind(&self) -> &'static str {
+        "prep"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn summary(&self) -> &'static str {
+        "match stories, trim, handle head motion, split train/test by story, z-score with training statistics"
+    }
+    fn required_inputs(&self) -> &'static [&'static str] {
+        &["responses"]
+    }
+    fn outputs(&self, _params: &Value) -> Vec<String> {
+        ["x_train", "y_train", "x_test", "y_test", "y_test_repeats"].iter().map(|s| s.to_string()).collect()
+    }
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (p, canonical) = parse_params::<PrepParams>(params)?;
+        let mut errors = Vec::new();
+        if let TrimSpec::Preset(name) = &p.trim {
+            if name != "lebel" && name != "none" {
+                errors.push(ParamError::new("trim", format!("unknown trim preset `{name}`")).hint("use `lebel` ([10:-5]), `none`, or {start: N, end: M}"));
+            }
+        }
+        if !["none", "regress", "drop"].contains(&p.motion.mode.as_str()) {
+            errors.push(ParamError::new("motion.mode", format!("unknown mode `{}`: use none, regress or drop", p.motion.mode)));
+        }
+        if p.test_stories.is_empty() {
+            errors.push(ParamError::new("test_stories", "name at least one held-out story"));
+        }
+        if errors.is_empty() {
+            Ok(canonical)
+        } else {
+            Err(errors)
+        }
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let params: PrepParams = typed_params(ctx.params)?;
+        let responses = ctx.input_matrix("responses")?;
+        if responses.segments.is_empty() {
+            return Err(StageError::failed("the responses have no story segments"));
+        }
+        check_finite(&responses, "responses")?;
+        let feature_roles: Vec<String> = ctx.inputs.keys().filter(|r| !RESERVED.contains(&r.as_str())).cloned().collect();
+        if feature_roles.is_empty() {
+            return Err(StageError::failed("prep needs at least one feature input besides `responses`")
+                .with_hint("add e.g. `inputs: {responses: synth.responses, embedding: lag_emb}`"));
+        }
+        let mut feature_sets = Vec::new();
+        for role in &feature_roles {
+            let features = ctx.input_matrix(role)?;
+            if features.metadata.get("level").map(String::as_str) == Some("word") {
+                return Err(StageError::failed(format!("feature input `{role}` is word-level")).with_hint("downsample it to TRs (and lag it) first"));
+            }
+            check_finite(&features, role)?;
+            feature_sets.push((role.clone(), features));
+        }
+        for story in &params.test_stories {
+            if !responses.segments.iter().any(|s| &s.name == story) {
+                return Err(StageError::failed(format!("test story `{story}` is not in the responses"))
+                    .with_hint(format!("stories: {}", responses.segments.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))));
+            }
+        }
+        let (trim_start, trim_end) = params.trim();
+        let confounds = match ctx.has_input("confounds") {
+            true => Some(read_confounds(&ctx.input_table("confounds")?, &params.motion.columns)?),
+            false if params.motion.mode != "none" => {
+                return Err(StageError::failed(format!("motion mode `{}` needs a `confounds` input", params.motion.mode)))
+            }
+            false => None,
+        };
+
+        // Per story: rows of features and responses, trimmed and cleaned.
+        let mut train = Split::default();
+        let mut test = Split::default();
+        let mut dropped = 0usize;
+        for (story, range) in responses.segment_ranges() {
+            let n = range.len();
+            let mut parts = Vec::new();
+            for (role, features) in &feature_sets {
+                let (_, feature_range) = features.segment_ranges().into_iter().find(|(name, _)| *name == story).ok_or_else(|| {
+                    StageError::failed(format!("story `{story}` has responses but no rows in feature input `{role}`"))
+                        .with_hint("the feature and response stories must match by name")
+                })?;
+                if feature_range.len() != n {
+                    return Err(StageError::failed(format!(
+                        "story `{story}`: feature input `{role}` has {} TRs but the responses have {n}",
+                        feature_range.len()
+                    ))
+                    .with_hint("check the TR counts of the alignment (align.trs) against the response files"));
+                }
+                parts.push(features.matrix.select_rows(&feature_range.collect::<Vec<_>>()));
+            }
+            let refs: Vec<&Matrix> = parts.iter().collect();
+            let x = Matrix::hstack(&refs);
+            let mut y = responses.matrix.select_rows(&range.collect::<Vec<_>>());
+            if let (Some(confounds), "regress") = (&confounds, params.motion.mode.as_str()) {
+                let c = confounds.get(&story).ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;
+                if c.rows != n {
+                    return Err(StageError::failed(format!("story `{story}`: the confounds table has {} TRs but the responses have {n}", c.rows)));
+                }
+                regress_out(&mut y, c);
+            }
+            let kept = signal::trim(&[n], trim_start, trim_end).map_err(|_| {
+                StageError::failed(format!("story `{story}` has {n} TRs, too few to trim {trim_start} at the start and {trim_end} at the end"))
+            })?;
+            let mut rows: Vec<usize> = signal::trimmed_rows(&kept);
+            let is_test = params.test_stories.contains(&story);
+            if let (Some(confounds), "drop", false) = (&confounds, params.motion.mode.as_str(), is_test) {
+                let c = confounds.get(&story).ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;
+                let before = rows.len();
+                rows.retain(|&t| t >= c.rows || (c.get(t, 0) as f64) <= params.motion.threshold);
+                dropped += before - rows.len();
+            }
+            let split = if is_test { &mut test } else { &mut train };
+            split.push(&story, x.select_rows(&rows), y.select_rows(&rows));
+            ctx.check_cancelled()?;
+        }
+        if train.segments.is_empty() {
+            return Err(StageError::failed("every story is a test story: nothing left to train on"));
+        }
+        if dropped > 0 {
+            ctx.warn(format!("dropped {dropped} training TRs with framewise displacement above {}", params.motion.threshold));
+        }
+        let (mut x_train, mut y_train) = train.finish();
+        let (mut x_test, mut y_test) = test.finish();
+
+        let mut repeats = None;
+        if ctx.has_input("repeats") {
+            let all = ctx.input_matrix("repeats")?;
+            check_finite(&all, "repeats")?;
+            let mut split = Split::default();
+            for (name, range) in all.segment_ranges() {
+                let story = name.split('/').next().unwrap_or(&name).to_string();
+                if !params.test_stories.contains(&story) {
+                    continue;
+                }
+                let kept = signal::trim(&[range.len()], trim_start, trim_end).map_err(|e| StageError::failed(format!("repeat `{name}`: {e}")))?;
+                let rows: Vec<usize> = signal::trimmed_rows(&kept).into_iter().map(|r| r + range.start).collect();
+                let y = all.matrix.select_rows(&rows);
+                split.push(&name, Matrix::zeros(y.rows, 0), y);
+            }
+            repeats = Some(split.finish().1);
+        }
+
+        if params.zscore {
+            let x_stats = ZScore::fit(&x_train.matrix);
+            let constant = x_stats.constant_columns();
+            if !constant.is_empty() {
+                ctx.warn(format!("{} constant feature column(s) left at 0 (first: {})", constant.len(), constant[0]));
+            }
+            x_stats.apply(&mut x_train.matrix);
+            x_stats.apply(&mut x_test.matrix);
+            let y_stats = ZScore::fit(&y_train.matrix);
+            let constant = y_stats.constant_columns();
+            if !constant.is_empty() {
+                ctx.warn(format!("{} voxel(s) constant over the training TRs, left at 0 (first: {})", constant.len(), constant[0]));
+            }
+            y_stats.apply(&mut y_train.matrix);
+            y_stats.apply(&mut y_test.matrix);
+            if let Some(r) = repeats.as_mut() {
+                y_stats.apply(&mut r.matrix);
+            }
+        }
+        let mut bands = Vec::new();
+        let mut start = 0;
+        for (role, features) in &feature_sets {
+            bands.push(serde_json::json!({"name": role, "start": start, "width": features.matrix.cols}));
+            start += features.matrix.cols;
+        }
+        let bands = serde_json::to_string(&bands).expect("bands");
+        for x in [&mut x_train, &mut x_test] {
+            x.metadata.insert("bands".into(), bands.clone());
+        }
+        ctx.write_matrix("x_train", &x_train)?;
+        ctx.write_matrix("y_train", &y_train)?;
+        ctx.write_matrix("x_test", &x_test)?;
+        ctx.write_matrix("y_test", &y_test)?;
+        if let Some(repeats) = repeats {
+            ctx.write_matrix("y_test_repeats", &repeats)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Split {
+    x: Vec<Matrix>,
+    y: Vec<Matrix>,
+    segments: Vec<Segment>,
+}
+
+impl Split {
+    fn push(&mut self, story: &str, x: Matrix, y: Matrix) {
+        self.segments.push(Segment { name: story.to_string(), rows: y.rows });
+        self.x.push(x);
+        self.y.push(y);
+    }
+
+    fn finish(self) -> (MatrixArtifact, MatrixArtifact) {
+        let x_cols = self.x.first().map_or(0, |m| m.cols);
+        let y_cols = self.y.first().map_or(0, |m| m.cols);
+        let x = if self.x.is_empty() { Matrix::zeros(0, x_cols) } else { Matrix::vstack(&self.x.iter().collect::<Vec<_>>()) };
+        let y = if self.y.is_empty() { Matrix::zeros(0, y_cols) } else { Matrix::vstack(&self.y.iter().collect::<Vec<_>>()) };
+        (MatrixArtifact::with_segments(x, self.segments.clone()), MatrixArtifact::with_segments(y, self.segments))
+    }
+}
+
+fn check_finite(artifact: &MatrixArtifact, what: &str) -> Result<(), StageError> {
+    let m = &artifact.matrix;
+    if let Some(position) = m.data.iter().position(|v| !v.is_finite()) {
+        let (row, col) = (position / m.cols.max(1), position % m.cols.max(1));
+        let mut story = String::from("?");
+        let mut tr = row;
+        for (name, range) in artifact.segment_ranges() {
+            if range.contains(&row) {
+                story = name;
+                tr = row - range.start;
+            }
+        }
+        return Err(StageError::failed(format!("{what}: story `{story}`, TR {tr}, column {col} is {}", m.data[position]))
+            .with_hint("remove or interpolate NaN/inf values (e.g. voxels outside the brain) before fitting"));
+    }
+    Ok(())
+}
+
+/// Confound columns per story.
+fn read_confounds(batch: &arrow::array::RecordBatch, columns: &[String]) -> Result<BTreeMap<String, Matrix>, StageError> {
+    let story = batch
+        .column_by_name("story")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| StageError::failed("the confounds table needs a text column `story`"))?
+        .clone();
+    let mut values = Vec::new();
+    for name in columns {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            StageError::failed(format!("the confounds table has no column `{name}`")).with_hint("set `motion.columns` to the confound names your table has")
+        })?;
+        let cast = arrow::compute::cast(column, &DataType::Float64).map_err(|_| StageError::failed(format!("confound `{name}` is not numeric")))?;
+        values.push(cast.as_primitive::<Float64Type>().clone());
+    }
+    let mut per_story: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    for i in 0..batch.num_rows() {
+        let row = per_story.entry(story.value(i).to_string()).or_default();
+        for column in &values {
+            // fMRIPrep leaves the first framewise displacement empty.
+            let v = if column.is_valid(i) { column.value(i) } else { 0.0 };
+            row.push(if v.is_finite() { v as f32 } else { 0.0 });
+        }
+    }
+    Ok(per_story.into_iter().map(|(k, v)| (k, Matrix::from_vec(v.len() / columns.len().max(1), columns.len(), v))).collect())
+}
+
+use arrow::array::Array;
+
+/// Replaces `y` by its residuals after least squares on [1, confounds].
+fn regress_out(y: &mut Matrix, confounds: &Matrix) {
+    let n = y.rows;
+    let k = confounds.cols + 1;
+    let design = faer::Mat::<f64>::from_fn(n, k, |i, j| if j == 0 { 1.0 } else { confounds.get(i, j - 1) as f64 });
+    let target = faer::Mat::<f64>::from_fn(n, y.cols, |i, j| y.get(i, j) as f64);
+    use faer::linalg::solvers::SolveLstsq;
+    let qr = design.col_piv_qr();
+    let coefficients = qr.solve_lstsq(&target);
+    let fitted = &design * &coefficients;
+    for i in 0..n {
+        for j in 0..y.cols {
+            y.set(i, j, (target[(i, j)] - fitted[(i, j)]) as f32);
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! `ridge`: cross-validated ridge regression for many targets (voxels) at
+//! once. Penalty convention (himalaya's): for X = U S V^T the weights are
+//! `V diag(s / (s^2 + alpha)) U^T y`, i.e. minimise `||Xw - y||^2 + alpha
+//! ||w||^2`, no intercept (prep z-scores). Folds: leave-one-story-out
+//! (default), contiguous k-fold, or chunked k-fold with a seed. Alphas per
+//! voxel (default) or one shared alpha; refit on all training rows; targets in
+//! batches so that 100k voxels fit in memory. `banded: true` fits one alpha
+//! per feature band (the `bands` prep recorded), himalaya's random search.
+//! The linear algebra lives in `numeric::ridge`.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use crate::artifact::MatrixArtifact;
+use crate::numeric::ridge::{self, BandedConfig, CvScore, Fold, RidgeConfig};
+use crate::numeric::Matrix;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FoldParams {
+    /// `story` (leave one story out), `contiguous` (k blocks) or `chunked`
+    /// (chunks of `chunk` TRs dealt into k folds with `seed`).
+    #[serde(default = "default_by")]
+    pub by: String,
+    #[serde(default = "default_k")]
+    pub k: usize,
+    #[serde(default = "default_chunk")]
+    pub chunk: usize,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_by() -> String {
+    "story".into()
+}
+fn default_k() -> usize {
+    5
+}
+fn default_chunk() -> usize {
+    40
+}
+
+impl Default for FoldParams {
+    fn default() -> Self {
+        FoldParams { by: default_by(), k: default_k(), chunk: default_chunk(), seed: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RidgeParams {
+    #[serde(default = "default_alphas")]
+    pub alphas: Vec<f64>,
+    /// One alpha per voxel (true) or one for all voxels.
+    #[serde(default = "yes")]
+    pub per_voxel: bool,
+    /// How alphas are scored on the validation folds: `l2` or `pearson`.
+    #[serde(default = "default_score")]
+    pub score: String,
+    #[serde(default)]
+    pub folds: FoldParams,
+    #[serde(default = "default_batch")]
+    pub target_batch: usize,
+    /// One alpha per feature band (random search over band weights).
+    #[serde(default)]
+    pub banded: bool,
+    #[serde(default = "default_iter")]
+    pub n_iter: usize,
+    #[serde(default = "default_concentration")]
+    pub concentration: f64,
+    #[serde(default)]
+    pub seed: u64,
+    /// `cpu` (default). GPU ridge comes with the libtorch stages.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_alphas() -> Vec<f64> {
+    (0..=10).map(|i| 10f64.powf(i as f64 * 0.5)).collect()
+}
+fn yes() -> bool {
+    true
+}
+fn default_score() -> String {
+    "l2".into()
+}
+fn default_batch() -> usize {
+    ridge::DEFAULT_TARGET_BATCH
+}
+fn default_iter() -> usize {
+    20
+}
+fn default_concentration() -> f64 {
+    1.0
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+
+pub struct Ridge;
+
+impl Stage for Ridge {
+    fn kind(&self) -> &'static str {
+        "ridge"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn summary(&self) -> &'static str {
+        "cross-validated ridge for many voxels: per-voxel alphas, folds by story, banded option"
+    }
+    fn outputs(&self, _params: &Value) -> Vec<String> {
+        ["alphas", "cv_scores", "weights", "predictions", "band_weights"].iter().map(|s| s.to_string()).collect()
+    }
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (p, canonical) = parse_params::<RidgeParams>(params)?;
+        let mut errors = Vec::new();
+        if p.alphas.is_empty() {
+            errors.push(ParamError::new("alphas", "give at least one alpha"));
+        }
+        if let Some(bad) = p.alphas.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
+            errors.push(ParamError::new("alphas", format!("alphas must be positive, found {bad}")));
+        }
+        if p.score != "l2" && p.score != "pearson" {
+            errors.push(ParamError::new("score", format!("score must be `l2` or `pearson`, got `{}`", p.score)));
+        }
+        if !["story", "contiguous", "chunked"].contains(&p.folds.by.as_str()) {
+            errors.push(ParamError::new("folds.by", format!("unknown fold scheme `{}`: use story, contiguous or chunked", p.folds.by)));
+        }
+        if p.folds.by != "story" && p.folds.k < 2 {
+            errors.push(ParamError::new("folds.k", "k must be at least 2"));
+        }
+        if p.folds.chunk == 0 || p.target_batch == 0 {
+            errors.push(ParamError::new("folds.chunk", "chunk and target_batch must be at least 1"));
+        }
+        if p.device != "cpu" {
+            errors.push(
+                ParamError::new("device", format!("device `{}` is not available: this build runs ridge on the CPU", p.device))
+                    .hint("use `device: cpu`; the GPU path needs the libtorch stages"),
+            );
+        }
+        if errors.is_empty() {
+            Ok(canonical)
+        } else {
+            Err(errors)
+        }
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let p: RidgeParams = typed_params(ctx.params)?;
+        let x_train = matrix_input(ctx, "x_train")?;
+        let y_train = matrix_input(ctx, "y_train")?;
+        let x_test = matrix_input(ctx, "x_test")?;
+        if x_train.matrix.rows != y_train.matrix.rows {
+            return Err(StageError::failed(format!(
+                "x_train has {} rows but y_train has {}",
+                x_train.matrix.rows, y_train.matrix.rows
+            )));
+        }
+        if x_test.matrix.cols != x_train.matrix.cols {
+            return Err(StageError::failed(format!(
+                "x_test has {} columns but x_train has {}",
+                x_test.matrix.cols, x_train.matrix.cols
+            )));
+        }
+        let folds = make_folds(&p.folds, &x_train)?;
+        let score = if p.score == "pearson" { CvScore::Pearson } else { CvScore::L2 };
+        let fail = |e: ridge::RidgeError| StageError::failed(e.to_string());
+        let (best_alphas, cv_scores, weights, band_weights) = if p.banded {
+            let bands = bands_of(&x_train)?;
+            let parts: Vec<Matrix> = bands.iter().map(|(start, width)| x_train.matrix.select_cols(*start, *width)).collect();
+            let refs: Vec<&Matrix> = parts.iter().collect();
+            let config = BandedConfig {
+                n_iter: p.n_iter,
+                alphas: p.alphas.clone(),
+                concentration: p.concentration,
+                seed: p.seed,
+                score,
+                target_batch: p.target_batch,
+            };
+            let result = ridge::banded_ridge_cv(&refs, &y_train.matrix, &folds, &config).map_err(fail)?;
+            (result.best_alphas, result.cv_scores, result.weights, Some(result.gammas))
+        } else {
+            let config = RidgeConfig { alphas: p.alphas.clone(), per_target_alpha: p.per_voxel, score, target_batch: p.target_batch };
+            let result = ridge::ridge_cv(&x_train.matrix, &y_train.matrix, &folds, &config).map_err(fail)?;
+            (result.best_alphas, result.cv_scores, result.weights, None)
+        };
+        ctx.check_cancelled()?;
+        let predictions = ridge::predict(&x_test.matrix, &weights);
+
+        let n_voxels = best_alphas.len();
+        let best_scores: Vec<f64> = (0..n_voxels)
+            .map(|v| (0..cv_scores.rows).map(|a| cv_scores.get(a, v) as f64).fold(f64::NEG_INFINITY, f64::max))
+            .collect();
+        let schema = Schema::new(vec![
+            Field::new("voxel", DataType::Int32, false),
+            Field::new("alpha", DataType::Float64, false),
+            Field::new("cv_score", DataType::Float64, false),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int32Array::from((0..n_voxels as i32).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(best_alphas)),
+            Arc::new(Float64Array::from(best_scores)),
+        ];
+        let table = RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| StageError::failed(e.to_string()))?;
+        ctx.write_table("alphas", &table)?;
+        let mut scores = MatrixArtifact::new(cv_scores);
+        scores.metadata.insert("alphas".into(), serde_json::to_string(&p.alphas).expect("alphas"));
+        scores.metadata.insert("score".into(), p.score.clone());
+        ctx.write_matrix("cv_scores", &scores)?;
+        let mut weight_artifact = MatrixArtifact::new(weights);
+        if let Some(bands) = x_train.metadata.get("bands") {
+            weight_artifact.metadata.insert("bands".into(), bands.clone());
+        }
+        ctx.write_matrix("weights", &weight_artifact)?;
+        ctx.write_matrix("predictions", &MatrixArtifact::with_segments(predictions, x_test.segments.clone()))?;
+        if let Some(gammas) = band_weights {
+            ctx.write_matrix("band_weights", &MatrixArtifact::new(gammas))?;
+        }
+        Ok(())
+    }
+}
+
+/// `name` as its own input role, or as that output of the `data` input.
+fn matrix_input(ctx: &StageContext, name: &str) -> Result<MatrixArtifact, StageError> {
+    if ctx.has_input(name) {
+        return ctx.input_matrix(name);
+    }
+    let data = ctx.input("data").map_err(|_| {
+        StageError::failed(format!("ridge needs `{name}`: give a `data` input (a prep stage) or inputs named x_train, y_train, x_test"))
+    })?;
+    Ok(crate::artifact::read_matrix(&data.output_path(name)?)?)
+}
+
+fn make_folds(params: &FoldParams, x_train: &MatrixArtifact) -> Result<Vec<Fold>, StageError> {
+    let n = x_train.matrix.rows;
+    let folds = match params.by.as_str() {
+        "story" => {
+            if x_train.segments.len() < 2 {
+                return Err(StageError::failed(format!(
+                    "folds by story need at least 2 training stories, found {}",
+                    x_train.segments.len()
+                ))
+                .with_hint("use `folds: {by: chunked, k: 5}` for a single training story"));
+            }
+            let mut groups = Vec::with_capacity(n);
+            for (i, segment) in x_train.segments.iter().enumerate() {
+                groups.extend(std::iter::repeat_n(i, segment.rows));
+            }
+            ridge::folds_by_group(&groups)
+        }
+        "contiguous" => ridge::folds_contiguous(n, params.k),
+        _ => ridge::folds_chunked(n, params.k, params.chunk, params.seed),
+    };
+    if let Some((i, _)) = folds.iter().enumerate().find(|(_, f)| f.validation.is_empty() || f.train.is_empty()) {
+        return Err(StageError::failed(format!("fold {i} is empty: {n} training rows are too few for these folds")));
+    }
+    Ok(folds)
+}
+
+/// Column ranges of the feature bands recorded by prep.
+fn bands_of(x: &MatrixArtifact) -> Result<Vec<(usize, usize)>, StageError> {
+    let text = x.metadata.get("bands").ok_or_else(|| {
+        StageError::failed("banded ridge needs feature bands").with_hint("give prep one input per feature space; it records the bands")
+    })?;
+    let bands: Vec<Value> = serde_json::from_str(text).map_err(|e| StageError::failed(format!("bad bands metadata: {e}")))?;
+    let out: Vec<(usize, usize)> = bands
+        .iter()
+        .map(|b| (b["start"].as_u64().unwrap_or(0) as usize, b["width"].as_u64().unwrap_or(0) as usize))
+        .collect();
+    if out.len() < 2 {
+        return Err(StageError::failed("banded ridge needs at least two feature bands"));
+    }
+    Ok(out)
+}
