@@ -10,7 +10,8 @@
 #                   when missing (default $HOME/.cache/voxflow-bench-venv)
 #   NO_SNAKEMAKE=1  skip the Snakemake comparison
 #   NO_HYPERFINE=1  time with a shell loop (date +%s%N) instead of hyperfine
-#   NOOP_RUNS, COLD_RUNS, SLEEP_RUNS  timed runs per measurement (default 20, 3, 2)
+#   NOOP_RUNS, SMK_NOOP_RUNS, COLD_RUNS, SLEEP_RUNS
+#                   timed runs per measurement (default 20, 10, 3, 2)
 #   KEEP=1          keep the scratch directory
 #
 # See benches/README.md for what each figure means.

@@ -541,7 +541,7 @@ pub fn run_with(
         stages: outcomes.into_iter().flatten().collect(),
         cancelled: cancel.load(Ordering::Relaxed),
     };
-    let text = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    let text = serde_json::to_vec(&summary).expect("summary serialises");
     if let Err(error) = crate::store::write_atomic(&store.last_run_path(&pipeline.name), &text) {
         tracing::warn!("could not record the run summary: {error}");
     }

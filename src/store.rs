@@ -300,8 +300,12 @@ impl Store {
         let lock = File::create(&lock_path).map_err(io(&lock_path))?;
         lock.lock().map_err(io(&lock_path))?;
         let mut state = self.load_state(pipeline);
+        let changed = updates.iter().any(|(name, new)| state.stages.get(name).is_none_or(|old| old.key != new.key));
+        if !changed {
+            return Ok(());
+        }
         state.stages.extend(updates);
-        let text = serde_json::to_vec_pretty(&state).expect("state serialises");
+        let text = serde_json::to_vec(&state).expect("state serialises");
         write_atomic(&self.state_path(pipeline), &text)
     }
 

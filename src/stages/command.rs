@@ -155,24 +155,31 @@ impl Stage for Command {
         ctx.add_log("logs/stdout.txt");
         ctx.add_log("logs/stderr.txt");
         let pid = child.id() as i32;
-        let mut poll = Duration::from_micros(200);
+        // A waiter thread reports the exit at once; this thread watches for Ctrl-C.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = sender.send(child.wait());
+        });
         let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => {}
-                Err(e) => return Err(StageError::failed(format!("waiting for the command: {e}"))),
+            match receiver.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(status)) => break status,
+                Ok(Err(e)) => return Err(StageError::failed(format!("waiting for the command: {e}"))),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(StageError::failed("lost track of the command's process"))
+                }
             }
             if ctx.is_cancelled() {
                 // SAFETY: kill(2) on the child's own process group.
                 unsafe { libc::kill(-pid, libc::SIGTERM) };
-                std::thread::sleep(Duration::from_millis(200));
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-                let _ = child.wait();
+                if receiver.recv_timeout(Duration::from_millis(500)).is_err() {
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
+                let _ = waiter.join();
                 return Err(StageError::Cancelled);
             }
-            std::thread::sleep(poll);
-            poll = (poll * 2).min(Duration::from_millis(20));
         };
+        let _ = waiter.join();
         if !status.success() {
             let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             let tail: Vec<&str> = stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();

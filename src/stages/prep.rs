@@ -74,6 +74,24 @@ pub struct PrepParams {
     pub zscore: bool,
     #[serde(default)]
     pub motion: MotionParams,
+    /// A null model: shuffle the features in blocks of TRs within each story
+    /// (responses untouched), breaking their alignment with the responses.
+    #[serde(default)]
+    pub shuffle: Option<NullParams>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullParams {
+    #[serde(default)]
+    pub seed: u64,
+    /// Block length in TRs (keeps the features' autocorrelation).
+    #[serde(default = "default_block")]
+    pub block: usize,
+}
+
+fn default_block() -> usize {
+    10
 }
 
 fn default_test() -> Vec<String> {
@@ -194,7 +212,10 @@ impl Stage for Prep {
                 parts.push(features.matrix.select_rows(&feature_range.collect::<Vec<_>>()));
             }
             let refs: Vec<&Matrix> = parts.iter().collect();
-            let x = Matrix::hstack(&refs);
+            let mut x = Matrix::hstack(&refs);
+            if let Some(null) = &params.shuffle {
+                x = shuffle_blocks(&x, null.block.max(1), null.seed, &story);
+            }
             let mut y = responses.matrix.select_rows(&range.collect::<Vec<_>>());
             if let (Some(confounds), "regress") = (&confounds, params.motion.mode.as_str()) {
                 let c = confounds.get(&story).ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;
@@ -306,6 +327,21 @@ impl Split {
         let y = if self.y.is_empty() { Matrix::zeros(0, y_cols) } else { Matrix::vstack(&self.y.iter().collect::<Vec<_>>()) };
         (MatrixArtifact::with_segments(x, self.segments.clone()), MatrixArtifact::with_segments(y, self.segments))
     }
+}
+
+/// The rows of `x` in blocks of `block`, the blocks in a random order
+/// drawn from (seed, story).
+fn shuffle_blocks(x: &Matrix, block: usize, seed: u64, story: &str) -> Matrix {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&seed.to_le_bytes());
+    hasher.update(story.as_bytes());
+    let mut rng = rand_chacha::ChaCha8Rng::from_seed(*hasher.finalize().as_bytes());
+    let mut blocks: Vec<usize> = (0..x.rows.div_ceil(block)).collect();
+    blocks.shuffle(&mut rng);
+    let rows: Vec<usize> = blocks.iter().flat_map(|&b| b * block..((b + 1) * block).min(x.rows)).collect();
+    x.select_rows(&rows)
 }
 
 fn check_finite(artifact: &MatrixArtifact, what: &str) -> Result<(), StageError> {

@@ -242,22 +242,30 @@ pub fn generate(params: &SynthParams) -> Result<SynthData, String> {
     if params.motion {
         let mut all = Vec::new();
         let mut artifact = Matrix::zeros(x.rows, v);
-        let beta = Normal::new(0.0, 0.8).map_err(|e| e.to_string())?;
+        // Loadings per mm of motion (rotations counted as mm at 50 mm radius).
+        let beta = Normal::new(0.0, 3.0).map_err(|e| e.to_string())?;
         let loadings: Vec<f32> = (0..6 * v).map(|_| beta.sample(&mut rng) as f32).collect();
+        let step = Normal::new(0.0, 0.03).map_err(|e| e.to_string())?;
         let mut row0 = 0;
         for (name, &n) in names.iter().zip(&lengths) {
             let mut table = Matrix::zeros(n, 7);
+            // Position in mm (rotations as arc length at 50 mm).
             let mut position = [0.0f64; 6];
             for t in 0..n {
+                let spike = rng.random::<f64>() < 0.03;
                 let mut fd = 0.0;
                 for (k, value) in position.iter_mut().enumerate() {
-                    let step: f64 = Normal::new(0.0, 0.03).unwrap().sample(&mut rng);
-                    let spike = if rng.random::<f64>() < 0.02 { rng.random_range(-1.0..1.0) } else { 0.0 };
-                    *value = 0.9 * *value + step + spike;
-                    fd += (step + spike).abs() * if k >= 3 { 50.0 } else { 1.0 };
-                    table.set(t, k + 1, *value as f32);
+                    let mut change: f64 = step.sample(&mut rng);
+                    if spike {
+                        change += rng.random_range(-1.0..1.0);
+                    }
+                    let next = 0.9 * *value + change;
+                    fd += (next - *value).abs();
+                    *value = next;
+                    let reported = if k >= 3 { *value / 50.0 } else { *value };
+                    table.set(t, k + 1, reported as f32);
                 }
-                table.set(t, 0, fd as f32);
+                table.set(t, 0, if t == 0 { 0.0 } else { fd as f32 });
                 for voxel in 0..v {
                     let mut a = 0.0f32;
                     for k in 0..6 {
