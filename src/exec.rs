@@ -641,8 +641,7 @@ impl Job<'_> {
                     .with_hint("this is a bug in voxflow; please report it with the pipeline file"))
             });
         if let Err(error) = result {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(error);
+            return Err(self.keep_failed(&staging, error));
         }
         let mut outputs = BTreeMap::new();
         for written in &ctx.outputs {
@@ -754,6 +753,32 @@ pub fn exec_stage(
     let result = job.build();
     let _ = store.save_memo();
     result
+}
+
+impl Job<'_> {
+    /// Moves a failed stage's staging directory (with its logs) to
+    /// `failed/<key>/`, outside `objects/`, and points the error at it.
+    fn keep_failed(&self, staging: &std::path::Path, error: StageError) -> StageError {
+        let has_logs = staging.join("logs").exists();
+        if !has_logs {
+            let _ = std::fs::remove_dir_all(staging);
+            return error;
+        }
+        let kept = self.store.root().join("failed").join(&self.key);
+        let _ = std::fs::remove_dir_all(&kept);
+        let moved = std::fs::create_dir_all(self.store.root().join("failed")).and_then(|_| std::fs::rename(staging, &kept));
+        if moved.is_err() {
+            let _ = std::fs::remove_dir_all(staging);
+            return error;
+        }
+        let (from, to) = (staging.display().to_string(), kept.display().to_string());
+        match error {
+            StageError::Failed { message, hint } => {
+                StageError::Failed { message: message.replace(&from, &to), hint: hint.map(|h| h.replace(&from, &to)) }
+            }
+            other => other,
+        }
+    }
 }
 
 pub fn now_rfc3339() -> String {

@@ -260,7 +260,7 @@ stages:
     assert_eq!(statuses(&again)["good"], "cached");
     let objects = std::fs::read_dir(dir.join(".voxflow/objects")).unwrap().count();
     assert_eq!(objects, 1);
-    assert_eq!(std::fs::read_dir(dir.join(".voxflow/tmp")).unwrap().count(), 0, "failed staging is removed");
+    assert_eq!(std::fs::read_dir(dir.join(".voxflow/tmp")).unwrap().count(), 0, "failed staging is moved out of tmp/");
 }
 
 #[test]
@@ -443,4 +443,31 @@ fn show_lists_artifacts_and_logs() {
     assert_eq!(stage["logs"], serde_json::json!(["logs/stdout.txt", "logs/stderr.txt"]));
     let human = voxflow(&["show", pipeline, "b"]);
     assert!(stdout(&human).contains("output out:"), "{}", stdout(&human));
+}
+
+#[test]
+fn the_command_example_runs_and_reruns_only_what_changed() {
+    let dir = Scratch::new("example");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/commands/pipeline.yaml");
+    let store = dir.join("store");
+    let store = store.to_str().unwrap();
+    let first = voxflow_json(&["run", example, "--store", store, "--format", "json"], 0);
+    assert!(statuses(&first).values().all(|s| s == "ran"), "{first}");
+    let report = first["stages"].as_array().unwrap().iter().find(|s| s["name"] == "report").unwrap();
+    let text = std::fs::read_to_string(dir.join("store/objects").join(report["key"].as_str().unwrap()).join("report.md")).unwrap();
+    // Braces written as {{ }} reach the shell as { }.
+    assert!(text.starts_with("# top words\nword,count\nthe,5\n"), "{text}");
+    let second = statuses(&voxflow_json(&["run", example, "--store", store, "--set", "counts.top=3", "--format", "json"], 0));
+    assert_eq!((second["words"].as_str(), second["counts"].as_str(), second["lengths"].as_str(), second["report"].as_str()), ("cached", "ran", "cached", "ran"));
+}
+
+#[test]
+fn a_failed_command_keeps_its_log_outside_the_objects() {
+    let dir = Scratch::new("failed-log");
+    let pipeline = dir.write("f.yaml", "name: f\nstages:\n  s:\n    kind: command\n    run: echo details >&2; exit 4\n    outputs: {o: o.txt}\n");
+    let run = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 1);
+    let hint = run["stages"][0]["hint"].as_str().unwrap();
+    let log = hint.strip_prefix("the full log is ").unwrap();
+    assert!(log.contains("/failed/"), "{hint}");
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "details\n");
 }

@@ -119,12 +119,13 @@ impl Stage for Command {
         let mut rest = template;
         while let Some(start) = rest.find('{') {
             if rest[start..].starts_with("{{") {
-                text.push_str(&rest[..start + 1]);
+                text.push_str(&rest[..start].replace("}}", "}"));
+                text.push('{');
                 rest = &rest[start + 2..];
                 continue;
             }
             let Some(end) = rest[start..].find('}') else { break };
-            text.push_str(&rest[..start]);
+            text.push_str(&rest[..start].replace("}}", "}"));
             let placeholder = &rest[start + 1..start + end];
             text.push_str(&self.expand(ctx, placeholder, &outputs)?);
             rest = &rest[start + end + 1..];
