@@ -122,7 +122,8 @@ struct PlanArgs {
 struct RunArgs {
     #[command(flatten)]
     pipeline: PipelineArgs,
-    /// Stages to run at once (default: the number of cores).
+    /// Stages to run at once (default: the number of cores; with Slurm, jobs
+    /// in the queue at once, default `slurm: max_jobs`, else 100).
     #[arg(short, long)]
     jobs: Option<usize>,
     /// Rebuild these stages (or all, with no value) even if cached.
@@ -153,10 +154,13 @@ enum ExecutorKind {
 #[derive(Args)]
 #[command(next_help_heading = "Slurm (with --executor slurm)")]
 struct SlurmArgs {
+    /// Partition to submit to (`slurm: partition`).
     #[arg(long)]
     partition: Option<String>,
+    /// Account to charge (`slurm: account`).
     #[arg(long)]
     account: Option<String>,
+    /// Quality of service (`slurm: qos`).
     #[arg(long)]
     qos: Option<String>,
     /// Default time limit of a job (`30`, `01:00:00`, `2h`).
@@ -648,7 +652,7 @@ fn compare(args: &CompareArgs) -> i32 {
         let rows: serde_json::Value = serde_json::from_slice(&buffer).unwrap_or(json!([]));
         println!("{}", json!({"pipeline": pipeline.name, "axes": comparison.axes, "metrics": comparison.metrics, "rows": rows, "missing": comparison.missing, "files": written}));
     } else {
-        match arrow::util::pretty::pretty_format_batches(std::slice::from_ref(&comparison.table)) {
+        match arrow::util::pretty::pretty_format_batches(&[rounded(&comparison.table)]) {
             Ok(table) => println!("{table}"),
             Err(error) => print_error(&error.to_string(), None),
         }
@@ -660,6 +664,23 @@ fn compare(args: &CompareArgs) -> i32 {
         }
     }
     0
+}
+
+/// The table with floats rounded to 4 decimals, for the terminal.
+fn rounded(table: &arrow::array::RecordBatch) -> arrow::array::RecordBatch {
+    use arrow::array::{AsArray, Float64Array};
+    let columns = table
+        .columns()
+        .iter()
+        .map(|column| match column.as_primitive_opt::<arrow::datatypes::Float64Type>() {
+            Some(values) => {
+                let rounded: Float64Array = values.iter().map(|v| v.map(|v| (v * 1e4).round() / 1e4)).collect();
+                std::sync::Arc::new(rounded) as arrow::array::ArrayRef
+            }
+            None => column.clone(),
+        })
+        .collect();
+    arrow::array::RecordBatch::try_new(table.schema(), columns).unwrap_or_else(|_| table.clone())
 }
 
 fn report(args: &ReportArgs) -> i32 {
