@@ -65,6 +65,9 @@ const ACTIVE: &[&str] = &[
     "RESV_DEL_HOLD",
 ];
 
+/// How long a job that Slurm reports COMPLETED may take to show its result
+/// to this machine (a shared file system's attribute cache can lag).
+const LATENCY_WAIT: Duration = Duration::from_secs(10);
 /// Lines of a job's log quoted in an error.
 const LOG_TAIL_LINES: usize = 20;
 /// How long the controller keeps polling through squeue errors before it
@@ -163,9 +166,20 @@ pub struct SlurmExecutor {
 impl SlurmExecutor {
     /// `options` (the file's `slurm:` block merged with the command line),
     /// `retries` by stage base name, and the `--set` overrides the jobs repeat.
-    pub fn new(options: SlurmSpec, retries: BTreeMap<String, RetrySpec>, overrides: Vec<String>) -> Result<SlurmExecutor, String> {
+    pub fn new(
+        options: SlurmSpec,
+        retries: BTreeMap<String, RetrySpec>,
+        overrides: Vec<String>,
+    ) -> Result<SlurmExecutor, String> {
         let binary = std::env::current_exe().map_err(|e| format!("cannot find the voxflow binary: {e}"))?;
-        Ok(SlurmExecutor { options, retries, overrides, binary, live: LiveJobs::default(), snapshot: Mutex::new(Snapshot::default()) })
+        Ok(SlurmExecutor {
+            options,
+            retries,
+            overrides,
+            binary,
+            live: LiveJobs::default(),
+            snapshot: Mutex::new(Snapshot::default()),
+        })
     }
 
     /// The binary the jobs run (default: this process's own executable).
@@ -180,14 +194,23 @@ impl SlurmExecutor {
     }
 
     /// The sbatch arguments (everything but the script) for one attempt.
-    fn sbatch_args(&self, pipeline: &Pipeline, stage: &PlannedStage, log_pattern: &Path, mem_mb: Option<u64>, minutes: Option<u64>) -> Vec<String> {
+    fn sbatch_args(
+        &self,
+        pipeline: &Pipeline,
+        stage: &PlannedStage,
+        log_pattern: &Path,
+        mem_mb: Option<u64>,
+        minutes: Option<u64>,
+    ) -> Vec<String> {
         let mut args = vec![
             "--parsable".to_string(),
             format!("--job-name=voxflow:{}:{}", pipeline.name, stage.name),
             format!("--output={}", log_pattern.display()),
             format!("--chdir={}", absolute(&pipeline.base_dir).display()),
         ];
-        for (flag, value) in [("partition", &self.options.partition), ("account", &self.options.account), ("qos", &self.options.qos)] {
+        for (flag, value) in
+            [("partition", &self.options.partition), ("account", &self.options.account), ("qos", &self.options.qos)]
+        {
             if let Some(value) = value {
                 args.push(format!("--{flag}={value}"));
             }
@@ -210,7 +233,8 @@ impl SlurmExecutor {
 
     /// The batch script: one `voxflow exec` for the stage's key.
     fn script(&self, request: &RemoteRequest<'_>) -> String {
-        let mut command = vec![quote(&self.binary.to_string_lossy()), "exec".into(), "--key".into(), quote(request.key)];
+        let mut command =
+            vec![quote(&self.binary.to_string_lossy()), "exec".into(), "--key".into(), quote(request.key)];
         command.push("--store".into());
         command.push(quote(&absolute(request.store.root()).to_string_lossy()));
         for assignment in &self.overrides {
@@ -237,7 +261,12 @@ impl SlurmExecutor {
     }
 
     /// Submits one job; returns its id and its log file.
-    fn submit(&self, request: &RemoteRequest<'_>, mem_mb: Option<u64>, minutes: Option<u64>) -> Result<(u64, PathBuf), AttemptFailure> {
+    fn submit(
+        &self,
+        request: &RemoteRequest<'_>,
+        mem_mb: Option<u64>,
+        minutes: Option<u64>,
+    ) -> Result<(u64, PathBuf), AttemptFailure> {
         let stage = request.stage;
         let log_dir = absolute(request.store.root()).join("slurm-logs").join(sanitize(&request.pipeline.name));
         std::fs::create_dir_all(&log_dir).map_err(|e| AttemptFailure {
@@ -282,9 +311,9 @@ impl SlurmExecutor {
                 };
             }
             let stderr = stderr.trim().to_string();
-            let transient = ["temporarily unavailable", "timed out", "try again", "Unable to contact slurm controller", "Socket"]
-                .iter()
-                .any(|needle| stderr.contains(needle));
+            // (sbatch itself retries for a while when the controller is down.)
+            let transient =
+                ["temporarily unavailable", "timed out", "try again"].iter().any(|needle| stderr.contains(needle));
             if transient && attempt < 3 && !request.cancel.load(Ordering::Relaxed) {
                 tracing::warn!("stage `{}`: sbatch failed ({stderr}); trying again in {delay:?}", stage.name);
                 std::thread::sleep(delay);
@@ -345,7 +374,11 @@ impl SlurmExecutor {
                     failing_since = None;
                     if state == "RUNNING" && !seen_running {
                         seen_running = true;
-                        tracing::info!("stage `{}`: Slurm job {id} running ({:.1}s after submission)", request.stage.name, submitted.elapsed().as_secs_f64());
+                        tracing::info!(
+                            "stage `{}`: Slurm job {id} running ({:.1}s after submission)",
+                            request.stage.name,
+                            submitted.elapsed().as_secs_f64()
+                        );
                     }
                 }
                 Ok(Some(state)) => return Ok(self.details(id, state, log)),
@@ -353,7 +386,13 @@ impl SlurmExecutor {
                 Err(error) => {
                     // The controller may be busy or restarting; the store still tells the truth.
                     if matches!(request.store.lookup(request.key), Lookup::Fresh(_)) {
-                        return Ok(JobEnd { id, state: "UNKNOWN".into(), reason: None, exit: None, log: log.to_path_buf() });
+                        return Ok(JobEnd {
+                            id,
+                            state: "UNKNOWN".into(),
+                            reason: None,
+                            exit: None,
+                            log: log.to_path_buf(),
+                        });
                     }
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > LOST_CONTACT_AFTER {
@@ -361,7 +400,9 @@ impl SlurmExecutor {
                             "lost contact with Slurm for {} s while waiting for job {id}: {error}",
                             LOST_CONTACT_AFTER.as_secs()
                         ))
-                        .with_hint("the job may still finish; run again later and voxflow takes its result from the store"));
+                        .with_hint(
+                            "the job may still finish; run again later and voxflow takes its result from the store",
+                        ));
                     }
                     tracing::warn!("stage `{}`: {error}; still waiting for job {id}", request.stage.name);
                 }
@@ -386,7 +427,8 @@ impl SlurmExecutor {
             }
             return end;
         }
-        if let Ok((true, stdout, _)) = run("sacct", &["-X", "-n", "-P", "-j", &id.to_string(), "-o", "State,ExitCode"]) {
+        if let Ok((true, stdout, _)) = run("sacct", &["-X", "-n", "-P", "-j", &id.to_string(), "-o", "State,ExitCode"])
+        {
             if let Some(line) = stdout.lines().next() {
                 let mut fields = line.split('|');
                 if let Some(state) = fields.next().and_then(|s| s.split_whitespace().next()) {
@@ -404,7 +446,9 @@ impl SlurmExecutor {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             match run("squeue", &["-h", "-t", "all", "-j", &id.to_string(), "-o", "%T"]) {
-                Ok((true, stdout, _)) if ACTIVE.contains(&stdout.trim()) => std::thread::sleep(Duration::from_millis(100)),
+                Ok((true, stdout, _)) if ACTIVE.contains(&stdout.trim()) => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 _ => break,
             }
         }
@@ -454,7 +498,9 @@ impl RemoteExecutor for SlurmExecutor {
             None => None,
         };
         let mut minutes = match &time_text {
-            Some(text) => Some(parse_time_minutes(text).map_err(|e| StageError::failed(format!("`time: {text}`: {e}")))?),
+            Some(text) => {
+                Some(parse_time_minutes(text).map_err(|e| StageError::failed(format!("`time: {text}`: {e}")))?)
+            }
             None => None,
         };
         let attempts = retry.retries + 1;
@@ -474,43 +520,70 @@ impl RemoteExecutor for SlurmExecutor {
                     self.live.remove(id);
                     let end = end?;
                     logs.push((id, log));
+                    if matches!(end.state.as_str(), "COMPLETED" | "UNKNOWN") {
+                        wait_for_result(request.store, request.key, old_object, LATENCY_WAIT);
+                    }
                     let lookup = match request.store.lookup(request.key) {
-                        Lookup::Fresh(_) if old_object.is_some() && object_identity(request.store, request.key) == old_object => Lookup::Missing,
+                        Lookup::Fresh(_)
+                            if old_object.is_some() && object_identity(request.store, request.key) == old_object =>
+                        {
+                            Lookup::Missing
+                        }
                         other => other,
                     };
                     match lookup {
                         Lookup::Fresh(_) => {
                             if end.state != "COMPLETED" && end.state != "UNKNOWN" {
-                                tracing::warn!("stage `{}`: Slurm job {id} ended {} but its result is in the store; taking it", stage.name, end.state);
+                                tracing::warn!(
+                                    "stage `{}`: Slurm job {id} ended {} but its result is in the store; taking it",
+                                    stage.name,
+                                    end.state
+                                );
                             }
                             if let Err(error) = self.keep_logs(request.store, request.key, &logs) {
                                 tracing::warn!("stage `{}`: could not keep the Slurm logs: {error}", stage.name);
                             }
                             return Ok(());
                         }
-                        Lookup::Damaged(detail) => job_failure(&end, stage, mem_mb, minutes, Some(&detail), request.store, request.key),
+                        Lookup::Damaged(detail) => {
+                            job_failure(&end, stage, mem_mb, minutes, Some(&detail), request.store, request.key)
+                        }
                         Lookup::Missing => job_failure(&end, stage, mem_mb, minutes, None, request.store, request.key),
                     }
                 }
             };
-            history.push(format!("attempt {attempt}: {}", failure.message.lines().next().unwrap_or_default()));
+            let headline = failure.message.lines().next().unwrap_or_default().to_string();
             if !failure.retryable || attempt == attempts {
                 let mut message = failure.message;
                 if attempt > 1 {
-                    message = format!("failed {attempt} attempts:\n  {}\n{message}", history[..history.len() - 1].join("\n  "));
+                    let rest = message.split_once('\n').map(|(_, rest)| format!("\n{rest}")).unwrap_or_default();
+                    message = format!(
+                        "{headline}, on attempt {attempt} of {attempts} (before: {}){rest}",
+                        history.join("; ")
+                    );
                 }
                 return Err(StageError::failed(message).with_hint(failure.hint));
             }
+            history
+                .push(format!("attempt {attempt}: {}", headline.split_once(": ").map(|(_, h)| h).unwrap_or(&headline)));
             mem_mb = mem_mb.map(|mb| (mb as f64 * retry.mem_factor).ceil() as u64);
             minutes = minutes.map(|m| (m as f64 * retry.time_factor).ceil() as u64);
-            tracing::warn!("stage `{}`: {}; resubmitting (attempt {} of {attempts})", stage.name, failure.message.lines().next().unwrap_or_default(), attempt + 1);
+            tracing::warn!("{headline}; resubmitting (attempt {} of {attempts})", attempt + 1);
         }
         unreachable!("the last attempt returns")
     }
 }
 
 /// Describes a job that ended without a usable result.
-fn job_failure(end: &JobEnd, stage: &PlannedStage, mem_mb: Option<u64>, minutes: Option<u64>, damaged: Option<&str>, store: &Store, key: &str) -> AttemptFailure {
+fn job_failure(
+    end: &JobEnd,
+    stage: &PlannedStage,
+    mem_mb: Option<u64>,
+    minutes: Option<u64>,
+    damaged: Option<&str>,
+    store: &Store,
+    key: &str,
+) -> AttemptFailure {
     let mut detail = Vec::new();
     if let Some((code, signal)) = end.exit {
         if signal > 0 {
@@ -561,9 +634,10 @@ fn job_failure(end: &JobEnd, stage: &PlannedStage, mem_mb: Option<u64>, minutes:
         ),
         other => (format!("Slurm job {} ended {other}{detail} without a result", end.id), format!("its log is {log_path}"), true),
     };
-    let mut message = format!("{what}; stage `{}`", stage.name);
+    let mut message = format!("stage `{}`: {what}", stage.name);
     if let Some(damaged) = damaged {
-        message.push_str(&format!("\n  the job left a damaged result in {}: {damaged}", store.object_dir(key).display()));
+        message
+            .push_str(&format!("\n  the job left a damaged result in {}: {damaged}", store.object_dir(key).display()));
     }
     match log_tail(&end.log, LOG_TAIL_LINES) {
         Some(tail) if !tail.is_empty() => {
@@ -576,16 +650,38 @@ fn job_failure(end: &JobEnd, stage: &PlannedStage, mem_mb: Option<u64>, minutes:
 }
 
 /// Puts sbatch's refusal in voxflow's words.
-fn refusal(stage: &PlannedStage, stderr: &str, options: &SlurmSpec, mem_mb: Option<u64>, minutes: Option<u64>) -> AttemptFailure {
-    let said = stderr.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ");
-    let partition = options.partition.as_deref().map(|p| format!("partition `{p}`")).unwrap_or_else(|| "the default partition".into());
+fn refusal(
+    stage: &PlannedStage,
+    stderr: &str,
+    options: &SlurmSpec,
+    mem_mb: Option<u64>,
+    minutes: Option<u64>,
+) -> AttemptFailure {
+    let said = stderr
+        .lines()
+        .map(|line| line.trim().trim_start_matches("sbatch: ").trim_start_matches("error: "))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let partition = options
+        .partition
+        .as_deref()
+        .map(|p| format!("partition `{p}`"))
+        .unwrap_or_else(|| "the default partition".into());
     let gpus = stage.resources.gpu.unwrap_or(0);
     let (message, hint) = if said.contains("Invalid generic resource") && gpus > 0 {
         (
             format!("stage `{}` asks for {gpus} GPU{} (`resources: {{gpu: {gpus}}}`), and Slurm refused the job: no node of {partition} has GPUs (sbatch: {said})", stage.name, if gpus == 1 { "" } else { "s" }),
             "submit to a partition with GPU nodes (`slurm: {partition: gpu}` or `--partition`), or remove `gpu:` from the stage's resources to run it on CPUs".to_string(),
         )
-    } else if said.contains("Requested node configuration is not available") || said.contains("Memory required by task is not available") {
+    } else if said.contains("Unable to contact slurm controller") {
+        (
+            format!("stage `{}`: the Slurm controller does not answer (sbatch: {said})", stage.name),
+            "check that Slurm is up (`scontrol ping`) and that this machine can submit jobs; the stage was not submitted".to_string(),
+        )
+    } else if said.contains("Requested node configuration is not available")
+        || said.contains("Memory required by task is not available")
+    {
         (
             format!(
                 "stage `{}` asks for more than any node of {partition} has (threads {}, mem {}, gpus {gpus}); Slurm refused the job (sbatch: {said})",
@@ -597,7 +693,11 @@ fn refusal(stage: &PlannedStage, stderr: &str, options: &SlurmSpec, mem_mb: Opti
         )
     } else if said.contains("time limit") || said.contains("Requested time limit is invalid") {
         (
-            format!("stage `{}`: Slurm refused its time limit{} (sbatch: {said})", stage.name, minutes.map(|m| format!(" of {m} min")).unwrap_or_default()),
+            format!(
+                "stage `{}`: Slurm refused its time limit{} (sbatch: {said})",
+                stage.name,
+                minutes.map(|m| format!(" of {m} min")).unwrap_or_default()
+            ),
             format!("{partition} allows less; lower `resources: {{time: ...}}` or pick another partition"),
         )
     } else if said.contains("account") || said.contains("qos") || said.contains("partition") {
@@ -668,6 +768,19 @@ pub fn parse_time_minutes(text: &str) -> Result<u64, String> {
     Ok(seconds.div_ceil(60))
 }
 
+/// Waits up to `grace` for the result of `key` (a new one, when `old` names
+/// the object directory a forced rebuild replaces) to become visible here.
+fn wait_for_result(store: &Store, key: &str, old: Option<(u64, u64)>, grace: Duration) {
+    let until = Instant::now() + grace;
+    let visible =
+        || matches!(store.lookup(key), Lookup::Fresh(_)) && (old.is_none() || object_identity(store, key) != old);
+    while !visible() && Instant::now() < until {
+        // Listing the directory makes an NFS client revalidate its cache.
+        let _ = std::fs::read_dir(store.root().join("objects")).map(|entries| entries.count());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The object directory's (device, inode): a rebuild renames a new one into place.
 fn object_identity(store: &Store, key: &str) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -705,17 +818,30 @@ fn sleep_unless(total: Duration, cancel: &AtomicBool) -> bool {
 
 /// Runs a Slurm command; (success, stdout, stderr).
 fn run(program: &str, args: &[&str]) -> Result<(bool, String, String), String> {
-    let output = Command::new(program).args(args).stdin(Stdio::null()).output().map_err(|e| format!("cannot run {program}: {e}"))?;
-    Ok((output.status.success(), String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string()))
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    ))
 }
 
 fn run_with_stdin(program: &str, args: &[String], input: &str) -> std::io::Result<(bool, String, String)> {
-    let mut child = Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut child =
+        Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(input.as_bytes())?;
     }
     let output = child.wait_with_output()?;
-    Ok((output.status.success(), String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string()))
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    ))
 }
 
 /// Single-quotes a word for /bin/sh.

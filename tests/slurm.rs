@@ -34,12 +34,12 @@ fn unique(label: &str) -> String {
     format!("{label}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
-/// (job id, state) of every job of pipeline `name`, by stage.
+/// (job id, state, stage) of every job of pipeline `name`, oldest first.
 fn jobs_of(name: &str) -> Vec<(u64, String, String)> {
     let output = Command::new("squeue").args(["-h", "-t", "all", "-o", "%i|%T|%j"]).output().expect("run squeue");
     assert!(output.status.success(), "squeue: {}", stderr(&output));
     let prefix = format!("voxflow:{name}:");
-    stdout(&output)
+    let mut jobs: Vec<(u64, String, String)> = stdout(&output)
         .lines()
         .filter_map(|line| {
             let mut fields = line.splitn(3, '|');
@@ -48,7 +48,9 @@ fn jobs_of(name: &str) -> Vec<(u64, String, String)> {
             let stage = fields.next()?.strip_prefix(&prefix)?.to_string();
             Some((id, state, stage))
         })
-        .collect()
+        .collect();
+    jobs.sort();
+    jobs
 }
 
 fn is_active(state: &str) -> bool {
@@ -56,13 +58,19 @@ fn is_active(state: &str) -> bool {
 }
 
 fn stage<'a>(document: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    document["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no stage {name} in {document}"))
+    document["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {document}"))
 }
 
 /// Runs voxflow with `args`, returns (exit code, stdout JSON, stderr).
 fn run_json_any(args: &[&str]) -> (i32, serde_json::Value, String) {
     let output = voxflow(args);
-    let document = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("voxflow {args:?}: not JSON ({e}):\n{}\n{}", stdout(&output), stderr(&output)));
+    let document = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("voxflow {args:?}: not JSON ({e}):\n{}\n{}", stdout(&output), stderr(&output)));
     (output.status.code().unwrap_or(-1), document, stderr(&output))
 }
 
@@ -139,7 +147,12 @@ fn slurm_run_gives_the_keys_and_digests_of_a_local_run_and_keeps_job_logs() {
         let (a, b) = (&shown_local["stages"][0], &shown_slurm["stages"][0]);
         assert_eq!(a["digest"], b["digest"], "digest of {stage_name}");
         let digests = |m: &serde_json::Value| -> BTreeMap<String, String> {
-            m["outputs"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v["digest"].as_str().unwrap().to_string())).collect()
+            m["outputs"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v["digest"].as_str().unwrap().to_string()))
+                .collect()
         };
         assert_eq!(digests(a), digests(b), "output digests of {stage_name}");
         assert!(!a["logs"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("slurm")), "{a}");
@@ -157,6 +170,37 @@ fn slurm_run_gives_the_keys_and_digests_of_a_local_run_and_keeps_job_logs() {
     let merged = stage(&on_slurm, "merge[n=3]")["key"].as_str().unwrap().to_string();
     let text = std::fs::read_to_string(dir.join("slurm-store/objects").join(merged).join("merged.txt")).unwrap();
     assert_eq!(text, "3\noverridden\nthe\nbrain\nreads\nstories\n");
+}
+
+#[test]
+fn demo_pipeline_on_slurm_gives_the_digests_of_a_local_run() {
+    require_slurm();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.yaml");
+    let demo = demo.to_str().unwrap();
+    let dir = Scratch::new("slurm-demo");
+    let (local_store, slurm_store) = (dir.join("local"), dir.join("slurm"));
+    let (local_store, slurm_store) = (local_store.to_str().unwrap(), slurm_store.to_str().unwrap());
+    let local = voxflow_json(&["run", demo, "--format", "json", "--store", local_store], 0);
+    let on_slurm = voxflow_json(&["run", demo, "--format", "json", "--store", slurm_store, "--executor", "slurm"], 0);
+    let manifest = |store: &str, key: &serde_json::Value| -> serde_json::Value {
+        let path = std::path::Path::new(store).join("objects").join(key.as_str().unwrap()).join("manifest.json");
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    };
+    let stages = local["stages"].as_array().unwrap();
+    assert!(stages.len() > 10, "{local}");
+    for local_stage in stages {
+        let name = local_stage["name"].as_str().unwrap();
+        let remote_stage = stage(&on_slurm, name);
+        assert_eq!(remote_stage["status"], "ran", "{remote_stage}");
+        assert_eq!(local_stage["key"], remote_stage["key"], "key of {name}");
+        let (a, b) = (manifest(local_store, &local_stage["key"]), manifest(slurm_store, &remote_stage["key"]));
+        assert_eq!(a["digest"], b["digest"], "digest of {name}");
+        assert_eq!(a["outputs"], b["outputs"], "outputs of {name}");
+        assert!(
+            b["logs"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().starts_with("logs/slurm-")),
+            "{name}: {b}"
+        );
+    }
 }
 
 #[test]
@@ -194,14 +238,17 @@ stages:
 
     let forced = voxflow_json(&["run", pipeline, "--format", "json", "--force", "b"], 0);
     let status = statuses(&forced);
-    assert_eq!((status["a"].as_str(), status["b"].as_str()), (Some("cached"), Some("ran")));
+    assert_eq!((status["a"].as_str(), status["b"].as_str()), ("cached", "ran"));
     let jobs = jobs_of(&name);
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     assert_eq!(jobs.iter().filter(|(_, _, s)| s == "b").count(), 2);
     let shown = voxflow_json(&["show", pipeline, "b", "--format", "json"], 0);
     let logs = shown["stages"][0]["logs"].as_array().unwrap();
     let newest = jobs.iter().filter(|(_, _, s)| s == "b").map(|j| j.0).max().unwrap();
-    assert!(logs.iter().any(|l| *l == format!("logs/slurm-{newest}.txt").as_str()), "the forced rebuild is a new object with its own log: {logs:?}");
+    assert!(
+        logs.iter().any(|l| *l == format!("logs/slurm-{newest}.txt").as_str()),
+        "the forced rebuild is a new object with its own log: {logs:?}"
+    );
 
     // `--executor local` overrides `executor: slurm` in the file.
     let local = voxflow_json(&["run", pipeline, "--format", "json", "--force", "--executor", "local"], 0);
@@ -268,7 +315,10 @@ stages:
     assert!(log.exists(), "the failed job's log is kept at {}", log.display());
     assert!(bad["hint"].as_str().unwrap().contains(log.to_str().unwrap()), "{bad}");
     assert_eq!(stage(&document, "child")["reason"], "upstream `bad` did not finish");
-    assert!(jobs_of(&name).iter().all(|(_, _, s)| s != "child" && s != "grandchild"), "descendants are never submitted");
+    assert!(
+        jobs_of(&name).iter().all(|(_, _, s)| s != "child" && s != "grandchild"),
+        "descendants are never submitted"
+    );
 }
 
 #[test]
@@ -297,13 +347,17 @@ stages:
         ),
     );
     let started = Instant::now();
-    let (code, document, _) = run_json_any(&["run", pipeline.to_str().unwrap(), "--format", "json", "--executor", "slurm"]);
+    let (code, document, _) =
+        run_json_any(&["run", pipeline.to_str().unwrap(), "--format", "json", "--executor", "slurm"]);
     assert_eq!(code, 1, "{document}");
     let status = statuses(&document);
-    assert_eq!((status["slow"].as_str(), status["after"].as_str()), (Some("failed"), Some("skipped")));
+    assert_eq!((status["slow"].as_str(), status["after"].as_str()), ("failed", "skipped"));
     let slow = stage(&document, "slow");
     let error = slow["error"].as_str().unwrap();
-    assert!(error.contains("TIMEOUT") && error.contains("time limit of 1 min") && error.contains("reason TimeLimit"), "{error}");
+    assert!(
+        error.contains("TIMEOUT") && error.contains("time limit of 1 min") && error.contains("reason TimeLimit"),
+        "{error}"
+    );
     assert!(slow["hint"].as_str().unwrap().contains("retry_time_factor"), "{slow}");
     let jobs = jobs_of(&name);
     assert_eq!(jobs.len(), 1);
@@ -334,19 +388,28 @@ stages:
 "#
         ),
     );
-    let (code, document, _) = run_json_any(&["run", pipeline.to_str().unwrap(), "--format", "json", "--executor", "slurm"]);
+    let (code, document, _) =
+        run_json_any(&["run", pipeline.to_str().unwrap(), "--format", "json", "--executor", "slurm"]);
     assert_eq!(code, 1, "{document}");
     let train = stage(&document, "train");
     assert_eq!(train["status"], "failed");
     let error = train["error"].as_str().unwrap();
-    assert!(error.contains("stage `train` asks for 1 GPU (`resources: {gpu: 1}`), and Slurm refused the job"), "{error}");
+    assert!(
+        error.contains("stage `train` asks for 1 GPU (`resources: {gpu: 1}`), and Slurm refused the job"),
+        "{error}"
+    );
     assert!(error.contains("Invalid generic resource"), "Slurm's own words are kept: {error}");
     assert!(train["hint"].as_str().unwrap().contains("partition"), "{train}");
     assert_eq!(stage(&document, "prepare")["status"], "ran");
     assert!(jobs_of(&name).iter().all(|(_, _, s)| s != "train"), "the refused job never existed");
 
     let human = voxflow(&["run", pipeline.to_str().unwrap(), "--executor", "slurm"]);
-    assert!(stdout(&human).contains("error: stage `train` asks for 1 GPU") && stdout(&human).contains("hint: submit to a partition with GPU nodes"), "{}", stdout(&human));
+    assert!(
+        stdout(&human).contains("error: stage `train` asks for 1 GPU")
+            && stdout(&human).contains("hint: submit to a partition with GPU nodes"),
+        "{}",
+        stdout(&human)
+    );
 }
 
 #[test]
@@ -407,12 +470,17 @@ stages:
     assert!(seconds < 30.0, "took {seconds:.1}s to stop");
     let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let status = statuses(&document);
-    assert_eq!((status["one"].as_str(), status["two"].as_str(), status["after"].as_str()), (Some("cancelled"), Some("cancelled"), Some("cancelled")), "{document}");
+    assert_eq!(
+        (status["one"].as_str(), status["two"].as_str(), status["after"].as_str()),
+        ("cancelled", "cancelled", "cancelled"),
+        "{document}"
+    );
 
     let jobs = jobs_of(&name);
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     assert!(jobs.iter().all(|(_, state, _)| state == "CANCELLED"), "no job of the run is left in the queue: {jobs:?}");
-    let bystander_state = Command::new("squeue").args(["-h", "-t", "all", "-j", &bystander.to_string(), "-o", "%T"]).output().unwrap();
+    let bystander_state =
+        Command::new("squeue").args(["-h", "-t", "all", "-j", &bystander.to_string(), "-o", "%T"]).output().unwrap();
     let bystander_state = stdout(&bystander_state).trim().to_string();
     let _ = Command::new("scancel").arg(bystander.to_string()).status();
     assert!(is_active(&bystander_state), "another job must not be cancelled: {bystander_state}");
@@ -494,7 +562,10 @@ stages:
     let field = |id: u64, key: &str| -> String {
         let output = Command::new("scontrol").args(["-o", "show", "job", &id.to_string()]).output().unwrap();
         let text = stdout(&output);
-        text.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key} in {text}")).to_string()
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_string()
     };
     let jobs = jobs_of(&name);
     assert_eq!(jobs.len(), 2);
@@ -505,7 +576,11 @@ stages:
         assert_eq!(field(id, "Nice"), "5");
         assert_eq!(field(id, "JobName"), format!("voxflow:{name}:{stage}"));
         let expected = if stage == "own" { ("00:10:00", "300M", "3") } else { ("01:30:00", "1G", "1") };
-        assert_eq!((field(id, "TimeLimit").as_str(), field(id, "MinMemoryNode").as_str(), field(id, "CPUs/Task").as_str()), expected, "{stage}");
+        assert_eq!(
+            (field(id, "TimeLimit").as_str(), field(id, "MinMemoryNode").as_str(), field(id, "CPUs/Task").as_str()),
+            expected,
+            "{stage}"
+        );
     }
     let own = voxflow_json(&["show", pipeline, "own", "--format", "json"], 0);
     let out = std::path::Path::new(own["stages"][0]["directory"].as_str().unwrap()).join("o.txt");
@@ -581,7 +656,18 @@ fn time_and_memory_limits_convert_to_slurm_units() {
     for bad in ["", "0", "0:00", "soon", "1:2:3:4", "-5"] {
         assert!(parse_time_minutes(bad).is_err(), "{bad}");
     }
-    for (text, mb) in [("512", 512), ("512M", 512), ("4G", 4096), ("4g", 4096), ("4GB", 4096), ("4GiB", 4096), ("1.5G", 1536), ("1T", 1048576), ("2048K", 2), ("100K", 1)] {
+    for (text, mb) in [
+        ("512", 512),
+        ("512M", 512),
+        ("4G", 4096),
+        ("4g", 4096),
+        ("4GB", 4096),
+        ("4GiB", 4096),
+        ("1.5G", 1536),
+        ("1T", 1048576),
+        ("2048K", 2),
+        ("100K", 1),
+    ] {
         assert_eq!(parse_mem_mb(text), Ok(mb), "{text}");
     }
     for bad in ["", "0", "4Q", "G", "-1G", "lots"] {
