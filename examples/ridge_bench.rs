@@ -88,15 +88,16 @@ fn generate(options: &Options) -> (Matrix, Matrix) {
 /// (`n_train >= p`) the projection `X_train^T Y_train` (r x n_train x v), and
 /// the validation predictions of all alphas, stacked: (n_alphas * n_val) x r
 /// x v. Then the refit: `L^T Y` (r x n x v) and `R Z` (p x r x v). Returns
-/// (seconds, flops).
-fn time_products(options: &Options) -> (f64, f64) {
+/// (seconds, CPU seconds, flops).
+fn time_products(options: &Options) -> (f64, f64, f64) {
     let (n, p, v) = (options.n, options.p, options.v);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed + 1);
-    let mut random = |rows: usize, cols: usize| Mat::<f32>::from_fn(rows, cols, |_, _| rng.random());
+    let mut random =
+        |rows: usize, cols: usize| Mat::<f32>::from_fn(rows, cols, |_, _| rng.random());
     let y = random(n, v);
     let mut flops = 0.0;
     let par = Par::rayon(0);
-    let mut seconds = 0.0;
+    let (mut seconds, mut cpu) = (0.0, 0.0);
     for fold in 0..options.n_folds {
         let n_val = n / options.n_folds + usize::from(fold < n % options.n_folds);
         let n_train = n - n_val;
@@ -105,17 +106,27 @@ fn time_products(options: &Options) -> (f64, f64) {
         let left = (n_train >= p).then(|| random(n_train, rank));
         let y_train = y.subrows(0, n_train);
         let mut predictions = Mat::<f32>::zeros(options.n_alphas * n_val, v);
-        let start = Instant::now();
+        let (start, cpu_start) = (Instant::now(), cpu_seconds());
         match &left {
             Some(left) => {
                 let mut projected = Mat::<f32>::zeros(rank, v);
                 matmul(projected.as_mut(), Accum::Replace, left.transpose(), y_train, 1.0, par);
-                matmul(predictions.as_mut(), Accum::Replace, stacked.as_ref(), projected.as_ref(), 1.0, par);
+                matmul(
+                    predictions.as_mut(),
+                    Accum::Replace,
+                    stacked.as_ref(),
+                    projected.as_ref(),
+                    1.0,
+                    par,
+                );
                 flops += 2.0 * (rank * n_train * v) as f64;
             }
-            None => matmul(predictions.as_mut(), Accum::Replace, stacked.as_ref(), y_train, 1.0, par),
+            None => {
+                matmul(predictions.as_mut(), Accum::Replace, stacked.as_ref(), y_train, 1.0, par)
+            }
         }
         seconds += start.elapsed().as_secs_f64();
+        cpu += cpu_seconds() - cpu_start;
         flops += 2.0 * (options.n_alphas * n_val * rank * v) as f64;
     }
     let rank = n.min(p);
@@ -123,12 +134,28 @@ fn time_products(options: &Options) -> (f64, f64) {
     let right = random(p, rank);
     let mut projected = Mat::<f32>::zeros(rank, v);
     let mut weights = Mat::<f32>::zeros(p, v);
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
     matmul(projected.as_mut(), Accum::Replace, left.transpose(), y.as_ref(), 1.0, par);
     matmul(weights.as_mut(), Accum::Replace, right.as_ref(), projected.as_ref(), 1.0, par);
     seconds += start.elapsed().as_secs_f64();
+    cpu += cpu_seconds() - cpu_start;
     flops += 2.0 * (rank * n * v) as f64 + 2.0 * (p * rank * v) as f64;
-    (seconds, flops)
+    (seconds, cpu, flops)
+}
+
+/// CPU seconds used by this process, all threads (Linux `/proc/self/stat`,
+/// 100 ticks per second); NaN elsewhere.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    match (
+        fields.get(11).and_then(|f| f.parse::<f64>().ok()),
+        fields.get(12).and_then(|f| f.parse::<f64>().ok()),
+    ) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
 }
 
 fn main() {
@@ -141,14 +168,16 @@ fn main() {
         score: CvScore::L2,
         target_batch: options.target_batch,
     };
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
     let result = ridge_cv(&x, &y, &folds, &config).expect("ridge_cv on generated data");
     let fit_seconds = start.elapsed().as_secs_f64();
+    let fit_cpu = cpu_seconds() - cpu_start;
     std::hint::black_box(&result.weights);
     drop(result);
     let input_bytes = 4 * (x.data.len() + y.data.len());
     println!(
-        "voxflow ridge_cv n={} p={} v={} alphas={} folds={}: {fit_seconds:.2} s (X+Y {:.0} MB)",
+        "voxflow ridge_cv n={} p={} v={} alphas={} folds={}: {fit_seconds:.2} s, {fit_cpu:.1} s CPU \
+         (X+Y {:.0} MB)",
         options.n,
         options.p,
         options.v,
@@ -157,20 +186,24 @@ fn main() {
         input_bytes as f64 / 1e6
     );
     drop((x, y));
-    let (gemm_seconds, gemm_flops) =
-        if options.skip_gemm { (f64::NAN, f64::NAN) } else { time_products(&options) };
+    let (gemm_seconds, gemm_cpu, gemm_flops) =
+        if options.skip_gemm { (f64::NAN, f64::NAN, f64::NAN) } else { time_products(&options) };
     if !options.skip_gemm {
         println!(
-            "faer products alone: {gemm_seconds:.2} s ({:.0} GFLOP, {:.0} GFLOP/s)",
+            "faer products alone: {gemm_seconds:.2} s ({:.0} GFLOP, {:.0} GFLOP/s), \
+             {gemm_cpu:.1} s CPU",
             gemm_flops / 1e9,
             gemm_flops / gemm_seconds / 1e9
         );
     }
-    let or_null = |value: f64| if value.is_nan() { "null".to_string() } else { format!("{value:.3}") };
+    let or_null =
+        |value: f64| if value.is_nan() { "null".to_string() } else { format!("{value:.3}") };
     println!(
-        "{{\"fit_seconds\": {fit_seconds:.3}, \"gemm_seconds\": {}, \"gemm_gflop\": {}, \
-         \"input_bytes\": {input_bytes}}}",
+        "{{\"fit_seconds\": {fit_seconds:.3}, \"fit_cpu_seconds\": {}, \"gemm_seconds\": {}, \
+         \"gemm_cpu_seconds\": {}, \"gemm_gflop\": {}, \"input_bytes\": {input_bytes}}}",
+        or_null(fit_cpu),
         or_null(gemm_seconds),
+        or_null(gemm_cpu),
         or_null(gemm_flops / 1e9)
     );
 }

@@ -12,29 +12,45 @@
 //! `||X w - y||^2 + alpha ||w||^2`. There is no intercept: X and Y are
 //! z-scored upstream.
 //!
-//! # Two paths, one formula
-//! Every solve is written as `w(alpha) = R diag(1 / (lambda + alpha)) L^T y`
-//! with `lambda = s^2`:
-//! - SVD path (`n >= p`): `X^T X = V diag(lambda) V^T` (p x p), `L = X V`
-//!   (that is `U S`), `R = V`;
-//! - kernel path (`p > n`): `X X^T = U diag(lambda) U^T` (n x n), `L = U`,
-//!   `R = X^T U` (that is `V S`), so `w = X^T (X X^T + alpha I)^-1 y`.
+//! # Two paths
+//! The SVD path (`n >= p`) works with `X^T X` (p x p), the kernel path
+//! (`p > n`) with `K = X X^T` (n x n), so that every matrix decomposed is
+//! `min(n, p)` wide; both give the same weights. The Gram matrices are
+//! computed once in f64 and every fold takes its block of them.
 //!
-//! The eigendecomposition of the smaller Gram matrix is the SVD of X without
-//! a division by small singular values. It runs in f64: eigenvalues below
-//! `max(n, p) * f64::EPSILON * lambda_max` are dropped, which only removes
-//! directions that the f32 inputs cannot resolve (their relative precision is
-//! about 6e-8 on `s`, 4e-15 on `lambda`). The products whose size grows with
-//! the number of targets run in f32 through faer: `L^T Y` once per fold, and
-//! the validation predictions `(X_val R) diag(1 / (lambda + alpha)) (L^T Y)`,
-//! which cost `2 * n_val * rank * n_targets` flops per fold and alpha. Nothing
-//! of size `n x n` or `p x p` is ever multiplied by Y more than once per fold.
+//! # Cross-validation
+//! For a fold and an alpha the validation predictions are a small operator
+//! times the training targets: `K_val,train (K_train + alpha I)^-1 Y_train`
+//! on the kernel path, `X_val (X_train^T X_train + alpha I)^-1 X_train^T
+//! Y_train` on the SVD path. The operators come from one f64 Cholesky
+//! factorisation per fold and alpha (compute-bound, run in parallel over the
+//! alphas); from the eigendecomposition `Gram = Q diag(lambda) Q^T` instead
+//! when the alphas are so many that it costs fewer flops, or when an alpha is
+//! below `1e-10 * trace(Gram)`, where Cholesky would lose accuracy (its error
+//! grows like `trace / alpha * f64::EPSILON`).
+//! The operators of all alphas are stacked, so that one f32 product per fold
+//! and batch of targets gives every prediction. Per fold that costs
+//! `2 n_alphas n_val rank n_targets` flops with `rank = min(n_train, p)`,
+//! plus `2 p n_train n_targets` for `X_train^T Y_train` on the SVD path;
+//! nothing larger touches Y.
+//!
+//! # Refit
+//! One eigendecomposition of the full Gram matrix in f64 (it runs beside the
+//! scoring, which it does not need) writes every solve as
+//! `w(alpha) = R diag(1 / (lambda + alpha)) L^T y`: on the SVD path
+//! `X^T X = V diag(lambda) V^T`, `L = X V` (that is `U S`) and `R = V`; on the
+//! kernel path `X X^T = U diag(lambda) U^T`, `L = U` and `R = X^T U` (that is
+//! `V S`). This is the SVD of X without a division by small singular values.
+//! Eigenvalues below `max(n, p) * f64::EPSILON * lambda_max` are dropped:
+//! they are directions that f32 inputs cannot resolve. Each target then costs
+//! `2 (n + p) rank` flops in f32, whatever its alpha.
 //!
 //! # Memory
 //! Targets are processed in batches of `target_batch` columns, batches in
 //! parallel on rayon's pool. Beyond X, Y and the returned weights, a call
-//! holds the decompositions (about `(n_folds + 1) * n * rank` f32 values) and,
-//! per worker thread, a few `n x target_batch` buffers.
+//! holds the f64 Gram matrix, one fold operator (`n_alphas * n_val * rank`
+//! f32) at a time, the refit's `L` and `R`, and per worker thread a few
+//! buffers of `n x target_batch` values.
 //!
 //! # Scores
 //! [`CvScore::L2`] is himalaya's `l2_neg_loss` and scikit-learn's
@@ -46,13 +62,15 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
+use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
 use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
-use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::matmul::matmul;
-use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
-use faer::diag::Diag;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::linalg::triangular_solve::{
+    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
+};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -170,7 +188,7 @@ pub enum RidgeError {
     NonPositiveAlpha { index: usize, value: f64 },
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("the eigendecomposition of {0} did not converge")]
+    #[error("decomposition failed: {0}")]
     Decomposition(String),
 }
 
@@ -195,7 +213,11 @@ pub fn fit_ridge(x: &Matrix, y: &Matrix, alphas: &[f64]) -> Result<Matrix, Ridge
 ///
 /// Panics when `x.cols != weights.rows`.
 pub fn predict(x: &Matrix, weights: &Matrix) -> Matrix {
-    assert_eq!(x.cols, weights.rows, "predict: X has {} columns but weights have {} rows", x.cols, weights.rows);
+    assert_eq!(
+        x.cols, weights.rows,
+        "predict: X has {} columns but weights have {} rows",
+        x.cols, weights.rows
+    );
     let mut out = Matrix::zeros(x.rows, weights.cols);
     matmul(
         MatMut::from_row_major_slice_mut(&mut out.data, x.rows, weights.cols),
@@ -342,8 +364,15 @@ pub fn banded_ridge_cv(
     let mut cv_scores = Matrix::zeros(config.n_iter, n_targets);
     for i in 0..config.n_iter {
         let gamma: Vec<f64> = samples.row(i).iter().map(|&g| g as f64).collect();
-        let table =
-            cv_score_table(&design, &gamma, y, folds, &config.alphas, config.score, config.target_batch)?;
+        let table = cv_score_table(
+            &design,
+            &gamma,
+            y,
+            folds,
+            &config.alphas,
+            config.score,
+            config.target_batch,
+        )?;
         for t in 0..n_targets {
             let (a, score) = best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas);
             cv_scores.set(i, t, score as f32);
@@ -415,12 +444,13 @@ struct Overrides {
 }
 
 /// One fold, ready to score: the validation predictions of all alphas are
-/// `stacked * left^T * Y_train` (`Y_train` itself when `left` is `None`).
+/// `stacked_t^T * left^T * Y_train` (`Y_train` itself when `left` is `None`).
 struct FoldOperator {
     /// n_train x rank.
     left: Option<Mat<f32>>,
-    /// (n_alphas * n_val) x rank: alpha `a` owns rows `a * n_val ..`.
-    stacked: Mat<f32>,
+    /// rank x (n_alphas * n_val), transposed so that each alpha's operator is
+    /// a block of contiguous columns: alpha `a` owns columns `a * n_val ..`.
+    stacked_t: Mat<f32>,
 }
 
 /// One fold's training design in the form `L diag(lambda) R^T`, with the
@@ -469,7 +499,10 @@ impl<'a> Design<'a> {
         let x64 = Mat::<f64>::from_fn(x.rows, x.cols, |i, j| x.get(i, j) as f64);
         let feature_gram = paths.contains(&Path::Svd).then(|| gram_of_rows(x64.transpose()));
         let band_kernels = if paths.contains(&Path::Kernel) {
-            band_ranges.iter().map(|range| gram_of_rows(x64.subcols(range.start, range.len()))).collect()
+            band_ranges
+                .iter()
+                .map(|range| gram_of_rows(x64.subcols(range.start, range.len())))
+                .collect()
         } else {
             Vec::new()
         };
@@ -495,15 +528,27 @@ impl<'a> Design<'a> {
 
     /// `sum_b gamma_b K_b[rows, cols]`.
     fn kernel_block(&self, gamma: &[f64], rows: &[usize], cols: &[usize]) -> Mat<f64> {
-        Mat::from_fn(rows.len(), cols.len(), |i, j| {
-            self.band_kernels.iter().zip(gamma).map(|(k, g)| g * k[(rows[i], cols[j])]).sum()
-        })
+        let mut block = Mat::<f64>::zeros(rows.len(), cols.len());
+        for (kernel, &g) in self.band_kernels.iter().zip(gamma) {
+            for (j, &c) in cols.iter().enumerate() {
+                let source = kernel.col_as_slice(c);
+                for (value, &r) in block.col_as_slice_mut(j).iter_mut().zip(rows) {
+                    *value += g * source[r];
+                }
+            }
+        }
+        block
     }
 
     /// Per-alpha Cholesky when its flops stay under the eigendecomposition's
     /// (weighted 1.5x: it is memory-bound), else the eigendecomposition; the
-    /// latter also when a factorisation fails (an alpha below rounding level).
-    fn fold_operator(&self, gamma: &[f64], fold: &Fold, alphas: &[f64]) -> Result<FoldOperator, RidgeError> {
+    /// latter also for alphas too small for Cholesky to be accurate.
+    fn fold_operator(
+        &self,
+        gamma: &[f64],
+        fold: &Fold,
+        alphas: &[f64],
+    ) -> Result<FoldOperator, RidgeError> {
         let d = fold.train.len().min(self.x.cols) as f64;
         let n_val = fold.validation.len() as f64;
         let cholesky_flops = alphas.len() as f64 * (d * d * d / 3.0 + 2.0 * d * d * n_val);
@@ -519,32 +564,46 @@ impl<'a> Design<'a> {
             }
             if self.overrides.fold_method.is_some() {
                 return Err(RidgeError::Decomposition(format!(
-                    "a fold's training rows plus alpha {:?}",
-                    alphas
+                    "the Cholesky factorisation of a fold's Gram matrix plus one of the alphas \
+                     {alphas:?}"
                 )));
             }
         }
         self.eigen_operator(gamma, fold, alphas)
     }
 
-    /// SVD path: `stacked[a] = X_val D (D G_train D + alpha I)^-1 D`, applied
-    /// to `X_train^T Y_train`. Kernel path: `stacked[a] = K_val,train
-    /// (K_train + alpha I)^-1`, applied to `Y_train` directly. `None` when a
-    /// factorisation fails.
-    fn cholesky_operator(&self, gamma: &[f64], fold: &Fold, alphas: &[f64]) -> Option<FoldOperator> {
+    /// SVD path: `stacked[a] = X_val D (D G_train D + alpha I)^-1 D` (stored
+    /// transposed), applied to `X_train^T Y_train`. Kernel path: `stacked[a] = K_val,train
+    /// (K_train + alpha I)^-1`, applied to `Y_train` directly. `None` when an
+    /// alpha is below `1e-10 * trace(Gram)` or a factorisation fails.
+    fn cholesky_operator(
+        &self,
+        gamma: &[f64],
+        fold: &Fold,
+        alphas: &[f64],
+    ) -> Option<FoldOperator> {
         let n_val = fold.validation.len();
         let (gram, rhs, scales, left) = match self.path(fold.train.len()) {
             Path::Svd => {
                 let scales = self.feature_scales(gamma);
                 let validation = self.rows64(&fold.validation);
-                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                let mut gram =
+                    self.feature_gram.clone().expect("feature Gram computed for the SVD path");
                 let par = Par::rayon(0);
-                matmul(gram.as_mut(), Accum::Add, validation.transpose(), validation.as_ref(), -1.0, par);
+                matmul(
+                    gram.as_mut(),
+                    Accum::Add,
+                    validation.transpose(),
+                    validation.as_ref(),
+                    -1.0,
+                    par,
+                );
                 scale_symmetric(&mut gram, &scales);
                 let mut rhs = validation.transpose().to_owned();
                 scale_rows(&mut rhs, &scales);
                 let train = &fold.train;
-                let left = Mat::<f32>::from_fn(train.len(), self.x.cols, |i, j| self.x.get(train[i], j));
+                let left =
+                    Mat::<f32>::from_fn(train.len(), self.x.cols, |i, j| self.x.get(train[i], j));
                 (gram, rhs, Some(scales), Some(left))
             }
             Path::Kernel => {
@@ -554,49 +613,92 @@ impl<'a> Design<'a> {
             }
         };
         let rank = gram.nrows();
-        let blocks: Option<Vec<Mat<f32>>> = alphas
-            .par_iter()
-            .map(|&alpha| {
-                let mut system = gram.clone();
+        // Cholesky's error grows like trace / alpha * f64::EPSILON; below this
+        // the eigendecomposition, which drops directions under rounding
+        // level, is the accurate route.
+        let trace: f64 = (0..rank).map(|k| gram[(k, k)]).sum();
+        if alphas.iter().any(|&alpha| alpha < 1e-10 * trace) {
+            return None;
+        }
+        let mut stacked_t = Mat::<f32>::zeros(rank, alphas.len() * n_val);
+        let factorised = stacked_t.par_col_chunks_mut(n_val.max(1)).zip(alphas).map_init(
+            || (Mat::<f64>::zeros(rank, rank), Mat::<f64>::zeros(rank, n_val)),
+            |(system, solution), (mut block, &alpha)| {
+                system.copy_from(&gram);
                 (0..rank).for_each(|k| system[(k, k)] += alpha);
                 let scratch = cholesky_in_place_scratch::<f64>(rank, Par::Seq, Default::default());
                 let mut memory = MemBuffer::new(scratch);
                 let stack = MemStack::new(&mut memory);
-                cholesky_in_place(system.as_mut(), Default::default(), Par::Seq, stack, Default::default())
-                    .ok()?;
-                let mut solution = rhs.clone();
+                let factor = cholesky_in_place(
+                    system.as_mut(),
+                    Default::default(),
+                    Par::Seq,
+                    stack,
+                    Default::default(),
+                );
+                if factor.is_err() {
+                    return false;
+                }
+                solution.copy_from(&rhs);
                 solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), Par::Seq);
                 solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), Par::Seq);
                 if let Some(scales) = &scales {
-                    scale_rows(&mut solution, scales);
+                    scale_rows(solution, scales);
                 }
-                Some(Mat::from_fn(n_val, rank, |i, k| solution[(k, i)] as f32))
-            })
-            .collect();
-        let blocks = blocks?;
-        let stacked = Mat::from_fn(alphas.len() * n_val, rank, |i, k| blocks[i / n_val][(i % n_val, k)]);
-        Some(FoldOperator { left, stacked })
+                for i in 0..n_val {
+                    let source = solution.col_as_slice(i);
+                    for (k, value) in source.iter().enumerate() {
+                        block[(k, i)] = *value as f32;
+                    }
+                }
+                true
+            },
+        );
+        if !factorised.all(|ok| ok) {
+            return None;
+        }
+        Some(FoldOperator { left, stacked_t })
     }
 
-    /// `stacked[a] = X_val R diag(1 / (lambda + alpha))`, applied to `L^T Y_train`.
-    fn eigen_operator(&self, gamma: &[f64], fold: &Fold, alphas: &[f64]) -> Result<FoldOperator, RidgeError> {
+    /// `stacked[a] = X_val R diag(1 / (lambda + alpha))` (transposed), applied
+    /// to `L^T Y_train`.
+    fn eigen_operator(
+        &self,
+        gamma: &[f64],
+        fold: &Fold,
+        alphas: &[f64],
+    ) -> Result<FoldOperator, RidgeError> {
         let spectrum = self.decompose_fold(gamma, fold, Par::rayon(0))?;
         let n_val = fold.validation.len();
-        let stacked = Mat::from_fn(alphas.len() * n_val, spectrum.lambdas.len(), |i, k| {
-            let factor = 1.0 / (spectrum.lambdas[k] + alphas[i / n_val]);
-            spectrum.validation_design[(i % n_val, k)] * factor as f32
+        let stacked_t = Mat::from_fn(spectrum.lambdas.len(), alphas.len() * n_val, |k, j| {
+            let factor = 1.0 / (spectrum.lambdas[k] + alphas[j / n_val]);
+            spectrum.validation_design[(j % n_val, k)] * factor as f32
         });
-        Ok(FoldOperator { left: Some(spectrum.left), stacked })
+        Ok(FoldOperator { left: Some(spectrum.left), stacked_t })
     }
 
-    fn decompose_fold(&self, gamma: &[f64], fold: &Fold, par: Par) -> Result<FoldSpectrum, RidgeError> {
-        let what = || format!("the training rows of a fold ({} rows)", fold.train.len());
+    fn decompose_fold(
+        &self,
+        gamma: &[f64],
+        fold: &Fold,
+        par: Par,
+    ) -> Result<FoldSpectrum, RidgeError> {
+        let what =
+            || format!("the eigensolver did not converge on a fold ({} rows)", fold.train.len());
         match self.path(fold.train.len()) {
             Path::Svd => {
                 let scales = self.feature_scales(gamma);
                 let validation = self.rows64(&fold.validation);
-                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
-                matmul(gram.as_mut(), Accum::Add, validation.transpose(), validation.as_ref(), -1.0, par);
+                let mut gram =
+                    self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                matmul(
+                    gram.as_mut(),
+                    Accum::Add,
+                    validation.transpose(),
+                    validation.as_ref(),
+                    -1.0,
+                    par,
+                );
                 scale_symmetric(&mut gram, &scales);
                 let (lambdas, mut vectors) = eigh_descending(gram, fold.train.len(), par, what)?;
                 scale_rows(&mut vectors, &scales);
@@ -618,11 +720,13 @@ impl<'a> Design<'a> {
     /// The refit's decomposition. The products with X (`X V` on the SVD
     /// path, `X^T U` on the kernel path) run in f32 on the f32 data.
     fn decompose_full(&self, gamma: &[f64], par: Par) -> Result<FullSpectrum, RidgeError> {
-        let what = || format!("X ({} x {})", self.x.rows, self.x.cols);
+        let what =
+            || format!("the eigensolver did not converge on X ({} x {})", self.x.rows, self.x.cols);
         let scales = self.feature_scales(gamma);
         match self.path(self.x.rows) {
             Path::Svd => {
-                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                let mut gram =
+                    self.feature_gram.clone().expect("feature Gram computed for the SVD path");
                 scale_symmetric(&mut gram, &scales);
                 let (lambdas, mut vectors) = eigh_descending(gram, self.x.rows, par, what)?;
                 scale_rows(&mut vectors, &scales);
@@ -638,7 +742,14 @@ impl<'a> Design<'a> {
                 let left = to_f32(vectors.as_ref());
                 // w = D b with b = (X D)^T U ..., so R = D^2 X^T U.
                 let mut right = Mat::<f32>::zeros(self.x.cols, left.ncols());
-                matmul(right.as_mut(), Accum::Replace, self.x.as_faer().transpose(), left.as_ref(), 1.0, par);
+                matmul(
+                    right.as_mut(),
+                    Accum::Replace,
+                    self.x.as_faer().transpose(),
+                    left.as_ref(),
+                    1.0,
+                    par,
+                );
                 if scales.iter().any(|&s| s != 1.0) {
                     for k in 0..right.ncols() {
                         for (f, scale) in scales.iter().enumerate() {
@@ -670,7 +781,17 @@ fn ridge_cv_with(
     // (compute-bound).
     let (full, table) = rayon::join(
         || design.decompose_full(&unit, Par::Seq),
-        || cv_score_table(&design, &unit, y, folds, &config.alphas, config.score, config.target_batch),
+        || {
+            cv_score_table(
+                &design,
+                &unit,
+                y,
+                folds,
+                &config.alphas,
+                config.score,
+                config.target_batch,
+            )
+        },
     );
     let (full, table) = (full?, table?);
     drop(design);
@@ -745,83 +866,114 @@ fn cv_score_table(
     let fold_weight = 1.0 / folds.len() as f64;
     for fold in folds {
         let operator = design.fold_operator(gamma, fold, alphas)?;
-        table.par_chunks_mut(target_batch * n_alphas).enumerate().for_each(|(batch, out)| {
-            let first = batch * target_batch;
-            let cols = first..first + out.len() / n_alphas;
-            score_fold(y, cols, fold, &operator, n_alphas, score, par, fold_weight, out);
-        });
+        table.par_chunks_mut(target_batch * n_alphas).enumerate().for_each_init(
+            ScoreBuffers::default,
+            |buffers, (batch, out)| {
+                let first = batch * target_batch;
+                let cols = first..first + out.len() / n_alphas;
+                let fold_scores = FoldScores { fold, operator: &operator, n_alphas, score, par };
+                fold_scores.add(y, cols, fold_weight, out, buffers);
+            },
+        );
     }
     Ok(table)
 }
 
-/// Adds `fold_weight` times one fold's scores for targets `cols` to `out`
-/// (target-major, one entry per alpha).
-#[allow(clippy::too_many_arguments)]
-fn score_fold(
-    y: &Matrix,
-    cols: Range<usize>,
-    fold: &Fold,
-    operator: &FoldOperator,
+/// Buffers reused across the batches that one worker scores.
+#[derive(Default)]
+struct ScoreBuffers {
+    train_targets: Vec<f32>,
+    projected: Vec<f32>,
+    predictions: Vec<f32>,
+    validation_targets: Vec<f32>,
+}
+
+/// One fold's scoring of a batch of targets.
+struct FoldScores<'a> {
+    fold: &'a Fold,
+    operator: &'a FoldOperator,
     n_alphas: usize,
     score: CvScore,
     par: Par,
-    fold_weight: f64,
-    out: &mut [f64],
-) {
-    let n_targets = cols.len();
-    let n_train = fold.train.len();
-    let n_val = fold.validation.len();
+}
 
-    let train_targets = gather_columns(y, &fold.train, cols.clone());
-    let train_targets = MatRef::from_column_major_slice(&train_targets, n_train, n_targets);
-    let projected;
-    let rhs = match &operator.left {
-        Some(left) => {
-            let mut product = Mat::<f32>::zeros(left.ncols(), n_targets);
-            matmul(product.as_mut(), Accum::Replace, left.transpose(), train_targets, 1.0, par);
-            projected = product;
-            projected.as_ref()
+impl FoldScores<'_> {
+    /// Adds `fold_weight` times the scores of targets `cols` to `out`
+    /// (target-major, one entry per alpha).
+    fn add(
+        &self,
+        y: &Matrix,
+        cols: Range<usize>,
+        fold_weight: f64,
+        out: &mut [f64],
+        buffers: &mut ScoreBuffers,
+    ) {
+        let (fold, operator, n_alphas) = (self.fold, self.operator, self.n_alphas);
+        let n_targets = cols.len();
+        let n_train = fold.train.len();
+        let n_val = fold.validation.len();
+        let rank = operator.stacked_t.nrows();
+
+        gather_columns(y, &fold.train, cols.clone(), &mut buffers.train_targets);
+        let train_targets =
+            MatRef::from_column_major_slice(&buffers.train_targets, n_train, n_targets);
+        let rhs = match &operator.left {
+            Some(left) => {
+                buffers.projected.resize(rank * n_targets, 0.0);
+                let projected =
+                    MatMut::from_column_major_slice_mut(&mut buffers.projected, rank, n_targets);
+                matmul(projected, Accum::Replace, left.transpose(), train_targets, 1.0, self.par);
+                MatRef::from_column_major_slice(&buffers.projected, rank, n_targets)
+            }
+            None => train_targets,
+        };
+        let n_predictions = n_alphas * n_val;
+        buffers.predictions.resize(n_predictions * n_targets, 0.0);
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut buffers.predictions, n_predictions, n_targets),
+            Accum::Replace,
+            operator.stacked_t.transpose(),
+            rhs,
+            1.0,
+            self.par,
+        );
+
+        // Validation targets, column-major; centred for Pearson.
+        gather_columns(y, &fold.validation, cols, &mut buffers.validation_targets);
+        let mut target_norms = vec![0.0f64; n_targets];
+        if self.score == CvScore::Pearson {
+            for (j, column) in buffers.validation_targets.chunks_mut(n_val).enumerate() {
+                let mean = column.iter().map(|&v| v as f64).sum::<f64>() / n_val as f64;
+                column.iter_mut().for_each(|v| *v = (*v as f64 - mean) as f32);
+                target_norms[j] = column.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+            }
         }
-        None => train_targets,
-    };
-    let mut predictions = Mat::<f32>::zeros(n_alphas * n_val, n_targets);
-    matmul(predictions.as_mut(), Accum::Replace, operator.stacked.as_ref(), rhs, 1.0, par);
-
-    // Validation targets, column-major; centred for Pearson.
-    let mut validation_targets = gather_columns(y, &fold.validation, cols);
-    let mut target_norms = vec![0.0f64; n_targets];
-    if score == CvScore::Pearson {
-        for (j, column) in validation_targets.chunks_mut(n_val).enumerate() {
-            let mean = column.iter().map(|&v| v as f64).sum::<f64>() / n_val as f64;
-            column.iter_mut().for_each(|v| *v = (*v as f64 - mean) as f32);
-            target_norms[j] = column.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-        }
-    }
-
-    for j in 0..n_targets {
-        let target = &validation_targets[j * n_val..(j + 1) * n_val];
-        let column = predictions.col_as_slice(j);
-        for a in 0..n_alphas {
-            let prediction = &column[a * n_val..(a + 1) * n_val];
-            let value = match score {
-                CvScore::L2 => negative_mse(target, prediction),
-                CvScore::Pearson => centred_pearson(target, target_norms[j], prediction),
-            };
-            out[j * n_alphas + a] += fold_weight * value;
+        for j in 0..n_targets {
+            let target = &buffers.validation_targets[j * n_val..(j + 1) * n_val];
+            let column = &buffers.predictions[j * n_predictions..(j + 1) * n_predictions];
+            for a in 0..n_alphas {
+                let prediction = &column[a * n_val..(a + 1) * n_val];
+                let value = match self.score {
+                    CvScore::L2 => negative_mse(target, prediction),
+                    CvScore::Pearson => centred_pearson(target, target_norms[j], prediction),
+                };
+                out[j * n_alphas + a] += fold_weight * value;
+            }
         }
     }
 }
 
-/// `y[rows, cols]` as a column-major buffer (each target contiguous).
-fn gather_columns(y: &Matrix, rows: &[usize], cols: Range<usize>) -> Vec<f32> {
+/// `y[rows, cols]` into `out` as a column-major buffer (each target
+/// contiguous: faer's products are about twice as fast with a column-major
+/// right-hand side).
+fn gather_columns(y: &Matrix, rows: &[usize], cols: Range<usize>, out: &mut Vec<f32>) {
     let n_rows = rows.len();
-    let mut out = vec![0.0f32; n_rows * cols.len()];
+    out.resize(n_rows * cols.len(), 0.0);
     for (k, &i) in rows.iter().enumerate() {
         for (j, &value) in y.row(i)[cols.clone()].iter().enumerate() {
             out[j * n_rows + k] = value;
         }
     }
-    out
 }
 
 fn negative_mse(target: &[f32], prediction: &[f32]) -> f64 {
@@ -884,49 +1036,50 @@ fn refit(
     let n_cols = weights.cols;
     let par = inner_parallelism(targets.len(), target_batch);
     let shared = Mutex::new(&mut weights.data);
-    targets.par_chunks(target_batch).zip(alphas.par_chunks(target_batch)).for_each(|(batch, alphas)| {
-        let n_targets = batch.len();
-        // Column-major: faer's products are about twice as fast with a
-        // column-major right-hand side.
-        let mut gathered = vec![0.0f32; n_rows * n_targets];
-        for i in 0..n_rows {
-            let row = y.row(i);
-            for (j, &t) in batch.iter().enumerate() {
-                gathered[j * n_rows + i] = row[t];
+    targets.par_chunks(target_batch).zip(alphas.par_chunks(target_batch)).for_each_init(
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(gathered, projected, block): &mut (Vec<f32>, Vec<f32>, Vec<f32>), (batch, alphas)| {
+            let n_targets = batch.len();
+            // Column-major, like gather_columns.
+            gathered.resize(n_rows * n_targets, 0.0);
+            for i in 0..n_rows {
+                let row = y.row(i);
+                for (j, &t) in batch.iter().enumerate() {
+                    gathered[j * n_rows + i] = row[t];
+                }
             }
-        }
-        let mut projected = vec![0.0f32; rank * n_targets];
-        matmul(
-            MatMut::from_column_major_slice_mut(&mut projected, rank, n_targets),
-            Accum::Replace,
-            full.left.transpose(),
-            MatRef::from_column_major_slice(&gathered, n_rows, n_targets),
-            1.0,
-            par,
-        );
-        drop(gathered);
-        for (column, &alpha) in projected.chunks_mut(rank.max(1)).zip(alphas) {
-            for (value, lambda) in column.iter_mut().zip(&full.lambdas) {
-                *value = (*value as f64 / (lambda + alpha)) as f32;
+            projected.resize(rank * n_targets, 0.0);
+            matmul(
+                MatMut::from_column_major_slice_mut(projected, rank, n_targets),
+                Accum::Replace,
+                full.left.transpose(),
+                MatRef::from_column_major_slice(gathered, n_rows, n_targets),
+                1.0,
+                par,
+            );
+            for (column, &alpha) in projected.chunks_mut(rank.max(1)).zip(alphas) {
+                for (value, lambda) in column.iter_mut().zip(&full.lambdas) {
+                    *value = (*value as f64 / (lambda + alpha)) as f32;
+                }
             }
-        }
-        let mut block = vec![0.0f32; n_features * n_targets];
-        matmul(
-            MatMut::from_row_major_slice_mut(&mut block, n_features, n_targets),
-            Accum::Replace,
-            full.right.as_ref(),
-            MatRef::from_column_major_slice(&projected, rank, n_targets),
-            1.0,
-            par,
-        );
-        let mut data = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for f in 0..n_features {
-            let source = &block[f * n_targets..(f + 1) * n_targets];
-            for (&t, &value) in batch.iter().zip(source) {
-                data[f * n_cols + t] = value;
+            block.resize(n_features * n_targets, 0.0);
+            matmul(
+                MatMut::from_row_major_slice_mut(block, n_features, n_targets),
+                Accum::Replace,
+                full.right.as_ref(),
+                MatRef::from_column_major_slice(projected, rank, n_targets),
+                1.0,
+                par,
+            );
+            let mut data = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for f in 0..n_features {
+                let source = &block[f * n_targets..(f + 1) * n_targets];
+                for (&t, &value) in batch.iter().zip(source) {
+                    data[f * n_cols + t] = value;
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Sequential products inside each batch when there are enough batches to
@@ -950,7 +1103,8 @@ fn eigh_descending(
     let n = gram.nrows();
     let mut vectors = Mat::<f64>::zeros(n, n);
     let mut values = Diag::<f64>::zeros(n);
-    let scratch = self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
+    let scratch =
+        self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
     let mut memory = MemBuffer::new(scratch);
     self_adjoint_evd(
         gram.as_ref(),
@@ -965,7 +1119,8 @@ fn eigh_descending(
     let values = values.column_vector();
     let largest = (0..n).map(|k| values[k]).fold(0.0f64, f64::max);
     let tolerance = largest * n.max(other_dim) as f64 * f64::EPSILON;
-    let kept: Vec<usize> = (0..n).rev().filter(|&k| values[k] > tolerance && largest > 0.0).collect();
+    let kept: Vec<usize> =
+        (0..n).rev().filter(|&k| values[k] > tolerance && largest > 0.0).collect();
     let lambdas = kept.iter().map(|&k| values[k]).collect();
     let kept_vectors = Mat::from_fn(n, kept.len(), |i, j| vectors[(i, kept[j])]);
     Ok((lambdas, kept_vectors))
@@ -1160,7 +1315,13 @@ mod tests {
     }
 
     /// `(X^T X + diag(penalties))^-1 X^T y` in f64, rows of X restricted to `rows`.
-    fn closed_form(x: &Matrix, y: &Matrix, target: usize, rows: &[usize], penalties: &[f64]) -> Vec<f64> {
+    fn closed_form(
+        x: &Matrix,
+        y: &Matrix,
+        target: usize,
+        rows: &[usize],
+        penalties: &[f64],
+    ) -> Vec<f64> {
         let x64 = to_f64(x);
         let p = x.cols;
         let mut gram = vec![vec![0.0; p]; p];
@@ -1198,12 +1359,18 @@ mod tests {
         for (n, p) in [(90, 30), (40, 70)] {
             let x = random_matrix(&mut rng, n, p);
             let y = signal_and_noise(&mut rng, &x, 6);
-            let alphas: Vec<f64> = (0..6).map(|_| 10f64.powf(rng.random_range(-1.0..2.5))).collect();
+            let alphas: Vec<f64> =
+                (0..6).map(|_| 10f64.powf(rng.random_range(-1.0..2.5))).collect();
             let weights = fit_ridge(&x, &y, &alphas).unwrap();
             let rows: Vec<usize> = (0..n).collect();
             for (t, &alpha) in alphas.iter().enumerate() {
                 let expected = closed_form(&x, &y, t, &rows, &vec![alpha; p]);
-                assert_close(&format!("n={n} p={p} target {t}"), &column(&weights, t), &expected, 1e-4);
+                assert_close(
+                    &format!("n={n} p={p} target {t}"),
+                    &column(&weights, t),
+                    &expected,
+                    1e-4,
+                );
             }
             let shared = fit_ridge(&x, &y, &alphas[..1]).unwrap();
             let expected = closed_form(&x, &y, 3, &rows, &vec![alphas[0]; p]);
@@ -1238,8 +1405,41 @@ mod tests {
                 }
             }
             for (label, table) in &tables[1..] {
-                assert_close(&format!("n={n} p={p} {label} vs {}", tables[0].0), table, &tables[0].1, 1e-4);
+                assert_close(
+                    &format!("n={n} p={p} {label} vs {}", tables[0].0),
+                    table,
+                    &tables[0].1,
+                    1e-4,
+                );
             }
+        }
+    }
+
+    #[test]
+    fn tiny_alphas_on_a_rank_deficient_design_take_the_accurate_route() {
+        let mut rng = fresh_rng("tiny_alphas_on_a_rank_deficient_design_take_the_accurate_route");
+        let factors = random_matrix(&mut rng, 60, 4);
+        let loadings = random_matrix(&mut rng, 4, 40);
+        let x = predict(&factors, &loadings);
+        let y = signal_and_noise(&mut rng, &x, 4);
+        let config = RidgeConfig {
+            alphas: vec![1e-12, 1e-3, 1.0, 100.0],
+            per_target_alpha: true,
+            score: CvScore::L2,
+            target_batch: 3,
+        };
+        let folds = folds_chunked(60, 3, 4, rng.random());
+        for path in [Path::Svd, Path::Kernel] {
+            let automatic = ridge_cv_with(&x, &y, &folds, &config, on_path(path)).unwrap();
+            let eigen = Overrides { path: Some(path), fold_method: Some(FoldMethod::Eigen) };
+            let reference = ridge_cv_with(&x, &y, &folds, &config, eigen).unwrap();
+            let as_f64 = |m: &Matrix| m.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            assert_close(
+                &format!("{path:?} scores"),
+                &as_f64(&automatic.cv_scores),
+                &as_f64(&reference.cv_scores),
+                1e-4,
+            );
         }
     }
 
@@ -1259,9 +1459,11 @@ mod tests {
             let folds = folds_chunked(n, 4, 7, rng.random());
             let svd = ridge_cv_with(&x, &y, &folds, &config, on_path(Path::Svd)).unwrap();
             let kernel = ridge_cv_with(&x, &y, &folds, &config, on_path(Path::Kernel)).unwrap();
-            let scores = |r: &RidgeCvResult| r.cv_scores.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            let scores =
+                |r: &RidgeCvResult| r.cv_scores.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
             assert_close(&format!("cv scores n={n} p={p}"), &scores(&svd), &scores(&kernel), 1e-4);
-            let weights = |r: &RidgeCvResult| r.weights.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            let weights =
+                |r: &RidgeCvResult| r.weights.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
             let fit_svd = fit_ridge_with(&x, &y, &alphas[1..2], on_path(Path::Svd)).unwrap();
             let fit_kernel = fit_ridge_with(&x, &y, &alphas[1..2], on_path(Path::Kernel)).unwrap();
             let as_f64 = |m: &Matrix| m.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
@@ -1295,17 +1497,26 @@ mod tests {
                             let predicted: Vec<f32> = fold
                                 .validation
                                 .iter()
-                                .map(|&i| x64[i].iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() as f32)
+                                .map(|&i| {
+                                    x64[i].iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() as f32
+                                })
                                 .collect();
-                            let observed: Vec<f32> = fold.validation.iter().map(|&i| y.get(i, t)).collect();
+                            let observed: Vec<f32> =
+                                fold.validation.iter().map(|&i| y.get(i, t)).collect();
                             total += match score {
                                 CvScore::L2 => negative_mse(&observed, &predicted),
                                 CvScore::Pearson => {
                                     let mean = observed.iter().map(|&v| v as f64).sum::<f64>()
                                         / observed.len() as f64;
-                                    let centred: Vec<f32> =
-                                        observed.iter().map(|&v| (v as f64 - mean) as f32).collect();
-                                    let norm = centred.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+                                    let centred: Vec<f32> = observed
+                                        .iter()
+                                        .map(|&v| (v as f64 - mean) as f32)
+                                        .collect();
+                                    let norm = centred
+                                        .iter()
+                                        .map(|&v| (v as f64).powi(2))
+                                        .sum::<f64>()
+                                        .sqrt();
                                     centred_pearson(&centred, norm, &predicted)
                                 }
                             };
@@ -1320,17 +1531,29 @@ mod tests {
     #[test]
     fn ridge_cv_matches_a_brute_force_search() {
         let mut rng = fresh_rng("ridge_cv_matches_a_brute_force_search");
-        for (n, p, score) in [(100, 20, CvScore::L2), (60, 90, CvScore::Pearson), (100, 20, CvScore::Pearson)] {
+        for (n, p, score) in
+            [(100, 20, CvScore::L2), (60, 90, CvScore::Pearson), (100, 20, CvScore::Pearson)]
+        {
             let x = random_matrix(&mut rng, n, p);
             let y = signal_and_noise(&mut rng, &x, 7);
             let alphas = vec![0.1, 1.0, 10.0, 100.0, 1000.0];
             let folds = folds_chunked(n, 5, 4, rng.random());
-            let config = RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score, target_batch: 3 };
+            let config = RidgeConfig {
+                alphas: alphas.clone(),
+                per_target_alpha: true,
+                score,
+                target_batch: 3,
+            };
             let result = ridge_cv(&x, &y, &folds, &config).unwrap();
             let expected = brute_force_scores(&x, &y, &folds, &alphas, &vec![1.0; p], score);
             for (a, row) in expected.iter().enumerate() {
                 let actual: Vec<f64> = result.cv_scores.row(a).iter().map(|&v| v as f64).collect();
-                assert_close(&format!("{score:?} scores of alpha {}", alphas[a]), &actual, row, 1e-4);
+                assert_close(
+                    &format!("{score:?} scores of alpha {}", alphas[a]),
+                    &actual,
+                    row,
+                    1e-4,
+                );
             }
             for t in 0..y.cols {
                 let scores: Vec<f64> = expected.iter().map(|row| row[t]).collect();
@@ -1357,21 +1580,30 @@ mod tests {
         let y = signal_and_noise(&mut rng, &x, 5);
         let alphas = vec![0.5, 5.0, 50.0, 500.0];
         let folds = folds_contiguous(80, 4);
-        let config =
-            RidgeConfig { alphas: alphas.clone(), per_target_alpha: false, score: CvScore::L2, target_batch: 2 };
+        let config = RidgeConfig {
+            alphas: alphas.clone(),
+            per_target_alpha: false,
+            score: CvScore::L2,
+            target_batch: 2,
+        };
         let result = ridge_cv(&x, &y, &folds, &config).unwrap();
         let means: Vec<f64> = (0..alphas.len())
             .map(|a| result.cv_scores.row(a).iter().map(|&v| v as f64).sum::<f64>() / 5.0)
             .collect();
         let best = alphas[best_alpha(&means, &alphas).0];
-        assert!(result.best_alphas.iter().all(|&a| a == best), "{:?} vs {best}", result.best_alphas);
+        assert!(
+            result.best_alphas.iter().all(|&a| a == best),
+            "{:?} vs {best}",
+            result.best_alphas
+        );
     }
 
     #[test]
     fn banded_ridge_matches_a_brute_force_search() {
         let mut rng = fresh_rng("banded_ridge_matches_a_brute_force_search");
         for (n, widths) in [(90, [6, 10]), (40, [30, 25])] {
-            let bands: Vec<Matrix> = widths.iter().map(|&w| random_matrix(&mut rng, n, w)).collect();
+            let bands: Vec<Matrix> =
+                widths.iter().map(|&w| random_matrix(&mut rng, n, w)).collect();
             let band_refs: Vec<&Matrix> = bands.iter().collect();
             let x = Matrix::hstack(&band_refs);
             let mut y = signal_and_noise(&mut rng, &bands[0], 6);
@@ -1393,13 +1625,18 @@ mod tests {
             let mut best = vec![(f64::NEG_INFINITY, 0usize, 0usize); y.cols];
             for i in 0..config.n_iter {
                 let gamma: Vec<f64> = result.samples.row(i).iter().map(|&g| g as f64).collect();
-                let shape: Vec<f64> = (0..x.cols).map(|j| 1.0 / gamma[usize::from(j >= widths[0])]).collect();
-                let table = brute_force_scores(&x, &y, &folds, &config.alphas, &shape, config.score);
+                let shape: Vec<f64> =
+                    (0..x.cols).map(|j| 1.0 / gamma[usize::from(j >= widths[0])]).collect();
+                let table =
+                    brute_force_scores(&x, &y, &folds, &config.alphas, &shape, config.score);
                 for t in 0..y.cols {
                     let scores: Vec<f64> = table.iter().map(|row| row[t]).collect();
                     let (a, score) = best_alpha(&scores, &config.alphas);
                     let actual = result.cv_scores.get(i, t) as f64;
-                    assert!((actual - score).abs() <= 1e-4 * score.abs(), "sample {i} target {t}: {actual} vs {score}");
+                    assert!(
+                        (actual - score).abs() <= 1e-4 * score.abs(),
+                        "sample {i} target {t}: {actual} vs {score}"
+                    );
                     if score > best[t].0 + f32::EPSILON as f64 {
                         best[t] = (score, i, a);
                     }
@@ -1416,12 +1653,19 @@ mod tests {
                     result.best_alphas[t],
                     config.alphas[a]
                 );
-                let gamma: Vec<f64> = result.samples.row(result.best_sample[t]).iter().map(|&g| g as f64).collect();
-                let penalties: Vec<f64> =
-                    (0..x.cols).map(|j| result.best_alphas[t] / gamma[usize::from(j >= widths[0])]).collect();
+                let gamma: Vec<f64> =
+                    result.samples.row(result.best_sample[t]).iter().map(|&g| g as f64).collect();
+                let penalties: Vec<f64> = (0..x.cols)
+                    .map(|j| result.best_alphas[t] / gamma[usize::from(j >= widths[0])])
+                    .collect();
                 let rows: Vec<usize> = (0..n).collect();
                 let expected = closed_form(&x, &y, t, &rows, &penalties);
-                assert_close(&format!("banded weights of target {t}"), &column(&result.weights, t), &expected, 1e-4);
+                assert_close(
+                    &format!("banded weights of target {t}"),
+                    &column(&result.weights, t),
+                    &expected,
+                    1e-4,
+                );
                 for b in 0..2 {
                     let delta = result.deltas.get(b, t) as f64;
                     let expected_delta = (gamma[b] / result.best_alphas[t]).ln();
@@ -1490,7 +1734,11 @@ mod tests {
         assert_eq!(chunked.len(), k);
         assert_partition(&chunked, n);
         assert_eq!(chunked, folds_chunked(n, k, 6, seed), "same seed, same folds");
-        assert_ne!(chunked, folds_chunked(n, k, 6, seed ^ 0x9e37_79b9), "another seed, other folds");
+        assert_ne!(
+            chunked,
+            folds_chunked(n, k, 6, seed ^ 0x9e37_79b9),
+            "another seed, other folds"
+        );
         for fold in &chunked {
             for piece in fold.validation.chunk_by(|a, b| b == &(a + 1)) {
                 assert!(piece[0] % 6 == 0, "chunks start on multiples of chunk_len: {piece:?}");
@@ -1516,7 +1764,12 @@ mod tests {
         let x = random_matrix(&mut rng, 30, 4);
         let y = random_matrix(&mut rng, 30, 3);
         let folds = folds_contiguous(30, 3);
-        let config = RidgeConfig { alphas: vec![1.0], per_target_alpha: true, score: CvScore::L2, target_batch: 8 };
+        let config = RidgeConfig {
+            alphas: vec![1.0],
+            per_target_alpha: true,
+            score: CvScore::L2,
+            target_batch: 8,
+        };
 
         let (row, col) = (rng.random_range(0..30), rng.random_range(0..4));
         let mut bad_x = x.clone();
@@ -1545,16 +1798,25 @@ mod tests {
             score: CvScore::L2,
             target_batch: 8,
         };
-        assert!(matches!(banded_ridge_cv(&[&x, &band], &y, &folds, &banded), Err(RidgeError::Shape(_))));
+        assert!(matches!(
+            banded_ridge_cv(&[&x, &band], &y, &folds, &banded),
+            Err(RidgeError::Shape(_))
+        ));
 
         let negative = RidgeConfig { alphas: vec![1.0, -2.0], ..config.clone() };
         assert!(matches!(
             ridge_cv(&x, &y, &folds, &negative),
             Err(RidgeError::NonPositiveAlpha { index: 1, .. })
         ));
-        assert!(matches!(fit_ridge(&x, &y, &[0.0]), Err(RidgeError::NonPositiveAlpha { index: 0, .. })));
+        assert!(matches!(
+            fit_ridge(&x, &y, &[0.0]),
+            Err(RidgeError::NonPositiveAlpha { index: 0, .. })
+        ));
         let empty = vec![Fold { train: (0..30).collect(), validation: vec![] }];
-        assert!(matches!(ridge_cv(&x, &y, &empty, &config), Err(RidgeError::EmptyFold { fold: 0, .. })));
+        assert!(matches!(
+            ridge_cv(&x, &y, &empty, &config),
+            Err(RidgeError::EmptyFold { fold: 0, .. })
+        ));
         let overlap = vec![Fold { train: (0..20).collect(), validation: (19..30).collect() }];
         assert!(matches!(
             ridge_cv(&x, &y, &overlap, &config),
