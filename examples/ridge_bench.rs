@@ -65,9 +65,7 @@ fn parse_options() -> Options {
 /// X ~ N(0, 1); Y = a 32-feature signal plus noise (cheap to generate at any v).
 fn generate(options: &Options) -> (Matrix, Matrix) {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut normal = |count: usize| -> Vec<f32> {
-        (0..count).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
-    };
+    let mut normal = |count: usize| -> Vec<f32> { (0..count).map(|_| rng.sample::<f32, _>(StandardNormal)).collect() };
     let x = Matrix::from_vec(options.n, options.p, normal(options.n * options.p));
     let k = options.p.min(32);
     let weights = normal(k * options.v);
@@ -92,8 +90,7 @@ fn generate(options: &Options) -> (Matrix, Matrix) {
 fn time_products(options: &Options) -> (f64, f64, f64) {
     let (n, p, v) = (options.n, options.p, options.v);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed + 1);
-    let mut random =
-        |rows: usize, cols: usize| Mat::<f32>::from_fn(rows, cols, |_, _| rng.random());
+    let mut random = |rows: usize, cols: usize| Mat::<f32>::from_fn(rows, cols, |_, _| rng.random());
     let y = random(n, v);
     let mut flops = 0.0;
     let par = Par::rayon(0);
@@ -111,19 +108,10 @@ fn time_products(options: &Options) -> (f64, f64, f64) {
             Some(left) => {
                 let mut projected = Mat::<f32>::zeros(rank, v);
                 matmul(projected.as_mut(), Accum::Replace, left.transpose(), y_train, 1.0, par);
-                matmul(
-                    predictions.as_mut(),
-                    Accum::Replace,
-                    stacked.as_ref(),
-                    projected.as_ref(),
-                    1.0,
-                    par,
-                );
+                matmul(predictions.as_mut(), Accum::Replace, stacked.as_ref(), projected.as_ref(), 1.0, par);
                 flops += 2.0 * (rank * n_train * v) as f64;
             }
-            None => {
-                matmul(predictions.as_mut(), Accum::Replace, stacked.as_ref(), y_train, 1.0, par)
-            }
+            None => matmul(predictions.as_mut(), Accum::Replace, stacked.as_ref(), y_train, 1.0, par),
         }
         seconds += start.elapsed().as_secs_f64();
         cpu += cpu_seconds() - cpu_start;
@@ -149,10 +137,7 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    match (
-        fields.get(11).and_then(|f| f.parse::<f64>().ok()),
-        fields.get(12).and_then(|f| f.parse::<f64>().ok()),
-    ) {
+    match (fields.get(11).and_then(|f| f.parse::<f64>().ok()), fields.get(12).and_then(|f| f.parse::<f64>().ok())) {
         (Some(user), Some(system)) => (user + system) / 100.0,
         _ => f64::NAN,
     }
@@ -196,8 +181,7 @@ fn main() {
             gemm_flops / gemm_seconds / 1e9
         );
     }
-    let or_null =
-        |value: f64| if value.is_nan() { "null".to_string() } else { format!("{value:.3}") };
+    let or_null = |value: f64| if value.is_nan() { "null".to_string() } else { format!("{value:.3}") };
     println!(
         "{{\"fit_seconds\": {fit_seconds:.3}, \"fit_cpu_seconds\": {}, \"gemm_seconds\": {}, \
          \"gemm_cpu_seconds\": {}, \"gemm_gflop\": {}, \"input_bytes\": {input_bytes}}}",

@@ -15,10 +15,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
-    StringArray,
-};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Schema};
 
 use crate::numeric::Matrix;
@@ -77,11 +74,8 @@ impl MatrixArtifact {
 
     pub fn to_record_batch(&self) -> Result<RecordBatch, arrow::error::ArrowError> {
         let m = &self.matrix;
-        let mut metadata: HashMap<String, String> = self
-            .metadata
-            .iter()
-            .map(|(k, v)| (format!("voxflow.{k}"), v.clone()))
-            .collect();
+        let mut metadata: HashMap<String, String> =
+            self.metadata.iter().map(|(k, v)| (format!("voxflow.{k}"), v.clone())).collect();
         metadata.insert("voxflow.type".into(), "matrix".into());
         metadata.insert("voxflow.shape".into(), format!("[{}, {}]", m.rows, m.cols));
         metadata.insert("voxflow.dtype".into(), "float32".into());
@@ -166,8 +160,8 @@ pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), ArtifactError
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .build();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props))
-        .map_err(|e| fail(e.to_string()))?;
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| fail(e.to_string()))?;
     writer.write(batch).map_err(|e| fail(e.to_string()))?;
     writer.close().map_err(|e| fail(e.to_string()))?;
     Ok(())

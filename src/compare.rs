@@ -51,7 +51,8 @@ pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> 
         };
         let Lookup::Fresh(manifest) = store.lookup(&key) else { continue };
         let Some(entry) = manifest.outputs.get("summary") else { continue };
-        let batch = crate::artifact::read_batch(&store.object_dir(&key).join(&entry.file)).map_err(|e| e.to_string())?;
+        let batch =
+            crate::artifact::read_batch(&store.object_dir(&key).join(&entry.file)).map_err(|e| e.to_string())?;
         for r in 0..batch.num_rows() {
             stages.push(stage.name.clone());
             bases.push(stage.base.clone());
@@ -74,7 +75,12 @@ pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> 
     }
     let mut fields = vec![Field::new("stage", DataType::Utf8, false), Field::new("base", DataType::Utf8, false)];
     let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(stages)), Arc::new(StringArray::from(bases))];
-    let axes: Vec<String> = pipeline.axes.iter().filter(|a| axis_values.get(*a).is_some_and(|v| v.iter().any(Option::is_some))).cloned().collect();
+    let axes: Vec<String> = pipeline
+        .axes
+        .iter()
+        .filter(|a| axis_values.get(*a).is_some_and(|v| v.iter().any(Option::is_some)))
+        .cloned()
+        .collect();
     for axis in &axes {
         fields.push(Field::new(axis.as_str(), DataType::Utf8, true));
         columns.push(Arc::new(StringArray::from(axis_values[axis].clone())));
@@ -91,7 +97,19 @@ pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> 
 
 fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
     let cast = arrow::compute::cast(column, &DataType::Float64).ok()?;
-    if !matches!(column.data_type(), DataType::Float64 | DataType::Float32 | DataType::Int64 | DataType::Int32 | DataType::UInt64 | DataType::UInt32 | DataType::Int16 | DataType::UInt16 | DataType::Int8 | DataType::UInt8) {
+    if !matches!(
+        column.data_type(),
+        DataType::Float64
+            | DataType::Float32
+            | DataType::Int64
+            | DataType::Int32
+            | DataType::UInt64
+            | DataType::UInt32
+            | DataType::Int16
+            | DataType::UInt16
+            | DataType::Int8
+            | DataType::UInt8
+    ) {
         return None;
     }
     let values = cast.as_primitive::<Float64Type>();
@@ -148,7 +166,11 @@ pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
             }
             (axis.clone(), labels, numeric)
         }
-        None => ("stage".into(), (0..table.num_rows()).map(|i| table.column(0).as_string::<i32>().value(i).to_string()).collect(), false),
+        None => (
+            "stage".into(),
+            (0..table.num_rows()).map(|i| table.column(0).as_string::<i32>().value(i).to_string()).collect(),
+            false,
+        ),
     };
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for i in 0..table.num_rows() {
@@ -158,10 +180,16 @@ pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
         let (x, group) = match comparison.axes.first() {
             Some(axis) => {
                 let label = string_column(axis)?.value(i).to_string();
-                let x = if x_numeric { label.parse::<f64>().ok()? } else { x_labels.iter().position(|l| *l == label)? as f64 };
+                let x = if x_numeric {
+                    label.parse::<f64>().ok()?
+                } else {
+                    x_labels.iter().position(|l| *l == label)? as f64
+                };
                 let others: Vec<String> = comparison.axes[1..]
                     .iter()
-                    .filter_map(|a| string_column(a).map(|c| format!("{a}={}", if c.is_null(i) { "-" } else { c.value(i) })))
+                    .filter_map(|a| {
+                        string_column(a).map(|c| format!("{a}={}", if c.is_null(i) { "-" } else { c.value(i) }))
+                    })
                     .collect();
                 let group = std::iter::once(base.value(i).to_string()).chain(others).collect::<Vec<_>>().join(" ");
                 (x, group)
@@ -170,10 +198,13 @@ pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
         };
         series.entry(group).or_default().push((x, values.value(i)));
     }
-    let series: Vec<Series> = series.into_iter().map(|(name, mut points)| {
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Series { name, points }
-    }).collect();
+    let series: Vec<Series> = series
+        .into_iter()
+        .map(|(name, mut points)| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series { name, points }
+        })
+        .collect();
     let ticks = if x_numeric { None } else { Some(x_labels.as_slice()) };
     Some(plot::line_chart(&format!("{metric} by {x_axis}"), &x_axis, &metric, &series, ticks))
 }

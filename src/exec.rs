@@ -163,7 +163,11 @@ impl RunSummary {
 }
 
 /// The key record of `stage` given its upstream results.
-pub fn key_record(stage: &PlannedStage, store: &Store, upstream: &[Option<Arc<Manifest>>]) -> Result<KeyRecord, String> {
+pub fn key_record(
+    stage: &PlannedStage,
+    store: &Store,
+    upstream: &[Option<Arc<Manifest>>],
+) -> Result<KeyRecord, String> {
     let mut inputs = BTreeMap::new();
     for input in &stage.inputs {
         let manifest = upstream[input.upstream].as_ref().ok_or("upstream result missing")?;
@@ -259,7 +263,11 @@ pub fn plan(pipeline: &Pipeline, store: &Store, force: &Force) -> Vec<StageOutco
                 for (param, _) in &stage.files {
                     set_path(&mut now.params, param, Value::String("<content digest in files>".into()));
                 }
-                reasons.extend(key::explain(&previous.record, &now).into_iter().filter(|r| !matches!(r, Reason::InputChanged { .. })));
+                reasons.extend(
+                    key::explain(&previous.record, &now)
+                        .into_iter()
+                        .filter(|r| !matches!(r, Reason::InputChanged { .. })),
+                );
             }
             outcomes.push(outcome(stage, None, Status::Dirty, reasons));
             continue;
@@ -328,7 +336,13 @@ struct Finished {
 }
 
 /// Runs the pipeline: everything not cached, in parallel, in this process.
-pub fn run(pipeline: &Pipeline, store: &Store, options: &RunOptions, reporter: &dyn Reporter, cancel: &AtomicBool) -> RunSummary {
+pub fn run(
+    pipeline: &Pipeline,
+    store: &Store,
+    options: &RunOptions,
+    reporter: &dyn Reporter,
+    cancel: &AtomicBool,
+) -> RunSummary {
     run_with(pipeline, store, options, reporter, cancel, None)
 }
 
@@ -370,7 +384,9 @@ pub fn run_with(
                     continue;
                 }
                 let stage = &pipeline.stages[i];
-                if let Some(bad) = stage.inputs.iter().find(|input| matches!(slots[input.upstream], Slot::Failed | Slot::Skipped)) {
+                if let Some(bad) =
+                    stage.inputs.iter().find(|input| matches!(slots[input.upstream], Slot::Failed | Slot::Skipped))
+                {
                     let mut skipped = outcome(stage, None, Status::Skipped, Vec::new());
                     skipped.reason = format!("upstream `{}` did not finish", pipeline.stages[bad.upstream].name);
                     reporter.stage_finished(&skipped);
@@ -423,7 +439,8 @@ pub fn run_with(
                 if needed[i] && matches!(slots[i], Slot::Waiting | Slot::Ready { .. }) {
                     let status = if cancelled { Status::Cancelled } else { Status::Skipped };
                     let mut skipped = outcome(&pipeline.stages[i], None, status, Vec::new());
-                    skipped.reason = if cancelled { "interrupted".into() } else { "stopped after a failure (--fail-fast)".into() };
+                    skipped.reason =
+                        if cancelled { "interrupted".into() } else { "stopped after a failure (--fail-fast)".into() };
                     reporter.stage_finished(&skipped);
                     outcomes[i] = Some(skipped);
                     slots[i] = Slot::Skipped;
@@ -450,7 +467,9 @@ pub fn run_with(
                 } else {
                     None
                 };
-                let Slot::Ready { record, key, reasons } = std::mem::replace(&mut slots[i], Slot::Running) else { unreachable!() };
+                let Slot::Ready { record, key, reasons } = std::mem::replace(&mut slots[i], Slot::Running) else {
+                    unreachable!()
+                };
                 used += cost;
                 running += 1;
                 reporter.stage_started(&stage.name);
@@ -470,7 +489,21 @@ pub fn run_with(
                     .collect();
                 let sender = sender.clone();
                 let force = options.force.covers(i);
-                let job = Job { pipeline, stage, store, key, record, inputs, gpu, cost, threads: cost, cancel, reporter, force, remote };
+                let job = Job {
+                    pipeline,
+                    stage,
+                    store,
+                    key,
+                    record,
+                    inputs,
+                    gpu,
+                    cost,
+                    threads: cost,
+                    cancel,
+                    reporter,
+                    force,
+                    remote,
+                };
                 std::thread::Builder::new()
                     .name(format!("voxflow-stage-{i}"))
                     .spawn_scoped(scope, move || {
@@ -630,8 +663,8 @@ impl Job<'_> {
             cancel: self.cancel,
             progress: &progress,
         };
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.stage.kind.run(&mut ctx)))
-            .unwrap_or_else(|panic| {
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.stage.kind.run(&mut ctx))).unwrap_or_else(|panic| {
                 let message = panic
                     .downcast_ref::<String>()
                     .cloned()
@@ -650,7 +683,13 @@ impl Job<'_> {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             outputs.insert(
                 written.name.clone(),
-                OutputEntry { file: written.file.clone(), digest, bytes, format: written.format.clone(), shape: written.shape.clone() },
+                OutputEntry {
+                    file: written.file.clone(),
+                    digest,
+                    bytes,
+                    format: written.format.clone(),
+                    shape: written.shape.clone(),
+                },
             );
         }
         let manifest = Manifest {
@@ -766,7 +805,8 @@ impl Job<'_> {
         }
         let kept = self.store.root().join("failed").join(&self.key);
         let _ = std::fs::remove_dir_all(&kept);
-        let moved = std::fs::create_dir_all(self.store.root().join("failed")).and_then(|_| std::fs::rename(staging, &kept));
+        let moved =
+            std::fs::create_dir_all(self.store.root().join("failed")).and_then(|_| std::fs::rename(staging, &kept));
         if moved.is_err() {
             let _ = std::fs::remove_dir_all(staging);
             return error;

@@ -56,9 +56,7 @@ pub fn canonical_value(value: &Value) -> Value {
             }
         }
         Value::Array(items) => Value::Array(items.iter().map(canonical_value).collect()),
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), canonical_value(v))).collect())
-        }
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), canonical_value(v))).collect()),
         other => other.clone(),
     }
 }
@@ -103,15 +101,37 @@ pub enum Reason {
     /// No earlier run of this stage is recorded and the store has no result.
     New,
     Forced,
-    KindChanged { old: String, new: String },
-    VersionChanged { old: u32, new: u32 },
-    ParamChanged { path: String, old: Option<Value>, new: Option<Value> },
-    InputChanged { role: String, old: Option<String>, new: Option<String> },
-    FileChanged { param: String, old: Option<String>, new: Option<String> },
+    KindChanged {
+        old: String,
+        new: String,
+    },
+    VersionChanged {
+        old: u32,
+        new: u32,
+    },
+    ParamChanged {
+        path: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    InputChanged {
+        role: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+    FileChanged {
+        param: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     /// The key is the same as last time but its result is gone or damaged.
-    OutputMissing { detail: String },
+    OutputMissing {
+        detail: String,
+    },
     /// An upstream stage will run first, so this key is not known yet.
-    UpstreamPending { stage: String },
+    UpstreamPending {
+        stage: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -127,18 +147,12 @@ impl fmt::Display for Reason {
             Reason::ParamChanged { path, old, new } => {
                 write!(f, "param `{path}` changed: {} -> {}", show(old), show(new))
             }
-            Reason::InputChanged { role, old, new } => write!(
-                f,
-                "input `{role}` changed: {} -> {}",
-                short(old.as_deref()),
-                short(new.as_deref())
-            ),
-            Reason::FileChanged { param, old, new } => write!(
-                f,
-                "file named by `{param}` changed: {} -> {}",
-                short(old.as_deref()),
-                short(new.as_deref())
-            ),
+            Reason::InputChanged { role, old, new } => {
+                write!(f, "input `{role}` changed: {} -> {}", short(old.as_deref()), short(new.as_deref()))
+            }
+            Reason::FileChanged { param, old, new } => {
+                write!(f, "file named by `{param}` changed: {} -> {}", short(old.as_deref()), short(new.as_deref()))
+            }
             Reason::OutputMissing { detail } => write!(f, "output missing or damaged: {detail}"),
             Reason::UpstreamPending { stage } => write!(f, "upstream `{stage}` runs first"),
         }
@@ -201,11 +215,7 @@ fn diff_values(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut V
                 diff_values(&child, a.get(key), b.get(key), out);
             }
         }
-        (a, b) if a != b => out.push(Reason::ParamChanged {
-            path: path.to_string(),
-            old: a.cloned(),
-            new: b.cloned(),
-        }),
+        (a, b) if a != b => out.push(Reason::ParamChanged { path: path.to_string(), old: a.cloned(), new: b.cloned() }),
         _ => {}
     }
 }

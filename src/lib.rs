@@ -25,7 +25,11 @@ pub mod store;
 use std::path::{Path, PathBuf};
 
 /// Loads, checks and expands a pipeline file.
-pub fn load_pipeline(path: &Path, overrides: &[String], store: Option<PathBuf>) -> Result<plan::Pipeline, spec::Diagnostics> {
+pub fn load_pipeline(
+    path: &Path,
+    overrides: &[String],
+    store: Option<PathBuf>,
+) -> Result<plan::Pipeline, spec::Diagnostics> {
     let (spec, mut problems) = spec::load_lenient(path, overrides)?;
     match plan::resolve(&spec, store) {
         Ok(pipeline) if problems.is_empty() => Ok(pipeline),

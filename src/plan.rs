@@ -83,7 +83,13 @@ impl Pipeline {
 pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<Pipeline, Diagnostics> {
     let mut errors = Diagnostics::default();
     let error = |errors: &mut Diagnostics, path: &str, stage: Option<&str>, message: String, hint: Option<String>| {
-        errors.push(Diagnostic { file: spec.file.clone(), line: spec.lines.line_of(path), stage: stage.map(str::to_string), message, hint });
+        errors.push(Diagnostic {
+            file: spec.file.clone(),
+            line: spec.lines.line_of(path),
+            stage: stage.map(str::to_string),
+            message,
+            hint,
+        });
     };
     let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
     let by_name: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
@@ -99,7 +105,13 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
                 Some(near) => format!("did you mean `{near}`? (`voxflow kinds` lists them all)"),
                 None => "`voxflow kinds` lists the stage kinds".into(),
             };
-            error(&mut errors, &format!("stages.{}.kind", stage.name), Some(&stage.name), format!("unknown kind `{}`", stage.kind), Some(hint));
+            error(
+                &mut errors,
+                &format!("stages.{}.kind", stage.name),
+                Some(&stage.name),
+                format!("unknown kind `{}`", stage.kind),
+                Some(hint),
+            );
         }
         kinds.push(kind);
     }
@@ -132,11 +144,19 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
             let mut members: Vec<usize> = component.iter().map(|n| graph[*n]).collect();
             members.sort();
             let listed: Vec<&str> = members.iter().map(|&i| names[i]).collect();
-            error(&mut errors, &format!("stages.{}", listed[0]), Some(listed[0]), format!("the inputs form a cycle: {}", listed.join(" -> ")), Some("a stage cannot depend on itself, directly or through others".into()));
+            error(
+                &mut errors,
+                &format!("stages.{}", listed[0]),
+                Some(listed[0]),
+                format!("the inputs form a cycle: {}", listed.join(" -> ")),
+                Some("a stage cannot depend on itself, directly or through others".into()),
+            );
         }
     }
     // A topological order that keeps file order where the graph allows.
-    let mut indegree: Vec<usize> = (0..spec.stages.len()).map(|i| graph.neighbors_directed(nodes[i], petgraph::Direction::Incoming).count()).collect();
+    let mut indegree: Vec<usize> = (0..spec.stages.len())
+        .map(|i| graph.neighbors_directed(nodes[i], petgraph::Direction::Incoming).count())
+        .collect();
     let mut ready: BTreeSet<usize> = (0..spec.stages.len()).filter(|&i| indegree[i] == 0).collect();
     let mut order = Vec::with_capacity(spec.stages.len());
     while let Some(i) = ready.pop_first() {
@@ -184,7 +204,17 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
                 Some(position) => {
                     axes[i].insert(position);
                 }
-                None => error(&mut errors, &format!("stages.{}.params", stage.name), Some(&stage.name), format!("`${{matrix.{axis}}}` names no matrix axis"), Some(if axis_names.is_empty() { "add a top-level `matrix:` block".into() } else { format!("axes: {}", axis_names.join(", ")) })),
+                None => error(
+                    &mut errors,
+                    &format!("stages.{}.params", stage.name),
+                    Some(&stage.name),
+                    format!("`${{matrix.{axis}}}` names no matrix axis"),
+                    Some(if axis_names.is_empty() {
+                        "add a top-level `matrix:` block".into()
+                    } else {
+                        format!("axes: {}", axis_names.join(", "))
+                    }),
+                ),
             }
         }
         for input in &stage.inputs {
@@ -204,7 +234,8 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
         let Some(kind) = kinds[i] else { continue };
         let stage_axes: Vec<usize> = axes[i].iter().copied().collect();
         for combination in combinations(&stage_axes, &spec.matrix) {
-            let values: Vec<(String, Value)> = stage_axes.iter().zip(&combination).map(|(&a, v)| (axis_names[a].clone(), v.clone())).collect();
+            let values: Vec<(String, Value)> =
+                stage_axes.iter().zip(&combination).map(|(&a, v)| (axis_names[a].clone(), v.clone())).collect();
             let name = expanded_name(&stage.name, &values);
             let mut params = Value::Object(stage.params.clone());
             substitute(&mut params, &values);
@@ -226,19 +257,27 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
             let mut inputs = Vec::new();
             for input in &stage.inputs {
                 let Some(&j) = by_name.get(input.stage.as_str()) else { continue };
-                let wanted: Vec<(String, Value)> = values.iter().filter(|(axis, _)| axes[j].iter().any(|&a| axis_names[a] == *axis)).cloned().collect();
+                let wanted: Vec<(String, Value)> = values
+                    .iter()
+                    .filter(|(axis, _)| axes[j].iter().any(|&a| axis_names[a] == *axis))
+                    .cloned()
+                    .collect();
                 let Some(&upstream) = expansions[j].iter().find(|&&u| planned[u].matrix == wanted) else {
                     continue; // the upstream failed its own checks
                 };
                 if let Some(output) = &input.output {
                     let outputs = planned[upstream].kind.outputs(&planned[upstream].params);
-                    if !outputs.contains(output) && seen_errors.insert((stage.name.clone(), format!("output {output}"))) {
+                    if !outputs.contains(output) && seen_errors.insert((stage.name.clone(), format!("output {output}")))
+                    {
                         errors.push(Diagnostic {
                             file: spec.file.clone(),
                             line: input.line,
                             stage: Some(stage.name.clone()),
                             message: format!("stage `{}` has no output `{output}`", input.stage),
-                            hint: Some(format!("its outputs: {}", if outputs.is_empty() { "none".into() } else { outputs.join(", ") })),
+                            hint: Some(format!(
+                                "its outputs: {}",
+                                if outputs.is_empty() { "none".into() } else { outputs.join(", ") }
+                            )),
                         });
                     }
                 }
@@ -247,17 +286,33 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
             let roles: Vec<&str> = stage.inputs.iter().map(|input| input.role.as_str()).collect();
             for required in kind.required_inputs() {
                 if !roles.contains(required) && seen_errors.insert((stage.name.clone(), format!("input {required}"))) {
-                    error(&mut errors, &format!("stages.{}", stage.name), Some(&stage.name), format!("kind `{}` needs an input named `{required}`", kind.kind()), Some(format!("add `inputs: {{{required}: <stage or stage.output>}}`")));
+                    error(
+                        &mut errors,
+                        &format!("stages.{}", stage.name),
+                        Some(&stage.name),
+                        format!("kind `{}` needs an input named `{required}`", kind.kind()),
+                        Some(format!("add `inputs: {{{required}: <stage or stage.output>}}`")),
+                    );
                 }
             }
-            let files = kind.file_params(&params).into_iter().map(|(param, path)| {
-                let path = PathBuf::from(&path);
-                let resolved = if path.is_absolute() { path } else { spec.base_dir.join(path) };
-                (param, resolved)
-            }).collect::<Vec<_>>();
+            let files = kind
+                .file_params(&params)
+                .into_iter()
+                .map(|(param, path)| {
+                    let path = PathBuf::from(&path);
+                    let resolved = if path.is_absolute() { path } else { spec.base_dir.join(path) };
+                    (param, resolved)
+                })
+                .collect::<Vec<_>>();
             for (param, path) in &files {
                 if !path.exists() && seen_errors.insert((stage.name.clone(), format!("file {param}"))) {
-                    error(&mut errors, &format!("stages.{}.params.{param}", stage.name), Some(&stage.name), format!("param `{param}`: {} does not exist", path.display()), Some("paths are relative to the pipeline file's directory".into()));
+                    error(
+                        &mut errors,
+                        &format!("stages.{}.params.{param}", stage.name),
+                        Some(&stage.name),
+                        format!("param `{param}`: {} does not exist", path.display()),
+                        Some("paths are relative to the pipeline file's directory".into()),
+                    );
                 }
             }
             expansions[i].push(planned.len());

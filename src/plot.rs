@@ -10,7 +10,8 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 170.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
-const COLORS: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const COLORS: &[&str] =
+    &["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 /// One named line of (x, y) points.
 pub struct Series {
@@ -69,31 +70,63 @@ fn escape(text: &str) -> String {
 }
 
 fn axes(out: &mut String, frame: &Frame, title: &str, x_label: &str, y_label: &str, x_ticks: Option<&[String]>) {
-    let _ = write!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#);
-    let _ = write!(out, r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#, (WIDTH - RIGHT + LEFT) / 2.0, escape(title));
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        out,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
+        (WIDTH - RIGHT + LEFT) / 2.0,
+        escape(title)
+    );
     let (x0, x1, y0, y1) = (LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM);
     let _ = write!(out, r#"<path d="M{x0} {y0} L{x0} {y1} L{x1} {y1}" stroke="black" fill="none"/>"#);
     for i in 0..=4 {
         let value = frame.y_min + (frame.y_max - frame.y_min) * i as f64 / 4.0;
         let y = frame.y(value);
-        let _ = write!(out, r##"<line x1="{x0}" x2="{x1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##, x0 - 6.0, y + 4.0, tick(value));
+        let _ = write!(
+            out,
+            r##"<line x1="{x0}" x2="{x1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            x0 - 6.0,
+            y + 4.0,
+            tick(value)
+        );
     }
     match x_ticks {
         Some(labels) => {
             for (i, label) in labels.iter().enumerate() {
                 let x = frame.x(i as f64);
-                let _ = write!(out, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#, y1 + 18.0, escape(label));
+                let _ =
+                    write!(out, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#, y1 + 18.0, escape(label));
             }
         }
         None => {
             for i in 0..=4 {
                 let value = frame.x_min + (frame.x_max - frame.x_min) * i as f64 / 4.0;
-                let _ = write!(out, r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#, frame.x(value), y1 + 18.0, tick(value));
+                let _ = write!(
+                    out,
+                    r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+                    frame.x(value),
+                    y1 + 18.0,
+                    tick(value)
+                );
             }
         }
     }
-    let _ = write!(out, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, (x0 + x1) / 2.0, HEIGHT - 15.0, escape(x_label));
-    let _ = write!(out, r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">{}</text>"#, (y0 + y1) / 2.0, escape(y_label));
+    let _ = write!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        (x0 + x1) / 2.0,
+        HEIGHT - 15.0,
+        escape(x_label)
+    );
+    let _ = write!(
+        out,
+        r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        (y0 + y1) / 2.0,
+        escape(y_label)
+    );
 }
 
 fn tick(value: f64) -> String {
@@ -113,15 +146,30 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
     axes(&mut out, &frame, title, x_label, y_label, x_ticks);
     for (k, line) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let path: Vec<String> = line.points.iter().filter(|p| p.1.is_finite()).map(|p| format!("{:.1},{:.1}", frame.x(p.0), frame.y(p.1))).collect();
+        let path: Vec<String> = line
+            .points
+            .iter()
+            .filter(|p| p.1.is_finite())
+            .map(|p| format!("{:.1},{:.1}", frame.x(p.0), frame.y(p.1)))
+            .collect();
         if path.len() > 1 {
-            let _ = write!(out, r#"<polyline points="{}" stroke="{color}" stroke-width="2" fill="none"/>"#, path.join(" "));
+            let _ =
+                write!(out, r#"<polyline points="{}" stroke="{color}" stroke-width="2" fill="none"/>"#, path.join(" "));
         }
         for p in line.points.iter().filter(|p| p.1.is_finite()) {
-            let _ = write!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"/>"#, frame.x(p.0), frame.y(p.1));
+            let _ =
+                write!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"/>"#, frame.x(p.0), frame.y(p.1));
         }
         let y = TOP + 16.0 * k as f64;
-        let _ = write!(out, r#"<rect x="{}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#, WIDTH - RIGHT + 12.0, y, WIDTH - RIGHT + 26.0, y + 9.0, escape(&line.name));
+        let _ = write!(
+            out,
+            r#"<rect x="{}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+            WIDTH - RIGHT + 12.0,
+            y,
+            WIDTH - RIGHT + 26.0,
+            y + 9.0,
+            escape(&line.name)
+        );
     }
     out.push_str("</svg>");
     out
@@ -146,7 +194,12 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Str
         let x0 = frame.x(low + b as f64 * width);
         let x1 = frame.x(low + (b + 1) as f64 * width);
         let y = frame.y(*count as f64);
-        let _ = write!(out, r##"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="#1f77b4" stroke="white"/>"##, (x1 - x0).max(0.5), frame.y(0.0) - y);
+        let _ = write!(
+            out,
+            r##"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="#1f77b4" stroke="white"/>"##,
+            (x1 - x0).max(0.5),
+            frame.y(0.0) - y
+        );
     }
     out.push_str("</svg>");
     out
@@ -160,12 +213,24 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, xs: &[f64], ys: &[f64]
     if diagonal {
         let low = frame.x_min.max(frame.y_min);
         let high = frame.x_max.min(frame.y_max);
-        let _ = write!(out, r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#999" stroke-dasharray="4"/>"##, frame.x(low), frame.y(low), frame.x(high), frame.y(high));
+        let _ = write!(
+            out,
+            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#999" stroke-dasharray="4"/>"##,
+            frame.x(low),
+            frame.y(low),
+            frame.x(high),
+            frame.y(high)
+        );
     }
     let step = (xs.len() / 5000).max(1);
     for (x, y) in xs.iter().zip(ys).step_by(step) {
         if x.is_finite() && y.is_finite() {
-            let _ = write!(out, r##"<circle cx="{:.1}" cy="{:.1}" r="2" fill="#1f77b4" fill-opacity="0.5"/>"##, frame.x(*x), frame.y(*y));
+            let _ = write!(
+                out,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="2" fill="#1f77b4" fill-opacity="0.5"/>"##,
+                frame.x(*x),
+                frame.y(*y)
+            );
         }
     }
     out.push_str("</svg>");

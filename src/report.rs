@@ -33,9 +33,18 @@ pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>) 
         .map(|stage| summary.and_then(|s| s.stages.iter().find(|o| o.name == stage.name)))
         .collect();
     let mut html = String::new();
-    let _ = write!(html, "<!doctype html><html><head><meta charset=\"utf-8\"><title>voxflow: {}</title>", escape(&pipeline.name));
+    let _ = write!(
+        html,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>voxflow: {}</title>",
+        escape(&pipeline.name)
+    );
     html.push_str("<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f4f4f4}.num{text-align:right}figure{display:inline-block;margin:8px}code{font-size:12px}</style></head><body>");
-    let _ = write!(html, "<h1>{}</h1><p>pipeline file <code>{}</code>", escape(&pipeline.name), escape(&pipeline.file.display().to_string()));
+    let _ = write!(
+        html,
+        "<h1>{}</h1><p>pipeline file <code>{}</code>",
+        escape(&pipeline.name),
+        escape(&pipeline.file.display().to_string())
+    );
     match summary {
         Some(s) => {
             let _ = write!(
@@ -54,7 +63,9 @@ pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>) 
     }
     html.push_str("<h2>Stages</h2>");
     html.push_str(&dag_svg(pipeline, &outcomes));
-    html.push_str("<table><tr><th>stage</th><th>kind</th><th>status</th><th class=num>seconds</th><th>why</th><th>key</th></tr>");
+    html.push_str(
+        "<table><tr><th>stage</th><th>kind</th><th>status</th><th class=num>seconds</th><th>why</th><th>key</th></tr>",
+    );
     for (stage, outcome) in pipeline.stages.iter().zip(&outcomes) {
         let status = outcome.map(|o| o.status.as_str()).unwrap_or("not run");
         let mut why = outcome.map(|o| o.reason.clone()).unwrap_or_default();
@@ -91,7 +102,12 @@ pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>) 
         let Lookup::Fresh(manifest) = store.lookup(key) else { continue };
         for figure in &manifest.figures {
             if let Ok(svg) = std::fs::read_to_string(store.object_dir(key).join(figure)) {
-                let _ = write!(figures, "<figure>{svg}<figcaption>{} — {}</figcaption></figure>", escape(&outcome.name), escape(figure));
+                let _ = write!(
+                    figures,
+                    "<figure>{svg}<figcaption>{} — {}</figcaption></figure>",
+                    escape(&outcome.name),
+                    escape(figure)
+                );
             }
         }
     }
@@ -111,7 +127,8 @@ pub fn table_html(batch: &arrow::array::RecordBatch) -> String {
     }
     html.push_str("</tr>");
     let options = FormatOptions::default().with_null("");
-    let formatters: Vec<_> = batch.columns().iter().filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+    let formatters: Vec<_> =
+        batch.columns().iter().filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
     for row in 0..batch.num_rows() {
         html.push_str("<tr>");
         for formatter in &formatters {
@@ -143,12 +160,20 @@ fn dag_svg(pipeline: &Pipeline, outcomes: &[Option<&StageOutcome>]) -> String {
     let width = per_column.len() as f64 * (box_w + gap_x) + 20.0;
     let height = per_column.iter().copied().max().unwrap_or(1) as f64 * (box_h + gap_y) + 20.0;
     let position = |i: usize| (10.0 + depth[i] as f64 * (box_w + gap_x), 10.0 + row[i] as f64 * (box_h + gap_y));
-    let mut svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+    );
     for (i, stage) in pipeline.stages.iter().enumerate() {
         let (x, y) = position(i);
         for input in &stage.inputs {
             let (ux, uy) = position(input.upstream);
-            let _ = write!(svg, r##"<line x1="{}" y1="{}" x2="{x}" y2="{}" stroke="#888"/>"##, ux + box_w, uy + box_h / 2.0, y + box_h / 2.0);
+            let _ = write!(
+                svg,
+                r##"<line x1="{}" y1="{}" x2="{x}" y2="{}" stroke="#888"/>"##,
+                ux + box_w,
+                uy + box_h / 2.0,
+                y + box_h / 2.0
+            );
         }
     }
     for (i, stage) in pipeline.stages.iter().enumerate() {

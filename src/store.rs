@@ -149,10 +149,7 @@ impl Store {
             fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
         let memo_path = root.join("memo.json");
-        let memo = fs::read(&memo_path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let memo = fs::read(&memo_path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
         Ok(Store { root: root.to_path_buf(), memo: Mutex::new(memo), memo_dirty: Mutex::new(false) })
     }
 
@@ -265,10 +262,10 @@ impl Store {
             }
         }
         let digest = file_digest(path)?;
-        self.memo.lock().expect("memo lock").insert(
-            id,
-            MemoEntry { size: meta.len(), mtime_ns, inode: meta.ino(), digest: digest.clone() },
-        );
+        self.memo
+            .lock()
+            .expect("memo lock")
+            .insert(id, MemoEntry { size: meta.len(), mtime_ns, inode: meta.ino(), digest: digest.clone() });
         *self.memo_dirty.lock().expect("memo lock") = true;
         Ok(digest)
     }
@@ -365,18 +362,24 @@ impl Store {
         let mut problems = Vec::new();
         for key in self.object_keys()? {
             let dir = self.object_dir(&key);
-            let manifest: Manifest = match fs::read(dir.join("manifest.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-            {
-                Some(m) => m,
-                None => {
-                    problems.push(VerifyProblem { key, stage: None, detail: "manifest.json missing or unreadable".into() });
-                    continue;
-                }
-            };
+            let manifest: Manifest =
+                match fs::read(dir.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                    Some(m) => m,
+                    None => {
+                        problems.push(VerifyProblem {
+                            key,
+                            stage: None,
+                            detail: "manifest.json missing or unreadable".into(),
+                        });
+                        continue;
+                    }
+                };
             if manifest.key != key || manifest.record.key() != key {
-                problems.push(VerifyProblem { key: key.clone(), stage: Some(manifest.stage.clone()), detail: "manifest key does not match its directory".into() });
+                problems.push(VerifyProblem {
+                    key: key.clone(),
+                    stage: Some(manifest.stage.clone()),
+                    detail: "manifest key does not match its directory".into(),
+                });
             }
             for (name, output) in &manifest.outputs {
                 let path = dir.join(&output.file);
@@ -387,7 +390,11 @@ impl Store {
                         stage: Some(manifest.stage.clone()),
                         detail: format!("output `{name}` digest {digest} != recorded {}", output.digest),
                     }),
-                    Err(error) => problems.push(VerifyProblem { key: key.clone(), stage: Some(manifest.stage.clone()), detail: format!("output `{name}`: {error}") }),
+                    Err(error) => problems.push(VerifyProblem {
+                        key: key.clone(),
+                        stage: Some(manifest.stage.clone()),
+                        detail: format!("output `{name}`: {error}"),
+                    }),
                 }
             }
         }

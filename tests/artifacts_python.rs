@@ -26,7 +26,12 @@ fn tables_and_matrices_open_with_one_pyarrow_call() {
         "name: artifacts\nstages:\n  m:\n    kind: load.matrix\n    params: {path: m.npy}\n  words:\n    kind: load.table\n    params: {path: words.csv}\n",
     );
     let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 0);
-    let key = |name: &str| summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["key"].as_str().unwrap().to_string();
+    let key = |name: &str| {
+        summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let objects = dir.join(".voxflow/objects");
     let matrix_path = objects.join(key("m")).join("matrix.arrow");
     let table_path = objects.join(key("words")).join("table.parquet");

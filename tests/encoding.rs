@@ -81,8 +81,10 @@ fn recovered_correlations_track_the_ground_truth_ceiling() {
     assert!(normalized > 0.5, "normalised correlation {normalized}");
 
     // The same features shuffled in blocks of 10 TRs within each story.
-    let shuffled = encoding_pipeline(&synth, 0, "")
-        .replace("params: {trim: {start: 5, end: 5}}", &format!("params: {{trim: {{start: 5, end: 5}}, shuffle: {{seed: {seed}, block: 10}}}}"));
+    let shuffled = encoding_pipeline(&synth, 0, "").replace(
+        "params: {trim: {start: 5, end: 5}}",
+        &format!("params: {{trim: {{start: 5, end: 5}}, shuffle: {{seed: {seed}, block: 10}}}}"),
+    );
     dir.write("shuffled.yaml", &shuffled);
     voxflow_json(&["run", dir.join("shuffled.yaml").to_str().unwrap(), "--format", "json"], 0);
     let summary = summary_of(&dir, "shuffled.yaml");
@@ -97,7 +99,12 @@ fn head_motion_regression_and_dropping() {
     let dir = Scratch::new("motion");
     let synth = format!("{{stories: 6, words_per_story: 800, voxels: 150, embedding_dim: 8, motion: true, snr: [0.5, 2.0], seed: {seed}}}");
     let base = encoding_pipeline(&synth, 0, ", confounds: synth.confounds").replace("dim: 16", "dim: 8");
-    let with_mode = |mode: &str| base.replace("params: {trim: {start: 5, end: 5}}", &format!("params: {{trim: {{start: 5, end: 5}}, motion: {{mode: {mode}, threshold: 0.5}}}}"));
+    let with_mode = |mode: &str| {
+        base.replace(
+            "params: {trim: {start: 5, end: 5}}",
+            &format!("params: {{trim: {{start: 5, end: 5}}, motion: {{mode: {mode}, threshold: 0.5}}}}"),
+        )
+    };
     let mut mean_r = std::collections::BTreeMap::new();
     for mode in ["none", "regress", "drop"] {
         let file = format!("{mode}.yaml");
@@ -124,7 +131,12 @@ fn lebel_layout_files_give_the_same_answer_as_the_store() {
     assert!(output.status.success(), "{}", stderr(&output));
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/lebel.yaml"), dir.join("lebel.yaml")).unwrap();
     let pipeline = dir.join("lebel.yaml");
-    let sets = ["--set", "responses.dir=ds003020/derivative/preprocessed_data/UTS01", "--set", "words.dir=ds003020/derivative/TextGrids"];
+    let sets = [
+        "--set",
+        "responses.dir=ds003020/derivative/preprocessed_data/UTS01",
+        "--set",
+        "words.dir=ds003020/derivative/TextGrids",
+    ];
     let mut args = vec!["run", pipeline.to_str().unwrap(), "--format", "json"];
     args.extend(sets);
     let run = voxflow_json(&args, 0);
@@ -132,7 +144,8 @@ fn lebel_layout_files_give_the_same_answer_as_the_store() {
     let mut args = vec!["show", pipeline.to_str().unwrap(), "prep", "--format", "json"];
     args.extend(sets);
     let shown = voxflow_json(&args, 0);
-    let respdict: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data.join("derivative/respdict.json")).unwrap()).unwrap();
+    let respdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("derivative/respdict.json")).unwrap()).unwrap();
     let test_trs = respdict["wheretheressmoke"].as_u64().unwrap() as usize;
     let shape = &shown["stages"][0]["outputs"]["y_test"]["shape"];
     assert_eq!(shape[0].as_u64().unwrap() as usize, test_trs - 15, "LeBel's [10:-5] trimming");
@@ -157,7 +170,10 @@ fn textgrid_without_the_word_tier_names_the_file_and_its_tiers() {
         "grids/story1.TextGrid",
         "File type = \"ooTextFile\"\nObject class = \"TextGrid\"\n\nxmin = 0\nxmax = 2\ntiers? <exists>\nsize = 1\nitem []:\n    item [1]:\n        class = \"IntervalTier\"\n        name = \"words\"\n        xmin = 0\n        xmax = 2\n        intervals: size = 1\n        intervals [1]:\n            xmin = 0\n            xmax = 2\n            text = \"hello\"\n",
     );
-    let error = run_failing(&dir, "name: t\nstages:\n  words:\n    kind: align.words\n    params: {source: textgrid, dir: grids, tier: word}\n");
+    let error = run_failing(
+        &dir,
+        "name: t\nstages:\n  words:\n    kind: align.words\n    params: {source: textgrid, dir: grids, tier: word}\n",
+    );
     assert!(error.contains("story1.TextGrid") && error.contains("words"), "{error}");
 }
 
@@ -165,7 +181,10 @@ fn textgrid_without_the_word_tier_names_the_file_and_its_tiers() {
 fn tr_counts_that_disagree_name_the_story() {
     let dir = Scratch::new("counts");
     let yaml = encoding_pipeline("{stories: 3, words_per_story: 200, test_words: 200, voxels: 20, seed: 3}", 0, "")
-        .replace("    inputs: {responses: synth.responses}\n", "    params: {source: counts, counts: {story01: 100, story02: 130, story03: 120, test: 110}}\n");
+        .replace(
+            "    inputs: {responses: synth.responses}\n",
+            "    params: {source: counts, counts: {story01: 100, story02: 130, story03: 120, test: 110}}\n",
+        );
     let error = run_failing(&dir, &yaml);
     assert!(error.contains("story `story01`") && error.contains("TRs but the responses have"), "{error}");
 }
@@ -180,7 +199,10 @@ fn nan_in_responses_names_the_story_and_file() {
     let mut bad = good.clone();
     bad.set(7, 2, f32::NAN);
     voxflow::formats::npy::write_npy(&dir.join("resp/beta.npy"), &bad).unwrap();
-    let error = run_failing(&dir, "name: t\nstages:\n  responses:\n    kind: load.responses\n    params: {format: npy, dir: resp}\n");
+    let error = run_failing(
+        &dir,
+        "name: t\nstages:\n  responses:\n    kind: load.responses\n    params: {format: npy, dir: resp}\n",
+    );
     assert!(error.contains("story `beta`") && error.contains("beta.npy") && error.contains("TR 7, voxel 2"), "{error}");
 }
 
@@ -188,7 +210,10 @@ fn nan_in_responses_names_the_story_and_file() {
 fn a_story_missing_from_the_words_is_named() {
     let dir = Scratch::new("missing");
     let yaml = encoding_pipeline("{stories: 3, words_per_story: 200, test_words: 200, voxels: 20, seed: 5}", 0, "")
-        .replace("    inputs: {words: synth.words}\n", "    inputs: {words: synth.words}\n    params: {stories: [story01, story02, test]}\n");
+        .replace(
+            "    inputs: {words: synth.words}\n",
+            "    inputs: {words: synth.words}\n    params: {stories: [story01, story02, test]}\n",
+        );
     let error = run_failing(&dir, &yaml);
     assert!(error.contains("story `story03`"), "{error}");
 }

@@ -67,7 +67,8 @@ fn param_change_reruns_exactly_the_dependents_and_says_why() {
     assert_eq!(status["d"], "cached");
     let b = changed["stages"].as_array().unwrap().iter().find(|s| s["name"] == "b").unwrap();
     assert_eq!(b["reason"], "param `x` changed: 1 -> 2");
-    let text = std::fs::read_to_string(dir.join(".voxflow/objects").join(b["key"].as_str().unwrap()).join("b.txt")).unwrap();
+    let text =
+        std::fs::read_to_string(dir.join(".voxflow/objects").join(b["key"].as_str().unwrap()).join("b.txt")).unwrap();
     assert_eq!(text, "hello\n2\n");
 
     let c = changed["stages"].as_array().unwrap().iter().find(|s| s["name"] == "c").unwrap();
@@ -115,7 +116,10 @@ fn why_and_plan_explain_in_words() {
     assert!(stdout(&changed).contains("param `x` changed: 1 -> 5"), "{}", stdout(&changed));
     let forced = voxflow_json(&["plan", pipeline, "--format", "json", "--force", "a"], 0);
     let a = &forced["stages"][0];
-    assert_eq!((a["name"].as_str(), a["status"].as_str(), a["reason"].as_str()), (Some("a"), Some("dirty"), Some("forced")));
+    assert_eq!(
+        (a["name"].as_str(), a["status"].as_str(), a["reason"].as_str()),
+        (Some("a"), Some("dirty"), Some("forced"))
+    );
 
     // A removed result is reported as such, then rebuilt.
     let key = a["key"].as_str().unwrap();
@@ -161,9 +165,11 @@ stages:
     assert!(names.contains(&"source[method=rect]".to_string()));
     assert!(names.contains(&"feature[method=lanczos,layer=3]".to_string()));
     assert!(names.contains(&"single".to_string()));
-    let stage = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "feature[method=lanczos,layer=3]").unwrap();
+    let stage =
+        summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "feature[method=lanczos,layer=3]").unwrap();
     assert_eq!(stage["matrix"], serde_json::json!({"method": "lanczos", "layer": 3}));
-    let text = std::fs::read_to_string(dir.join(".voxflow/objects").join(stage["key"].as_str().unwrap()).join("f.txt")).unwrap();
+    let text = std::fs::read_to_string(dir.join(".voxflow/objects").join(stage["key"].as_str().unwrap()).join("f.txt"))
+        .unwrap();
     assert_eq!(text, "lanczos\nlayer 3\n");
     let validate = voxflow(&["validate", pipeline]);
     assert!(stdout(&validate).contains("3 stages (9 after matrix expansion)"), "{}", stdout(&validate));
@@ -219,7 +225,11 @@ stages:
 
     let set = voxflow(&["validate", dir.write("ok.yaml", CHAIN).to_str().unwrap(), "--set", "bb.x=1"]);
     assert_eq!(set.status.code(), Some(2));
-    assert!(stderr(&set).contains("no stage named `bb`") && stderr(&set).contains("did you mean `b`?"), "{}", stderr(&set));
+    assert!(
+        stderr(&set).contains("no stage named `bb`") && stderr(&set).contains("did you mean `b`?"),
+        "{}",
+        stderr(&set)
+    );
 }
 
 #[test]
@@ -292,7 +302,8 @@ stages:
     let tmp = dir.join(".voxflow/tmp");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let staged = std::fs::read_dir(&tmp).map(|d| d.flatten().any(|e| e.path().join("s.txt").exists())).unwrap_or(false);
+        let staged =
+            std::fs::read_dir(&tmp).map(|d| d.flatten().any(|e| e.path().join("s.txt").exists())).unwrap_or(false);
         if staged {
             break;
         }
@@ -353,7 +364,9 @@ fn two_concurrent_runs_on_one_store_do_each_stage_once() {
     assert_eq!(lines.len(), 8, "each stage ran exactly once across both runs:\n{executions}");
     lines.dedup();
     assert_eq!(lines.len(), 8);
-    let ran = |output: &std::process::Output| statuses(&serde_json::from_slice(&output.stdout).unwrap()).values().filter(|s| *s == "ran").count();
+    let ran = |output: &std::process::Output| {
+        statuses(&serde_json::from_slice(&output.stdout).unwrap()).values().filter(|s| *s == "ran").count()
+    };
     assert_eq!(ran(&first) + ran(&second), 9);
     let verify = voxflow_json(&["verify", pipeline.to_str().unwrap(), "--format", "json"], 0);
     assert_eq!(verify["objects"], 9);
@@ -454,17 +467,26 @@ fn the_command_example_runs_and_reruns_only_what_changed() {
     let first = voxflow_json(&["run", example, "--store", store, "--format", "json"], 0);
     assert!(statuses(&first).values().all(|s| s == "ran"), "{first}");
     let report = first["stages"].as_array().unwrap().iter().find(|s| s["name"] == "report").unwrap();
-    let text = std::fs::read_to_string(dir.join("store/objects").join(report["key"].as_str().unwrap()).join("report.md")).unwrap();
+    let text =
+        std::fs::read_to_string(dir.join("store/objects").join(report["key"].as_str().unwrap()).join("report.md"))
+            .unwrap();
     // Braces written as {{ }} reach the shell as { }.
     assert!(text.starts_with("# top words\nword,count\nthe,5\n"), "{text}");
-    let second = statuses(&voxflow_json(&["run", example, "--store", store, "--set", "counts.top=3", "--format", "json"], 0));
-    assert_eq!((second["words"].as_str(), second["counts"].as_str(), second["lengths"].as_str(), second["report"].as_str()), ("cached", "ran", "cached", "ran"));
+    let second =
+        statuses(&voxflow_json(&["run", example, "--store", store, "--set", "counts.top=3", "--format", "json"], 0));
+    assert_eq!(
+        (second["words"].as_str(), second["counts"].as_str(), second["lengths"].as_str(), second["report"].as_str()),
+        ("cached", "ran", "cached", "ran")
+    );
 }
 
 #[test]
 fn a_failed_command_keeps_its_log_outside_the_objects() {
     let dir = Scratch::new("failed-log");
-    let pipeline = dir.write("f.yaml", "name: f\nstages:\n  s:\n    kind: command\n    run: echo details >&2; exit 4\n    outputs: {o: o.txt}\n");
+    let pipeline = dir.write(
+        "f.yaml",
+        "name: f\nstages:\n  s:\n    kind: command\n    run: echo details >&2; exit 4\n    outputs: {o: o.txt}\n",
+    );
     let run = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 1);
     let hint = run["stages"][0]["hint"].as_str().unwrap();
     let log = hint.strip_prefix("the full log is ").unwrap();

@@ -9,22 +9,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use voxflow::formats::bids::{
-    read_bold_json, read_events_tsv, run_timing, stimulus_onset, tr_grid, tr_midpoints,
-};
+use voxflow::formats::bids::{read_bold_json, read_events_tsv, run_timing, stimulus_onset, tr_grid, tr_midpoints};
 use voxflow::formats::error::FormatError;
 use voxflow::formats::hdf5::{hf5_datasets, read_hf5, read_hf5_dataset, write_hf5};
-use voxflow::formats::nifti::{
-    read_mask, read_masked, read_nifti_info, write_mask, write_masked, Mask,
-};
+use voxflow::formats::nifti::{read_mask, read_masked, read_nifti_info, write_mask, write_masked, Mask};
 use voxflow::formats::respdict::{lebel_tr_times, read_respdict, write_respdict};
 use voxflow::formats::textgrid::{
-    encode_text, is_dropped, read_textgrid, read_tier, words_from_textgrid, write_textgrid,
-    Interval, TextEncoding, TextGrid, TextGridForm, Tier, TierKind, LEBEL_DROP_WORDS,
+    encode_text, is_dropped, read_textgrid, read_tier, words_from_textgrid, write_textgrid, Interval, TextEncoding,
+    TextGrid, TextGridForm, Tier, TierKind, LEBEL_DROP_WORDS,
 };
 use voxflow::formats::words::{
-    read_gentle_csv, words_from_gentle_csv, words_from_gentle_json, words_from_tsv,
-    write_gentle_csv, write_words_tsv, Word,
+    read_gentle_csv, words_from_gentle_csv, words_from_gentle_json, words_from_tsv, write_gentle_csv, write_words_tsv,
+    Word,
 };
 use voxflow::numeric::Matrix;
 
@@ -35,15 +31,10 @@ struct Rng(u64);
 
 impl Rng {
     fn new(test: &str) -> Rng {
-        let seed = std::env::var("VOXFLOW_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .expect("clock after 1970");
-                now.as_nanos() as u64 ^ (test.len() as u64).rotate_left(32)
-            });
+        let seed = std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970");
+            now.as_nanos() as u64 ^ (test.len() as u64).rotate_left(32)
+        });
         println!("{test}: seed {seed} (replay with VOXFLOW_TEST_SEED={seed})");
         Rng(seed)
     }
@@ -79,8 +70,8 @@ impl Rng {
     /// A random word, sometimes with non-ASCII letters, a quote or a comma.
     fn word(&mut self) -> String {
         const LETTERS: &[char] = &[
-            'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'k', 'l', 'm', 'n', 'o', 'p', 'r', 's',
-            't', 'u', 'w', 'y', 'z', 'A', 'T', 'é', 'ü', 'ß', 'ñ', 'ø', '中', 'ж', '\'',
+            'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'k', 'l', 'm', 'n', 'o', 'p', 'r', 's', 't', 'u', 'w', 'y',
+            'z', 'A', 'T', 'é', 'ü', 'ß', 'ñ', 'ø', '中', 'ж', '\'',
         ];
         let n = self.range(1, 9);
         let mut w: String = (0..n).map(|_| *self.pick(LETTERS)).collect();
@@ -103,12 +94,9 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(test: &str) -> TempDir {
-        let unique = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos();
-        let dir = std::env::temp_dir()
-            .join(format!("voxflow-formats-{test}-{}-{unique}", std::process::id()));
+        let unique =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_nanos();
+        let dir = std::env::temp_dir().join(format!("voxflow-formats-{test}-{}-{unique}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }
@@ -168,8 +156,7 @@ fn random_grid(rng: &mut Rng) -> TextGrid {
     let scale = end / phone_bounds.last().expect("bounds");
     phone_bounds.iter_mut().for_each(|t| *t *= scale);
     *phone_bounds.last_mut().expect("bounds") = end;
-    let phones: Vec<String> =
-        (0..n_phones).map(|_| rng.pick(&["AA", "B", "sp", "", "ZH", "é"]).to_string()).collect();
+    let phones: Vec<String> = (0..n_phones).map(|_| rng.pick(&["AA", "B", "sp", "", "ZH", "é"]).to_string()).collect();
     let n_points = rng.range(0, 5);
     let points = (0..n_points)
         .map(|_| {
@@ -183,24 +170,14 @@ fn random_grid(rng: &mut Rng) -> TextGrid {
         tiers: vec![
             interval_tier("phone", &phone_bounds, phones),
             interval_tier("word", &word_bounds, words),
-            Tier {
-                name: "bell".to_string(),
-                kind: TierKind::Point,
-                xmin: 0.0,
-                xmax: end,
-                intervals: points,
-            },
+            Tier { name: "bell".to_string(), kind: TierKind::Point, xmin: 0.0, xmax: end, intervals: points },
         ],
     }
 }
 
 fn assert_names_file(err: &FormatError, path: &Path) {
     let shown = err.to_string();
-    assert!(
-        shown.contains(&path.display().to_string()),
-        "error does not name {}: {shown}",
-        path.display()
-    );
+    assert!(shown.contains(&path.display().to_string()), "error does not name {}: {shown}", path.display());
 }
 
 // ---------------------------------------------------------------- TextGrid
@@ -212,12 +189,7 @@ fn textgrid_round_trips_in_both_forms_and_all_encodings() {
     for round in 0..4 {
         let grid = random_grid(&mut rng);
         for form in [TextGridForm::Long, TextGridForm::Short] {
-            for enc in [
-                TextEncoding::Utf8,
-                TextEncoding::Utf8Bom,
-                TextEncoding::Utf16Le,
-                TextEncoding::Utf16Be,
-            ] {
+            for enc in [TextEncoding::Utf8, TextEncoding::Utf8Bom, TextEncoding::Utf16Le, TextEncoding::Utf16Be] {
                 let path = dir.path(&format!("r{round}-{form:?}-{enc:?}.TextGrid"));
                 write_textgrid(&path, &grid, form, enc).expect("write");
                 let bytes = std::fs::read(&path).expect("read bytes");
@@ -258,10 +230,7 @@ tiers? <exists>\nsize = 3\nitem []:\n    item [1]:\n        class = \"IntervalTi
         let grid = read_textgrid(&path).expect("parse manual example");
         assert_eq!(grid.xmax, 2.3);
         assert_eq!(grid.tier_names(), vec!["Mary", "John", "bell"]);
-        assert_eq!(
-            grid.tiers[0].intervals,
-            vec![Interval { xmin: 0.0, xmax: 2.3, text: String::new() }]
-        );
+        assert_eq!(grid.tiers[0].intervals, vec![Interval { xmin: 0.0, xmax: 2.3, text: String::new() }]);
         assert_eq!(grid.tiers[2].kind, TierKind::Point);
         assert!(grid.tiers[2].intervals.is_empty());
     }
@@ -416,10 +385,7 @@ fn gentle_csv_round_trips_and_skips_unaligned_words() {
     assert_eq!(rows[1].aligned_word.as_deref(), Some("<unk>"));
     assert_eq!((rows[2].start, rows[2].end), (None, None));
     let words = words_from_gentle_csv(&path).expect("words");
-    assert_eq!(
-        words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>(),
-        vec!["Sometimes", "Hello, there", "end"]
-    );
+    assert_eq!(words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>(), vec!["Sometimes", "Hello, there", "end"]);
     assert_eq!(words[0].onset, t);
 
     let bad = dir.path("bad.csv");
@@ -446,10 +412,7 @@ fn gentle_json_keeps_only_aligned_words() {
     let words = words_from_gentle_json(&path).expect("read");
     assert_eq!(
         words,
-        vec![
-            Word { word: "a".into(), onset: 0.5, offset: 0.7 },
-            Word { word: "c".into(), onset: 1.25, offset: 1.5 },
-        ]
+        vec![Word { word: "a".into(), onset: 0.5, offset: 0.7 }, Word { word: "c".into(), onset: 1.25, offset: 1.5 },]
     );
 }
 
@@ -457,10 +420,8 @@ fn gentle_json_keeps_only_aligned_words() {
 fn words_tsv_round_trips_and_reads_bids_events() {
     let mut rng = Rng::new("words_tsv");
     let dir = TempDir::new("words-tsv");
-    let words: Vec<Word> = random_words(&mut rng)
-        .into_iter()
-        .map(|w| Word { word: w.word.replace(',', ";"), ..w })
-        .collect();
+    let words: Vec<Word> =
+        random_words(&mut rng).into_iter().map(|w| Word { word: w.word.replace(',', ";"), ..w }).collect();
     let path = dir.path("words.tsv");
     write_words_tsv(&path, &words).expect("write");
     assert_eq!(words_from_tsv(&path).expect("read"), words);
@@ -493,8 +454,7 @@ fn words_tsv_round_trips_and_reads_bids_events() {
 #[test]
 fn bids_real_fixtures_parse() {
     let real = fixtures();
-    let lebel = read_bold_json(&real.join("ds003020/task-wheretheressmoke_bold.json"))
-        .expect("ds003020 bold.json");
+    let lebel = read_bold_json(&real.join("ds003020/task-wheretheressmoke_bold.json")).expect("ds003020 bold.json");
     assert_eq!(lebel.repetition_time, 2.0);
     assert_eq!(lebel.slice_timing, None);
     assert_eq!(lebel.task_name.as_deref(), Some("wheretheressmoke"));

@@ -128,8 +128,7 @@ struct Workdir(PathBuf);
 impl Workdir {
     fn new(test: &str) -> Workdir {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("voxflow-{test}-{}-{nanos}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("voxflow-{test}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Workdir(dir)
     }
@@ -155,11 +154,7 @@ impl Workdir {
             .arg(&self.0)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-        assert!(
-            output.status.success(),
-            "the reference script failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "the reference script failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
 }
 
@@ -172,9 +167,9 @@ impl Drop for Workdir {
 }
 
 fn python() -> PathBuf {
-    let python = std::env::var_os("VOXFLOW_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("bin").join("python")
-    });
+    let python = std::env::var_os("VOXFLOW_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("bin").join("python"));
     assert!(
         python.exists(),
         "no Python at {}: run scripts/setup-python.sh (numpy, scikit-learn, himalaya) \
@@ -267,12 +262,8 @@ fn reference_choice(scores: &[f64], tilt: impl Fn(usize) -> f64) -> Choice {
         }
     }
     let best_score = scores[best];
-    let runner_up = tilted
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != best)
-        .map(|(_, &s)| s)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let runner_up =
+        tilted.iter().enumerate().filter(|&(i, _)| i != best).map(|(_, &s)| s).fold(f64::NEG_INFINITY, f64::max);
     let clear = tilted[best] - runner_up > TIE_MARGIN * best_score.abs().max(0.1);
     Choice { best, best_score, clear }
 }
@@ -286,10 +277,7 @@ fn assert_scores_close(label: &str, actual: &Matrix, exact: &Matrix) {
         .map(|(&a, &e)| (a as f64 - e as f64).abs() / (e as f64).abs().max(0.1))
         .fold(0.0, f64::max);
     println!("{label}: worst relative score error {worst:.2e}");
-    assert!(
-        worst < SCORE_TOLERANCE,
-        "{label}: relative score error {worst:.2e} > {SCORE_TOLERANCE:e}"
-    );
+    assert!(worst < SCORE_TOLERANCE, "{label}: relative score error {worst:.2e} > {SCORE_TOLERANCE:e}");
 }
 
 fn index_of(alphas: &[f64], alpha: f64) -> usize {
@@ -320,16 +308,12 @@ fn check_ridge_scenario(rng: &mut ChaCha8Rng, n_train: usize, n_test: usize, p: 
     let y_test = rows(&y, n_train..n_train + n_test);
     let label = format!("n_train={n_train} p={p}");
     for score in [CvScore::L2, CvScore::Pearson] {
-        let config =
-            RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score, target_batch: 16 };
+        let config = RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score, target_batch: 16 };
         let result = ridge_cv(&x_train, &y_train, &folds, &config).unwrap();
         let exact = dir.read(if score == CvScore::L2 { "exact_l2" } else { "exact_pearson" });
         assert_scores_close(&format!("{label} {score:?}"), &result.cv_scores, &exact);
         let references: Vec<(&str, Matrix)> = match score {
-            CvScore::L2 => vec![
-                ("scikit-learn", dir.read("sklearn_alpha")),
-                ("himalaya", dir.read("himalaya_alpha")),
-            ],
+            CvScore::L2 => vec![("scikit-learn", dir.read("sklearn_alpha")), ("himalaya", dir.read("himalaya_alpha"))],
             CvScore::Pearson => vec![("himalaya", dir.read("himalaya_pearson_alpha"))],
         };
         let mut near_ties = 0;
@@ -345,17 +329,11 @@ fn check_ridge_scenario(rng: &mut ChaCha8Rng, n_train: usize, n_test: usize, p: 
             } else {
                 near_ties += 1;
                 let gap = choice.best_score - exact.get(chosen, t) as f64;
-                assert!(
-                    gap <= TIE_MARGIN * choice.best_score.abs().max(0.1),
-                    "target {t}: gap {gap}"
-                );
+                assert!(gap <= TIE_MARGIN * choice.best_score.abs().max(0.1), "target {t}: gap {gap}");
             }
         }
         println!("{label} {score:?}: {near_ties} near ties out of {n_targets} targets");
-        assert!(
-            near_ties <= n_targets / 2,
-            "too many near ties ({near_ties}) for a meaningful test"
-        );
+        assert!(near_ties <= n_targets / 2, "too many near ties ({near_ties}) for a meaningful test");
 
         if score == CvScore::L2 {
             let ours = predict(&x_test, &result.weights);
@@ -381,10 +359,7 @@ fn check_ridge_scenario(rng: &mut ChaCha8Rng, n_train: usize, n_test: usize, p: 
             }
             println!("{label}: worst held-out r difference {worst_r:.2e}, worst weight error {worst_weight:.2e}");
             assert!(worst_r < R_TOLERANCE, "held-out r differs by {worst_r:.2e}");
-            assert!(
-                worst_weight < 1e-4,
-                "weights differ from himalaya's by {worst_weight:.2e} (relative)"
-            );
+            assert!(worst_weight < 1e-4, "weights differ from himalaya's by {worst_weight:.2e} (relative)");
         }
     }
 }
@@ -403,8 +378,7 @@ fn banded_ridge_matches_himalaya_random_search() {
     for (n_train, widths) in [(300, [20, 36]), (160, [120, 90])] {
         let n_test = 60;
         let n_targets = 30;
-        let bands: Vec<Matrix> =
-            widths.iter().map(|&w| random_matrix(&mut rng, n_train + n_test, w)).collect();
+        let bands: Vec<Matrix> = widths.iter().map(|&w| random_matrix(&mut rng, n_train + n_test, w)).collect();
         let band_refs: Vec<&Matrix> = bands.iter().collect();
         let y = responses(&mut rng, &band_refs, n_targets);
         let folds = folds_chunked(n_train, 4, 10, rng.random());
@@ -453,15 +427,11 @@ fn banded_ridge_matches_himalaya_random_search() {
             let choice = reference_choice(&column(&exact, t), |k| {
                 1e-10 * config.alphas[k % n_alphas].ln() - 1e-12 * (k / n_alphas) as f64
             });
-            let ours_k =
-                result.best_sample[t] * n_alphas + index_of(&config.alphas, result.best_alphas[t]);
+            let ours_k = result.best_sample[t] * n_alphas + index_of(&config.alphas, result.best_alphas[t]);
             if !choice.clear {
                 near_ties += 1;
                 let gap = choice.best_score - exact.get(ours_k, t) as f64;
-                assert!(
-                    gap <= TIE_MARGIN * choice.best_score.abs().max(0.1),
-                    "target {t}: gap {gap}"
-                );
+                assert!(gap <= TIE_MARGIN * choice.best_score.abs().max(0.1), "target {t}: gap {gap}");
                 continue;
             }
             assert_eq!(
@@ -470,8 +440,7 @@ fn banded_ridge_matches_himalaya_random_search() {
                 "{label} target {t}: chosen (sample, alpha)"
             );
             for b in 0..2 {
-                worst_delta =
-                    worst_delta.max((result.deltas.get(b, t) - deltas.get(b, t)).abs() as f64);
+                worst_delta = worst_delta.max((result.deltas.get(b, t) - deltas.get(b, t)).abs() as f64);
             }
             let observed = column(&y_test, t);
             let r = pearson(&observed, &column(&ours, t));
@@ -481,10 +450,7 @@ fn banded_ridge_matches_himalaya_random_search() {
             "{label}: {near_ties} near ties of {n_targets}; worst delta difference {worst_delta:.2e}, \
              worst held-out r difference {worst_r:.2e}"
         );
-        assert!(
-            near_ties <= n_targets / 2,
-            "too many near ties ({near_ties}) for a meaningful test"
-        );
+        assert!(near_ties <= n_targets / 2, "too many near ties ({near_ties}) for a meaningful test");
         assert!(worst_delta < 1e-4, "deltas differ from himalaya's by {worst_delta:.2e}");
         assert!(worst_r < R_TOLERANCE, "held-out r differs from himalaya's by {worst_r:.2e}");
     }

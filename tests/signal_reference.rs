@@ -120,12 +120,10 @@ fn downsampling_matches_huth_and_litcoder() {
         let n_trs = rng.random_range(30..150);
         let tr_seconds = rng.random_range(0.7..2.5);
         let trigger = rng.random_range(-12.0..2.0);
-        let tr_times: Vec<f64> =
-            (0..n_trs).map(|i| trigger + tr_seconds * (i as f64 + 0.5)).collect();
+        let tr_times: Vec<f64> = (0..n_trs).map(|i| trigger + tr_seconds * (i as f64 + 0.5)).collect();
         let n_words = rng.random_range(2 * n_trs..6 * n_trs);
         let span = (trigger - 5.0)..(trigger + tr_seconds * n_trs as f64 + 5.0);
-        let mut word_times: Vec<f64> =
-            (0..n_words).map(|_| rng.random_range(span.clone())).collect();
+        let mut word_times: Vec<f64> = (0..n_words).map(|_| rng.random_range(span.clone())).collect();
         word_times.sort_by(f64::total_cmp);
         let width = rng.random_range(1..12);
         let values = random_matrix(&mut rng, n_words, width);
@@ -351,8 +349,7 @@ fn fdr_and_percentile_match_scipy_and_numpy() {
     p[m - 1] = 1.0;
     let q = benjamini_hochberg(&p);
 
-    let values: Vec<f64> =
-        (0..rng.random_range(1..300)).map(|_| rng.sample::<f64, _>(StandardNormal) * 5.0).collect();
+    let values: Vec<f64> = (0..rng.random_range(1..300)).map(|_| rng.sample::<f64, _>(StandardNormal) * 5.0).collect();
     let qs = [0.0, 2.5, 25.0, 50.0, 75.0, 97.5, 100.0, rng.random_range(0.0..100.0)];
     let ours: Vec<f64> = qs.iter().map(|&q| percentile(&values, q)).collect();
 
@@ -379,9 +376,7 @@ fn noise_ceiling_matches_the_numpy_formulas() {
     let repeats: Vec<Matrix> = (0..n_repeats)
         .map(|_| {
             let noise = random_matrix(&mut rng, n, units);
-            let data = (0..n * units)
-                .map(|i| signal.data[i] + noise.data[i] * (i % units) as f32 * 0.2)
-                .collect();
+            let data = (0..n * units).map(|i| signal.data[i] + noise.data[i] * (i % units) as f32 * 0.2).collect();
             Matrix::from_vec(n, units, data)
         })
         .collect();
@@ -414,11 +409,10 @@ save('cc_max', cc_max)
 
 /// An RNG from the clock (or `VOXFLOW_TEST_SEED`), with the seed printed.
 fn seeded(test: &str) -> StdRng {
-    let seed =
-        std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            now.expect("clock after 1970").as_nanos() as u64
-        });
+    let seed = std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.expect("clock after 1970").as_nanos() as u64
+    });
     println!("{test}: seed {seed} (rerun with VOXFLOW_TEST_SEED={seed})");
     StdRng::seed_from_u64(seed)
 }
@@ -435,13 +429,7 @@ fn assert_close_f32(what: &str, ours: &[f32], reference: &[f64], tolerance: f64)
 }
 
 fn assert_close_f64(what: &str, ours: &[f64], reference: &[f64], tolerance: f64) {
-    assert_eq!(
-        ours.len(),
-        reference.len(),
-        "{what}: {} values, reference has {}",
-        ours.len(),
-        reference.len()
-    );
+    assert_eq!(ours.len(), reference.len(), "{what}: {} values, reference has {}", ours.len(), reference.len());
     let scale = reference.iter().fold(1.0f64, |m, x| m.max(x.abs()));
     let (index, error) = ours
         .iter()
@@ -466,14 +454,10 @@ struct Workspace {
 
 impl Workspace {
     fn new(name: &str) -> Workspace {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos();
-        let dir = std::env::temp_dir()
-            .join(format!("voxflow-signal-reference-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_nanos();
+        let dir = std::env::temp_dir().join(format!("voxflow-signal-reference-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         Workspace { dir }
     }
 
@@ -485,14 +469,12 @@ impl Workspace {
     fn f64s(&self, name: &str, values: &[f64]) {
         let path = self.dir.join(format!("{name}.f64"));
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(&path, bytes)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     }
 
     fn read(&self, name: &str) -> Vec<f64> {
         let path = self.dir.join(format!("{name}.out"));
-        let bytes =
-            std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
     }
 

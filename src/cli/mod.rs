@@ -26,7 +26,11 @@ const EXIT_INVALID: i32 = 2;
 const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Parser)]
-#[command(name = "voxflow", version, about = "Content-addressed dataflow pipelines for encoding models and brain-alignment research")]
+#[command(
+    name = "voxflow",
+    version,
+    about = "Content-addressed dataflow pipelines for encoding models and brain-alignment research"
+)]
 struct Cli {
     /// Log detail on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -176,7 +180,12 @@ struct SlurmArgs {
 
 impl SlurmArgs {
     fn given(&self) -> bool {
-        self.partition.is_some() || self.account.is_some() || self.qos.is_some() || self.time.is_some() || self.mem.is_some() || !self.sbatch_args.is_empty()
+        self.partition.is_some()
+            || self.account.is_some()
+            || self.qos.is_some()
+            || self.time.is_some()
+            || self.mem.is_some()
+            || !self.sbatch_args.is_empty()
     }
 }
 
@@ -278,8 +287,14 @@ fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
 }
 
 fn print_error(message: &str, hint: Option<&str>) {
@@ -334,9 +349,17 @@ fn validate(args: &PipelineArgs) -> i32 {
         Ok(pipeline) => {
             let bases: BTreeSet<&str> = pipeline.stages.iter().map(|s| s.base.as_str()).collect();
             if args.format == Format::Json {
-                println!("{}", json!({"valid": true, "pipeline": pipeline.name, "stages": pipeline.stages.len(), "stages_in_file": bases.len()}));
+                println!(
+                    "{}",
+                    json!({"valid": true, "pipeline": pipeline.name, "stages": pipeline.stages.len(), "stages_in_file": bases.len()})
+                );
             } else {
-                println!("{}: valid, {} stages ({} after matrix expansion)", args.pipeline.display(), bases.len(), pipeline.stages.len());
+                println!(
+                    "{}: valid, {} stages ({} after matrix expansion)",
+                    args.pipeline.display(),
+                    bases.len(),
+                    pipeline.stages.len()
+                );
             }
             0
         }
@@ -354,7 +377,13 @@ fn outcome_json(outcome: &StageOutcome) -> serde_json::Value {
 fn print_outcomes(outcomes: &[StageOutcome]) {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(5).min(60);
     for outcome in outcomes {
-        let mut line = format!("{:<9} {:<width$} {:>8.2}s  {}", outcome.status.as_str(), outcome.name, outcome.seconds, outcome.reason);
+        let mut line = format!(
+            "{:<9} {:<width$} {:>8.2}s  {}",
+            outcome.status.as_str(),
+            outcome.name,
+            outcome.seconds,
+            outcome.reason
+        );
         if let Some(error) = &outcome.error {
             line.push_str(&format!("\n          error: {error}"));
         }
@@ -377,7 +406,10 @@ fn plan(args: &PlanArgs) -> i32 {
     let outcomes = exec::plan(&pipeline, &store, &force);
     let _ = store.save_memo();
     if args.pipeline.format == Format::Json {
-        println!("{}", json!({"pipeline": pipeline.name, "stages": outcomes.iter().map(outcome_json).collect::<Vec<_>>()}));
+        println!(
+            "{}",
+            json!({"pipeline": pipeline.name, "stages": outcomes.iter().map(outcome_json).collect::<Vec<_>>()})
+        );
     } else {
         print_outcomes(&outcomes);
         let dirty = outcomes.iter().filter(|o| o.status == Status::Dirty).count();
@@ -449,14 +481,19 @@ fn slurm_executor(args: &RunArgs, pipeline: &Pipeline) -> Result<Option<(voxflow
     };
     if !slurm {
         if args.slurm.given() {
-            print_error("Slurm options were given, but the run is local", Some("add `--executor slurm`, or `executor: slurm` to the pipeline file"));
+            print_error(
+                "Slurm options were given, but the run is local",
+                Some("add `--executor slurm`, or `executor: slurm` to the pipeline file"),
+            );
             return Err(EXIT_INVALID);
         }
         return Ok(None);
     }
     let mut options = settings.slurm;
     let cli = &args.slurm;
-    for (value, slot) in [(&cli.partition, &mut options.partition), (&cli.account, &mut options.account), (&cli.qos, &mut options.qos)] {
+    for (value, slot) in
+        [(&cli.partition, &mut options.partition), (&cli.account, &mut options.account), (&cli.qos, &mut options.qos)]
+    {
         if value.is_some() {
             slot.clone_from(value);
         }
@@ -477,10 +514,11 @@ fn slurm_executor(args: &RunArgs, pipeline: &Pipeline) -> Result<Option<(voxflow
     }
     options.sbatch_args.extend(cli.sbatch_args.iter().cloned());
     let max_jobs = options.max_jobs.unwrap_or(DEFAULT_SLURM_JOBS);
-    let executor = voxflow::slurm::SlurmExecutor::new(options, settings.retries, args.pipeline.set.clone()).map_err(|error| {
-        print_error(&error, None);
-        EXIT_FAILED
-    })?;
+    let executor =
+        voxflow::slurm::SlurmExecutor::new(options, settings.retries, args.pipeline.set.clone()).map_err(|error| {
+            print_error(&error, None);
+            EXIT_FAILED
+        })?;
     let _ = SLURM_JOBS.set(executor.live_jobs());
     Ok(Some((executor, max_jobs)))
 }
@@ -525,11 +563,14 @@ fn why(args: &StageArgs) -> i32 {
     let outcomes = exec::plan(&pipeline, &store, &Force::Nothing);
     let state = store.load_state(&pipeline.name);
     if args.pipeline.format == Format::Json {
-        let stages: Vec<_> = selected.iter().map(|&i| {
-            let mut value = outcome_json(&outcomes[i]);
-            value["last_key"] = json!(state.stages.get(&pipeline.stages[i].name).map(|s| s.key.clone()));
-            value
-        }).collect();
+        let stages: Vec<_> = selected
+            .iter()
+            .map(|&i| {
+                let mut value = outcome_json(&outcomes[i]);
+                value["last_key"] = json!(state.stages.get(&pipeline.stages[i].name).map(|s| s.key.clone()));
+                value
+            })
+            .collect();
         println!("{}", json!({"pipeline": pipeline.name, "stages": stages}));
         return 0;
     }
@@ -579,10 +620,19 @@ fn show(args: &StageArgs) -> i32 {
         if args.pipeline.format == Format::Human {
             println!("{} ({}), key {}", outcome.name, outcome.kind, manifest.key);
             println!("  directory: {}", dir.display());
-            println!("  built {} on {} ({}) in {:.2}s by voxflow {}", manifest.finished_at, manifest.host, manifest.device, manifest.seconds, manifest.voxflow_version);
+            println!(
+                "  built {} on {} ({}) in {:.2}s by voxflow {}",
+                manifest.finished_at, manifest.host, manifest.device, manifest.seconds, manifest.voxflow_version
+            );
             for (name, output) in &manifest.outputs {
                 let shape = output.shape.as_ref().map(|s| format!("{s:?}")).unwrap_or_else(|| "-".into());
-                println!("  output {name}: {} ({}, shape {shape}, {} bytes, digest {})", dir.join(&output.file).display(), output.format, output.bytes, output.digest);
+                println!(
+                    "  output {name}: {} ({}, shape {shape}, {} bytes, digest {})",
+                    dir.join(&output.file).display(),
+                    output.format,
+                    output.bytes,
+                    output.digest
+                );
             }
             for log in &manifest.logs {
                 println!("  log: {}", dir.join(log).display());
@@ -624,13 +674,19 @@ fn compare(args: &CompareArgs) -> i32 {
     if comparison.table.num_rows() == 0 {
         print_error(
             &format!("no stage of {} has a current `summary` result", pipeline.file.display()),
-            Some(&format!("run `voxflow run {}` first; evaluation stages write the summaries", pipeline.file.display())),
+            Some(&format!(
+                "run `voxflow run {}` first; evaluation stages write the summaries",
+                pipeline.file.display()
+            )),
         );
         return EXIT_FAILED;
     }
     if let Some(metric) = &args.metric {
         if !comparison.metrics.contains(metric) {
-            print_error(&format!("no metric `{metric}` in the summaries"), Some(&format!("metrics: {}", comparison.metrics.join(", "))));
+            print_error(
+                &format!("no metric `{metric}` in the summaries"),
+                Some(&format!("metrics: {}", comparison.metrics.join(", "))),
+            );
             return EXIT_INVALID;
         }
     }
@@ -650,7 +706,10 @@ fn compare(args: &CompareArgs) -> i32 {
             let _ = writer.finish();
         }
         let rows: serde_json::Value = serde_json::from_slice(&buffer).unwrap_or(json!([]));
-        println!("{}", json!({"pipeline": pipeline.name, "axes": comparison.axes, "metrics": comparison.metrics, "rows": rows, "missing": comparison.missing, "files": written}));
+        println!(
+            "{}",
+            json!({"pipeline": pipeline.name, "axes": comparison.axes, "metrics": comparison.metrics, "rows": rows, "missing": comparison.missing, "files": written})
+        );
     } else {
         match arrow::util::pretty::pretty_format_batches(&[rounded(&comparison.table)]) {
             Ok(table) => println!("{table}"),
@@ -688,7 +747,8 @@ fn report(args: &ReportArgs) -> i32 {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let summary: Option<RunSummary> = std::fs::read(store.last_run_path(&pipeline.name)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let summary: Option<RunSummary> =
+        std::fs::read(store.last_run_path(&pipeline.name)).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let html = voxflow::report::render(&pipeline, &store, summary.as_ref());
     let out = args.out.clone().unwrap_or_else(|| store.root().join("reports").join(format!("{}.html", pipeline.name)));
     if let Some(parent) = out.parent() {
@@ -722,7 +782,10 @@ fn gc(args: &GcArgs) -> i32 {
         };
         match &store_dir {
             Some(dir) if !same_dir(dir, &pipeline.store_dir) => {
-                print_error(&format!("{} uses store {}, not {}", path.display(), pipeline.store_dir.display(), dir.display()), Some("run gc once per store, or pass --store"));
+                print_error(
+                    &format!("{} uses store {}, not {}", path.display(), pipeline.store_dir.display(), dir.display()),
+                    Some("run gc once per store, or pass --store"),
+                );
                 return EXIT_INVALID;
             }
             _ => store_dir = Some(pipeline.store_dir.clone()),
@@ -747,7 +810,12 @@ fn gc(args: &GcArgs) -> i32 {
             for key in &removed {
                 println!("{} {key}", if args.dry_run { "would remove" } else { "removed" });
             }
-            eprintln!("{} entries, {:.1} MB{}", removed.len(), bytes as f64 / 1e6, if args.dry_run { " (dry run)" } else { "" });
+            eprintln!(
+                "{} entries, {:.1} MB{}",
+                removed.len(),
+                bytes as f64 / 1e6,
+                if args.dry_run { " (dry run)" } else { "" }
+            );
             0
         }
         Err(error) => {
@@ -805,7 +873,12 @@ fn verify(args: &VerifyArgs) -> i32 {
         for problem in &problems {
             println!("damaged {} ({}): {}", problem.key, problem.stage.as_deref().unwrap_or("?"), problem.detail);
         }
-        eprintln!("{objects} objects checked, {} problem{}{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, if args.fix && !problems.is_empty() { "; damaged objects removed, the next run rebuilds them" } else { "" });
+        eprintln!(
+            "{objects} objects checked, {} problem{}{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            if args.fix && !problems.is_empty() { "; damaged objects removed, the next run rebuilds them" } else { "" }
+        );
     }
     if problems.is_empty() {
         0
@@ -820,13 +893,19 @@ fn exec_one(args: &ExecArgs) -> i32 {
         Err(code) => return code,
     };
     let Some(index) = pipeline.index_of(&args.stage) else {
-        print_error(&format!("no stage `{}` in {}", args.stage, pipeline.file.display()), Some("give the expanded name, e.g. fit[method=lanczos]"));
+        print_error(
+            &format!("no stage `{}` in {}", args.stage, pipeline.file.display()),
+            Some("give the expanded name, e.g. fit[method=lanczos]"),
+        );
         return EXIT_INVALID;
     };
     match exec::exec_stage(&pipeline, &store, index, args.key.as_deref(), args.force, &CANCEL) {
         Ok((manifest, ran)) => {
             let status = if ran { "ran" } else { "cached" };
-            println!("{}", json!({"name": args.stage, "key": manifest.key, "status": status, "seconds": manifest.seconds, "digest": manifest.digest}));
+            println!(
+                "{}",
+                json!({"name": args.stage, "key": manifest.key, "status": status, "seconds": manifest.seconds, "digest": manifest.digest})
+            );
             0
         }
         Err(error) => {

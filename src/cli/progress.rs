@@ -24,7 +24,11 @@ impl TerminalReporter {
         let bars = interactive.then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let total = multi.add(ProgressBar::new(0));
-            total.set_style(ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} stages {elapsed_precise}").expect("template").progress_chars("=> "));
+            total.set_style(
+                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} stages {elapsed_precise}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
             Bars { multi, total, running: Mutex::new(HashMap::new()) }
         });
         TerminalReporter { bars }
@@ -50,7 +54,9 @@ impl Reporter for TerminalReporter {
         match &self.bars {
             Some(bars) => {
                 let bar = bars.multi.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("  {spinner} {msg} {wide_bar} {pos}/{len}").expect("template"));
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {msg} {wide_bar} {pos}/{len}").expect("template"),
+                );
                 bar.set_message(name.to_string());
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bars.running.lock().expect("bars").insert(name.to_string(), bar);

@@ -48,9 +48,8 @@ pub struct Event {
 /// Reads a BIDS `*_bold.json`.
 pub fn read_bold_json(path: &Path) -> Result<BoldSidecar, FormatError> {
     let text = read_utf8(path)?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        FormatError::parse(path, e.line(), format!("invalid JSON: {e}"), "fix the JSON syntax")
-    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| FormatError::parse(path, e.line(), format!("invalid JSON: {e}"), "fix the JSON syntax"))?;
     let serde_json::Value::Object(mut map) = value else {
         return Err(FormatError::invalid(
             path,
@@ -105,8 +104,7 @@ pub fn read_bold_json(path: &Path) -> Result<BoldSidecar, FormatError> {
     Ok(BoldSidecar { repetition_time, slice_timing, task_name, other: map })
 }
 
-const EVENTS_HINT: &str =
-    "a BIDS events.tsv is tab-separated with a header row starting onset<TAB>duration";
+const EVENTS_HINT: &str = "a BIDS events.tsv is tab-separated with a header row starting onset<TAB>duration";
 
 fn parse_opt(s: &str) -> Option<Result<f64, ()>> {
     let t = s.trim();
@@ -125,8 +123,7 @@ pub fn read_events_tsv(path: &Path) -> Result<Vec<Event>, FormatError> {
     let Some((_, header_line)) = lines.next() else {
         return Err(FormatError::parse(path, 1, "the file is empty", EVENTS_HINT));
     };
-    let header: Vec<String> =
-        header_line.trim_end_matches('\r').split('\t').map(|s| s.trim().to_string()).collect();
+    let header: Vec<String> = header_line.trim_end_matches('\r').split('\t').map(|s| s.trim().to_string()).collect();
     let col = |name: &str| header.iter().position(|h| h == name);
     let missing = |wanted: &str| FormatError::MissingColumn {
         path: path.to_path_buf(),
@@ -205,11 +202,7 @@ pub fn tr_midpoints(n_trs: usize, tr_seconds: f64, lead_in_seconds: f64) -> Vec<
 /// the earliest `story` event if there is one, else the earliest event when
 /// all events share one trial type (or have none). Errors name `path` and
 /// list the trial types present.
-pub fn stimulus_onset(
-    events: &[Event],
-    trial_type: Option<&str>,
-    path: &Path,
-) -> Result<f64, FormatError> {
+pub fn stimulus_onset(events: &[Event], trial_type: Option<&str>, path: &Path) -> Result<f64, FormatError> {
     let earliest = |ty: Option<&str>| {
         events
             .iter()
@@ -248,9 +241,7 @@ pub fn stimulus_onset(
             } else {
                 Err(FormatError::invalid(
                     path,
-                    format!(
-                        "cannot tell which event is the stimulus (trial types present: {listed})"
-                    ),
+                    format!("cannot tell which event is the stimulus (trial types present: {listed})"),
                     "name the stimulus trial_type explicitly",
                 ))
             }

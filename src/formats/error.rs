@@ -74,9 +74,7 @@ impl FormatError {
     /// The 1-based line of a text-format error, when there is one.
     pub fn line(&self) -> Option<usize> {
         match self {
-            FormatError::Parse { line, .. } | FormatError::MissingColumn { line, .. } => {
-                Some(*line)
-            }
+            FormatError::Parse { line, .. } | FormatError::MissingColumn { line, .. } => Some(*line),
             _ => None,
         }
     }
@@ -89,30 +87,12 @@ impl FormatError {
         FormatError::Write { path: path.to_path_buf(), source }
     }
 
-    pub fn parse(
-        path: &Path,
-        line: usize,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> FormatError {
-        FormatError::Parse {
-            path: path.to_path_buf(),
-            line,
-            message: message.into(),
-            hint: hint.into(),
-        }
+    pub fn parse(path: &Path, line: usize, message: impl Into<String>, hint: impl Into<String>) -> FormatError {
+        FormatError::Parse { path: path.to_path_buf(), line, message: message.into(), hint: hint.into() }
     }
 
-    pub fn invalid(
-        path: &Path,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> FormatError {
-        FormatError::Invalid {
-            path: path.to_path_buf(),
-            message: message.into(),
-            hint: hint.into(),
-        }
+    pub fn invalid(path: &Path, message: impl Into<String>, hint: impl Into<String>) -> FormatError {
+        FormatError::Invalid { path: path.to_path_buf(), message: message.into(), hint: hint.into() }
     }
 }
 

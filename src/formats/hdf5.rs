@@ -64,12 +64,8 @@ pub fn read_hf5_dataset(path: &Path, name: &str) -> Result<Matrix, FormatError> 
     let dataset = match file.dataset(name) {
         Ok(ds) => ds,
         Err(_) => {
-            let present = file
-                .member_names()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|n| format!("{n:?}"))
-                .collect::<Vec<_>>();
+            let present =
+                file.member_names().unwrap_or_default().into_iter().map(|n| format!("{n:?}")).collect::<Vec<_>>();
             let present = if present.is_empty() { "none".to_string() } else { present.join(", ") };
             return Err(FormatError::invalid(
                 path,
@@ -133,18 +129,11 @@ pub fn write_hf5(path: &Path, matrix: &Matrix) -> Result<(), FormatError> {
 
 /// Writes `matrix` as a float32 dataset `name` in a new file.
 pub fn write_hf5_dataset(path: &Path, name: &str, matrix: &Matrix) -> Result<(), FormatError> {
-    let fail = |what: &str, e: hdf5::Error| {
-        FormatError::write(path, std::io::Error::other(format!("{what}: {e}")))
-    };
+    let fail = |what: &str, e: hdf5::Error| FormatError::write(path, std::io::Error::other(format!("{what}: {e}")));
     if matrix.data.len() != matrix.rows * matrix.cols {
         return Err(FormatError::invalid(
             path,
-            format!(
-                "the matrix to write has {} values for shape {}x{}",
-                matrix.data.len(),
-                matrix.rows,
-                matrix.cols
-            ),
+            format!("the matrix to write has {} values for shape {}x{}", matrix.data.len(), matrix.rows, matrix.cols),
             "build the matrix with Matrix::from_vec",
         ));
     }

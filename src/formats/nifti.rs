@@ -45,11 +45,7 @@ pub struct Mask {
 impl Mask {
     /// Panics when `inside.len()` is not the product of `shape`.
     pub fn new(shape: [usize; 3], inside: Vec<bool>) -> Mask {
-        assert_eq!(
-            inside.len(),
-            shape[0] * shape[1] * shape[2],
-            "mask length does not match shape"
-        );
+        assert_eq!(inside.len(), shape[0] * shape[1] * shape[2], "mask length does not match shape");
         Mask { shape, inside }
     }
 
@@ -97,10 +93,9 @@ fn check_readable(path: &Path) -> Result<(), FormatError> {
 
 fn nifti_error(path: &Path, e: nifti::NiftiError) -> FormatError {
     let (message, hint) = match &e {
-        nifti::NiftiError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => (
-            format!("the file ends early ({io})"),
-            "the file is truncated; download or write it again",
-        ),
+        nifti::NiftiError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            (format!("the file ends early ({io})"), "the file is truncated; download or write it again")
+        }
         nifti::NiftiError::IncompatibleLength(got, want) => (
             format!("the image data is {got} bytes, the header promises {want}"),
             "the file is truncated; download or write it again",
@@ -113,9 +108,7 @@ fn nifti_error(path: &Path, e: nifti::NiftiError) -> FormatError {
             format!("unsupported voxel type {t:?}"),
             "convert the image to float32 (e.g. with nibabel or fslmaths -odt float)",
         ),
-        _ => {
-            (format!("cannot read the NIfTI file ({e})"), "check that it is a valid NIfTI-1 image")
-        }
+        _ => (format!("cannot read the NIfTI file ({e})"), "check that it is a valid NIfTI-1 image"),
     };
     FormatError::invalid(path, message, hint)
 }
@@ -125,19 +118,15 @@ pub fn read_nifti_info(path: &Path) -> Result<NiftiInfo, FormatError> {
     check_readable(path)?;
     let obj = ReaderStreamedOptions::new().read_file(path).map_err(|e| nifti_error(path, e))?;
     let header = obj.header();
-    let dims: Vec<usize> =
-        header.dim().map_err(|e| nifti_error(path, e))?.iter().map(|&d| d as usize).collect();
+    let dims: Vec<usize> = header.dim().map_err(|e| nifti_error(path, e))?.iter().map(|&d| d as usize).collect();
     let scale = match header.xyzt_units & 0x38 {
         0 | 8 => Some(1.0),
         16 => Some(1e-3),
         24 => Some(1e-6),
         _ => None,
     };
-    let tr_seconds = if dims.len() >= 4 && header.pixdim[4] > 0.0 {
-        scale.map(|s| f64::from(header.pixdim[4]) * s)
-    } else {
-        None
-    };
+    let tr_seconds =
+        if dims.len() >= 4 && header.pixdim[4] > 0.0 { scale.map(|s| f64::from(header.pixdim[4]) * s) } else { None };
     Ok(NiftiInfo { dims, tr_seconds })
 }
 
@@ -156,8 +145,7 @@ fn fortran_values(path: &Path, volume: nifti::InMemNiftiVolume) -> Result<Vec<f3
 pub fn read_mask(path: &Path) -> Result<Mask, FormatError> {
     check_readable(path)?;
     let obj = ReaderOptions::new().read_file(path).map_err(|e| nifti_error(path, e))?;
-    let dims: Vec<usize> =
-        obj.header().dim().map_err(|e| nifti_error(path, e))?.iter().map(|&d| d as usize).collect();
+    let dims: Vec<usize> = obj.header().dim().map_err(|e| nifti_error(path, e))?.iter().map(|&d| d as usize).collect();
     let shape = match dims.as_slice() {
         [nx, ny, nz] | [nx, ny, nz, 1] => [*nx, *ny, *nz],
         _ => {
@@ -199,20 +187,10 @@ pub fn read_masked(image: &Path, mask: &Path) -> Result<Matrix, FormatError> {
 
 /// Like [`read_masked`] with a mask already in memory; `mask_path` is only
 /// named in the error when the shapes differ.
-pub fn read_masked_with(
-    image: &Path,
-    mask: &Mask,
-    mask_path: &Path,
-) -> Result<Matrix, FormatError> {
+pub fn read_masked_with(image: &Path, mask: &Mask, mask_path: &Path) -> Result<Matrix, FormatError> {
     check_readable(image)?;
     let obj = ReaderStreamedOptions::new().read_file(image).map_err(|e| nifti_error(image, e))?;
-    let dims: Vec<usize> = obj
-        .header()
-        .dim()
-        .map_err(|e| nifti_error(image, e))?
-        .iter()
-        .map(|&d| d as usize)
-        .collect();
+    let dims: Vec<usize> = obj.header().dim().map_err(|e| nifti_error(image, e))?.iter().map(|&d| d as usize).collect();
     let (shape, n_t) = match dims.as_slice() {
         [nx, ny, nz] => ([*nx, *ny, *nz], 1),
         [nx, ny, nz, nt] => ([*nx, *ny, *nz], *nt),
@@ -322,14 +300,8 @@ fn write_file(path: &Path, header: &[u8], body: &[u8]) -> Result<(), FormatError
     let gz = path.to_string_lossy().ends_with(".gz");
     let file = std::fs::File::create(path).map_err(|e| FormatError::write(path, e))?;
     let result = if gz {
-        let mut enc = flate2::write::GzEncoder::new(
-            std::io::BufWriter::new(file),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(header)
-            .and_then(|_| enc.write_all(body))
-            .and_then(|_| enc.finish())
-            .and_then(|mut w| w.flush())
+        let mut enc = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+        enc.write_all(header).and_then(|_| enc.write_all(body)).and_then(|_| enc.finish()).and_then(|mut w| w.flush())
     } else {
         let mut w = std::io::BufWriter::new(file);
         w.write_all(header).and_then(|_| w.write_all(body)).and_then(|_| w.flush())
@@ -356,21 +328,12 @@ pub fn write_mask(path: &Path, mask: &Mask) -> Result<(), FormatError> {
 /// Writes `matrix` (time x mask voxels, columns in the mask's C order) as a
 /// 4-D float32 image with zeros outside the mask and `pixdim[4] =
 /// tr_seconds`; `.gz` paths are gzip-compressed.
-pub fn write_masked(
-    path: &Path,
-    matrix: &Matrix,
-    mask: &Mask,
-    tr_seconds: f64,
-) -> Result<(), FormatError> {
+pub fn write_masked(path: &Path, matrix: &Matrix, mask: &Mask, tr_seconds: f64) -> Result<(), FormatError> {
     let offsets = mask.fortran_offsets();
     if matrix.cols != offsets.len() || matrix.data.len() != matrix.rows * matrix.cols {
         return Err(FormatError::invalid(
             path,
-            format!(
-                "the matrix has {} columns, the mask has {} voxels inside",
-                matrix.cols,
-                offsets.len()
-            ),
+            format!("the matrix has {} columns, the mask has {} voxels inside", matrix.cols, offsets.len()),
             "pass a matrix with one column per mask voxel",
         ));
     }

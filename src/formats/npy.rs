@@ -28,10 +28,8 @@ pub fn read_npy(path: &Path) -> Result<Matrix, NpyError> {
 /// tests (plain write).
 pub fn write_npy(path: &Path, matrix: &Matrix) -> Result<(), NpyError> {
     let shown = path.display().to_string();
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
-        matrix.rows, matrix.cols
-    );
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", matrix.rows, matrix.cols);
     // magic (6) + version (2) + header length (2) + header + '\n', padded to 64.
     let unpadded = 10 + header.len() + 1;
     let padding = (64 - unpadded % 64) % 64;

@@ -25,9 +25,8 @@ pub const LEBEL_PAD_TRS: usize = 5;
 /// Reads a respdict: story name -> TR count (sorted by story name).
 pub fn read_respdict(path: &Path) -> Result<BTreeMap<String, usize>, FormatError> {
     let text = read_utf8(path)?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        FormatError::parse(path, e.line(), format!("invalid JSON: {e}"), "fix the JSON syntax")
-    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| FormatError::parse(path, e.line(), format!("invalid JSON: {e}"), "fix the JSON syntax"))?;
     let serde_json::Value::Object(map) = value else {
         return Err(FormatError::invalid(
             path,

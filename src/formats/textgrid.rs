@@ -236,11 +236,7 @@ pub fn read_tier(path: &Path, tier_name: &str) -> Result<Vec<Interval>, FormatEr
 /// The words of the tier `tier_name`: empty labels and labels matching
 /// `drop` (see [`is_dropped`]) are left out; each label is trimmed, case kept.
 /// Pass [`LEBEL_DROP_WORDS`] for LeBel 2023 / Huth-lab TextGrids.
-pub fn words_from_textgrid(
-    path: &Path,
-    tier_name: &str,
-    drop: &[&str],
-) -> Result<Vec<Word>, FormatError> {
+pub fn words_from_textgrid(path: &Path, tier_name: &str, drop: &[&str]) -> Result<Vec<Word>, FormatError> {
     let intervals = read_tier(path, tier_name)?;
     Ok(intervals
         .into_iter()
@@ -292,10 +288,7 @@ pub fn decode_text(bytes: &[u8], path: &Path) -> Result<String, FormatError> {
         return std::str::from_utf8(rest).map(str::to_string).map_err(|e| {
             FormatError::invalid(
                 path,
-                format!(
-                    "starts with a UTF-8 byte-order mark but has invalid UTF-8 at byte {}",
-                    e.valid_up_to() + 3
-                ),
+                format!("starts with a UTF-8 byte-order mark but has invalid UTF-8 at byte {}", e.valid_up_to() + 3),
                 "re-save the file as UTF-8 or UTF-16",
             )
         });
@@ -321,13 +314,7 @@ pub fn decode_text(bytes: &[u8], path: &Path) -> Result<String, FormatError> {
         }
         let units: Vec<u16> = body
             .chunks_exact(2)
-            .map(|c| {
-                if big_endian {
-                    u16::from_be_bytes([c[0], c[1]])
-                } else {
-                    u16::from_le_bytes([c[0], c[1]])
-                }
-            })
+            .map(|c| if big_endian { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) })
             .collect();
         return String::from_utf16(&units).map_err(|_| {
             FormatError::invalid(
@@ -358,8 +345,7 @@ fn describe(tok: &Tok) -> String {
     }
 }
 
-const REPAIR: &str =
-    "the file looks truncated or hand-edited; open it in Praat and save it again as a text file";
+const REPAIR: &str = "the file looks truncated or hand-edited; open it in Praat and save it again as a text file";
 
 /// Splits TextGrid text into numbers, strings and flags, each with its line.
 fn tokenize(text: &str, path: &Path) -> Result<Vec<(Tok, usize)>, FormatError> {
@@ -385,12 +371,7 @@ fn tokenize(text: &str, path: &Path) -> Result<Vec<(Tok, usize)>, FormatError> {
                 loop {
                     match chars.next() {
                         None => {
-                            return Err(FormatError::parse(
-                                path,
-                                start,
-                                "a string opened here is never closed",
-                                REPAIR,
-                            ))
+                            return Err(FormatError::parse(path, start, "a string opened here is never closed", REPAIR))
                         }
                         Some('"') => {
                             if chars.peek() == Some(&'"') {
@@ -415,12 +396,7 @@ fn tokenize(text: &str, path: &Path) -> Result<Vec<(Tok, usize)>, FormatError> {
                 loop {
                     match chars.next() {
                         None | Some('\n') => {
-                            return Err(FormatError::parse(
-                                path,
-                                line,
-                                "a <flag> is never closed",
-                                REPAIR,
-                            ))
+                            return Err(FormatError::parse(path, line, "a <flag> is never closed", REPAIR))
                         }
                         Some('>') => break,
                         Some(ch) => s.push(ch),
@@ -448,9 +424,8 @@ fn tokenize(text: &str, path: &Path) -> Result<Vec<(Tok, usize)>, FormatError> {
                     s.push(n);
                     chars.next();
                 }
-                let value: f64 = s.parse().map_err(|_| {
-                    FormatError::parse(path, line, format!("{s:?} is not a number"), REPAIR)
-                })?;
+                let value: f64 =
+                    s.parse().map_err(|_| FormatError::parse(path, line, format!("{s:?} is not a number"), REPAIR))?;
                 toks.push((Tok::Num(value), line));
             }
             _ => {
@@ -484,8 +459,7 @@ impl Cursor<'_> {
                 REPAIR,
             ));
         }
-        let (tok, line) =
-            std::mem::replace(&mut self.toks[self.pos], (Tok::Flag(String::new()), 0));
+        let (tok, line) = std::mem::replace(&mut self.toks[self.pos], (Tok::Flag(String::new()), 0));
         self.pos += 1;
         Ok((tok, line))
     }

@@ -86,30 +86,20 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn parse_time(
-    s: &str,
-    path: &Path,
-    line: usize,
-    column: &str,
-    hint: &str,
-) -> Result<Option<f64>, FormatError> {
+fn parse_time(s: &str, path: &Path, line: usize, column: &str, hint: &str) -> Result<Option<f64>, FormatError> {
     let t = s.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("n/a") || t.eq_ignore_ascii_case("nan") {
         return Ok(None);
     }
     match t.parse::<f64>() {
         Ok(x) if x.is_finite() => Ok(Some(x)),
-        _ => Err(FormatError::parse(
-            path,
-            line,
-            format!("{column} {t:?} is not a number of seconds"),
-            hint.to_string(),
-        )),
+        _ => {
+            Err(FormatError::parse(path, line, format!("{column} {t:?} is not a number of seconds"), hint.to_string()))
+        }
     }
 }
 
-const GENTLE_HINT: &str =
-    "expected Gentle's align.csv rows `word,alignedWord,start,end` (or `word,start,end`)";
+const GENTLE_HINT: &str = "expected Gentle's align.csv rows `word,alignedWord,start,end` (or `word,start,end`)";
 
 /// Reads all rows of a Gentle `align.csv`, unaligned words included.
 pub fn read_gentle_csv(path: &Path) -> Result<Vec<GentleRow>, FormatError> {
@@ -121,17 +111,13 @@ pub fn read_gentle_csv(path: &Path) -> Result<Vec<GentleRow>, FormatError> {
         if raw.trim().is_empty() {
             continue;
         }
-        let fields =
-            split_csv_line(raw).map_err(|m| FormatError::parse(path, line, m, GENTLE_HINT))?;
+        let fields = split_csv_line(raw).map_err(|m| FormatError::parse(path, line, m, GENTLE_HINT))?;
         let (word, aligned, start, end) = match fields.len() {
             4 => (&fields[0], Some(&fields[1]), &fields[2], &fields[3]),
             3 => (&fields[0], None, &fields[1], &fields[2]),
             n => return Err(FormatError::parse(path, line, format!("{n} columns"), GENTLE_HINT)),
         };
-        if rows.is_empty()
-            && start.trim().eq_ignore_ascii_case("start")
-            && end.trim().eq_ignore_ascii_case("end")
-        {
+        if rows.is_empty() && start.trim().eq_ignore_ascii_case("start") && end.trim().eq_ignore_ascii_case("end") {
             continue; // header row
         }
         rows.push(GentleRow {
@@ -227,8 +213,7 @@ pub fn words_from_tsv(path: &Path) -> Result<Vec<Word>, FormatError> {
     let Some((_, header_line)) = lines.next() else {
         return Err(FormatError::parse(path, 1, "the file is empty", TSV_HINT));
     };
-    let header: Vec<String> =
-        header_line.trim_end_matches('\r').split('\t').map(|s| s.trim().to_string()).collect();
+    let header: Vec<String> = header_line.trim_end_matches('\r').split('\t').map(|s| s.trim().to_string()).collect();
     let missing = |wanted: &str| FormatError::MissingColumn {
         path: path.to_path_buf(),
         line: 1,
@@ -259,14 +244,9 @@ pub fn words_from_tsv(path: &Path) -> Result<Vec<Word>, FormatError> {
         let onset = parse_time(fields[onset_col], path, line, "onset", TSV_HINT)?
             .ok_or_else(|| FormatError::parse(path, line, "onset is empty or n/a", TSV_HINT))?;
         let offset = match (offset_col, duration_col) {
-            (Some(c), _) => {
-                parse_time(fields[c], path, line, "offset", TSV_HINT)?.ok_or_else(|| {
-                    FormatError::parse(path, line, "offset is empty or n/a", TSV_HINT)
-                })?
-            }
-            (None, Some(c)) => {
-                onset + parse_time(fields[c], path, line, "duration", TSV_HINT)?.unwrap_or(0.0)
-            }
+            (Some(c), _) => parse_time(fields[c], path, line, "offset", TSV_HINT)?
+                .ok_or_else(|| FormatError::parse(path, line, "offset is empty or n/a", TSV_HINT))?,
+            (None, Some(c)) => onset + parse_time(fields[c], path, line, "duration", TSV_HINT)?.unwrap_or(0.0),
             (None, None) => unreachable!("checked above"),
         };
         words.push(Word { word: fields[word_col].trim().to_string(), onset, offset });

@@ -346,16 +346,11 @@ pub fn banded_ridge_cv(
     check_batch(config.target_batch)?;
 
     let x = Matrix::hstack(x_bands);
-    let mut band_ranges = Vec::with_capacity(x_bands.len());
-    let mut start = 0;
-    for band in x_bands {
-        band_ranges.push(start..start + band.cols);
-        start += band.cols;
-    }
+    let band_widths: Vec<usize> = x_bands.iter().map(|band| band.cols).collect();
     let n_bands = x_bands.len();
     let samples = dirichlet_samples(config.n_iter, n_bands, config.concentration, config.seed);
     let row_counts = folds.iter().map(|f| f.train.len()).chain([x.rows]);
-    let design = Design::new(&x, band_ranges, row_counts, Overrides::default());
+    let design = Design::new(&x, &band_widths, row_counts, Overrides::default());
     let n_alphas = config.alphas.len();
     let n_targets = y.cols;
     let mut best_score = vec![f64::NEG_INFINITY; n_targets];
@@ -436,6 +431,30 @@ enum FoldMethod {
     Eigen,
 }
 
+/// The f32 work that the eigendecomposition route adds to a fold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EigenExtra {
+    /// Project the training targets, `L^T Y_train`: `2 rank n_train n_targets`.
+    Project,
+    /// Fold `L` into the operator once, `2 rank n_train n_predictions`; the
+    /// scoring product then runs `n_train` deep instead of `rank`.
+    Fold,
+}
+
+impl EigenExtra {
+    /// The cheaper of the two and its flops.
+    fn cheaper(n_train: f64, rank: f64, n_predictions: f64, n_targets: f64) -> (EigenExtra, f64) {
+        let project = 2.0 * rank * n_train * n_targets;
+        let fold = 2.0 * rank * n_train * n_predictions
+            + 2.0 * n_predictions * (n_train - rank) * n_targets;
+        if fold < project {
+            (EigenExtra::Fold, fold)
+        } else {
+            (EigenExtra::Project, project)
+        }
+    }
+}
+
 /// Test hooks: force the Gram matrix and the fold method.
 #[derive(Clone, Copy, Debug, Default)]
 struct Overrides {
@@ -486,14 +505,23 @@ struct Design<'a> {
 }
 
 impl<'a> Design<'a> {
-    /// `row_counts`: the number of rows of every design that will be solved,
-    /// which decides the Gram matrices needed.
+    /// `band_widths`: the columns of X, band after band. `row_counts`: the
+    /// number of rows of every design that will be solved, which decides the
+    /// Gram matrices needed.
     fn new(
         x: &'a Matrix,
-        band_ranges: Vec<Range<usize>>,
+        band_widths: &[usize],
         row_counts: impl Iterator<Item = usize>,
         overrides: Overrides,
     ) -> Self {
+        let mut start = 0;
+        let band_ranges: Vec<Range<usize>> = band_widths
+            .iter()
+            .map(|&width| {
+                start += width;
+                start - width..start
+            })
+            .collect();
         let paths: Vec<Path> =
             row_counts.map(|n| overrides.path.unwrap_or(Path::for_shape(n, x.cols))).collect();
         let x64 = Mat::<f64>::from_fn(x.rows, x.cols, |i, j| x.get(i, j) as f64);
@@ -540,19 +568,24 @@ impl<'a> Design<'a> {
         block
     }
 
-    /// Per-alpha Cholesky when its flops stay under the eigendecomposition's
-    /// (weighted 1.5x: it is memory-bound), else the eigendecomposition; the
-    /// latter also for alphas too small for Cholesky to be accurate.
+    /// Per-alpha Cholesky when it costs less than the eigendecomposition, else
+    /// the eigendecomposition; the latter also for alphas too small for
+    /// Cholesky to be accurate. Costs are counted in f64 flops: the
+    /// eigendecomposition's `9 d^3` weigh 1.5x (it is memory-bound), and the
+    /// f32 work it adds (see [`EigenExtra`]) half.
     fn fold_operator(
         &self,
         gamma: &[f64],
         fold: &Fold,
         alphas: &[f64],
+        n_targets: usize,
     ) -> Result<FoldOperator, RidgeError> {
         let d = fold.train.len().min(self.x.cols) as f64;
         let n_val = fold.validation.len() as f64;
         let cholesky_flops = alphas.len() as f64 * (d * d * d / 3.0 + 2.0 * d * d * n_val);
-        let eigen_flops = 13.5 * d * d * d;
+        let n_train = fold.train.len() as f64;
+        let added = EigenExtra::cheaper(n_train, d, alphas.len() as f64 * n_val, n_targets as f64);
+        let eigen_flops = 13.5 * d * d * d + added.1 / 2.0;
         let method = self.overrides.fold_method.unwrap_or(if cholesky_flops <= eigen_flops {
             FoldMethod::Cholesky
         } else {
@@ -569,7 +602,7 @@ impl<'a> Design<'a> {
                 )));
             }
         }
-        self.eigen_operator(gamma, fold, alphas)
+        self.eigen_operator(gamma, fold, alphas, n_targets)
     }
 
     /// SVD path: `stacked[a] = X_val D (D G_train D + alpha I)^-1 D` (stored
@@ -662,19 +695,42 @@ impl<'a> Design<'a> {
 
     /// `stacked[a] = X_val R diag(1 / (lambda + alpha))` (transposed), applied
     /// to `L^T Y_train`.
+    ///
+    /// With many targets the projection `L^T Y_train` is folded into the
+    /// operator instead (`stacked_t = L stacked_t`, one product per fold)
+    /// when that costs fewer flops.
     fn eigen_operator(
         &self,
         gamma: &[f64],
         fold: &Fold,
         alphas: &[f64],
+        n_targets: usize,
     ) -> Result<FoldOperator, RidgeError> {
         let spectrum = self.decompose_fold(gamma, fold, Par::rayon(0))?;
         let n_val = fold.validation.len();
-        let stacked_t = Mat::from_fn(spectrum.lambdas.len(), alphas.len() * n_val, |k, j| {
+        let rank = spectrum.lambdas.len();
+        let stacked_t = Mat::from_fn(rank, alphas.len() * n_val, |k, j| {
             let factor = 1.0 / (spectrum.lambdas[k] + alphas[j / n_val]);
             spectrum.validation_design[(j % n_val, k)] * factor as f32
         });
-        Ok(FoldOperator { left: Some(spectrum.left), stacked_t })
+        let n_train = fold.train.len() as f64;
+        let n_predictions = (alphas.len() * n_val) as f64;
+        match EigenExtra::cheaper(n_train, rank as f64, n_predictions, n_targets as f64).0 {
+            EigenExtra::Project => Ok(FoldOperator { left: Some(spectrum.left), stacked_t }),
+            EigenExtra::Fold => {
+                let mut folded = Mat::<f32>::zeros(fold.train.len(), alphas.len() * n_val);
+                let par = Par::rayon(0);
+                matmul(
+                    folded.as_mut(),
+                    Accum::Replace,
+                    spectrum.left.as_ref(),
+                    stacked_t.as_ref(),
+                    1.0,
+                    par,
+                );
+                Ok(FoldOperator { left: None, stacked_t: folded })
+            }
+        }
     }
 
     fn decompose_fold(
@@ -775,7 +831,7 @@ fn ridge_cv_with(
     check_alphas(&config.alphas)?;
     check_batch(config.target_batch)?;
     let row_counts = folds.iter().map(|f| f.train.len()).chain([x.rows]);
-    let design = Design::new(x, vec![0..x.cols], row_counts, overrides);
+    let design = Design::new(x, &[x.cols], row_counts, overrides);
     let unit = [1.0];
     // The refit's eigendecomposition (memory-bound) runs beside the scoring
     // (compute-bound).
@@ -838,7 +894,7 @@ fn fit_ridge_with(
             y.cols
         )));
     }
-    let design = Design::new(x, vec![0..x.cols], [x.rows].into_iter(), overrides);
+    let design = Design::new(x, &[x.cols], [x.rows].into_iter(), overrides);
     let full = design.decompose_full(&[1.0], Par::rayon(0))?;
     let targets: Vec<usize> = (0..y.cols).collect();
     let per_target: Vec<f64> =
@@ -865,7 +921,7 @@ fn cv_score_table(
     let par = inner_parallelism(y.cols, target_batch);
     let fold_weight = 1.0 / folds.len() as f64;
     for fold in folds {
-        let operator = design.fold_operator(gamma, fold, alphas)?;
+        let operator = design.fold_operator(gamma, fold, alphas, y.cols)?;
         table.par_chunks_mut(target_batch * n_alphas).enumerate().for_each_init(
             ScoreBuffers::default,
             |buffers, (batch, out)| {
@@ -1385,9 +1441,13 @@ mod tests {
     #[test]
     fn every_path_and_fold_method_gives_the_same_scores() {
         let mut rng = fresh_rng("every_path_and_fold_method_gives_the_same_scores");
-        for (n, p, score) in [(100, 30, CvScore::L2), (45, 70, CvScore::Pearson)] {
+        // 120 targets make the eigendecomposition route fold its projection
+        // into the operator (see EigenExtra); 5 keep it apart.
+        for (n, p, n_targets, score) in
+            [(100, 30, 5, CvScore::L2), (45, 70, 5, CvScore::Pearson), (45, 70, 120, CvScore::L2)]
+        {
             let x = random_matrix(&mut rng, n, p);
-            let y = signal_and_noise(&mut rng, &x, 5);
+            let y = signal_and_noise(&mut rng, &x, n_targets);
             let config = RidgeConfig {
                 alphas: vec![0.2, 2.0, 20.0, 200.0, 2000.0],
                 per_target_alpha: true,
@@ -1642,8 +1702,7 @@ mod tests {
                     }
                 }
             }
-            for t in 0..y.cols {
-                let (score, i, a) = best[t];
+            for (t, &(score, i, a)) in best.iter().enumerate() {
                 let chosen_score = result.cv_scores.get(result.best_sample[t], t) as f64;
                 assert!(
                     (result.best_sample[t] == i && result.best_alphas[t] == config.alphas[a])
@@ -1666,9 +1725,9 @@ mod tests {
                     &expected,
                     1e-4,
                 );
-                for b in 0..2 {
+                for (b, g) in gamma.iter().enumerate() {
                     let delta = result.deltas.get(b, t) as f64;
-                    let expected_delta = (gamma[b] / result.best_alphas[t]).ln();
+                    let expected_delta = (g / result.best_alphas[t]).ln();
                     assert!((delta - expected_delta).abs() < 1e-5 * expected_delta.abs().max(1.0));
                 }
             }

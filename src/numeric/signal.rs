@@ -62,8 +62,7 @@ pub enum DownsampleMethod {
 
 impl DownsampleMethod {
     /// LITcoder's and Huth's usual choice: 3 lobes, cutoff at `1 / TR`.
-    pub const LANCZOS3: DownsampleMethod =
-        DownsampleMethod::Lanczos { window: 3, cutoff_mult: 1.0 };
+    pub const LANCZOS3: DownsampleMethod = DownsampleMethod::Lanczos { window: 3, cutoff_mult: 1.0 };
 }
 
 /// Rows to skip at the start and end of every story.
@@ -190,11 +189,7 @@ pub fn lanczos_kernel(t: f64, window: usize) -> f64 {
 /// zero for the first `delays[k]` rows of every story, so that no delay
 /// carries one story's features into the next. Delay 0 is the undelayed
 /// copy; this is LITcoder's `FIR.make_delayed` applied story by story.
-pub fn lag(
-    features: &Matrix,
-    story_lengths: &[usize],
-    delays: &[usize],
-) -> Result<Matrix, SignalError> {
+pub fn lag(features: &Matrix, story_lengths: &[usize], delays: &[usize]) -> Result<Matrix, SignalError> {
     check_story_lengths(story_lengths, features.rows)?;
     if delays.is_empty() {
         return Err(SignalError::NoDelays);
@@ -277,8 +272,7 @@ impl ZScore {
         if cols == 0 {
             return;
         }
-        let scale: Vec<f64> =
-            (0..cols).map(|c| if self.is_constant(c) { 0.0 } else { 1.0 / self.std[c] }).collect();
+        let scale: Vec<f64> = (0..cols).map(|c| if self.is_constant(c) { 0.0 } else { 1.0 / self.std[c] }).collect();
         m.data.par_chunks_mut(cols).for_each(|row| {
             for ((x, mu), s) in row.iter_mut().zip(&self.mean).zip(&scale) {
                 *x = ((*x as f64 - mu) * s) as f32;
@@ -344,11 +338,7 @@ pub fn temporal_baseline(
 /// `start` rows at its beginning and `end` rows at its end, as global row
 /// indices of the stacked matrix (LeBel's `[10:-5]` is `start = 10`,
 /// `end = 5`; see [`Trim::LEBEL_2023`]). A story must keep at least one row.
-pub fn trim(
-    story_lengths: &[usize],
-    start: usize,
-    end: usize,
-) -> Result<Vec<(usize, usize)>, SignalError> {
+pub fn trim(story_lengths: &[usize], start: usize, end: usize) -> Result<Vec<(usize, usize)>, SignalError> {
     let mut offset = 0;
     let mut ranges = Vec::with_capacity(story_lengths.len());
     for (story, &length) in story_lengths.iter().enumerate() {
@@ -417,10 +407,9 @@ impl Weighting {
                 let weight = 1.0 / range.len().max(1) as f64;
                 range.map(|k| (words.rows[k], weight)).collect()
             }
-            Weighting::BinSum { spacing } => words
-                .half_open(t - spacing / 2.0, t + spacing / 2.0)
-                .map(|k| (words.rows[k], 1.0))
-                .collect(),
+            Weighting::BinSum { spacing } => {
+                words.half_open(t - spacing / 2.0, t + spacing / 2.0).map(|k| (words.rows[k], 1.0)).collect()
+            }
             Weighting::BinLast { spacing } => {
                 let range = words.half_open(t - spacing / 2.0, t + spacing / 2.0);
                 let Some(&last_time) = range.clone().last().map(|k| &words.times[k]) else {
@@ -489,9 +478,8 @@ fn baseline_block(n: usize, n_features: usize, length_scale: f64) -> Matrix {
         return block;
     }
     let kernel = Mat::<f64>::from_fn(n, n, |i, j| (-(i.abs_diff(j) as f64) / length_scale).exp());
-    let eigen = kernel
-        .self_adjoint_eigen(Side::Lower)
-        .expect("eigendecomposition of a symmetric positive definite matrix");
+    let eigen =
+        kernel.self_adjoint_eigen(Side::Lower).expect("eigendecomposition of a symmetric positive definite matrix");
     let vectors = eigen.U();
     let values = eigen.S().column_vector();
     for c in 0..n_features.min(n) {
@@ -522,18 +510,13 @@ fn grid_spacing(tr_times: &[f64], tr_seconds: f64) -> Result<f64, SignalError> {
     }
     for (index, pair) in tr_times.windows(2).enumerate() {
         if pair[1] <= pair[0] {
-            return Err(SignalError::TrTimesNotIncreasing {
-                index: index + 1,
-                previous: pair[0],
-                value: pair[1],
-            });
+            return Err(SignalError::TrTimesNotIncreasing { index: index + 1, previous: pair[0], value: pair[1] });
         }
     }
     if tr_times.len() < 2 {
         return Ok(tr_seconds);
     }
-    let mean_spacing =
-        tr_times.windows(2).map(|p| p[1] - p[0]).sum::<f64>() / (tr_times.len() - 1) as f64;
+    let mean_spacing = tr_times.windows(2).map(|p| p[1] - p[0]).sum::<f64>() / (tr_times.len() - 1) as f64;
     if (mean_spacing - tr_seconds).abs() > 0.01 * tr_seconds {
         return Err(SignalError::TrSpacingMismatch { mean_spacing, tr_seconds });
     }
@@ -573,13 +556,10 @@ mod tests {
     /// A fresh seed per run (printed, so a failure can be replayed with
     /// `VOXFLOW_TEST_SEED`).
     fn rng(test: &str) -> StdRng {
-        let seed = std::env::var("VOXFLOW_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                now.expect("clock after 1970").as_nanos() as u64
-            });
+        let seed = std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.expect("clock after 1970").as_nanos() as u64
+        });
         println!("{test}: seed {seed} (rerun with VOXFLOW_TEST_SEED={seed})");
         StdRng::seed_from_u64(seed)
     }
@@ -594,11 +574,9 @@ mod tests {
     fn random_story(rng: &mut StdRng, n_trs: usize, n_words: usize) -> (Vec<f64>, Vec<f64>, f64) {
         let tr_seconds = rng.random_range(0.8..2.5);
         let onset = rng.random_range(-12.0..3.0);
-        let tr_times: Vec<f64> =
-            (0..n_trs).map(|i| onset + tr_seconds * (i as f64 + 0.5)).collect();
+        let tr_times: Vec<f64> = (0..n_trs).map(|i| onset + tr_seconds * (i as f64 + 0.5)).collect();
         let span = (onset - 4.0)..(onset + tr_seconds * n_trs as f64 + 4.0);
-        let mut word_times: Vec<f64> =
-            (0..n_words).map(|_| rng.random_range(span.clone())).collect();
+        let mut word_times: Vec<f64> = (0..n_words).map(|_| rng.random_range(span.clone())).collect();
         word_times.sort_by(f64::total_cmp);
         (tr_times, word_times, tr_seconds)
     }
@@ -632,10 +610,7 @@ mod tests {
             let sinc = |x: f64| (PI * x).sin() / (PI * x);
             let expected = sinc(t) * sinc(t / w);
             let got = lanczos_kernel(t, window);
-            assert!(
-                (got - expected).abs() < 1e-12,
-                "L({t}, {window}) = {got}, expected {expected}"
-            );
+            assert!((got - expected).abs() < 1e-12, "L({t}, {window}) = {got}, expected {expected}");
             let outside = t.signum() * (w + 1e-9 + t.abs());
             assert_eq!(lanczos_kernel(outside, window), 0.0);
         }
@@ -659,14 +634,11 @@ mod tests {
             let cutoff_mult = rng.random_range(0.5..1.5);
             let method = DownsampleMethod::Lanczos { window, cutoff_mult };
             let got = downsample(&values, &word_times, &tr_times, tr_seconds, &method).unwrap();
-            let spacing =
-                (tr_times[tr_times.len() - 1] - tr_times[0]) / (tr_times.len() - 1) as f64;
+            let spacing = (tr_times[tr_times.len() - 1] - tr_times[0]) / (tr_times.len() - 1) as f64;
             let cutoff = cutoff_mult / spacing;
             let weights: Vec<Vec<f64>> = tr_times
                 .iter()
-                .map(|t| {
-                    word_times.iter().map(|w| lanczos_kernel((t - w) * cutoff, window)).collect()
-                })
+                .map(|t| word_times.iter().map(|w| lanczos_kernel((t - w) * cutoff, window)).collect())
                 .collect();
             let expected = dense_product(&weights, &values);
             // f32 output of sums of about 10 terms of size <= 4.
@@ -685,8 +657,7 @@ mod tests {
             let cutoff_mult = rng.random_range(0.5..1.5);
             let method = DownsampleMethod::Sinc { window, cutoff_mult };
             let got = downsample(&values, &word_times, &tr_times, tr_seconds, &method).unwrap();
-            let spacing =
-                (tr_times[tr_times.len() - 1] - tr_times[0]) / (tr_times.len() - 1) as f64;
+            let spacing = (tr_times[tr_times.len() - 1] - tr_times[0]) / (tr_times.len() - 1) as f64;
             let b = cutoff_mult / spacing;
             let weights: Vec<Vec<f64>> = tr_times
                 .iter()
@@ -753,10 +724,8 @@ mod tests {
             DownsampleMethod::Sinc { window: 2, cutoff_mult: 1.0 },
         ] {
             let a = downsample(&values, &word_times, &tr_times, tr_seconds, &method).unwrap();
-            let b = downsample(&shuffled_values, &shuffled_times, &tr_times, tr_seconds, &method)
-                .unwrap();
-            let error =
-                max_abs_difference(&a.data, &b.data.iter().map(|&x| x as f64).collect::<Vec<_>>());
+            let b = downsample(&shuffled_values, &shuffled_times, &tr_times, tr_seconds, &method).unwrap();
+            let error = max_abs_difference(&a.data, &b.data.iter().map(|&x| x as f64).collect::<Vec<_>>());
             assert!(error < 1e-5, "{method:?}: {error}");
         }
     }
@@ -859,8 +828,7 @@ mod tests {
         assert_eq!((features.rows, features.cols), (2 * n + 7, n + 3));
         for i in 0..n {
             for j in 0..n {
-                let dot: f64 =
-                    (0..n + 3).map(|c| features.get(i, c) as f64 * features.get(j, c) as f64).sum();
+                let dot: f64 = (0..n + 3).map(|c| features.get(i, c) as f64 * features.get(j, c) as f64).sum();
                 let expected = (-(i.abs_diff(j) as f64) / length_scale).exp();
                 assert!((dot - expected).abs() < 1e-5, "({i}, {j}): {dot} vs {expected}");
             }
@@ -884,9 +852,6 @@ mod tests {
                 assert!(gram(a, a) <= gram(a - 1, a - 1) * (1.0 + 1e-5));
             }
         }
-        assert_eq!(
-            temporal_baseline(&[4], 2, 0.0, 0).unwrap_err(),
-            SignalError::BadLengthScale(0.0)
-        );
+        assert_eq!(temporal_baseline(&[4], 2, 0.0, 0).unwrap_err(), SignalError::BadLengthScale(0.0));
     }
 }

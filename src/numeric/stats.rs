@@ -20,13 +20,7 @@ pub enum StatsError {
     #[error("a noise ceiling needs at least 2 repeats, got {0}")]
     TooFewRepeats(usize),
     #[error("repeat {index} is {rows} x {cols} but repeat 0 is {expected_rows} x {expected_cols}")]
-    RepeatShapeMismatch {
-        index: usize,
-        rows: usize,
-        cols: usize,
-        expected_rows: usize,
-        expected_cols: usize,
-    },
+    RepeatShapeMismatch { index: usize, rows: usize, cols: usize, expected_rows: usize, expected_cols: usize },
 }
 
 /// Pearson correlation of each column of `a` with the same column of `b`,
@@ -55,8 +49,8 @@ pub fn pearson_columns(a: &Matrix, b: &Matrix) -> Vec<f64> {
         }
         (0..width)
             .map(|c| {
-                let constant = is_constant((saa[c] / n).sqrt(), mean_a[c])
-                    || is_constant((sbb[c] / n).sqrt(), mean_b[c]);
+                let constant =
+                    is_constant((saa[c] / n).sqrt(), mean_a[c]) || is_constant((sbb[c] / n).sqrt(), mean_b[c]);
                 if constant || a.rows == 0 {
                     0.0
                 } else {
@@ -145,8 +139,7 @@ pub fn ln_gamma(x: f64) -> f64 {
     ];
     if x < 0.5 {
         // Reflection: Gamma(x) Gamma(1 - x) = pi / sin(pi x).
-        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).abs().ln()
-            - ln_gamma(1.0 - x);
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).abs().ln() - ln_gamma(1.0 - x);
     }
     let x = x - 1.0;
     let mut sum = COEFFICIENTS[0];
@@ -200,10 +193,7 @@ impl NoiseCeiling {
     /// Panics if `r` does not have one value per unit.
     pub fn normalize(&self, r: &[f64]) -> Vec<f64> {
         assert_eq!(r.len(), self.cc_max.len(), "one correlation per unit");
-        r.iter()
-            .zip(&self.cc_max)
-            .map(|(&r, &ceiling)| if ceiling > 0.0 { r / ceiling } else { f64::NAN })
-            .collect()
+        r.iter().zip(&self.cc_max).map(|(&r, &ceiling)| if ceiling > 0.0 { r / ceiling } else { f64::NAN }).collect()
     }
 }
 
@@ -234,10 +224,8 @@ pub fn noise_ceiling(repeats: &[&Matrix]) -> Result<NoiseCeiling, StatsError> {
     let n = rows.max(1) as f64;
     let pairs = column_blocks(cols, |columns| {
         let width = columns.len();
-        let means: Vec<Vec<f64>> =
-            repeats.iter().map(|m| block_means(m, columns.clone())).collect();
-        let grand_mean: Vec<f64> =
-            (0..width).map(|c| means.iter().map(|m| m[c]).sum::<f64>() / n_repeats).collect();
+        let means: Vec<Vec<f64>> = repeats.iter().map(|m| block_means(m, columns.clone())).collect();
+        let grand_mean: Vec<f64> = (0..width).map(|c| means.iter().map(|m| m[c]).sum::<f64>() / n_repeats).collect();
         let mut mean_of_vars = vec![0.0; width];
         let mut var_of_mean = vec![0.0; width];
         let mut average = vec![0.0; width];
@@ -262,11 +250,8 @@ pub fn noise_ceiling(repeats: &[&Matrix]) -> Result<NoiseCeiling, StatsError> {
                 let var_mean = var_of_mean[c] / n;
                 let signal_power = (n_repeats * var_mean - mean_var) / (n_repeats - 1.0);
                 let explainable = if mean_var > 0.0 { signal_power / mean_var } else { 0.0 };
-                let cc_max = if signal_power > 0.0 && var_mean > 0.0 {
-                    (signal_power / var_mean).sqrt().min(1.0)
-                } else {
-                    0.0
-                };
+                let cc_max =
+                    if signal_power > 0.0 && var_mean > 0.0 { (signal_power / var_mean).sqrt().min(1.0) } else { 0.0 };
                 (explainable, cc_max)
             })
             .collect()
@@ -388,16 +373,9 @@ fn assert_same_shape(a: &Matrix, b: &Matrix, what: &str) {
 
 /// Runs `per_block` on consecutive column ranges in parallel and
 /// concatenates the per-column results in column order.
-fn column_blocks<T: Send>(
-    cols: usize,
-    per_block: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
-) -> Vec<T> {
+fn column_blocks<T: Send>(cols: usize, per_block: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
     let starts: Vec<usize> = (0..cols).step_by(COLUMN_BLOCK).collect();
-    starts
-        .into_par_iter()
-        .map(|start| per_block(start..(start + COLUMN_BLOCK).min(cols)))
-        .flatten_iter()
-        .collect()
+    starts.into_par_iter().map(|start| per_block(start..(start + COLUMN_BLOCK).min(cols))).flatten_iter().collect()
 }
 
 fn block_means(m: &Matrix, columns: std::ops::Range<usize>) -> Vec<f64> {
@@ -420,13 +398,10 @@ mod tests {
     use super::*;
 
     fn rng(test: &str) -> StdRng {
-        let seed = std::env::var("VOXFLOW_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                now.expect("clock after 1970").as_nanos() as u64
-            });
+        let seed = std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.expect("clock after 1970").as_nanos() as u64
+        });
         println!("{test}: seed {seed} (rerun with VOXFLOW_TEST_SEED={seed})");
         StdRng::seed_from_u64(seed)
     }
@@ -530,8 +505,7 @@ mod tests {
             assert!((regularized_incomplete_beta(1.0, a, x) - expected).abs() < 1e-12);
             // Symmetry I_x(a, b) = 1 - I_{1-x}(b, a).
             let b: f64 = rng.random_range(0.2..30.0);
-            let sum =
-                regularized_incomplete_beta(a, b, x) + regularized_incomplete_beta(b, a, 1.0 - x);
+            let sum = regularized_incomplete_beta(a, b, x) + regularized_incomplete_beta(b, a, 1.0 - x);
             assert!((sum - 1.0).abs() < 1e-12);
         }
     }

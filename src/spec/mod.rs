@@ -170,8 +170,13 @@ pub fn load_lenient(path: &Path, overrides: &[String]) -> Result<(PipelineSpec, 
 }
 
 /// Like [`parse`], but returns the partial spec with its problems.
-pub fn parse_lenient(path: &Path, text: &str, overrides: &[String]) -> Result<(PipelineSpec, Diagnostics), Diagnostics> {
-    let mut parser = SpecParser { file: path.to_path_buf(), lines: LineIndex::new(text), errors: Diagnostics::default() };
+pub fn parse_lenient(
+    path: &Path,
+    text: &str,
+    overrides: &[String],
+) -> Result<(PipelineSpec, Diagnostics), Diagnostics> {
+    let mut parser =
+        SpecParser { file: path.to_path_buf(), lines: LineIndex::new(text), errors: Diagnostics::default() };
     let yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(value) => value,
         Err(error) => {
@@ -293,7 +298,12 @@ impl SpecParser {
         match root.get("name") {
             Some(Value::String(name)) if !name.trim().is_empty() => {
                 if name.contains(['/', '\\']) || name.starts_with('.') {
-                    self.error("name", None, format!("pipeline name `{name}` must not contain `/` or start with `.`"), None);
+                    self.error(
+                        "name",
+                        None,
+                        format!("pipeline name `{name}` must not contain `/` or start with `.`"),
+                        None,
+                    );
                 }
                 spec.name = name.clone();
             }
@@ -307,8 +317,15 @@ impl SpecParser {
         }
         match root.get("executor") {
             None => {}
-            Some(Value::String(executor)) if EXECUTORS.contains(&executor.as_str()) => spec.executor = Some(executor.clone()),
-            Some(other) => self.error("executor", None, format!("unknown executor {other}"), Some(format!("`executor` takes {}", EXECUTORS.join(" or ")))),
+            Some(Value::String(executor)) if EXECUTORS.contains(&executor.as_str()) => {
+                spec.executor = Some(executor.clone())
+            }
+            Some(other) => self.error(
+                "executor",
+                None,
+                format!("unknown executor {other}"),
+                Some(format!("`executor` takes {}", EXECUTORS.join(" or "))),
+            ),
         }
         if let Some(slurm) = root.get("slurm") {
             spec.slurm = self.slurm(slurm);
@@ -350,12 +367,22 @@ impl SpecParser {
             Some(Value::Object(params)) => {
                 for (kind, value) in params {
                     if !value.is_object() {
-                        self.error(&format!("defaults.params.{kind}"), None, format!("defaults for kind `{kind}` must be a mapping"), None);
+                        self.error(
+                            &format!("defaults.params.{kind}"),
+                            None,
+                            format!("defaults for kind `{kind}` must be a mapping"),
+                            None,
+                        );
                     }
                 }
                 spec.default_params = params.clone();
             }
-            Some(_) => self.error("defaults.params", None, "`defaults.params` maps a stage kind to its default params".into(), None),
+            Some(_) => self.error(
+                "defaults.params",
+                None,
+                "`defaults.params` maps a stage kind to its default params".into(),
+                None,
+            ),
         }
     }
 
@@ -374,7 +401,12 @@ impl SpecParser {
                 Value::Array(items) if !items.is_empty() => {
                     for (i, item) in items.iter().enumerate() {
                         if item.is_object() || item.is_array() {
-                            self.error(&format!("{path}.{i}"), None, format!("matrix values must be scalars; axis `{axis}` has a list or mapping"), None);
+                            self.error(
+                                &format!("{path}.{i}"),
+                                None,
+                                format!("matrix values must be scalars; axis `{axis}` has a list or mapping"),
+                                None,
+                            );
                         }
                     }
                     out.push((axis.clone(), items.clone()));
@@ -392,19 +424,30 @@ impl SpecParser {
             return slurm;
         };
         self.unknown_keys(map, SLURM_KEYS, "slurm", None, "`slurm`");
-        for (key, slot) in [("partition", &mut slurm.partition), ("account", &mut slurm.account), ("qos", &mut slurm.qos)] {
+        for (key, slot) in
+            [("partition", &mut slurm.partition), ("account", &mut slurm.account), ("qos", &mut slurm.qos)]
+        {
             match map.get(key) {
                 None => {}
                 Some(Value::String(s)) if !s.trim().is_empty() => *slot = Some(s.clone()),
-                Some(other) => self.error(&format!("slurm.{key}"), None, format!("`{key}` must be a name, found {other}"), None),
+                Some(other) => {
+                    self.error(&format!("slurm.{key}"), None, format!("`{key}` must be a name, found {other}"), None)
+                }
             }
         }
         slurm.time = self.limit(map.get("time"), "slurm.time", None, "time");
         slurm.mem = self.limit(map.get("mem"), "slurm.mem", None, "mem");
         match map.get("max_jobs") {
             None => {}
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => slurm.max_jobs = n.as_u64().map(|n| n as usize),
-            Some(other) => self.error("slurm.max_jobs", None, format!("`max_jobs` must be a positive integer, found {other}"), None),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {
+                slurm.max_jobs = n.as_u64().map(|n| n as usize)
+            }
+            Some(other) => self.error(
+                "slurm.max_jobs",
+                None,
+                format!("`max_jobs` must be a positive integer, found {other}"),
+                None,
+            ),
         }
         match map.get("sbatch_args") {
             None => {}
@@ -428,7 +471,12 @@ impl SpecParser {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             other => {
-                self.error(path, stage, format!("`{key}` must be a string such as `4G` or `01:00:00`, found {other}"), None);
+                self.error(
+                    path,
+                    stage,
+                    format!("`{key}` must be a string such as `4G` or `01:00:00`, found {other}"),
+                    None,
+                );
                 return None;
             }
         };
@@ -455,15 +503,23 @@ impl SpecParser {
         let mut retry = RetrySpec::default();
         match map.get("retries") {
             None => {}
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 100) => retry.retries = n.as_u64().unwrap_or(0) as u32,
-            Some(other) => {
-                self.error(&format!("{path}.retries"), Some(stage), format!("`retries` must be a whole number of extra attempts (0 to 100), found {other}"), None)
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 100) => {
+                retry.retries = n.as_u64().unwrap_or(0) as u32
             }
+            Some(other) => self.error(
+                &format!("{path}.retries"),
+                Some(stage),
+                format!("`retries` must be a whole number of extra attempts (0 to 100), found {other}"),
+                None,
+            ),
         }
-        for (key, slot) in [("retry_mem_factor", &mut retry.mem_factor), ("retry_time_factor", &mut retry.time_factor)] {
+        for (key, slot) in [("retry_mem_factor", &mut retry.mem_factor), ("retry_time_factor", &mut retry.time_factor)]
+        {
             match map.get(key) {
                 None => {}
-                Some(Value::Number(n)) if n.as_f64().is_some_and(|f| (1.0..=100.0).contains(&f)) => *slot = n.as_f64().unwrap_or(1.0),
+                Some(Value::Number(n)) if n.as_f64().is_some_and(|f| (1.0..=100.0).contains(&f)) => {
+                    *slot = n.as_f64().unwrap_or(1.0)
+                }
                 Some(other) => self.error(
                     &format!("{path}.{key}"),
                     Some(stage),
@@ -486,7 +542,12 @@ impl SpecParser {
             match map.get(key) {
                 None => {}
                 Some(Value::Number(n)) if n.as_u64().is_some() => *slot = n.as_u64().map(|v| v as usize),
-                Some(other) => self.error(&join(path, key), stage, format!("`{key}` must be a non-negative integer, found {other}"), None),
+                Some(other) => self.error(
+                    &join(path, key),
+                    stage,
+                    format!("`{key}` must be a non-negative integer, found {other}"),
+                    None,
+                ),
             }
         }
         resources.mem = self.limit(map.get("mem"), &join(path, "mem"), stage, "mem");
@@ -500,7 +561,12 @@ impl SpecParser {
     fn stage(&mut self, name: &str, value: &Value, _defaults: &Resources) -> Option<StageSpec> {
         let path = format!("stages.{name}");
         if !is_identifier(name) {
-            self.error(&path, Some(name), format!("stage name `{name}` must be letters, digits, `_` or `-` (no dots or brackets)"), None);
+            self.error(
+                &path,
+                Some(name),
+                format!("stage name `{name}` must be letters, digits, `_` or `-` (no dots or brackets)"),
+                None,
+            );
         }
         let Value::Object(map) = value else {
             self.error(&path, Some(name), "a stage must be a mapping with at least `kind`".into(), None);
@@ -510,11 +576,21 @@ impl SpecParser {
         let kind = match map.get("kind") {
             Some(Value::String(kind)) => kind.clone(),
             Some(other) => {
-                self.error(&format!("{path}.kind"), Some(name), format!("`kind` must be a string, found {other}"), None);
+                self.error(
+                    &format!("{path}.kind"),
+                    Some(name),
+                    format!("`kind` must be a string, found {other}"),
+                    None,
+                );
                 String::new()
             }
             None => {
-                self.error(&path, Some(name), "missing `kind`".into(), Some("run `voxflow kinds` to list the stage kinds".into()));
+                self.error(
+                    &path,
+                    Some(name),
+                    "missing `kind`".into(),
+                    Some("run `voxflow kinds` to list the stage kinds".into()),
+                );
                 String::new()
             }
         };
@@ -522,16 +598,31 @@ impl SpecParser {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(params)) => params.clone(),
             Some(other) => {
-                self.error(&format!("{path}.params"), Some(name), format!("`params` must be a mapping, found {other}"), None);
+                self.error(
+                    &format!("{path}.params"),
+                    Some(name),
+                    format!("`params` must be a mapping, found {other}"),
+                    None,
+                );
                 Map::new()
             }
         };
         for key in ["run", "outputs"] {
             if let Some(value) = map.get(key) {
                 if kind != "command" && crate::stages::lookup(&kind).is_some() {
-                    self.error(&format!("{path}.{key}"), Some(name), format!("`{key}` is only for `command` stages"), Some("put it under `params` if this kind takes it".into()));
+                    self.error(
+                        &format!("{path}.{key}"),
+                        Some(name),
+                        format!("`{key}` is only for `command` stages"),
+                        Some("put it under `params` if this kind takes it".into()),
+                    );
                 } else if params.contains_key(key) {
-                    self.error(&format!("{path}.{key}"), Some(name), format!("`{key}` is given both at the stage and under `params`"), None);
+                    self.error(
+                        &format!("{path}.{key}"),
+                        Some(name),
+                        format!("`{key}` is given both at the stage and under `params`"),
+                        None,
+                    );
                 } else {
                     params.insert(key.to_string(), value.clone());
                 }
@@ -546,14 +637,27 @@ impl SpecParser {
             Some(value) => self.resources(value, &format!("{path}.resources"), Some(name)),
         };
         let retry = self.retry(map, &path, name);
-        Some(StageSpec { name: name.to_string(), kind, inputs, params, resources, retry, line: self.lines.line_of(&path) })
+        Some(StageSpec {
+            name: name.to_string(),
+            kind,
+            inputs,
+            params,
+            resources,
+            retry,
+            line: self.lines.line_of(&path),
+        })
     }
 
     fn inputs(&mut self, value: &Value, path: &str, stage: &str) -> Vec<InputSpec> {
         let mut out = Vec::new();
         let mut add = |this: &mut SpecParser, role: String, reference: &Value, item_path: String| {
             let Value::String(reference) = reference else {
-                this.error(&item_path, Some(stage), format!("an input must be a stage name or `stage.output`, found {reference}"), None);
+                this.error(
+                    &item_path,
+                    Some(stage),
+                    format!("an input must be a stage name or `stage.output`, found {reference}"),
+                    None,
+                );
                 return;
             };
             let (upstream, output) = match reference.split_once('.') {
@@ -574,7 +678,12 @@ impl SpecParser {
                     add(self, role.clone(), item, format!("{path}.{role}"));
                 }
             }
-            other => self.error(path, Some(stage), format!("`inputs` must be a list of stage names or a mapping role -> stage, found {other}"), None),
+            other => self.error(
+                path,
+                Some(stage),
+                format!("`inputs` must be a list of stage names or a mapping role -> stage, found {other}"),
+                None,
+            ),
         }
         let mut seen = std::collections::BTreeSet::new();
         for input in &out {

@@ -67,10 +67,16 @@ impl Stage for AlignWords {
         let (p, canonical) = parse_params::<AlignWordsParams>(params)?;
         let mut errors = Vec::new();
         if !WORD_SOURCES.contains(&p.source.as_str()) {
-            errors.push(ParamError::new("source", format!("unknown source `{}`", p.source)).hint(format!("sources: {}", WORD_SOURCES.join(", "))));
+            errors.push(
+                ParamError::new("source", format!("unknown source `{}`", p.source))
+                    .hint(format!("sources: {}", WORD_SOURCES.join(", "))),
+            );
         }
         if p.source != "table" && p.dir.is_none() {
-            errors.push(ParamError::new("dir", format!("source `{}` needs `dir`: a directory with one file per story", p.source)));
+            errors.push(ParamError::new(
+                "dir",
+                format!("source `{}` needs `dir`: a directory with one file per story", p.source),
+            ));
         }
         if errors.is_empty() {
             Ok(canonical)
@@ -83,7 +89,8 @@ impl Stage for AlignWords {
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: AlignWordsParams = typed_params(ctx.params)?;
-        let drop_owned: Vec<String> = params.drop.clone().unwrap_or_else(|| textgrid::LEBEL_DROP_WORDS.iter().map(|s| s.to_string()).collect());
+        let drop_owned: Vec<String> =
+            params.drop.clone().unwrap_or_else(|| textgrid::LEBEL_DROP_WORDS.iter().map(|s| s.to_string()).collect());
         let drop: Vec<&str> = drop_owned.iter().map(String::as_str).collect();
         let mut stories: Vec<StoryWords> = if params.source == "table" {
             tables::words_from_batch(&ctx.input_table("words")?)?
@@ -110,7 +117,8 @@ impl Stage for AlignWords {
                 if !params.stories.is_empty() && !params.stories.contains(&story) {
                     continue;
                 }
-                let words = read_word_file(&file, &params.source, &params.tier, &drop).map_err(|e| StageError::failed(e.to_string()))?;
+                let words = read_word_file(&file, &params.source, &params.tier, &drop)
+                    .map_err(|e| StageError::failed(e.to_string()))?;
                 out.push(StoryWords { story, words });
             }
             out
@@ -118,7 +126,9 @@ impl Stage for AlignWords {
         if !params.stories.is_empty() {
             for wanted in &params.stories {
                 if !stories.iter().any(|s| &s.story == wanted) {
-                    return Err(StageError::failed(format!("story `{wanted}` (in `stories`) has no words in the source")));
+                    return Err(StageError::failed(format!(
+                        "story `{wanted}` (in `stories`) has no words in the source"
+                    )));
                 }
             }
             stories.retain(|s| params.stories.contains(&s.story));
@@ -138,7 +148,10 @@ impl Stage for AlignWords {
             }
             story.words.sort_by(|a, b| a.onset.total_cmp(&b.onset));
             if story.words.is_empty() {
-                return Err(StageError::failed(format!("story `{}` has no words left after dropping markers", story.story)));
+                return Err(StageError::failed(format!(
+                    "story `{}` has no words left after dropping markers",
+                    story.story
+                )));
             }
         }
         if dropped > 0 {
@@ -148,7 +161,12 @@ impl Stage for AlignWords {
     }
 }
 
-fn read_word_file(path: &Path, source: &str, tier: &str, drop: &[&str]) -> Result<Vec<formats::words::Word>, formats::FormatError> {
+fn read_word_file(
+    path: &Path,
+    source: &str,
+    tier: &str,
+    drop: &[&str],
+) -> Result<Vec<formats::words::Word>, formats::FormatError> {
     match source {
         "textgrid" => textgrid::words_from_textgrid(path, tier, drop),
         "gentle" => formats::words::words_from_gentle_csv(path),
@@ -227,14 +245,21 @@ impl Stage for AlignTrs {
         let (p, canonical) = parse_params::<AlignTrsParams>(params)?;
         let mut errors = Vec::new();
         if !TR_SOURCES.contains(&p.source.as_str()) {
-            errors.push(ParamError::new("source", format!("unknown source `{}`", p.source)).hint(format!("sources: {}", TR_SOURCES.join(", "))));
+            errors.push(
+                ParamError::new("source", format!("unknown source `{}`", p.source))
+                    .hint(format!("sources: {}", TR_SOURCES.join(", "))),
+            );
         }
         if !(p.tr.is_finite() && p.tr > 0.0) {
             errors.push(ParamError::new("tr", "tr must be a positive number of seconds"));
         }
         match p.source.as_str() {
-            "respdict" if p.respdict.is_none() => errors.push(ParamError::new("respdict", "source `respdict` needs `respdict: path/to/respdict.json`")),
-            "counts" if p.counts.is_empty() => errors.push(ParamError::new("counts", "source `counts` needs `counts: {story: n_trs, ...}`")),
+            "respdict" if p.respdict.is_none() => {
+                errors.push(ParamError::new("respdict", "source `respdict` needs `respdict: path/to/respdict.json`"))
+            }
+            "counts" if p.counts.is_empty() => {
+                errors.push(ParamError::new("counts", "source `counts` needs `counts: {story: n_trs, ...}`"))
+            }
             "bids" if p.bold_json.is_none() || p.events.is_none() || p.story.is_none() || p.n_trs.is_none() => {
                 errors.push(ParamError::new("", "source `bids` needs `bold_json`, `events`, `story` and `n_trs`"))
             }
@@ -256,7 +281,10 @@ impl Stage for AlignTrs {
         let p: AlignTrsParams = typed_params(ctx.params)?;
         let grid_from = |counts: Vec<(String, usize)>| TrGrid {
             tr_seconds: p.tr,
-            stories: counts.into_iter().map(|(story, n)| StoryTrs { story, times: tables::tr_times(n, p.tr, p.lead_in, p.offset) }).collect(),
+            stories: counts
+                .into_iter()
+                .map(|(story, n)| StoryTrs { story, times: tables::tr_times(n, p.tr, p.lead_in, p.offset) })
+                .collect(),
         };
         let mut grid = match p.source.as_str() {
             "responses" => {
@@ -278,7 +306,10 @@ impl Stage for AlignTrs {
                 let timing = formats::bids::run_timing(&bold, &events, p.n_trs.unwrap_or(0), p.trial_type.as_deref())
                     .map_err(|e| StageError::failed(e.to_string()))?;
                 let times = timing.tr_times.iter().map(|t| t + p.offset * timing.tr_seconds).collect();
-                TrGrid { tr_seconds: timing.tr_seconds, stories: vec![StoryTrs { story: p.story.clone().unwrap_or_default(), times }] }
+                TrGrid {
+                    tr_seconds: timing.tr_seconds,
+                    stories: vec![StoryTrs { story: p.story.clone().unwrap_or_default(), times }],
+                }
             }
         };
         if !p.stories.is_empty() {

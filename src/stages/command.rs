@@ -73,16 +73,24 @@ impl Stage for Command {
         }
         match map.get("outputs") {
             None | Some(Value::Object(_)) | Some(Value::Array(_)) => {}
-            Some(_) => errors.push(ParamError::new("outputs", "`outputs` must map names to file names, or list file names")),
+            Some(_) => {
+                errors.push(ParamError::new("outputs", "`outputs` must map names to file names, or list file names"))
+            }
         }
         for (name, file) in output_files(params) {
             if file.is_empty() || file.contains("..") || file.starts_with('/') || file.starts_with("logs/") {
-                errors.push(ParamError::new(&format!("outputs.{name}"), format!("output file `{file}` must be a relative name inside the stage's directory")));
+                errors.push(ParamError::new(
+                    &format!("outputs.{name}"),
+                    format!("output file `{file}` must be a relative name inside the stage's directory"),
+                ));
             }
         }
         if let Some(files) = map.get("files") {
             if !files.as_array().is_some_and(|items| items.iter().all(Value::is_string)) {
-                errors.push(ParamError::new("files", "`files` must be a list of paths (scripts and data the command reads)"));
+                errors.push(ParamError::new(
+                    "files",
+                    "`files` must be a list of paths (scripts and data the command reads)",
+                ));
             }
         }
         if let Some(shell) = map.get("shell") {
@@ -197,8 +205,13 @@ impl Stage for Command {
         }
         for (name, file) in &outputs {
             if !ctx.out_dir.join(file).is_file() {
-                return Err(StageError::failed(format!("the command did not write its declared output `{name}` ({file})"))
-                    .with_hint(format!("write it to {{outputs.{name}}}, which expands to {}", ctx.out_dir.join(file).display())));
+                return Err(StageError::failed(format!(
+                    "the command did not write its declared output `{name}` ({file})"
+                ))
+                .with_hint(format!(
+                    "write it to {{outputs.{name}}}, which expands to {}",
+                    ctx.out_dir.join(file).display()
+                )));
             }
             ctx.add_file(name, file);
         }
@@ -207,7 +220,12 @@ impl Stage for Command {
 }
 
 impl Command {
-    fn expand(&self, ctx: &StageContext, placeholder: &str, outputs: &[(String, String)]) -> Result<String, StageError> {
+    fn expand(
+        &self,
+        ctx: &StageContext,
+        placeholder: &str,
+        outputs: &[(String, String)],
+    ) -> Result<String, StageError> {
         let (scope, name) = placeholder.split_once('.').unwrap_or((placeholder, ""));
         let path = match scope {
             "inputs" => {
@@ -240,10 +258,9 @@ impl Command {
 /// Declared outputs as (name, file), from a mapping or a list of file names.
 fn output_files(params: &Value) -> Vec<(String, String)> {
     match params.get("outputs") {
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(name, file)| (name.clone(), file.as_str().unwrap_or_default().to_string()))
-            .collect(),
+        Some(Value::Object(map)) => {
+            map.iter().map(|(name, file)| (name.clone(), file.as_str().unwrap_or_default().to_string())).collect()
+        }
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_str)

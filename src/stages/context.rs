@@ -38,20 +38,28 @@ impl InputArtifact {
                     self.stage,
                     names.join(", ")
                 ))
-                .with_hint(format!("write `{}.{}` in `inputs`", self.stage, names.first().unwrap_or(&"output"))));
+                .with_hint(format!(
+                    "write `{}.{}` in `inputs`",
+                    self.stage,
+                    names.first().unwrap_or(&"output")
+                )));
             }
         };
-        let entry = self.manifest.outputs.get(name).ok_or_else(|| {
-            StageError::failed(format!("input stage `{}` has no output `{name}`", self.stage))
-        })?;
+        let entry = self
+            .manifest
+            .outputs
+            .get(name)
+            .ok_or_else(|| StageError::failed(format!("input stage `{}` has no output `{name}`", self.stage)))?;
         Ok((name, self.dir.join(&entry.file)))
     }
 
     /// The path of output `name` of this input's stage.
     pub fn output_path(&self, name: &str) -> Result<PathBuf, StageError> {
-        let entry = self.manifest.outputs.get(name).ok_or_else(|| {
-            StageError::failed(format!("input stage `{}` has no output `{name}`", self.stage))
-        })?;
+        let entry = self
+            .manifest
+            .outputs
+            .get(name)
+            .ok_or_else(|| StageError::failed(format!("input stage `{}` has no output `{name}`", self.stage)))?;
         Ok(self.dir.join(&entry.file))
     }
 }
@@ -181,7 +189,12 @@ impl<'a> StageContext<'a> {
 
     /// Registers a file the stage wrote itself into `out_dir`.
     pub fn add_file(&mut self, name: &str, file: &str) {
-        self.outputs.push(WrittenOutput { name: name.to_string(), file: file.to_string(), format: "file".into(), shape: None });
+        self.outputs.push(WrittenOutput {
+            name: name.to_string(),
+            file: file.to_string(),
+            format: "file".into(),
+            shape: None,
+        });
     }
 
     /// Registers a log file (relative to `out_dir`); logs are kept, not hashed.

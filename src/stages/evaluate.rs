@@ -42,7 +42,8 @@ impl Columns {
         self.arrays.push(Arc::new(Float64Array::from(values)));
     }
     fn batch(self) -> Result<RecordBatch, StageError> {
-        RecordBatch::try_new(Arc::new(Schema::new(self.fields)), self.arrays).map_err(|e| StageError::failed(e.to_string()))
+        RecordBatch::try_new(Arc::new(Schema::new(self.fields)), self.arrays)
+            .map_err(|e| StageError::failed(e.to_string()))
     }
 }
 
@@ -98,7 +99,10 @@ impl Stage for Evaluate {
         let q = stats::benjamini_hochberg(&p);
         let significant: Vec<bool> = q.iter().map(|&q| q < params.fdr).collect();
 
-        let mut columns = Columns { fields: vec![Field::new("voxel", DataType::Int32, false)], arrays: vec![Arc::new(Int32Array::from((0..n_voxels as i32).collect::<Vec<_>>()))] };
+        let mut columns = Columns {
+            fields: vec![Field::new("voxel", DataType::Int32, false)],
+            arrays: vec![Arc::new(Int32Array::from((0..n_voxels as i32).collect::<Vec<_>>()))],
+        };
         columns.float("r", r.clone());
         columns.float("r2", r2.clone());
         columns.float("p", p);
@@ -115,12 +119,19 @@ impl Stage for Evaluate {
         summary.float("p90_r", vec![stats::percentile(&finite_r, 90.0)]);
         summary.float("p99_r", vec![stats::percentile(&finite_r, 99.0)]);
         summary.float("mean_r2", vec![mean(&r2)]);
-        summary.float("frac_significant", vec![significant.iter().filter(|s| **s).count() as f64 / n_voxels.max(1) as f64]);
+        summary.float(
+            "frac_significant",
+            vec![significant.iter().filter(|s| **s).count() as f64 / n_voxels.max(1) as f64],
+        );
 
         let mut ceiling_for_plot: Option<(Vec<f64>, &str)> = None;
         if ctx.has_input("repeats") {
             let repeats = ctx.input_matrix("repeats")?;
-            let trials: Vec<Matrix> = repeats.segment_ranges().into_iter().map(|(_, range)| repeats.matrix.select_rows(&range.collect::<Vec<_>>())).collect();
+            let trials: Vec<Matrix> = repeats
+                .segment_ranges()
+                .into_iter()
+                .map(|(_, range)| repeats.matrix.select_rows(&range.collect::<Vec<_>>()))
+                .collect();
             if let Some(bad) = trials.iter().find(|t| t.rows != actual.rows || t.cols != actual.cols) {
                 return Err(StageError::failed(format!(
                     "a test repeat is {}x{} but the test responses are {}x{}",
@@ -132,8 +143,11 @@ impl Stage for Evaluate {
                 let ceiling = stats::noise_ceiling(&refs).map_err(|e| StageError::failed(e.to_string()))?;
                 let normalized = ceiling.normalize(&r);
                 let single: Vec<f64> = {
-                    let per_trial: Vec<Vec<f64>> = trials.iter().map(|t| stats::pearson_columns(&predictions, t)).collect();
-                    (0..n_voxels).map(|v| per_trial.iter().map(|rs| rs[v]).sum::<f64>() / per_trial.len() as f64).collect()
+                    let per_trial: Vec<Vec<f64>> =
+                        trials.iter().map(|t| stats::pearson_columns(&predictions, t)).collect();
+                    (0..n_voxels)
+                        .map(|v| per_trial.iter().map(|rs| rs[v]).sum::<f64>() / per_trial.len() as f64)
+                        .collect()
                 };
                 columns.float("r_single_trial", single.clone());
                 columns.float("explainable_variance", ceiling.explainable_variance.clone());
@@ -148,14 +162,19 @@ impl Stage for Evaluate {
         if ctx.has_input("truth") {
             let truth = ctx.input_table("truth")?;
             let column = |name: &str| -> Result<Vec<f64>, StageError> {
-                let c = truth.column_by_name(name).ok_or_else(|| StageError::failed(format!("the truth table has no `{name}`")))?;
+                let c = truth
+                    .column_by_name(name)
+                    .ok_or_else(|| StageError::failed(format!("the truth table has no `{name}`")))?;
                 let c = arrow::compute::cast(c, &DataType::Float64).map_err(|e| StageError::failed(e.to_string()))?;
                 Ok(c.as_primitive::<Float64Type>().values().to_vec())
             };
             let ceiling = column("ceiling_mean")?;
             let snr = column("snr")?;
             if ceiling.len() != n_voxels {
-                return Err(StageError::failed(format!("the truth table has {} voxels, the predictions {n_voxels}", ceiling.len())));
+                return Err(StageError::failed(format!(
+                    "the truth table has {} voxels, the predictions {n_voxels}",
+                    ceiling.len()
+                )));
             }
             let signal: Vec<usize> = (0..n_voxels).filter(|&v| snr[v] > 0.0).collect();
             let noise: Vec<usize> = (0..n_voxels).filter(|&v| snr[v] <= 0.0).collect();

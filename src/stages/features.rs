@@ -242,7 +242,10 @@ impl Stage for FromTable {
     fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
         let (parsed, canonical) = parse_params::<FromTableParams>(params)?;
         if parsed.level != "word" && parsed.level != "tr" {
-            return Err(vec![ParamError::new("level", format!("level must be `word` or `tr`, got `{}`", parsed.level))]);
+            return Err(vec![ParamError::new(
+                "level",
+                format!("level must be `word` or `tr`, got `{}`", parsed.level),
+            )]);
         }
         Ok(canonical)
     }
@@ -284,7 +287,10 @@ impl Stage for FromTable {
         for i in 0..rows {
             for (c, column) in values.iter().enumerate() {
                 if column.is_null(i) || !column.value(i).is_finite() {
-                    return Err(StageError::failed(format!("feature table row {i}, column `{}`: missing or non-finite value", columns[c])));
+                    return Err(StageError::failed(format!(
+                        "feature table row {i}, column `{}`: missing or non-finite value",
+                        columns[c]
+                    )));
                 }
                 data.push(column.value(i) as f32);
             }
@@ -301,7 +307,11 @@ impl Stage for FromTable {
                 false => Vec::new(),
             }
         } else if ctx.has_input("trs") {
-            tables::grid_from_batch(&ctx.input_table("trs")?)?.stories.into_iter().map(|s| (s.story, s.times.len())).collect()
+            tables::grid_from_batch(&ctx.input_table("trs")?)?
+                .stories
+                .into_iter()
+                .map(|s| (s.story, s.times.len()))
+                .collect()
         } else {
             Vec::new()
         };

@@ -50,10 +50,14 @@ impl Stage for Lag {
         let params: LagParams = typed_params(ctx.params)?;
         let features = ctx.input_matrix("features")?;
         if features.segments.is_empty() {
-            return Err(StageError::failed("the features have no story segments, so delays cannot respect story boundaries"));
+            return Err(StageError::failed(
+                "the features have no story segments, so delays cannot respect story boundaries",
+            ));
         }
         if features.metadata.get("level").map(String::as_str) == Some("word") {
-            return Err(StageError::failed("these features are word-level").with_hint("put a `downsample` stage before `lag`"));
+            return Err(
+                StageError::failed("these features are word-level").with_hint("put a `downsample` stage before `lag`")
+            );
         }
         let lagged = signal::lag(&features.matrix, &features.segment_lengths(), &params.delays)
             .map_err(|e| StageError::failed(e.to_string()))?;

@@ -57,7 +57,10 @@ impl Stage for LoadTable {
         }
         let extension = extension(&parsed.path);
         if !["csv", "tsv", "txt", "parquet"].contains(&extension.as_str()) {
-            errors.push(ParamError::new("path", format!("cannot load `.{extension}` files as tables")).hint("use .csv, .tsv or .parquet"));
+            errors.push(
+                ParamError::new("path", format!("cannot load `.{extension}` files as tables"))
+                    .hint("use .csv, .tsv or .parquet"),
+            );
         }
         if errors.is_empty() {
             Ok(canonical)
@@ -131,7 +134,8 @@ impl Stage for LoadMatrix {
         let (parsed, canonical) = parse_params::<LoadMatrixParams>(params)?;
         let extension = extension(&parsed.path);
         if !["npy", "arrow", "feather", "parquet"].contains(&extension.as_str()) {
-            return Err(vec![ParamError::new("path", format!("cannot load `.{extension}` files as matrices")).hint("use .npy, .arrow or .parquet")]);
+            return Err(vec![ParamError::new("path", format!("cannot load `.{extension}` files as matrices"))
+                .hint("use .npy, .arrow or .parquet")]);
         }
         Ok(canonical)
     }

@@ -30,7 +30,10 @@ use crate::numeric::Matrix;
 pub enum TrimSpec {
     /// `lebel` ([10:-5]) or `none`.
     Preset(String),
-    Rows { start: usize, end: usize },
+    Rows {
+        start: usize,
+        end: usize,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,7 +56,10 @@ fn default_threshold() -> f64 {
     0.5
 }
 fn default_confounds() -> Vec<String> {
-    ["framewise_displacement", "trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"].iter().map(|s| s.to_string()).collect()
+    ["framewise_displacement", "trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 impl Default for MotionParams {
@@ -139,11 +145,17 @@ impl Stage for Prep {
         let mut errors = Vec::new();
         if let TrimSpec::Preset(name) = &p.trim {
             if name != "lebel" && name != "none" {
-                errors.push(ParamError::new("trim", format!("unknown trim preset `{name}`")).hint("use `lebel` ([10:-5]), `none`, or {start: N, end: M}"));
+                errors.push(
+                    ParamError::new("trim", format!("unknown trim preset `{name}`"))
+                        .hint("use `lebel` ([10:-5]), `none`, or {start: N, end: M}"),
+                );
             }
         }
         if !["none", "regress", "drop"].contains(&p.motion.mode.as_str()) {
-            errors.push(ParamError::new("motion.mode", format!("unknown mode `{}`: use none, regress or drop", p.motion.mode)));
+            errors.push(ParamError::new(
+                "motion.mode",
+                format!("unknown mode `{}`: use none, regress or drop", p.motion.mode),
+            ));
         }
         if p.test_stories.is_empty() {
             errors.push(ParamError::new("test_stories", "name at least one held-out story"));
@@ -161,7 +173,8 @@ impl Stage for Prep {
             return Err(StageError::failed("the responses have no story segments"));
         }
         check_finite(&responses, "responses")?;
-        let feature_roles: Vec<String> = ctx.inputs.keys().filter(|r| !RESERVED.contains(&r.as_str())).cloned().collect();
+        let feature_roles: Vec<String> =
+            ctx.inputs.keys().filter(|r| !RESERVED.contains(&r.as_str())).cloned().collect();
         if feature_roles.is_empty() {
             return Err(StageError::failed("prep needs at least one feature input besides `responses`")
                 .with_hint("add e.g. `inputs: {responses: synth.responses, embedding: lag_emb}`"));
@@ -170,22 +183,30 @@ impl Stage for Prep {
         for role in &feature_roles {
             let features = ctx.input_matrix(role)?;
             if features.metadata.get("level").map(String::as_str) == Some("word") {
-                return Err(StageError::failed(format!("feature input `{role}` is word-level")).with_hint("downsample it to TRs (and lag it) first"));
+                return Err(StageError::failed(format!("feature input `{role}` is word-level"))
+                    .with_hint("downsample it to TRs (and lag it) first"));
             }
             check_finite(&features, role)?;
             feature_sets.push((role.clone(), features));
         }
         for story in &params.test_stories {
             if !responses.segments.iter().any(|s| &s.name == story) {
-                return Err(StageError::failed(format!("test story `{story}` is not in the responses"))
-                    .with_hint(format!("stories: {}", responses.segments.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))));
+                return Err(StageError::failed(format!("test story `{story}` is not in the responses")).with_hint(
+                    format!(
+                        "stories: {}",
+                        responses.segments.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
             }
         }
         let (trim_start, trim_end) = params.trim();
         let confounds = match ctx.has_input("confounds") {
             true => Some(read_confounds(&ctx.input_table("confounds")?, &params.motion.columns)?),
             false if params.motion.mode != "none" => {
-                return Err(StageError::failed(format!("motion mode `{}` needs a `confounds` input", params.motion.mode)))
+                return Err(StageError::failed(format!(
+                    "motion mode `{}` needs a `confounds` input",
+                    params.motion.mode
+                )))
             }
             false => None,
         };
@@ -198,10 +219,13 @@ impl Stage for Prep {
             let n = range.len();
             let mut parts = Vec::new();
             for (role, features) in &feature_sets {
-                let (_, feature_range) = features.segment_ranges().into_iter().find(|(name, _)| *name == story).ok_or_else(|| {
-                    StageError::failed(format!("story `{story}` has responses but no rows in feature input `{role}`"))
+                let (_, feature_range) =
+                    features.segment_ranges().into_iter().find(|(name, _)| *name == story).ok_or_else(|| {
+                        StageError::failed(format!(
+                            "story `{story}` has responses but no rows in feature input `{role}`"
+                        ))
                         .with_hint("the feature and response stories must match by name")
-                })?;
+                    })?;
                 if feature_range.len() != n {
                     return Err(StageError::failed(format!(
                         "story `{story}`: feature input `{role}` has {} TRs but the responses have {n}",
@@ -218,19 +242,28 @@ impl Stage for Prep {
             }
             let mut y = responses.matrix.select_rows(&range.collect::<Vec<_>>());
             if let (Some(confounds), "regress") = (&confounds, params.motion.mode.as_str()) {
-                let c = confounds.get(&story).ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;
+                let c = confounds
+                    .get(&story)
+                    .ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;
                 if c.rows != n {
-                    return Err(StageError::failed(format!("story `{story}`: the confounds table has {} TRs but the responses have {n}", c.rows)));
+                    return Err(StageError::failed(format!(
+                        "story `{story}`: the confounds table has {} TRs but the responses have {n}",
+                        c.rows
+                    )));
                 }
                 regress_out(&mut y, c);
             }
             let kept = signal::trim(&[n], trim_start, trim_end).map_err(|_| {
-                StageError::failed(format!("story `{story}` has {n} TRs, too few to trim {trim_start} at the start and {trim_end} at the end"))
+                StageError::failed(format!(
+                    "story `{story}` has {n} TRs, too few to trim {trim_start} at the start and {trim_end} at the end"
+                ))
             })?;
             let mut rows: Vec<usize> = signal::trimmed_rows(&kept);
             let is_test = params.test_stories.contains(&story);
             if let (Some(confounds), "drop", false) = (&confounds, params.motion.mode.as_str(), is_test) {
-                let c = confounds.get(&story).ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;
+                let c = confounds
+                    .get(&story)
+                    .ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;
                 let before = rows.len();
                 rows.retain(|&t| t >= c.rows || (c.get(t, 0) as f64) <= params.motion.threshold);
                 dropped += before - rows.len();
@@ -243,7 +276,10 @@ impl Stage for Prep {
             return Err(StageError::failed("every story is a test story: nothing left to train on"));
         }
         if dropped > 0 {
-            ctx.warn(format!("dropped {dropped} training TRs with framewise displacement above {}", params.motion.threshold));
+            ctx.warn(format!(
+                "dropped {dropped} training TRs with framewise displacement above {}",
+                params.motion.threshold
+            ));
         }
         let (mut x_train, mut y_train) = train.finish();
         let (mut x_test, mut y_test) = test.finish();
@@ -258,7 +294,8 @@ impl Stage for Prep {
                 if !params.test_stories.contains(&story) {
                     continue;
                 }
-                let kept = signal::trim(&[range.len()], trim_start, trim_end).map_err(|e| StageError::failed(format!("repeat `{name}`: {e}")))?;
+                let kept = signal::trim(&[range.len()], trim_start, trim_end)
+                    .map_err(|e| StageError::failed(format!("repeat `{name}`: {e}")))?;
                 let rows: Vec<usize> = signal::trimmed_rows(&kept).into_iter().map(|r| r + range.start).collect();
                 let y = all.matrix.select_rows(&rows);
                 split.push(&name, Matrix::zeros(y.rows, 0), y);
@@ -277,7 +314,11 @@ impl Stage for Prep {
             let y_stats = ZScore::fit(&y_train.matrix);
             let constant = y_stats.constant_columns();
             if !constant.is_empty() {
-                ctx.warn(format!("{} voxel(s) constant over the training TRs, left at 0 (first: {})", constant.len(), constant[0]));
+                ctx.warn(format!(
+                    "{} voxel(s) constant over the training TRs, left at 0 (first: {})",
+                    constant.len(),
+                    constant[0]
+                ));
             }
             y_stats.apply(&mut y_train.matrix);
             y_stats.apply(&mut y_test.matrix);
@@ -323,8 +364,16 @@ impl Split {
     fn finish(self) -> (MatrixArtifact, MatrixArtifact) {
         let x_cols = self.x.first().map_or(0, |m| m.cols);
         let y_cols = self.y.first().map_or(0, |m| m.cols);
-        let x = if self.x.is_empty() { Matrix::zeros(0, x_cols) } else { Matrix::vstack(&self.x.iter().collect::<Vec<_>>()) };
-        let y = if self.y.is_empty() { Matrix::zeros(0, y_cols) } else { Matrix::vstack(&self.y.iter().collect::<Vec<_>>()) };
+        let x = if self.x.is_empty() {
+            Matrix::zeros(0, x_cols)
+        } else {
+            Matrix::vstack(&self.x.iter().collect::<Vec<_>>())
+        };
+        let y = if self.y.is_empty() {
+            Matrix::zeros(0, y_cols)
+        } else {
+            Matrix::vstack(&self.y.iter().collect::<Vec<_>>())
+        };
         (MatrixArtifact::with_segments(x, self.segments.clone()), MatrixArtifact::with_segments(y, self.segments))
     }
 }
@@ -356,14 +405,20 @@ fn check_finite(artifact: &MatrixArtifact, what: &str) -> Result<(), StageError>
                 tr = row - range.start;
             }
         }
-        return Err(StageError::failed(format!("{what}: story `{story}`, TR {tr}, column {col} is {}", m.data[position]))
-            .with_hint("remove or interpolate NaN/inf values (e.g. voxels outside the brain) before fitting"));
+        return Err(StageError::failed(format!(
+            "{what}: story `{story}`, TR {tr}, column {col} is {}",
+            m.data[position]
+        ))
+        .with_hint("remove or interpolate NaN/inf values (e.g. voxels outside the brain) before fitting"));
     }
     Ok(())
 }
 
 /// Confound columns per story.
-fn read_confounds(batch: &arrow::array::RecordBatch, columns: &[String]) -> Result<BTreeMap<String, Matrix>, StageError> {
+fn read_confounds(
+    batch: &arrow::array::RecordBatch,
+    columns: &[String],
+) -> Result<BTreeMap<String, Matrix>, StageError> {
     let story = batch
         .column_by_name("story")
         .and_then(|c| c.as_string_opt::<i32>())
@@ -372,9 +427,11 @@ fn read_confounds(batch: &arrow::array::RecordBatch, columns: &[String]) -> Resu
     let mut values = Vec::new();
     for name in columns {
         let column = batch.column_by_name(name).ok_or_else(|| {
-            StageError::failed(format!("the confounds table has no column `{name}`")).with_hint("set `motion.columns` to the confound names your table has")
+            StageError::failed(format!("the confounds table has no column `{name}`"))
+                .with_hint("set `motion.columns` to the confound names your table has")
         })?;
-        let cast = arrow::compute::cast(column, &DataType::Float64).map_err(|_| StageError::failed(format!("confound `{name}` is not numeric")))?;
+        let cast = arrow::compute::cast(column, &DataType::Float64)
+            .map_err(|_| StageError::failed(format!("confound `{name}` is not numeric")))?;
         values.push(cast.as_primitive::<Float64Type>().clone());
     }
     let mut per_story: BTreeMap<String, Vec<f32>> = BTreeMap::new();
@@ -386,7 +443,10 @@ fn read_confounds(batch: &arrow::array::RecordBatch, columns: &[String]) -> Resu
             row.push(if v.is_finite() { v as f32 } else { 0.0 });
         }
     }
-    Ok(per_story.into_iter().map(|(k, v)| (k, Matrix::from_vec(v.len() / columns.len().max(1), columns.len(), v))).collect())
+    Ok(per_story
+        .into_iter()
+        .map(|(k, v)| (k, Matrix::from_vec(v.len() / columns.len().max(1), columns.len(), v)))
+        .collect())
 }
 
 use arrow::array::Array;

@@ -79,7 +79,10 @@ impl Stage for LoadResponses {
         }
     }
     fn file_params(&self, params: &Value) -> Vec<(String, String)> {
-        ["dir", "mask"].iter().filter_map(|k| params.get(*k).and_then(Value::as_str).map(|p| (k.to_string(), p.to_string()))).collect()
+        ["dir", "mask"]
+            .iter()
+            .filter_map(|k| params.get(*k).and_then(Value::as_str).map(|p| (k.to_string(), p.to_string())))
+            .collect()
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: LoadResponsesParams = typed_params(ctx.params)?;
@@ -89,20 +92,31 @@ impl Stage for LoadResponses {
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().to_string_lossy().to_string();
-                extensions(&p.format).iter().find_map(|ext| name.strip_suffix(ext).map(|story| (story.to_string(), entry.path())))
+                extensions(&p.format)
+                    .iter()
+                    .find_map(|ext| name.strip_suffix(ext).map(|story| (story.to_string(), entry.path())))
             })
             .collect();
         files.sort();
         for wanted in &p.stories {
             if !files.iter().any(|(story, _)| story == wanted) {
-                return Err(StageError::failed(format!("story `{wanted}` has no {} file in {}", p.format, dir.display())));
+                return Err(StageError::failed(format!(
+                    "story `{wanted}` has no {} file in {}",
+                    p.format,
+                    dir.display()
+                )));
             }
         }
         if !p.stories.is_empty() {
             files.retain(|(story, _)| p.stories.contains(story));
         }
         if files.is_empty() {
-            return Err(StageError::failed(format!("{} has no {} files ({})", dir.display(), p.format, extensions(&p.format).join(", "))));
+            return Err(StageError::failed(format!(
+                "{} has no {} files ({})",
+                dir.display(),
+                p.format,
+                extensions(&p.format).join(", ")
+            )));
         }
         let mask = match (&p.format[..], &p.mask) {
             ("nifti", Some(mask)) => {

@@ -130,7 +130,10 @@ impl Stage for Ridge {
             errors.push(ParamError::new("score", format!("score must be `l2` or `pearson`, got `{}`", p.score)));
         }
         if !["story", "contiguous", "chunked"].contains(&p.folds.by.as_str()) {
-            errors.push(ParamError::new("folds.by", format!("unknown fold scheme `{}`: use story, contiguous or chunked", p.folds.by)));
+            errors.push(ParamError::new(
+                "folds.by",
+                format!("unknown fold scheme `{}`: use story, contiguous or chunked", p.folds.by),
+            ));
         }
         if p.folds.by != "story" && p.folds.k < 2 {
             errors.push(ParamError::new("folds.k", "k must be at least 2"));
@@ -140,8 +143,11 @@ impl Stage for Ridge {
         }
         if p.device != "cpu" {
             errors.push(
-                ParamError::new("device", format!("device `{}` is not available: this build runs ridge on the CPU", p.device))
-                    .hint("use `device: cpu`; the GPU path needs the libtorch stages"),
+                ParamError::new(
+                    "device",
+                    format!("device `{}` is not available: this build runs ridge on the CPU", p.device),
+                )
+                .hint("use `device: cpu`; the GPU path needs the libtorch stages"),
             );
         }
         if errors.is_empty() {
@@ -172,7 +178,8 @@ impl Stage for Ridge {
         let fail = |e: ridge::RidgeError| StageError::failed(e.to_string());
         let (best_alphas, cv_scores, weights, band_weights) = if p.banded {
             let bands = bands_of(&x_train)?;
-            let parts: Vec<Matrix> = bands.iter().map(|(start, width)| x_train.matrix.select_cols(*start, *width)).collect();
+            let parts: Vec<Matrix> =
+                bands.iter().map(|(start, width)| x_train.matrix.select_cols(*start, *width)).collect();
             let refs: Vec<&Matrix> = parts.iter().collect();
             let config = BandedConfig {
                 n_iter: p.n_iter,
@@ -185,7 +192,12 @@ impl Stage for Ridge {
             let result = ridge::banded_ridge_cv(&refs, &y_train.matrix, &folds, &config).map_err(fail)?;
             (result.best_alphas, result.cv_scores, result.weights, Some(result.gammas))
         } else {
-            let config = RidgeConfig { alphas: p.alphas.clone(), per_target_alpha: p.per_voxel, score, target_batch: p.target_batch };
+            let config = RidgeConfig {
+                alphas: p.alphas.clone(),
+                per_target_alpha: p.per_voxel,
+                score,
+                target_batch: p.target_batch,
+            };
             let result = ridge::ridge_cv(&x_train.matrix, &y_train.matrix, &folds, &config).map_err(fail)?;
             (result.best_alphas, result.cv_scores, result.weights, None)
         };
@@ -231,7 +243,9 @@ fn matrix_input(ctx: &StageContext, name: &str) -> Result<MatrixArtifact, StageE
         return ctx.input_matrix(name);
     }
     let data = ctx.input("data").map_err(|_| {
-        StageError::failed(format!("ridge needs `{name}`: give a `data` input (a prep stage) or inputs named x_train, y_train, x_test"))
+        StageError::failed(format!(
+            "ridge needs `{name}`: give a `data` input (a prep stage) or inputs named x_train, y_train, x_test"
+        ))
     })?;
     Ok(crate::artifact::read_matrix(&data.output_path(name)?)?)
 }
@@ -265,9 +279,11 @@ fn make_folds(params: &FoldParams, x_train: &MatrixArtifact) -> Result<Vec<Fold>
 /// Column ranges of the feature bands recorded by prep.
 fn bands_of(x: &MatrixArtifact) -> Result<Vec<(usize, usize)>, StageError> {
     let text = x.metadata.get("bands").ok_or_else(|| {
-        StageError::failed("banded ridge needs feature bands").with_hint("give prep one input per feature space; it records the bands")
+        StageError::failed("banded ridge needs feature bands")
+            .with_hint("give prep one input per feature space; it records the bands")
     })?;
-    let bands: Vec<Value> = serde_json::from_str(text).map_err(|e| StageError::failed(format!("bad bands metadata: {e}")))?;
+    let bands: Vec<Value> =
+        serde_json::from_str(text).map_err(|e| StageError::failed(format!("bad bands metadata: {e}")))?;
     let out: Vec<(usize, usize)> = bands
         .iter()
         .map(|b| (b["start"].as_u64().unwrap_or(0) as usize, b["width"].as_u64().unwrap_or(0) as usize))

@@ -184,7 +184,8 @@ pub fn generate(params: &SynthParams) -> Result<SynthData, String> {
             }
         }
         let n_trs = ((t + params.lead_in + params.tail) / params.tr).ceil() as usize;
-        grid.stories.push(StoryTrs { story: name.clone(), times: tables::tr_times(n_trs, params.tr, params.lead_in, 0.5) });
+        grid.stories
+            .push(StoryTrs { story: name.clone(), times: tables::tr_times(n_trs, params.tr, params.lead_in, 0.5) });
         words.push(StoryWords { story: name.clone(), words: story });
     }
 
@@ -193,7 +194,11 @@ pub fn generate(params: &SynthParams) -> Result<SynthData, String> {
     let dim = params.embedding_dim + 1;
     let mut parts = Vec::new();
     for (story, trs) in words.iter().zip(&grid.stories) {
-        let real: Vec<&Word> = story.words.iter().filter(|w| !crate::formats::textgrid::is_dropped(&w.word, crate::formats::textgrid::LEBEL_DROP_WORDS)).collect();
+        let real: Vec<&Word> = story
+            .words
+            .iter()
+            .filter(|w| !crate::formats::textgrid::is_dropped(&w.word, crate::formats::textgrid::LEBEL_DROP_WORDS))
+            .collect();
         let mut values = Vec::with_capacity(real.len() * dim);
         for word in &real {
             values.extend(random_embedding(&word.word.to_lowercase(), params.embedding_dim, params.embedding_seed));
@@ -201,7 +206,8 @@ pub fn generate(params: &SynthParams) -> Result<SynthData, String> {
         }
         let values = Matrix::from_vec(real.len(), dim, values);
         let times: Vec<f64> = real.iter().map(|w| 0.5 * (w.onset + w.offset)).collect();
-        let out = signal::downsample(&values, &times, &trs.times, params.tr, &DownsampleMethod::LANCZOS3).map_err(|e| e.to_string())?;
+        let out = signal::downsample(&values, &times, &trs.times, params.tr, &DownsampleMethod::LANCZOS3)
+            .map_err(|e| e.to_string())?;
         parts.push(out);
     }
     let lengths: Vec<usize> = parts.iter().map(|m| m.rows).collect();
@@ -216,7 +222,16 @@ pub fn generate(params: &SynthParams) -> Result<SynthData, String> {
     let p = x.cols;
     let v = params.voxels;
     let scale = 1.0 / (p as f64).sqrt();
-    let true_weights = Matrix::from_vec(p, v, (0..p * v).map(|_| { let z: f64 = StandardNormal.sample(&mut rng); (z * scale) as f32 }).collect());
+    let true_weights = Matrix::from_vec(
+        p,
+        v,
+        (0..p * v)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                (z * scale) as f32
+            })
+            .collect(),
+    );
     let mut signal_matrix = crate::numeric::ridge::predict(&x, &true_weights);
     let signal_stats = ZScore::fit(&signal_matrix.select_rows(&(0..train_rows).collect::<Vec<_>>()));
     signal_stats.apply(&mut signal_matrix);
@@ -285,7 +300,8 @@ pub fn generate(params: &SynthParams) -> Result<SynthData, String> {
     let observe = |row: usize, rng: &mut ChaCha8Rng| -> Vec<f32> {
         (0..v)
             .map(|voxel| {
-                let mut value = gain[voxel] * signal_matrix.get(row, voxel) + (noise.sample(rng) * noise_sd[voxel]) as f32;
+                let mut value =
+                    gain[voxel] * signal_matrix.get(row, voxel) + (noise.sample(rng) * noise_sd[voxel]) as f32;
                 if let Some(artifact) = &artifact_rows {
                     value += artifact.get(row, voxel);
                 }
@@ -329,14 +345,17 @@ pub fn generate(params: &SynthParams) -> Result<SynthData, String> {
 }
 
 fn make_vocabulary(size: usize, rng: &mut ChaCha8Rng) -> Vec<String> {
-    const ONSETS: &[&str] = &["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "st", "tr"];
+    const ONSETS: &[&str] =
+        &["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "st", "tr"];
     const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ai", "ou"];
     let mut words = std::collections::BTreeSet::new();
     let mut out = Vec::with_capacity(size);
     while out.len() < size {
         let syllables = rng.random_range(1..=3);
         let word: String = (0..syllables)
-            .map(|_| format!("{}{}", ONSETS[rng.random_range(0..ONSETS.len())], VOWELS[rng.random_range(0..VOWELS.len())]))
+            .map(|_| {
+                format!("{}{}", ONSETS[rng.random_range(0..ONSETS.len())], VOWELS[rng.random_range(0..VOWELS.len())])
+            })
             .collect();
         if words.insert(word.clone()) {
             out.push(word);
@@ -424,14 +443,21 @@ pub fn write_lebel_layout(root: &std::path::Path, params: &SynthParams, subject:
             intervals: vec![Interval { xmin: 0.0, xmax: end, text: String::new() }],
         };
         let grid = TextGrid { xmin: 0.0, xmax: end, tiers: vec![phone_tier, word_tier] };
-        crate::formats::textgrid::write_textgrid(&grids.join(format!("{story}.TextGrid")), &grid, TextGridForm::Long, TextEncoding::Utf8)
-            .map_err(|e| e.to_string())?;
+        crate::formats::textgrid::write_textgrid(
+            &grids.join(format!("{story}.TextGrid")),
+            &grid,
+            TextGridForm::Long,
+            TextEncoding::Utf8,
+        )
+        .map_err(|e| e.to_string())?;
         let matrix = data.responses.matrix.select_rows(&range.clone().collect::<Vec<_>>());
         crate::formats::hdf5::write_hf5(&responses.join(format!("{story}.hf5")), &matrix).map_err(|e| e.to_string())?;
         counts.insert(story.clone(), range.len());
     }
-    crate::formats::respdict::write_respdict(&root.join("derivative/respdict.json"), &counts).map_err(|e| e.to_string())?;
-    crate::artifact::write_table(&root.join("truth.parquet"), &truth_table(&data.snr, params.repeats)).map_err(|e| e.to_string())?;
+    crate::formats::respdict::write_respdict(&root.join("derivative/respdict.json"), &counts)
+        .map_err(|e| e.to_string())?;
+    crate::artifact::write_table(&root.join("truth.parquet"), &truth_table(&data.snr, params.repeats))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -448,7 +474,8 @@ impl Stage for Synth {
         "the built-in dataset: stories, TR grid, voxel responses from a known encoding model, ground truth"
     }
     fn outputs(&self, params: &Value) -> Vec<String> {
-        let mut outputs: Vec<String> = ["words", "trs", "responses", "repeats", "truth", "weights"].iter().map(|s| s.to_string()).collect();
+        let mut outputs: Vec<String> =
+            ["words", "trs", "responses", "repeats", "truth", "weights"].iter().map(|s| s.to_string()).collect();
         if params.get("motion").and_then(Value::as_bool).unwrap_or(false) {
             outputs.push("confounds".into());
         }
@@ -467,7 +494,8 @@ impl Stage for Synth {
             errors.push(ParamError::new("voxels", "voxels, embedding_dim and vocabulary must be at least 1"));
         }
         if !(p.snr[0] > 0.0 && p.snr[1] >= p.snr[0] && p.snr[1].is_finite()) {
-            errors.push(ParamError::new("snr", format!("snr must be [low, high] with 0 < low <= high, got {:?}", p.snr)));
+            errors
+                .push(ParamError::new("snr", format!("snr must be [low, high] with 0 < low <= high, got {:?}", p.snr)));
         }
         if !(0.0..=1.0).contains(&p.noise_fraction) {
             errors.push(ParamError::new("noise_fraction", "noise_fraction must be between 0 and 1"));

@@ -66,7 +66,11 @@ pub fn words_to_batch(stories: &[StoryWords]) -> RecordBatch {
     RecordBatch::try_new(Arc::new(schema), columns).expect("word table schema")
 }
 
-fn string_column<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a arrow::array::StringArray, StageError> {
+fn string_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    what: &str,
+) -> Result<&'a arrow::array::StringArray, StageError> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_string_opt::<i32>())
@@ -74,7 +78,8 @@ fn string_column<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&
 }
 
 fn float_column(batch: &RecordBatch, name: &str, what: &str) -> Result<Float64Array, StageError> {
-    let column = batch.column_by_name(name).ok_or_else(|| StageError::failed(format!("{what} has no column `{name}`")))?;
+    let column =
+        batch.column_by_name(name).ok_or_else(|| StageError::failed(format!("{what} has no column `{name}`")))?;
     let cast = arrow::compute::cast(column, &DataType::Float64)
         .map_err(|_| StageError::failed(format!("{what}: column `{name}` is not numeric")))?;
     Ok(cast.as_primitive::<Float64Type>().clone())

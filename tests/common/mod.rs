@@ -89,7 +89,11 @@ pub fn python() -> PathBuf {
         return PathBuf::from(path);
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(path.exists(), "{} is missing: run scripts/setup-python.sh (the README's test command does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup-python.sh (the README's test command does)",
+        path.display()
+    );
     path
 }
 
