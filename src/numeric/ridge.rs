@@ -68,9 +68,7 @@ use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_s
 use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::linalg::triangular_solve::{
-    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
-};
+use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -194,12 +192,7 @@ pub enum RidgeError {
 
 /// Cross-validated ridge: scores every alpha on every fold, picks each
 /// target's alpha (or one shared alpha), and refits on all rows.
-pub fn ridge_cv(
-    x: &Matrix,
-    y: &Matrix,
-    folds: &[Fold],
-    config: &RidgeConfig,
-) -> Result<RidgeCvResult, RidgeError> {
+pub fn ridge_cv(x: &Matrix, y: &Matrix, folds: &[Fold], config: &RidgeConfig) -> Result<RidgeCvResult, RidgeError> {
     ridge_cv_with(x, y, folds, config, Overrides::default())
 }
 
@@ -213,11 +206,7 @@ pub fn fit_ridge(x: &Matrix, y: &Matrix, alphas: &[f64]) -> Result<Matrix, Ridge
 ///
 /// Panics when `x.cols != weights.rows`.
 pub fn predict(x: &Matrix, weights: &Matrix) -> Matrix {
-    assert_eq!(
-        x.cols, weights.rows,
-        "predict: X has {} columns but weights have {} rows",
-        x.cols, weights.rows
-    );
+    assert_eq!(x.cols, weights.rows, "predict: X has {} columns but weights have {} rows", x.cols, weights.rows);
     let mut out = Matrix::zeros(x.rows, weights.cols);
     matmul(
         MatMut::from_row_major_slice_mut(&mut out.data, x.rows, weights.cols),
@@ -239,8 +228,7 @@ pub fn folds_by_group(groups: &[usize]) -> Vec<Fold> {
     distinct
         .into_iter()
         .map(|g| {
-            let (validation, train): (Vec<usize>, Vec<usize>) =
-                (0..groups.len()).partition(|&i| groups[i] == g);
+            let (validation, train): (Vec<usize>, Vec<usize>) = (0..groups.len()).partition(|&i| groups[i] == g);
             Fold { train, validation }
         })
         .collect()
@@ -338,8 +326,7 @@ pub fn banded_ridge_cv(
         )));
     }
     let names: Vec<String> = (0..x_bands.len()).map(|b| format!("X band {b}")).collect();
-    let named: Vec<(&str, &Matrix)> =
-        names.iter().map(String::as_str).zip(x_bands.iter().copied()).collect();
+    let named: Vec<(&str, &Matrix)> = names.iter().map(String::as_str).zip(x_bands.iter().copied()).collect();
     check_inputs(&named, y)?;
     check_folds(folds, y.rows)?;
     check_alphas(&config.alphas)?;
@@ -359,15 +346,7 @@ pub fn banded_ridge_cv(
     let mut cv_scores = Matrix::zeros(config.n_iter, n_targets);
     for i in 0..config.n_iter {
         let gamma: Vec<f64> = samples.row(i).iter().map(|&g| g as f64).collect();
-        let table = cv_score_table(
-            &design,
-            &gamma,
-            y,
-            folds,
-            &config.alphas,
-            config.score,
-            config.target_batch,
-        )?;
+        let table = cv_score_table(&design, &gamma, y, folds, &config.alphas, config.score, config.target_batch)?;
         for t in 0..n_targets {
             let (a, score) = best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas);
             cv_scores.set(i, t, score as f32);
@@ -445,8 +424,7 @@ impl EigenExtra {
     /// The cheaper of the two and its flops.
     fn cheaper(n_train: f64, rank: f64, n_predictions: f64, n_targets: f64) -> (EigenExtra, f64) {
         let project = 2.0 * rank * n_train * n_targets;
-        let fold = 2.0 * rank * n_train * n_predictions
-            + 2.0 * n_predictions * (n_train - rank) * n_targets;
+        let fold = 2.0 * rank * n_train * n_predictions + 2.0 * n_predictions * (n_train - rank) * n_targets;
         if fold < project {
             (EigenExtra::Fold, fold)
         } else {
@@ -522,15 +500,11 @@ impl<'a> Design<'a> {
                 start - width..start
             })
             .collect();
-        let paths: Vec<Path> =
-            row_counts.map(|n| overrides.path.unwrap_or(Path::for_shape(n, x.cols))).collect();
+        let paths: Vec<Path> = row_counts.map(|n| overrides.path.unwrap_or(Path::for_shape(n, x.cols))).collect();
         let x64 = Mat::<f64>::from_fn(x.rows, x.cols, |i, j| x.get(i, j) as f64);
         let feature_gram = paths.contains(&Path::Svd).then(|| gram_of_rows(x64.transpose()));
         let band_kernels = if paths.contains(&Path::Kernel) {
-            band_ranges
-                .iter()
-                .map(|range| gram_of_rows(x64.subcols(range.start, range.len())))
-                .collect()
+            band_ranges.iter().map(|range| gram_of_rows(x64.subcols(range.start, range.len()))).collect()
         } else {
             Vec::new()
         };
@@ -609,34 +583,20 @@ impl<'a> Design<'a> {
     /// transposed), applied to `X_train^T Y_train`. Kernel path: `stacked[a] = K_val,train
     /// (K_train + alpha I)^-1`, applied to `Y_train` directly. `None` when an
     /// alpha is below `1e-10 * trace(Gram)` or a factorisation fails.
-    fn cholesky_operator(
-        &self,
-        gamma: &[f64],
-        fold: &Fold,
-        alphas: &[f64],
-    ) -> Option<FoldOperator> {
+    fn cholesky_operator(&self, gamma: &[f64], fold: &Fold, alphas: &[f64]) -> Option<FoldOperator> {
         let n_val = fold.validation.len();
         let (gram, rhs, scales, left) = match self.path(fold.train.len()) {
             Path::Svd => {
                 let scales = self.feature_scales(gamma);
                 let validation = self.rows64(&fold.validation);
-                let mut gram =
-                    self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
                 let par = Par::rayon(0);
-                matmul(
-                    gram.as_mut(),
-                    Accum::Add,
-                    validation.transpose(),
-                    validation.as_ref(),
-                    -1.0,
-                    par,
-                );
+                matmul(gram.as_mut(), Accum::Add, validation.transpose(), validation.as_ref(), -1.0, par);
                 scale_symmetric(&mut gram, &scales);
                 let mut rhs = validation.transpose().to_owned();
                 scale_rows(&mut rhs, &scales);
                 let train = &fold.train;
-                let left =
-                    Mat::<f32>::from_fn(train.len(), self.x.cols, |i, j| self.x.get(train[i], j));
+                let left = Mat::<f32>::from_fn(train.len(), self.x.cols, |i, j| self.x.get(train[i], j));
                 (gram, rhs, Some(scales), Some(left))
             }
             Path::Kernel => {
@@ -662,13 +622,8 @@ impl<'a> Design<'a> {
                 let scratch = cholesky_in_place_scratch::<f64>(rank, Par::Seq, Default::default());
                 let mut memory = MemBuffer::new(scratch);
                 let stack = MemStack::new(&mut memory);
-                let factor = cholesky_in_place(
-                    system.as_mut(),
-                    Default::default(),
-                    Par::Seq,
-                    stack,
-                    Default::default(),
-                );
+                let factor =
+                    cholesky_in_place(system.as_mut(), Default::default(), Par::Seq, stack, Default::default());
                 if factor.is_err() {
                     return false;
                 }
@@ -720,41 +675,20 @@ impl<'a> Design<'a> {
             EigenExtra::Fold => {
                 let mut folded = Mat::<f32>::zeros(fold.train.len(), alphas.len() * n_val);
                 let par = Par::rayon(0);
-                matmul(
-                    folded.as_mut(),
-                    Accum::Replace,
-                    spectrum.left.as_ref(),
-                    stacked_t.as_ref(),
-                    1.0,
-                    par,
-                );
+                matmul(folded.as_mut(), Accum::Replace, spectrum.left.as_ref(), stacked_t.as_ref(), 1.0, par);
                 Ok(FoldOperator { left: None, stacked_t: folded })
             }
         }
     }
 
-    fn decompose_fold(
-        &self,
-        gamma: &[f64],
-        fold: &Fold,
-        par: Par,
-    ) -> Result<FoldSpectrum, RidgeError> {
-        let what =
-            || format!("the eigensolver did not converge on a fold ({} rows)", fold.train.len());
+    fn decompose_fold(&self, gamma: &[f64], fold: &Fold, par: Par) -> Result<FoldSpectrum, RidgeError> {
+        let what = || format!("the eigensolver did not converge on a fold ({} rows)", fold.train.len());
         match self.path(fold.train.len()) {
             Path::Svd => {
                 let scales = self.feature_scales(gamma);
                 let validation = self.rows64(&fold.validation);
-                let mut gram =
-                    self.feature_gram.clone().expect("feature Gram computed for the SVD path");
-                matmul(
-                    gram.as_mut(),
-                    Accum::Add,
-                    validation.transpose(),
-                    validation.as_ref(),
-                    -1.0,
-                    par,
-                );
+                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                matmul(gram.as_mut(), Accum::Add, validation.transpose(), validation.as_ref(), -1.0, par);
                 scale_symmetric(&mut gram, &scales);
                 let (lambdas, mut vectors) = eigh_descending(gram, fold.train.len(), par, what)?;
                 scale_rows(&mut vectors, &scales);
@@ -776,13 +710,11 @@ impl<'a> Design<'a> {
     /// The refit's decomposition. The products with X (`X V` on the SVD
     /// path, `X^T U` on the kernel path) run in f32 on the f32 data.
     fn decompose_full(&self, gamma: &[f64], par: Par) -> Result<FullSpectrum, RidgeError> {
-        let what =
-            || format!("the eigensolver did not converge on X ({} x {})", self.x.rows, self.x.cols);
+        let what = || format!("the eigensolver did not converge on X ({} x {})", self.x.rows, self.x.cols);
         let scales = self.feature_scales(gamma);
         match self.path(self.x.rows) {
             Path::Svd => {
-                let mut gram =
-                    self.feature_gram.clone().expect("feature Gram computed for the SVD path");
+                let mut gram = self.feature_gram.clone().expect("feature Gram computed for the SVD path");
                 scale_symmetric(&mut gram, &scales);
                 let (lambdas, mut vectors) = eigh_descending(gram, self.x.rows, par, what)?;
                 scale_rows(&mut vectors, &scales);
@@ -798,14 +730,7 @@ impl<'a> Design<'a> {
                 let left = to_f32(vectors.as_ref());
                 // w = D b with b = (X D)^T U ..., so R = D^2 X^T U.
                 let mut right = Mat::<f32>::zeros(self.x.cols, left.ncols());
-                matmul(
-                    right.as_mut(),
-                    Accum::Replace,
-                    self.x.as_faer().transpose(),
-                    left.as_ref(),
-                    1.0,
-                    par,
-                );
+                matmul(right.as_mut(), Accum::Replace, self.x.as_faer().transpose(), left.as_ref(), 1.0, par);
                 if scales.iter().any(|&s| s != 1.0) {
                     for k in 0..right.ncols() {
                         for (f, scale) in scales.iter().enumerate() {
@@ -837,25 +762,13 @@ fn ridge_cv_with(
     // (compute-bound).
     let (full, table) = rayon::join(
         || design.decompose_full(&unit, Par::Seq),
-        || {
-            cv_score_table(
-                &design,
-                &unit,
-                y,
-                folds,
-                &config.alphas,
-                config.score,
-                config.target_batch,
-            )
-        },
+        || cv_score_table(&design, &unit, y, folds, &config.alphas, config.score, config.target_batch),
     );
     let (full, table) = (full?, table?);
     drop(design);
     let n_alphas = config.alphas.len();
     let choice: Vec<usize> = if config.per_target_alpha {
-        (0..y.cols)
-            .map(|t| best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas).0)
-            .collect()
+        (0..y.cols).map(|t| best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas).0).collect()
     } else {
         let mut mean = vec![0.0; n_alphas];
         for t in 0..y.cols {
@@ -879,12 +792,7 @@ fn ridge_cv_with(
     Ok(RidgeCvResult { best_alphas, cv_scores, weights })
 }
 
-fn fit_ridge_with(
-    x: &Matrix,
-    y: &Matrix,
-    alphas: &[f64],
-    overrides: Overrides,
-) -> Result<Matrix, RidgeError> {
+fn fit_ridge_with(x: &Matrix, y: &Matrix, alphas: &[f64], overrides: Overrides) -> Result<Matrix, RidgeError> {
     check_inputs(&[("X", x)], y)?;
     check_alphas(alphas)?;
     if alphas.len() != 1 && alphas.len() != y.cols {
@@ -897,8 +805,7 @@ fn fit_ridge_with(
     let design = Design::new(x, &[x.cols], [x.rows].into_iter(), overrides);
     let full = design.decompose_full(&[1.0], Par::rayon(0))?;
     let targets: Vec<usize> = (0..y.cols).collect();
-    let per_target: Vec<f64> =
-        (0..y.cols).map(|t| alphas[if alphas.len() == 1 { 0 } else { t }]).collect();
+    let per_target: Vec<f64> = (0..y.cols).map(|t| alphas[if alphas.len() == 1 { 0 } else { t }]).collect();
     let mut weights = Matrix::zeros(x.cols, y.cols);
     refit(y, &full, &targets, &per_target, DEFAULT_TARGET_BATCH, &mut weights);
     Ok(weights)
@@ -956,14 +863,7 @@ struct FoldScores<'a> {
 impl FoldScores<'_> {
     /// Adds `fold_weight` times the scores of targets `cols` to `out`
     /// (target-major, one entry per alpha).
-    fn add(
-        &self,
-        y: &Matrix,
-        cols: Range<usize>,
-        fold_weight: f64,
-        out: &mut [f64],
-        buffers: &mut ScoreBuffers,
-    ) {
+    fn add(&self, y: &Matrix, cols: Range<usize>, fold_weight: f64, out: &mut [f64], buffers: &mut ScoreBuffers) {
         let (fold, operator, n_alphas) = (self.fold, self.operator, self.n_alphas);
         let n_targets = cols.len();
         let n_train = fold.train.len();
@@ -971,13 +871,11 @@ impl FoldScores<'_> {
         let rank = operator.stacked_t.nrows();
 
         gather_columns(y, &fold.train, cols.clone(), &mut buffers.train_targets);
-        let train_targets =
-            MatRef::from_column_major_slice(&buffers.train_targets, n_train, n_targets);
+        let train_targets = MatRef::from_column_major_slice(&buffers.train_targets, n_train, n_targets);
         let rhs = match &operator.left {
             Some(left) => {
                 buffers.projected.resize(rank * n_targets, 0.0);
-                let projected =
-                    MatMut::from_column_major_slice_mut(&mut buffers.projected, rank, n_targets);
+                let projected = MatMut::from_column_major_slice_mut(&mut buffers.projected, rank, n_targets);
                 matmul(projected, Accum::Replace, left.transpose(), train_targets, 1.0, self.par);
                 MatRef::from_column_major_slice(&buffers.projected, rank, n_targets)
             }
@@ -1159,8 +1057,7 @@ fn eigh_descending(
     let n = gram.nrows();
     let mut vectors = Mat::<f64>::zeros(n, n);
     let mut values = Diag::<f64>::zeros(n);
-    let scratch =
-        self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
+    let scratch = self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
     let mut memory = MemBuffer::new(scratch);
     self_adjoint_evd(
         gram.as_ref(),
@@ -1175,8 +1072,7 @@ fn eigh_descending(
     let values = values.column_vector();
     let largest = (0..n).map(|k| values[k]).fold(0.0f64, f64::max);
     let tolerance = largest * n.max(other_dim) as f64 * f64::EPSILON;
-    let kept: Vec<usize> =
-        (0..n).rev().filter(|&k| values[k] > tolerance && largest > 0.0).collect();
+    let kept: Vec<usize> = (0..n).rev().filter(|&k| values[k] > tolerance && largest > 0.0).collect();
     let lambdas = kept.iter().map(|&k| values[k]).collect();
     let kept_vectors = Mat::from_fn(n, kept.len(), |i, j| vectors[(i, kept[j])]);
     Ok((lambdas, kept_vectors))
@@ -1252,10 +1148,7 @@ fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), RidgeError> {
             )));
         }
         if m.rows != y.rows {
-            return Err(RidgeError::Shape(format!(
-                "{name} has {} rows but Y has {}",
-                m.rows, y.rows
-            )));
+            return Err(RidgeError::Shape(format!("{name} has {} rows but Y has {}", m.rows, y.rows)));
         }
     }
     for (name, m) in xs.iter().copied().chain([("Y", y)]) {
@@ -1371,13 +1264,7 @@ mod tests {
     }
 
     /// `(X^T X + diag(penalties))^-1 X^T y` in f64, rows of X restricted to `rows`.
-    fn closed_form(
-        x: &Matrix,
-        y: &Matrix,
-        target: usize,
-        rows: &[usize],
-        penalties: &[f64],
-    ) -> Vec<f64> {
+    fn closed_form(x: &Matrix, y: &Matrix, target: usize, rows: &[usize], penalties: &[f64]) -> Vec<f64> {
         let x64 = to_f64(x);
         let p = x.cols;
         let mut gram = vec![vec![0.0; p]; p];
@@ -1415,18 +1302,12 @@ mod tests {
         for (n, p) in [(90, 30), (40, 70)] {
             let x = random_matrix(&mut rng, n, p);
             let y = signal_and_noise(&mut rng, &x, 6);
-            let alphas: Vec<f64> =
-                (0..6).map(|_| 10f64.powf(rng.random_range(-1.0..2.5))).collect();
+            let alphas: Vec<f64> = (0..6).map(|_| 10f64.powf(rng.random_range(-1.0..2.5))).collect();
             let weights = fit_ridge(&x, &y, &alphas).unwrap();
             let rows: Vec<usize> = (0..n).collect();
             for (t, &alpha) in alphas.iter().enumerate() {
                 let expected = closed_form(&x, &y, t, &rows, &vec![alpha; p]);
-                assert_close(
-                    &format!("n={n} p={p} target {t}"),
-                    &column(&weights, t),
-                    &expected,
-                    1e-4,
-                );
+                assert_close(&format!("n={n} p={p} target {t}"), &column(&weights, t), &expected, 1e-4);
             }
             let shared = fit_ridge(&x, &y, &alphas[..1]).unwrap();
             let expected = closed_form(&x, &y, 3, &rows, &vec![alphas[0]; p]);
@@ -1465,12 +1346,7 @@ mod tests {
                 }
             }
             for (label, table) in &tables[1..] {
-                assert_close(
-                    &format!("n={n} p={p} {label} vs {}", tables[0].0),
-                    table,
-                    &tables[0].1,
-                    1e-4,
-                );
+                assert_close(&format!("n={n} p={p} {label} vs {}", tables[0].0), table, &tables[0].1, 1e-4);
             }
         }
     }
@@ -1510,20 +1386,14 @@ mod tests {
             let x = random_matrix(&mut rng, n, p);
             let y = signal_and_noise(&mut rng, &x, 9);
             let alphas = vec![0.3, 3.0, 30.0, 300.0];
-            let config = RidgeConfig {
-                alphas: alphas.clone(),
-                per_target_alpha: true,
-                score: CvScore::L2,
-                target_batch: 4,
-            };
+            let config =
+                RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score: CvScore::L2, target_batch: 4 };
             let folds = folds_chunked(n, 4, 7, rng.random());
             let svd = ridge_cv_with(&x, &y, &folds, &config, on_path(Path::Svd)).unwrap();
             let kernel = ridge_cv_with(&x, &y, &folds, &config, on_path(Path::Kernel)).unwrap();
-            let scores =
-                |r: &RidgeCvResult| r.cv_scores.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            let scores = |r: &RidgeCvResult| r.cv_scores.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
             assert_close(&format!("cv scores n={n} p={p}"), &scores(&svd), &scores(&kernel), 1e-4);
-            let weights =
-                |r: &RidgeCvResult| r.weights.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
+            let weights = |r: &RidgeCvResult| r.weights.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
             let fit_svd = fit_ridge_with(&x, &y, &alphas[1..2], on_path(Path::Svd)).unwrap();
             let fit_kernel = fit_ridge_with(&x, &y, &alphas[1..2], on_path(Path::Kernel)).unwrap();
             let as_f64 = |m: &Matrix| m.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
@@ -1557,26 +1427,16 @@ mod tests {
                             let predicted: Vec<f32> = fold
                                 .validation
                                 .iter()
-                                .map(|&i| {
-                                    x64[i].iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() as f32
-                                })
+                                .map(|&i| x64[i].iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() as f32)
                                 .collect();
-                            let observed: Vec<f32> =
-                                fold.validation.iter().map(|&i| y.get(i, t)).collect();
+                            let observed: Vec<f32> = fold.validation.iter().map(|&i| y.get(i, t)).collect();
                             total += match score {
                                 CvScore::L2 => negative_mse(&observed, &predicted),
                                 CvScore::Pearson => {
-                                    let mean = observed.iter().map(|&v| v as f64).sum::<f64>()
-                                        / observed.len() as f64;
-                                    let centred: Vec<f32> = observed
-                                        .iter()
-                                        .map(|&v| (v as f64 - mean) as f32)
-                                        .collect();
-                                    let norm = centred
-                                        .iter()
-                                        .map(|&v| (v as f64).powi(2))
-                                        .sum::<f64>()
-                                        .sqrt();
+                                    let mean = observed.iter().map(|&v| v as f64).sum::<f64>() / observed.len() as f64;
+                                    let centred: Vec<f32> =
+                                        observed.iter().map(|&v| (v as f64 - mean) as f32).collect();
+                                    let norm = centred.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
                                     centred_pearson(&centred, norm, &predicted)
                                 }
                             };
@@ -1591,29 +1451,17 @@ mod tests {
     #[test]
     fn ridge_cv_matches_a_brute_force_search() {
         let mut rng = fresh_rng("ridge_cv_matches_a_brute_force_search");
-        for (n, p, score) in
-            [(100, 20, CvScore::L2), (60, 90, CvScore::Pearson), (100, 20, CvScore::Pearson)]
-        {
+        for (n, p, score) in [(100, 20, CvScore::L2), (60, 90, CvScore::Pearson), (100, 20, CvScore::Pearson)] {
             let x = random_matrix(&mut rng, n, p);
             let y = signal_and_noise(&mut rng, &x, 7);
             let alphas = vec![0.1, 1.0, 10.0, 100.0, 1000.0];
             let folds = folds_chunked(n, 5, 4, rng.random());
-            let config = RidgeConfig {
-                alphas: alphas.clone(),
-                per_target_alpha: true,
-                score,
-                target_batch: 3,
-            };
+            let config = RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score, target_batch: 3 };
             let result = ridge_cv(&x, &y, &folds, &config).unwrap();
             let expected = brute_force_scores(&x, &y, &folds, &alphas, &vec![1.0; p], score);
             for (a, row) in expected.iter().enumerate() {
                 let actual: Vec<f64> = result.cv_scores.row(a).iter().map(|&v| v as f64).collect();
-                assert_close(
-                    &format!("{score:?} scores of alpha {}", alphas[a]),
-                    &actual,
-                    row,
-                    1e-4,
-                );
+                assert_close(&format!("{score:?} scores of alpha {}", alphas[a]), &actual, row, 1e-4);
             }
             for t in 0..y.cols {
                 let scores: Vec<f64> = expected.iter().map(|row| row[t]).collect();
@@ -1640,30 +1488,20 @@ mod tests {
         let y = signal_and_noise(&mut rng, &x, 5);
         let alphas = vec![0.5, 5.0, 50.0, 500.0];
         let folds = folds_contiguous(80, 4);
-        let config = RidgeConfig {
-            alphas: alphas.clone(),
-            per_target_alpha: false,
-            score: CvScore::L2,
-            target_batch: 2,
-        };
+        let config =
+            RidgeConfig { alphas: alphas.clone(), per_target_alpha: false, score: CvScore::L2, target_batch: 2 };
         let result = ridge_cv(&x, &y, &folds, &config).unwrap();
-        let means: Vec<f64> = (0..alphas.len())
-            .map(|a| result.cv_scores.row(a).iter().map(|&v| v as f64).sum::<f64>() / 5.0)
-            .collect();
+        let means: Vec<f64> =
+            (0..alphas.len()).map(|a| result.cv_scores.row(a).iter().map(|&v| v as f64).sum::<f64>() / 5.0).collect();
         let best = alphas[best_alpha(&means, &alphas).0];
-        assert!(
-            result.best_alphas.iter().all(|&a| a == best),
-            "{:?} vs {best}",
-            result.best_alphas
-        );
+        assert!(result.best_alphas.iter().all(|&a| a == best), "{:?} vs {best}", result.best_alphas);
     }
 
     #[test]
     fn banded_ridge_matches_a_brute_force_search() {
         let mut rng = fresh_rng("banded_ridge_matches_a_brute_force_search");
         for (n, widths) in [(90, [6, 10]), (40, [30, 25])] {
-            let bands: Vec<Matrix> =
-                widths.iter().map(|&w| random_matrix(&mut rng, n, w)).collect();
+            let bands: Vec<Matrix> = widths.iter().map(|&w| random_matrix(&mut rng, n, w)).collect();
             let band_refs: Vec<&Matrix> = bands.iter().collect();
             let x = Matrix::hstack(&band_refs);
             let mut y = signal_and_noise(&mut rng, &bands[0], 6);
@@ -1685,18 +1523,13 @@ mod tests {
             let mut best = vec![(f64::NEG_INFINITY, 0usize, 0usize); y.cols];
             for i in 0..config.n_iter {
                 let gamma: Vec<f64> = result.samples.row(i).iter().map(|&g| g as f64).collect();
-                let shape: Vec<f64> =
-                    (0..x.cols).map(|j| 1.0 / gamma[usize::from(j >= widths[0])]).collect();
-                let table =
-                    brute_force_scores(&x, &y, &folds, &config.alphas, &shape, config.score);
+                let shape: Vec<f64> = (0..x.cols).map(|j| 1.0 / gamma[usize::from(j >= widths[0])]).collect();
+                let table = brute_force_scores(&x, &y, &folds, &config.alphas, &shape, config.score);
                 for t in 0..y.cols {
                     let scores: Vec<f64> = table.iter().map(|row| row[t]).collect();
                     let (a, score) = best_alpha(&scores, &config.alphas);
                     let actual = result.cv_scores.get(i, t) as f64;
-                    assert!(
-                        (actual - score).abs() <= 1e-4 * score.abs(),
-                        "sample {i} target {t}: {actual} vs {score}"
-                    );
+                    assert!((actual - score).abs() <= 1e-4 * score.abs(), "sample {i} target {t}: {actual} vs {score}");
                     if score > best[t].0 + f32::EPSILON as f64 {
                         best[t] = (score, i, a);
                     }
@@ -1712,19 +1545,12 @@ mod tests {
                     result.best_alphas[t],
                     config.alphas[a]
                 );
-                let gamma: Vec<f64> =
-                    result.samples.row(result.best_sample[t]).iter().map(|&g| g as f64).collect();
-                let penalties: Vec<f64> = (0..x.cols)
-                    .map(|j| result.best_alphas[t] / gamma[usize::from(j >= widths[0])])
-                    .collect();
+                let gamma: Vec<f64> = result.samples.row(result.best_sample[t]).iter().map(|&g| g as f64).collect();
+                let penalties: Vec<f64> =
+                    (0..x.cols).map(|j| result.best_alphas[t] / gamma[usize::from(j >= widths[0])]).collect();
                 let rows: Vec<usize> = (0..n).collect();
                 let expected = closed_form(&x, &y, t, &rows, &penalties);
-                assert_close(
-                    &format!("banded weights of target {t}"),
-                    &column(&result.weights, t),
-                    &expected,
-                    1e-4,
-                );
+                assert_close(&format!("banded weights of target {t}"), &column(&result.weights, t), &expected, 1e-4);
                 for (b, g) in gamma.iter().enumerate() {
                     let delta = result.deltas.get(b, t) as f64;
                     let expected_delta = (g / result.best_alphas[t]).ln();
@@ -1793,11 +1619,7 @@ mod tests {
         assert_eq!(chunked.len(), k);
         assert_partition(&chunked, n);
         assert_eq!(chunked, folds_chunked(n, k, 6, seed), "same seed, same folds");
-        assert_ne!(
-            chunked,
-            folds_chunked(n, k, 6, seed ^ 0x9e37_79b9),
-            "another seed, other folds"
-        );
+        assert_ne!(chunked, folds_chunked(n, k, 6, seed ^ 0x9e37_79b9), "another seed, other folds");
         for fold in &chunked {
             for piece in fold.validation.chunk_by(|a, b| b == &(a + 1)) {
                 assert!(piece[0] % 6 == 0, "chunks start on multiples of chunk_len: {piece:?}");
@@ -1823,12 +1645,7 @@ mod tests {
         let x = random_matrix(&mut rng, 30, 4);
         let y = random_matrix(&mut rng, 30, 3);
         let folds = folds_contiguous(30, 3);
-        let config = RidgeConfig {
-            alphas: vec![1.0],
-            per_target_alpha: true,
-            score: CvScore::L2,
-            target_batch: 8,
-        };
+        let config = RidgeConfig { alphas: vec![1.0], per_target_alpha: true, score: CvScore::L2, target_batch: 8 };
 
         let (row, col) = (rng.random_range(0..30), rng.random_range(0..4));
         let mut bad_x = x.clone();
@@ -1857,35 +1674,17 @@ mod tests {
             score: CvScore::L2,
             target_batch: 8,
         };
-        assert!(matches!(
-            banded_ridge_cv(&[&x, &band], &y, &folds, &banded),
-            Err(RidgeError::Shape(_))
-        ));
+        assert!(matches!(banded_ridge_cv(&[&x, &band], &y, &folds, &banded), Err(RidgeError::Shape(_))));
 
         let negative = RidgeConfig { alphas: vec![1.0, -2.0], ..config.clone() };
-        assert!(matches!(
-            ridge_cv(&x, &y, &folds, &negative),
-            Err(RidgeError::NonPositiveAlpha { index: 1, .. })
-        ));
-        assert!(matches!(
-            fit_ridge(&x, &y, &[0.0]),
-            Err(RidgeError::NonPositiveAlpha { index: 0, .. })
-        ));
+        assert!(matches!(ridge_cv(&x, &y, &folds, &negative), Err(RidgeError::NonPositiveAlpha { index: 1, .. })));
+        assert!(matches!(fit_ridge(&x, &y, &[0.0]), Err(RidgeError::NonPositiveAlpha { index: 0, .. })));
         let empty = vec![Fold { train: (0..30).collect(), validation: vec![] }];
-        assert!(matches!(
-            ridge_cv(&x, &y, &empty, &config),
-            Err(RidgeError::EmptyFold { fold: 0, .. })
-        ));
+        assert!(matches!(ridge_cv(&x, &y, &empty, &config), Err(RidgeError::EmptyFold { fold: 0, .. })));
         let overlap = vec![Fold { train: (0..20).collect(), validation: (19..30).collect() }];
-        assert!(matches!(
-            ridge_cv(&x, &y, &overlap, &config),
-            Err(RidgeError::FoldOverlap { fold: 0, row: 19 })
-        ));
+        assert!(matches!(ridge_cv(&x, &y, &overlap, &config), Err(RidgeError::FoldOverlap { fold: 0, row: 19 })));
         let outside = vec![Fold { train: (0..20).collect(), validation: vec![20, 35] }];
-        assert!(matches!(
-            ridge_cv(&x, &y, &outside, &config),
-            Err(RidgeError::FoldRowOutOfRange { row: 35, .. })
-        ));
+        assert!(matches!(ridge_cv(&x, &y, &outside, &config), Err(RidgeError::FoldRowOutOfRange { row: 35, .. })));
         assert!(matches!(ridge_cv(&x, &y, &[], &config), Err(RidgeError::NoFolds)));
         let zero_batch = RidgeConfig { target_batch: 0, ..config };
         assert!(matches!(ridge_cv(&x, &y, &folds, &zero_batch), Err(RidgeError::Config(_))));
