@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Schema};
+use arrow::datatypes::{DataType, Field, Float32Type, Schema};
 
 use crate::numeric::Matrix;
 
@@ -129,7 +129,6 @@ impl MatrixArtifact {
             .filter_map(|(k, v)| k.strip_prefix("voxflow.").map(|k| (k.to_string(), v.clone())))
             .filter(|(k, _)| !matches!(k.as_str(), "type" | "shape" | "dtype"))
             .collect();
-        let _ = batch.column_by_name("row").map(|r| r.as_primitive_opt::<Int32Type>());
         Ok(MatrixArtifact { matrix, segments, metadata })
     }
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
-use serde_json::Value;
 
 use crate::exec::{self, Force, Status};
 use crate::plan::{display_value, Pipeline};
@@ -207,9 +206,4 @@ pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
         .collect();
     let ticks = if x_numeric { None } else { Some(x_labels.as_slice()) };
     Some(plot::line_chart(&format!("{metric} by {x_axis}"), &x_axis, &metric, &series, ticks))
-}
-
-/// `Value` display for the matrix columns (kept for callers that build rows).
-pub fn cell(value: &Value) -> String {
-    display_value(value)
 }

@@ -187,6 +187,29 @@ pub fn key_record(
     Ok(KeyRecord { kind: stage.kind.kind().to_string(), version: stage.kind.version(), params, inputs, files })
 }
 
+/// The inputs of `stage` as the store holds them; its upstream results must be known.
+fn input_artifacts(
+    pipeline: &Pipeline,
+    store: &Store,
+    stage: &PlannedStage,
+    upstream: &[Option<Arc<Manifest>>],
+) -> BTreeMap<String, InputArtifact> {
+    stage
+        .inputs
+        .iter()
+        .map(|input| {
+            let manifest = upstream[input.upstream].clone().expect("upstream results are known before a stage runs");
+            let artifact = InputArtifact {
+                stage: pipeline.stages[input.upstream].name.clone(),
+                dir: store.object_dir(&manifest.key),
+                manifest,
+                output: input.output.clone(),
+            };
+            (input.role.clone(), artifact)
+        })
+        .collect()
+}
+
 fn set_path(value: &mut Value, path: &str, new: Value) {
     let mut current = value;
     for part in path.split('.') {
@@ -473,20 +496,7 @@ pub fn run_with(
                 used += cost;
                 running += 1;
                 reporter.stage_started(&stage.name);
-                let inputs: BTreeMap<String, InputArtifact> = stage
-                    .inputs
-                    .iter()
-                    .map(|input| {
-                        let manifest = upstream[input.upstream].clone().expect("inputs are done");
-                        let artifact = InputArtifact {
-                            stage: pipeline.stages[input.upstream].name.clone(),
-                            dir: store.object_dir(&manifest.key),
-                            manifest,
-                            output: input.output.clone(),
-                        };
-                        (input.role.clone(), artifact)
-                    })
-                    .collect();
+                let inputs = input_artifacts(pipeline, store, stage, &upstream);
                 let sender = sender.clone();
                 let force = options.force.covers(i);
                 let job = Job {
@@ -759,20 +769,7 @@ pub fn exec_stage(
                 .with_hint("the pipeline file or its inputs changed after the job was submitted; run again"));
         }
     }
-    let inputs = stage
-        .inputs
-        .iter()
-        .map(|input| {
-            let manifest = manifests[input.upstream].clone().expect("upstream resolved above");
-            let artifact = InputArtifact {
-                stage: pipeline.stages[input.upstream].name.clone(),
-                dir: store.object_dir(&manifest.key),
-                manifest,
-                output: input.output.clone(),
-            };
-            (input.role.clone(), artifact)
-        })
-        .collect();
+    let inputs = input_artifacts(pipeline, store, stage, &manifests);
     let threads = stage.resources.threads.unwrap_or(1).max(1);
     let job = Job {
         pipeline,

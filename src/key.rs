@@ -160,17 +160,14 @@ impl fmt::Display for Reason {
 }
 
 fn show(value: &Option<Value>) -> String {
-    match value {
-        None => "(unset)".into(),
-        Some(Value::String(s)) if s.len() > 60 => format!("{:?}...", &s[..57]),
-        Some(v) => {
-            let text = v.to_string();
-            if text.len() > 60 {
-                format!("{}...", &text[..57])
-            } else {
-                text
-            }
-        }
+    let text = match value {
+        None => return "(unset)".into(),
+        Some(v) => v.to_string(),
+    };
+    if text.chars().count() > 60 {
+        format!("{}...", text.chars().take(57).collect::<String>())
+    } else {
+        text
     }
 }
 
@@ -242,6 +239,14 @@ mod tests {
         assert_eq!(a.key(), b.key());
         let c = record(json!({"alpha": 10.5, "folds": {"k": 5, "by": "story"}}));
         assert_ne!(a.key(), c.key());
+    }
+
+    #[test]
+    fn long_values_are_cut_on_character_boundaries() {
+        let long = "é".repeat(80);
+        let reason = Reason::ParamChanged { path: "text".into(), old: Some(Value::String(long.clone())), new: None };
+        let shown = reason.to_string();
+        assert!(shown.starts_with("param `text` changed: \"éé") && shown.contains("... -> (unset)"), "{shown}");
     }
 
     #[test]

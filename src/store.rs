@@ -7,6 +7,8 @@
 //!   objects/<key>/<output files>  .arrow matrices, .parquet tables, files
 //!   objects/<key>/logs/           stdout/stderr of command stages
 //!   tmp/<key>.<pid>.<n>/          a stage being written (never read as a result)
+//!   failed/<key>/                 the staging directory (logs) of a failed stage
+//!   slurm-logs/<pipeline>/        logs of cluster jobs until their result lands
 //!   locks/<key>.lock              one writer per key across processes
 //!   runs/<pipeline>.state.json    each stage's last key record (for `why`)
 //!   runs/<pipeline>.last.json     the last run's outcome (for `report`)

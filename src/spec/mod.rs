@@ -339,7 +339,7 @@ impl SpecParser {
         match root.get("stages") {
             Some(Value::Object(stages)) if !stages.is_empty() => {
                 for (name, stage) in stages {
-                    if let Some(stage) = self.stage(name, stage, &spec.default_resources) {
+                    if let Some(stage) = self.stage(name, stage) {
                         spec.stages.push(stage);
                     }
                 }
@@ -558,7 +558,7 @@ impl SpecParser {
         resources
     }
 
-    fn stage(&mut self, name: &str, value: &Value, _defaults: &Resources) -> Option<StageSpec> {
+    fn stage(&mut self, name: &str, value: &Value) -> Option<StageSpec> {
         let path = format!("stages.{name}");
         if !is_identifier(name) {
             self.error(

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::tables::{self, StoryTrs, StoryWords, TrGrid};
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::formats::{self, textgrid};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,11 +78,7 @@ impl Stage for AlignWords {
                 format!("source `{}` needs `dir`: a directory with one file per story", p.source),
             ));
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
     fn file_params(&self, params: &Value) -> Vec<(String, String)> {
         params.get("dir").and_then(Value::as_str).map(|d| vec![("dir".to_string(), d.to_string())]).unwrap_or_default()
@@ -265,11 +261,7 @@ impl Stage for AlignTrs {
             }
             _ => {}
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
     fn file_params(&self, params: &Value) -> Vec<(String, String)> {
         ["respdict", "bold_json", "events"]

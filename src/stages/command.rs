@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{ParamError, Stage, StageContext, StageError};
+use super::{checked, ParamError, Stage, StageContext, StageError};
 
 pub struct Command;
 
@@ -98,11 +98,7 @@ impl Stage for Command {
                 errors.push(ParamError::new("shell", "`shell` must be a program name such as bash"));
             }
         }
-        if errors.is_empty() {
-            Ok(crate::key::canonical_value(params))
-        } else {
-            Err(errors)
-        }
+        checked(crate::key::canonical_value(params), errors)
     }
 
     fn file_params(&self, params: &Value) -> Vec<(String, String)> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::tables::{self};
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::signal::{self, DownsampleMethod};
 use crate::numeric::Matrix;
@@ -93,11 +93,7 @@ impl Stage for Downsample {
         if !["midpoint", "onset", "offset"].contains(&parsed.word_time.as_str()) {
             errors.push(ParamError::new("word_time", "word_time must be midpoint, onset or offset"));
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: DownsampleParams = typed_params(ctx.params)?;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::tables::{self, StoryWords};
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::{signal, Matrix};
 
@@ -187,11 +187,7 @@ impl Stage for TemporalBaseline {
         if !(parsed.length_scale.is_finite() && parsed.length_scale > 0.0) {
             errors.push(ParamError::new("length_scale", "length_scale must be a positive number of TRs"));
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: TemporalBaselineParams = typed_params(ctx.params)?;

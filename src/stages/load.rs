@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{self, MatrixArtifact};
 use crate::numeric::Matrix;
 
@@ -62,11 +62,7 @@ impl Stage for LoadTable {
                     .hint("use .csv, .tsv or .parquet"),
             );
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
 
     fn file_params(&self, params: &Value) -> Vec<(String, String)> {

@@ -114,6 +114,15 @@ pub fn parse_params<P: DeserializeOwned + Serialize>(params: &Value) -> Result<(
     Ok((parsed, canonical))
 }
 
+/// The canonical params when no problem was found, else the problems.
+pub fn checked(canonical: Value, errors: Vec<ParamError>) -> Result<Value, Vec<ParamError>> {
+    if errors.is_empty() {
+        Ok(canonical)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Reads canonical params back into the kind's params type at run time.
 pub fn typed_params<P: DeserializeOwned>(params: &Value) -> Result<P, StageError> {
     serde_json::from_value(params.clone()).map_err(|e| StageError::failed(format!("params: {e}")))

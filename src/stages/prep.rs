@@ -20,7 +20,7 @@ use arrow::datatypes::{DataType, Float64Type};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::signal::{self, ZScore};
 use crate::numeric::Matrix;
@@ -160,11 +160,7 @@ impl Stage for Prep {
         if p.test_stories.is_empty() {
             errors.push(ParamError::new("test_stories", "name at least one held-out story"));
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: PrepParams = typed_params(ctx.params)?;

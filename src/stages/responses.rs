@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::formats;
 use crate::numeric::Matrix;
@@ -72,11 +72,7 @@ impl Stage for LoadResponses {
         if p.nan != "error" && p.nan != "zero" {
             errors.push(ParamError::new("nan", "nan must be `error` or `zero`"));
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
     fn file_params(&self, params: &Value) -> Vec<(String, String)> {
         ["dir", "mask"]

@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::MatrixArtifact;
 use crate::numeric::ridge::{self, BandedConfig, CvScore, Fold, RidgeConfig};
 use crate::numeric::Matrix;
@@ -150,11 +150,7 @@ impl Stage for Ridge {
                 .hint("use `device: cpu`; the GPU path needs the libtorch stages"),
             );
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: RidgeParams = typed_params(ctx.params)?;

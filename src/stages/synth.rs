@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::features::random_embedding;
 use super::tables::{self, StoryTrs, StoryWords, TrGrid};
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::formats::words::Word;
 use crate::numeric::signal::{self, DownsampleMethod, ZScore};
@@ -509,11 +509,7 @@ impl Stage for Synth {
         if p.delays.is_empty() {
             errors.push(ParamError::new("delays", "give at least one delay"));
         }
-        if errors.is_empty() {
-            Ok(canonical)
-        } else {
-            Err(errors)
-        }
+        checked(canonical, errors)
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: SynthParams = typed_params(ctx.params)?;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 
 use super::StageError;
@@ -156,9 +156,4 @@ pub fn grid_from_batch(batch: &RecordBatch) -> Result<TrGrid, StageError> {
 /// LITcoder's code do).
 pub fn tr_times(n_trs: usize, tr_seconds: f64, lead_in: f64, offset: f64) -> Vec<f64> {
     (0..n_trs).map(|i| i as f64 * tr_seconds - lead_in + offset * tr_seconds).collect()
-}
-
-/// True when `batch` has a non-null column named `name`.
-pub fn has_column(batch: &RecordBatch, name: &str) -> bool {
-    batch.column_by_name(name).is_some_and(|c| c.null_count() < c.len() || c.is_empty())
 }
