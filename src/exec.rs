@@ -184,6 +184,11 @@ pub fn key_record(
         // The key sees the file's content, not where it lives.
         set_path(&mut params, param, Value::String("<content digest in files>".into()));
     }
+    // Where a stage runs is not what it computes: `device` is recorded in the
+    // manifest, never keyed (CPU and GPU results agree within tolerance).
+    if let Value::Object(map) = &mut params {
+        map.remove("device");
+    }
     Ok(KeyRecord { kind: stage.kind.kind().to_string(), version: stage.kind.version(), params, inputs, files })
 }
 
@@ -712,7 +717,8 @@ impl Job<'_> {
             finished_at: now_rfc3339(),
             voxflow_version: env!("CARGO_PKG_VERSION").to_string(),
             host: host_name(),
-            device,
+            // The device the stage says it used (`device: auto` may fall back to the CPU).
+            device: ctx.device.clone(),
             warnings: ctx.warnings.clone(),
             logs: ctx.logs.clone(),
             figures: ctx.figures.clone(),

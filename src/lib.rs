@@ -10,9 +10,11 @@
 
 pub mod artifact;
 pub mod compare;
+pub mod device;
 pub mod exec;
 pub mod formats;
 pub mod key;
+pub mod lm;
 pub mod numeric;
 pub mod plan;
 pub mod plot;

@@ -446,7 +446,15 @@ fn run(args: &RunArgs) -> i32 {
     };
     let options = RunOptions {
         jobs: args.jobs.unwrap_or(default_jobs).max(1),
-        gpus: 0,
+        // One GPU slot per visible CUDA device, asked only when a stage wants
+        // one (the first call initialises CUDA).
+        gpus: if executor.is_none()
+            && pipeline.stages.iter().any(|s| s.resources.gpu.unwrap_or(0) > 0 || s.kind.wants_gpu(&s.params))
+        {
+            voxflow::device::cuda_device_count()
+        } else {
+            0
+        },
         force,
         fail_fast: args.fail_fast,
         targets: if targets.is_empty() { None } else { Some(targets) },

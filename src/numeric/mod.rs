@@ -5,6 +5,8 @@
 
 pub mod matrix;
 pub mod ridge;
+#[cfg(feature = "torch")]
+pub mod ridge_torch;
 pub mod signal;
 pub mod stats;
 

@@ -963,7 +963,7 @@ fn centred_pearson(target: &[f32], target_norm: f64, prediction: &[f32]) -> f64 
 
 /// himalaya's choice: the argmax of `score + 1e-10 ln(alpha)`, first on ties;
 /// returns the index and that tilted score.
-fn best_alpha(scores: &[f64], alphas: &[f64]) -> (usize, f64) {
+pub(crate) fn best_alpha(scores: &[f64], alphas: &[f64]) -> (usize, f64) {
     let mut best = (0, f64::NEG_INFINITY);
     for (a, (&score, &alpha)) in scores.iter().zip(alphas).enumerate() {
         let tilted = score + 1e-10 * alpha.ln();
@@ -1137,7 +1137,7 @@ fn complement_fold(n: usize, validation: Vec<usize>) -> Fold {
     Fold { train, validation }
 }
 
-fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), RidgeError> {
+pub(crate) fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), RidgeError> {
     for (name, m) in xs.iter().copied().chain([("Y", y)]) {
         if m.data.len() != m.rows * m.cols {
             return Err(RidgeError::Shape(format!(
@@ -1164,7 +1164,7 @@ fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), RidgeError> {
     Ok(())
 }
 
-fn check_folds(folds: &[Fold], n_rows: usize) -> Result<(), RidgeError> {
+pub(crate) fn check_folds(folds: &[Fold], n_rows: usize) -> Result<(), RidgeError> {
     if folds.is_empty() {
         return Err(RidgeError::NoFolds);
     }
@@ -1186,7 +1186,7 @@ fn check_folds(folds: &[Fold], n_rows: usize) -> Result<(), RidgeError> {
     Ok(())
 }
 
-fn check_alphas(alphas: &[f64]) -> Result<(), RidgeError> {
+pub(crate) fn check_alphas(alphas: &[f64]) -> Result<(), RidgeError> {
     if alphas.is_empty() {
         return Err(RidgeError::NoAlphas);
     }
@@ -1196,7 +1196,7 @@ fn check_alphas(alphas: &[f64]) -> Result<(), RidgeError> {
     }
 }
 
-fn check_batch(target_batch: usize) -> Result<(), RidgeError> {
+pub(crate) fn check_batch(target_batch: usize) -> Result<(), RidgeError> {
     if target_batch == 0 {
         return Err(RidgeError::Config("target_batch must be at least 1".into()));
     }

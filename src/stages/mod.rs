@@ -15,6 +15,7 @@ mod downsample;
 mod evaluate;
 pub mod features;
 mod lag;
+mod lm;
 mod load;
 mod prep;
 mod responses;
@@ -84,6 +85,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &downsample::Downsample,
     &evaluate::Evaluate,
     &features::FromTable,
+    &lm::FeaturesLm,
     &features::RandomEmbedding,
     &features::TemporalBaseline,
     &features::WordRate,

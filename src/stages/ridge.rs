@@ -75,7 +75,8 @@ pub struct RidgeParams {
     pub concentration: f64,
     #[serde(default)]
     pub seed: u64,
-    /// `cpu` (default). GPU ridge comes with the libtorch stages.
+    /// `cpu` (default), `auto`, `cuda` or `cuda:N`: the CUDA path runs the
+    /// same algorithm in libtorch (`numeric::ridge_torch`).
     #[serde(default = "default_device")]
     pub device: String,
 }
@@ -114,6 +115,9 @@ impl Stage for Ridge {
     fn summary(&self) -> &'static str {
         "cross-validated ridge for many voxels: per-voxel alphas, folds by story, banded option"
     }
+    fn wants_gpu(&self, params: &Value) -> bool {
+        params.get("device").and_then(Value::as_str).is_some_and(|d| d != "cpu")
+    }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         ["alphas", "cv_scores", "weights", "predictions", "band_weights"].iter().map(|s| s.to_string()).collect()
     }
@@ -141,14 +145,19 @@ impl Stage for Ridge {
         if p.folds.chunk == 0 || p.target_batch == 0 {
             errors.push(ParamError::new("folds.chunk", "chunk and target_batch must be at least 1"));
         }
-        if p.device != "cpu" {
-            errors.push(
-                ParamError::new(
-                    "device",
-                    format!("device `{}` is not available: this build runs ridge on the CPU", p.device),
-                )
-                .hint("use `device: cpu`; the GPU path needs the libtorch stages"),
-            );
+        match crate::device::DeviceRequest::parse(&p.device) {
+            Err(message) => errors.push(ParamError::new("device", message)),
+            Ok(request) => {
+                if let Err((message, hint)) = request.validate() {
+                    errors.push(ParamError::new("device", message).hint(hint));
+                }
+                if p.banded && request != crate::device::DeviceRequest::Cpu {
+                    errors.push(
+                        ParamError::new("device", "banded ridge runs on the CPU only")
+                            .hint("use `device: cpu` with `banded: true`"),
+                    );
+                }
+            }
         }
         checked(canonical, errors)
     }
@@ -194,7 +203,25 @@ impl Stage for Ridge {
                 score,
                 target_batch: p.target_batch,
             };
-            let result = ridge::ridge_cv(&x_train.matrix, &y_train.matrix, &folds, &config).map_err(fail)?;
+            let device =
+                crate::device::DeviceRequest::parse(&p.device).map_err(StageError::failed)?.resolve(&ctx.device);
+            ctx.device = device.to_string();
+            let result = match device {
+                crate::device::Device::Cpu => ridge::ridge_cv(&x_train.matrix, &y_train.matrix, &folds, &config),
+                #[cfg(feature = "torch")]
+                crate::device::Device::Cuda(_) => crate::numeric::ridge_torch::ridge_cv_torch(
+                    &x_train.matrix,
+                    &y_train.matrix,
+                    &folds,
+                    &config,
+                    device.into(),
+                ),
+                #[cfg(not(feature = "torch"))]
+                crate::device::Device::Cuda(_) => {
+                    return Err(StageError::failed("ridge on CUDA needs the `torch` feature"));
+                }
+            }
+            .map_err(fail)?;
             (result.best_alphas, result.cv_scores, result.weights, None)
         };
         ctx.check_cancelled()?;

@@ -1,0 +1,141 @@
+//! Where a stage computes: `device: auto | cpu | cuda | cuda:N`.
+//!
+//! The scheduler gives a stage that wants a GPU one slot per visible GPU and
+//! hands it `cuda:<slot>` (see `exec.rs`); `auto` then means that GPU, and the
+//! CPU when the stage got no GPU slot (no GPU on the machine, or a build
+//! without the `torch` feature). `cuda` and `cuda:N` insist: validation fails
+//! where no CUDA device is visible. The device used goes into the manifest;
+//! `device` is never part of a cache key.
+
+use std::fmt;
+
+/// A `device:` param as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceRequest {
+    Auto,
+    Cpu,
+    /// `cuda` (None: the GPU the scheduler assigned, or 0) or `cuda:N`.
+    Cuda(Option<usize>),
+}
+
+/// The device a stage computes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda(usize),
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl DeviceRequest {
+    pub fn parse(text: &str) -> Result<DeviceRequest, String> {
+        match text {
+            "auto" => Ok(DeviceRequest::Auto),
+            "cpu" => Ok(DeviceRequest::Cpu),
+            "cuda" | "gpu" => Ok(DeviceRequest::Cuda(None)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(index)) => Ok(DeviceRequest::Cuda(Some(index))),
+                _ => Err(format!("unknown device `{other}`: use auto, cpu, cuda or cuda:N")),
+            },
+        }
+    }
+
+    /// Whether the stage should ask the scheduler for a GPU slot.
+    pub fn wants_gpu(self) -> bool {
+        !matches!(self, DeviceRequest::Cpu)
+    }
+
+    /// Checks the request against this machine at validation time: a CUDA
+    /// request where no CUDA device is visible is an error with the fix.
+    pub fn validate(self) -> Result<(), (String, String)> {
+        let count = cuda_device_count();
+        match self {
+            DeviceRequest::Cuda(index) if count == 0 => Err((
+                format!(
+                    "device `{}` asked for, but {}",
+                    index.map_or("cuda".to_string(), |i| format!("cuda:{i}")),
+                    if cfg!(feature = "torch") {
+                        "no CUDA device is visible to libtorch on this machine"
+                    } else {
+                        "this voxflow was built without the `torch` feature"
+                    }
+                ),
+                "use `device: auto` to run on the GPU when there is one and on the CPU otherwise, or `device: cpu`"
+                    .into(),
+            )),
+            DeviceRequest::Cuda(Some(index)) if index >= count => Err((
+                format!("device `cuda:{index}` asked for, but this machine shows {count} CUDA device(s)"),
+                format!("use cuda:0..cuda:{} or `device: auto`", count - 1),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The device to compute on, given the one the scheduler assigned
+    /// (`StageContext::device`: `cpu` or `cuda:N`).
+    pub fn resolve(self, assigned: &str) -> Device {
+        let assigned_gpu = assigned.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok());
+        match self {
+            DeviceRequest::Cpu => Device::Cpu,
+            DeviceRequest::Auto => match assigned_gpu {
+                Some(i) => Device::Cuda(i),
+                None if cuda_device_count() > 0 => Device::Cuda(0),
+                None => Device::Cpu,
+            },
+            DeviceRequest::Cuda(Some(i)) => Device::Cuda(i),
+            DeviceRequest::Cuda(None) => Device::Cuda(assigned_gpu.unwrap_or(0)),
+        }
+    }
+}
+
+/// CUDA devices libtorch sees (0 without the `torch` feature). Cached: the
+/// first call initialises CUDA.
+pub fn cuda_device_count() -> usize {
+    #[cfg(feature = "torch")]
+    {
+        static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *COUNT.get_or_init(|| if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 })
+    }
+    #[cfg(not(feature = "torch"))]
+    {
+        0
+    }
+}
+
+#[cfg(feature = "torch")]
+impl From<Device> for tch::Device {
+    fn from(device: Device) -> tch::Device {
+        match device {
+            Device::Cpu => tch::Device::Cpu,
+            Device::Cuda(i) => tch::Device::Cuda(i),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_resolves() {
+        assert_eq!(DeviceRequest::parse("cuda:1").unwrap(), DeviceRequest::Cuda(Some(1)));
+        assert!(DeviceRequest::parse("tpu").unwrap_err().contains("auto, cpu, cuda"));
+        assert_eq!(DeviceRequest::Cpu.resolve("cuda:0"), Device::Cpu);
+        assert_eq!(DeviceRequest::Auto.resolve("cuda:2"), Device::Cuda(2));
+        assert_eq!(DeviceRequest::Cuda(None).resolve("cuda:3"), Device::Cuda(3));
+        assert_eq!(DeviceRequest::Cuda(Some(1)).resolve("cpu"), Device::Cuda(1));
+        if cuda_device_count() == 0 {
+            assert_eq!(DeviceRequest::Auto.resolve("cpu"), Device::Cpu);
+            let (message, hint) = DeviceRequest::Cuda(None).validate().unwrap_err();
+            assert!(message.contains("device `cuda`"), "{message}");
+            assert!(hint.contains("device: auto"), "{hint}");
+        }
+    }
+}

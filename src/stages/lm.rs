@@ -1,0 +1,305 @@
+//! `features.lm`: hidden states of a transformer language model per word
+//! (pool `last` or `mean`) or per TR (pool `tr`: the mean over every token
+//! whose word falls in the TR, LITcoder's finding that all tokens of a TR
+//! beat the last one). One output per layer, `layer<N>` (0 = embeddings).
+//!
+//! Params: `model` (a directory with config.json, model.safetensors,
+//! tokenizer.json; hashed by content), `layers`, `context` (fullcontext,
+//! nocontext, halfcontext; see `lm::windows` for the exact definition),
+//! `lookback` (tokens), `pool`, `word_time` (for `pool: tr`),
+//! `batch_tokens` (padded tokens per forward pass), `device`.
+//!
+//! Needs the `torch` cargo feature (on by default); without it the kind
+//! still exists so that validation can say what is missing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{checked, parse_params, ParamError, Stage, StageContext, StageError};
+use crate::device::DeviceRequest;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmParams {
+    /// The model directory (Hugging Face layout), relative to the pipeline file.
+    pub model: String,
+    pub layers: Vec<usize>,
+    #[serde(default = "default_context")]
+    pub context: String,
+    #[serde(default = "default_lookback")]
+    pub lookback: usize,
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    #[serde(default = "default_word_time")]
+    pub word_time: String,
+    #[serde(default = "default_batch_tokens")]
+    pub batch_tokens: usize,
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_context() -> String {
+    "fullcontext".into()
+}
+fn default_lookback() -> usize {
+    128
+}
+fn default_pool() -> String {
+    "last".into()
+}
+fn default_word_time() -> String {
+    "midpoint".into()
+}
+fn default_batch_tokens() -> usize {
+    8192
+}
+fn default_device() -> String {
+    "auto".into()
+}
+
+pub struct FeaturesLm;
+
+impl Stage for FeaturesLm {
+    fn kind(&self) -> &'static str {
+        "features.lm"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn summary(&self) -> &'static str {
+        "language-model hidden states per word or per TR (BERT or GPT-2 layout, libtorch, CPU or CUDA)"
+    }
+    fn required_inputs(&self) -> &'static [&'static str] {
+        &["words"]
+    }
+    fn outputs(&self, params: &Value) -> Vec<String> {
+        params
+            .get("layers")
+            .and_then(Value::as_array)
+            .map(|layers| layers.iter().filter_map(Value::as_u64).map(|l| format!("layer{l}")).collect())
+            .unwrap_or_default()
+    }
+    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
+        params
+            .get("model")
+            .and_then(Value::as_str)
+            .map(|m| vec![("model".to_string(), m.to_string())])
+            .unwrap_or_default()
+    }
+    fn wants_gpu(&self, params: &Value) -> bool {
+        params
+            .get("device")
+            .and_then(Value::as_str)
+            .and_then(|d| DeviceRequest::parse(d).ok())
+            .is_some_and(DeviceRequest::wants_gpu)
+    }
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (p, canonical) = parse_params::<LmParams>(params)?;
+        let mut errors = Vec::new();
+        if !cfg!(feature = "torch") {
+            errors.push(
+                ParamError::new(
+                    "",
+                    "features.lm needs libtorch, and this voxflow was built without the `torch` feature",
+                )
+                .hint("build with the default features (`cargo build --release`, after scripts/setup-python.sh)"),
+            );
+        }
+        if p.layers.is_empty() {
+            errors.push(ParamError::new("layers", "give at least one layer (0 = embeddings)"));
+        }
+        let mut sorted = p.layers.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != p.layers.len() {
+            errors.push(ParamError::new("layers", "a layer is listed twice"));
+        }
+        if crate::lm::windows::ContextMode::parse(&p.context).is_none() {
+            errors.push(ParamError::new(
+                "context",
+                format!("unknown context `{}`: use fullcontext, nocontext or halfcontext", p.context),
+            ));
+        }
+        if p.lookback < 2 {
+            errors.push(ParamError::new("lookback", "lookback must be at least 2 tokens"));
+        }
+        if !["last", "mean", "tr"].contains(&p.pool.as_str()) {
+            errors.push(ParamError::new("pool", format!("unknown pool `{}`: use last, mean or tr", p.pool)));
+        }
+        if !["midpoint", "onset", "offset"].contains(&p.word_time.as_str()) {
+            errors.push(ParamError::new("word_time", "word_time must be midpoint, onset or offset"));
+        }
+        if p.batch_tokens == 0 {
+            errors.push(ParamError::new("batch_tokens", "batch_tokens must be positive"));
+        }
+        match DeviceRequest::parse(&p.device) {
+            Err(message) => errors.push(ParamError::new("device", message)),
+            Ok(request) => {
+                if let Err((message, hint)) = request.validate() {
+                    errors.push(ParamError::new("device", message).hint(hint));
+                }
+            }
+        }
+        checked(canonical, errors)
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        #[cfg(feature = "torch")]
+        {
+            torch::run(ctx)
+        }
+        #[cfg(not(feature = "torch"))]
+        {
+            let _ = ctx;
+            Err(StageError::failed("features.lm needs the `torch` feature")
+                .with_hint("build with the default features"))
+        }
+    }
+}
+
+#[cfg(feature = "torch")]
+mod torch {
+    use super::*;
+    use crate::artifact::{MatrixArtifact, Segment};
+    use crate::lm::extract::{extract_story, ExtractOptions, Pool, Strategy};
+    use crate::lm::model::LanguageModel;
+    use crate::lm::windows::ContextMode;
+    use crate::numeric::{signal, Matrix};
+    use crate::stages::tables;
+    use crate::stages::typed_params;
+
+    pub fn run(ctx: &mut StageContext) -> Result<(), StageError> {
+        let p: LmParams = typed_params(ctx.params)?;
+        let request = DeviceRequest::parse(&p.device).map_err(StageError::failed)?;
+        let device = request.resolve(&ctx.device);
+        if let crate::device::Device::Cuda(i) = device {
+            if crate::device::cuda_device_count() <= i {
+                return Err(StageError::failed(format!("device {device} is not available on this machine"))
+                    .with_hint("use `device: auto` to fall back to the CPU"));
+            }
+        }
+        ctx.device = device.to_string();
+        tch::set_num_threads(ctx.threads.max(1) as i32);
+        let dir = ctx.resolve(&p.model);
+        let fix = "point `model:` at a directory with config.json, model.safetensors and tokenizer.json";
+        let model = LanguageModel::load(&dir, device.into())
+            .map_err(|e| StageError::failed(format!("model {}: {e}", dir.display())).with_hint(fix))?;
+        let pool = match p.pool.as_str() {
+            "mean" => Pool::Mean,
+            "tr" => Pool::Tokens,
+            _ => Pool::Last,
+        };
+        let options = ExtractOptions {
+            layers: p.layers.clone(),
+            mode: ContextMode::parse(&p.context).expect("checked"),
+            lookback: p.lookback,
+            pool,
+            batch_tokens: p.batch_tokens,
+            strategy: Strategy::Shared,
+        };
+        crate::lm::extract::check_options(&model, &options).map_err(|e| StageError::failed(e.to_string()))?;
+        let words = tables::words_from_batch(&ctx.input_table("words")?)?;
+        let grid = if pool == Pool::Tokens {
+            if !ctx.has_input("trs") {
+                return Err(StageError::failed("`pool: tr` needs the TR grid")
+                    .with_hint("add `trs: <align.trs stage>` to the inputs, or use pool: last or mean"));
+            }
+            Some(tables::grid_from_batch(&ctx.input_table("trs")?)?)
+        } else {
+            None
+        };
+
+        let hidden = model.config.hidden;
+        let mut per_layer: Vec<Vec<Matrix>> = p.layers.iter().map(|_| Vec::new()).collect();
+        let mut segments = Vec::new();
+        let mut unknown: Vec<String> = Vec::new();
+        let mut empty_words = 0usize;
+        let (mut passes, mut tokens, mut processed) = (0usize, 0usize, 0usize);
+        let total_stories = words.len() as u64;
+        for (done, story) in words.iter().enumerate() {
+            let texts: Vec<&str> = story.words.iter().map(|w| w.word.as_str()).collect();
+            let tokenized = model
+                .tokenize_words(&texts)
+                .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
+            unknown.extend(tokenized.unknown_words.iter().cloned());
+            empty_words += tokenized.spans.iter().filter(|s| s.is_empty()).count();
+            let states = extract_story(&model, &tokenized, &options, |_, _| ())
+                .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
+            passes += states.passes;
+            tokens += tokenized.ids.len();
+            processed += states.tokens_processed;
+            match &grid {
+                None => {
+                    segments.push(Segment { name: story.story.clone(), rows: story.words.len() });
+                    for (out, m) in per_layer.iter_mut().zip(states.layers) {
+                        out.push(m);
+                    }
+                }
+                Some(grid) => {
+                    let Some(trs) = grid.story(&story.story) else { continue };
+                    // Each token at its word's time; the TR's row is the mean of its tokens.
+                    let mut times = Vec::with_capacity(tokenized.ids.len());
+                    for (word, span) in story.words.iter().zip(&tokenized.spans) {
+                        let t = match p.word_time.as_str() {
+                            "onset" => word.onset,
+                            "offset" => word.offset,
+                            _ => 0.5 * (word.onset + word.offset),
+                        };
+                        times.extend(std::iter::repeat_n(t, span.len()));
+                    }
+                    for (out, m) in per_layer.iter_mut().zip(states.layers) {
+                        let binned = signal::downsample(
+                            &m,
+                            &times,
+                            &trs.times,
+                            grid.tr_seconds,
+                            &signal::DownsampleMethod::Average,
+                        )
+                        .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
+                        out.push(binned);
+                    }
+                    segments.push(Segment { name: story.story.clone(), rows: trs.times.len() });
+                }
+            }
+            ctx.progress(done as u64 + 1, total_stories);
+            ctx.check_cancelled()?;
+        }
+        if let Some(grid) = &grid {
+            if let Some(missing) = grid.stories.iter().find(|s| !words.iter().any(|w| w.story == s.story)) {
+                return Err(StageError::failed(format!("story `{}` has a TR grid but no words", missing.story))
+                    .with_hint("the words table must cover every story of the TR grid"));
+            }
+        }
+        if !unknown.is_empty() {
+            unknown.sort();
+            unknown.dedup();
+            let shown: Vec<&str> = unknown.iter().take(8).map(String::as_str).collect();
+            ctx.warn(format!(
+                "{} distinct word(s) map to the tokenizer's unknown token, e.g. {}; their features carry no word identity (check the text's encoding, or use a model whose vocabulary covers it)",
+                unknown.len(),
+                shown.join(", ")
+            ));
+        }
+        if empty_words > 0 {
+            ctx.warn(format!("{empty_words} word(s) have no tokens (empty text); their rows are zero"));
+        }
+        tracing::info!(
+            stage = ctx.name,
+            "{}",
+            format!(
+                "{tokens} tokens, {passes} forward passes, {processed} padded tokens processed ({:.2} per token) on {}",
+                processed as f64 / tokens.max(1) as f64,
+                ctx.device
+            )
+        );
+        for (layer, parts) in p.layers.iter().zip(per_layer) {
+            let refs: Vec<&Matrix> = parts.iter().collect();
+            let matrix = if refs.is_empty() { Matrix::zeros(0, hidden) } else { Matrix::vstack(&refs) };
+            let mut artifact = MatrixArtifact::with_segments(matrix, segments.clone());
+            artifact.metadata.insert("level".into(), if grid.is_some() { "tr" } else { "word" }.into());
+            artifact.metadata.insert("layer".into(), layer.to_string());
+            artifact.metadata.insert("model".into(), p.model.clone());
+            ctx.write_matrix(&format!("layer{layer}"), &artifact)?;
+        }
+        Ok(())
+    }
+}
