@@ -6,7 +6,8 @@
 //! cargo run --release --example ridge_bench -- --n 3000 --p 3072 --v 20000
 //! ```
 //! Options: `--alphas 10 --folds 5 --target-batch 1024 --seed 0`,
-//! `--skip-gemm` (only the fit). The last line is JSON for scripts.
+//! `--skip-gemm` (only the fit), `--stream` (weights handed over batch by
+//! batch, as the ridge stage writes them, instead of one p x v matrix). The last line is JSON for scripts.
 
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use faer::{Accum, Mat, Par};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use voxflow::numeric::ridge::{folds_contiguous, ridge_cv, CvScore, RidgeConfig};
+use voxflow::numeric::ridge::{folds_contiguous, ridge_cv, ridge_cv_streaming, CvScore, RidgeConfig};
 use voxflow::numeric::Matrix;
 
 struct Options {
@@ -27,6 +28,9 @@ struct Options {
     target_batch: usize,
     seed: u64,
     skip_gemm: bool,
+    /// Refit weights handed over batch by batch (`ridge_cv_streaming`, what
+    /// the ridge stage does) instead of returned as one p x v matrix.
+    stream: bool,
 }
 
 fn parse_options() -> Options {
@@ -39,11 +43,16 @@ fn parse_options() -> Options {
         target_batch: voxflow::numeric::ridge::DEFAULT_TARGET_BATCH,
         seed: 0,
         skip_gemm: false,
+        stream: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--skip-gemm" {
             options.skip_gemm = true;
+            continue;
+        }
+        if flag == "--stream" {
+            options.stream = true;
             continue;
         }
         let value = args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -154,11 +163,19 @@ fn main() {
         target_batch: options.target_batch,
     };
     let (start, cpu_start) = (Instant::now(), cpu_seconds());
-    let result = ridge_cv(&x, &y, &folds, &config).expect("ridge_cv on generated data");
+    if options.stream {
+        let mut checksum = 0.0f64;
+        let (alphas, _) = ridge_cv_streaming(&x, &y, &folds, &config, &mut |_, block| {
+            checksum += block.data.iter().map(|&w| w as f64).sum::<f64>();
+        })
+        .expect("ridge_cv_streaming on generated data");
+        std::hint::black_box((alphas, checksum));
+    } else {
+        let result = ridge_cv(&x, &y, &folds, &config).expect("ridge_cv on generated data");
+        std::hint::black_box(&result.weights);
+    }
     let fit_seconds = start.elapsed().as_secs_f64();
     let fit_cpu = cpu_seconds() - cpu_start;
-    std::hint::black_box(&result.weights);
-    drop(result);
     let input_bytes = 4 * (x.data.len() + y.data.len());
     println!(
         "voxflow ridge_cv n={} p={} v={} alphas={} folds={}: {fit_seconds:.2} s, {fit_cpu:.1} s CPU \

@@ -152,6 +152,76 @@ pub fn read_matrix(path: &Path) -> Result<MatrixArtifact, ArtifactError> {
         .map_err(|message| ArtifactError::Read { path: path.display().to_string(), message })
 }
 
+/// Writes a matrix artifact row block by row block, so that a stage never
+/// holds the whole matrix (the `ridge` stage's per-voxel weights). The file is
+/// the same as [`write_matrix`] writes without segments: one record batch per
+/// block; readers see one matrix.
+pub struct MatrixWriter {
+    writer: arrow::ipc::writer::FileWriter<std::io::BufWriter<File>>,
+    schema: Arc<Schema>,
+    cols: usize,
+    rows_expected: usize,
+    rows_written: usize,
+    path: String,
+}
+
+impl MatrixWriter {
+    /// A writer of a `rows x cols` matrix with `metadata` (keys without the
+    /// `voxflow.` prefix, as in [`MatrixArtifact::metadata`]).
+    pub fn create(
+        path: &Path,
+        rows: usize,
+        cols: usize,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<MatrixWriter, ArtifactError> {
+        let fail = |message: String| ArtifactError::Write { path: path.display().to_string(), message };
+        let mut meta: HashMap<String, String> =
+            metadata.iter().map(|(k, v)| (format!("voxflow.{k}"), v.clone())).collect();
+        meta.insert("voxflow.type".into(), "matrix".into());
+        meta.insert("voxflow.shape".into(), format!("[{rows}, {cols}]"));
+        meta.insert("voxflow.dtype".into(), "float32".into());
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let schema = Arc::new(Schema::new_with_metadata(
+            vec![Field::new("data", DataType::FixedSizeList(item, cols as i32), false)],
+            meta,
+        ));
+        let file = File::create(path).map_err(|e| fail(e.to_string()))?;
+        let writer = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &schema)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(MatrixWriter {
+            writer,
+            schema,
+            cols,
+            rows_expected: rows,
+            rows_written: 0,
+            path: path.display().to_string(),
+        })
+    }
+
+    /// Appends rows (row-major, a multiple of `cols` values).
+    pub fn write_rows(&mut self, values: Vec<f32>) -> Result<(), ArtifactError> {
+        let fail = |message: String| ArtifactError::Write { path: self.path.clone(), message };
+        let rows = values.len() / self.cols.max(1);
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let list = FixedSizeListArray::try_new(item, self.cols as i32, Arc::new(Float32Array::from(values)), None)
+            .map_err(|e| fail(e.to_string()))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(list) as ArrayRef])
+            .map_err(|e| fail(e.to_string()))?;
+        self.writer.write(&batch).map_err(|e| fail(e.to_string()))?;
+        self.rows_written += rows;
+        Ok(())
+    }
+
+    /// Closes the file; fails when the rows written differ from the shape declared.
+    pub fn finish(mut self) -> Result<(), ArtifactError> {
+        let fail = |message: String| ArtifactError::Write { path: self.path.clone(), message };
+        if self.rows_written != self.rows_expected {
+            return Err(fail(format!("{} rows written, {} declared", self.rows_written, self.rows_expected)));
+        }
+        self.writer.finish().map_err(|e| fail(e.to_string()))
+    }
+}
+
 /// Writes a table as Parquet (snappy).
 pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), ArtifactError> {
     let fail = |message: String| ArtifactError::Write { path: path.display().to_string(), message };
@@ -209,6 +279,18 @@ mod tests {
         let path = dir.join("m.arrow");
         write_matrix(&path, &artifact).unwrap();
         assert_eq!(read_matrix(&path).unwrap(), artifact);
+
+        // Written in blocks, read back as one matrix.
+        let whole = Matrix::from_vec(7, 5, (0..35).map(|i| i as f32 * 0.5).collect());
+        let streamed = dir.join("s.arrow");
+        let mut writer = MatrixWriter::create(&streamed, 7, 5, &BTreeMap::new()).unwrap();
+        writer.write_rows(whole.data[..15].to_vec()).unwrap();
+        writer.write_rows(whole.data[15..].to_vec()).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(read_matrix(&streamed).unwrap().matrix, whole);
+        let mut short = MatrixWriter::create(&dir.join("t.arrow"), 7, 5, &BTreeMap::new()).unwrap();
+        short.write_rows(whole.data[..10].to_vec()).unwrap();
+        assert!(short.finish().is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

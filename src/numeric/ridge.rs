@@ -60,7 +60,6 @@
 //! like himalaya, ties go to the larger alpha (a `1e-10 * ln(alpha)` slope).
 
 use std::ops::Range;
-use std::sync::Mutex;
 
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -744,12 +743,41 @@ impl<'a> Design<'a> {
     }
 }
 
+/// [`ridge_cv`] without holding the p x n_targets weights: each batch of
+/// refit weights goes to `sink` as `(its targets, p x batch block)`, batches
+/// in order, and the call returns the chosen alphas and the score table
+/// (n_alphas x n_targets). Beyond X and Y, memory stays at the Gram
+/// matrices, the refit's spectrum and one block per thread; the `ridge`
+/// stage writes the blocks to disk as they come.
+pub fn ridge_cv_streaming(
+    x: &Matrix,
+    y: &Matrix,
+    folds: &[Fold],
+    config: &RidgeConfig,
+    sink: &mut dyn FnMut(&[usize], &Matrix),
+) -> Result<(Vec<f64>, Matrix), RidgeError> {
+    let mut sink = Some(sink);
+    ridge_cv_inner(x, y, folds, config, Overrides::default(), &mut sink).map(|r| (r.best_alphas, r.cv_scores))
+}
+
 fn ridge_cv_with(
     x: &Matrix,
     y: &Matrix,
     folds: &[Fold],
     config: &RidgeConfig,
     overrides: Overrides,
+) -> Result<RidgeCvResult, RidgeError> {
+    ridge_cv_inner(x, y, folds, config, overrides, &mut None)
+}
+
+/// With a sink, the weights go there and the result's `weights` is empty (0 x 0).
+fn ridge_cv_inner(
+    x: &Matrix,
+    y: &Matrix,
+    folds: &[Fold],
+    config: &RidgeConfig,
+    overrides: Overrides,
+    sink: &mut Option<&mut dyn FnMut(&[usize], &Matrix)>,
 ) -> Result<RidgeCvResult, RidgeError> {
     check_inputs(&[("X", x)], y)?;
     check_folds(folds, x.rows)?;
@@ -786,8 +814,12 @@ fn ridge_cv_with(
         }
     }
     drop(table);
-    let mut weights = Matrix::zeros(x.cols, y.cols);
     let targets: Vec<usize> = (0..y.cols).collect();
+    if let Some(sink) = sink {
+        refit_each(y, &full, &targets, &best_alphas, config.target_batch, *sink);
+        return Ok(RidgeCvResult { best_alphas, cv_scores, weights: Matrix::zeros(0, 0) });
+    }
+    let mut weights = Matrix::zeros(x.cols, y.cols);
     refit(y, &full, &targets, &best_alphas, config.target_batch, &mut weights);
     Ok(RidgeCvResult { best_alphas, cv_scores, weights })
 }
@@ -984,56 +1016,77 @@ fn refit(
     target_batch: usize,
     weights: &mut Matrix,
 ) {
+    let n_cols = weights.cols;
+    refit_each(y, full, targets, alphas, target_batch, &mut |batch, block| {
+        for f in 0..block.rows {
+            for (&t, &value) in batch.iter().zip(block.row(f)) {
+                weights.data[f * n_cols + t] = value;
+            }
+        }
+    });
+}
+
+/// The refit weights of `targets`, handed to `sink` one batch at a time, in
+/// order: `(batch's targets, p x batch block)`. Batches run in parallel in
+/// groups of one per thread, so at most that many blocks exist at once.
+fn refit_each(
+    y: &Matrix,
+    full: &FullSpectrum,
+    targets: &[usize],
+    alphas: &[f64],
+    target_batch: usize,
+    sink: &mut dyn FnMut(&[usize], &Matrix),
+) {
     let n_rows = y.rows;
     let n_features = full.right.nrows();
     let rank = full.lambdas.len();
-    let n_cols = weights.cols;
     let par = inner_parallelism(targets.len(), target_batch);
-    let shared = Mutex::new(&mut weights.data);
-    targets.par_chunks(target_batch).zip(alphas.par_chunks(target_batch)).for_each_init(
-        || (Vec::new(), Vec::new(), Vec::new()),
-        |(gathered, projected, block): &mut (Vec<f32>, Vec<f32>, Vec<f32>), (batch, alphas)| {
-            let n_targets = batch.len();
-            // Column-major, like gather_columns.
-            gathered.resize(n_rows * n_targets, 0.0);
-            for i in 0..n_rows {
-                let row = y.row(i);
-                for (j, &t) in batch.iter().enumerate() {
-                    gathered[j * n_rows + i] = row[t];
+    let group = target_batch * rayon::current_num_threads().max(1);
+    for (group_targets, group_alphas) in targets.chunks(group).zip(alphas.chunks(group)) {
+        let blocks: Vec<Matrix> = group_targets
+            .par_chunks(target_batch)
+            .zip(group_alphas.par_chunks(target_batch))
+            .map(|(batch, alphas)| {
+                let n_targets = batch.len();
+                // Column-major, like gather_columns.
+                let mut gathered = vec![0.0f32; n_rows * n_targets];
+                for i in 0..n_rows {
+                    let row = y.row(i);
+                    for (j, &t) in batch.iter().enumerate() {
+                        gathered[j * n_rows + i] = row[t];
+                    }
                 }
-            }
-            projected.resize(rank * n_targets, 0.0);
-            matmul(
-                MatMut::from_column_major_slice_mut(projected, rank, n_targets),
-                Accum::Replace,
-                full.left.transpose(),
-                MatRef::from_column_major_slice(gathered, n_rows, n_targets),
-                1.0,
-                par,
-            );
-            for (column, &alpha) in projected.chunks_mut(rank.max(1)).zip(alphas) {
-                for (value, lambda) in column.iter_mut().zip(&full.lambdas) {
-                    *value = (*value as f64 / (lambda + alpha)) as f32;
+                let mut projected = vec![0.0f32; rank * n_targets];
+                matmul(
+                    MatMut::from_column_major_slice_mut(&mut projected, rank, n_targets),
+                    Accum::Replace,
+                    full.left.transpose(),
+                    MatRef::from_column_major_slice(&gathered, n_rows, n_targets),
+                    1.0,
+                    par,
+                );
+                drop(gathered);
+                for (column, &alpha) in projected.chunks_mut(rank.max(1)).zip(alphas) {
+                    for (value, lambda) in column.iter_mut().zip(&full.lambdas) {
+                        *value = (*value as f64 / (lambda + alpha)) as f32;
+                    }
                 }
-            }
-            block.resize(n_features * n_targets, 0.0);
-            matmul(
-                MatMut::from_row_major_slice_mut(block, n_features, n_targets),
-                Accum::Replace,
-                full.right.as_ref(),
-                MatRef::from_column_major_slice(projected, rank, n_targets),
-                1.0,
-                par,
-            );
-            let mut data = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for f in 0..n_features {
-                let source = &block[f * n_targets..(f + 1) * n_targets];
-                for (&t, &value) in batch.iter().zip(source) {
-                    data[f * n_cols + t] = value;
-                }
-            }
-        },
-    );
+                let mut block = Matrix::zeros(n_features, n_targets);
+                matmul(
+                    MatMut::from_row_major_slice_mut(&mut block.data, n_features, n_targets),
+                    Accum::Replace,
+                    full.right.as_ref(),
+                    MatRef::from_column_major_slice(&projected, rank, n_targets),
+                    1.0,
+                    par,
+                );
+                block
+            })
+            .collect();
+        for (batch, block) in group_targets.chunks(target_batch).zip(&blocks) {
+            sink(batch, block);
+        }
+    }
 }
 
 /// Sequential products inside each batch when there are enough batches to
@@ -1586,6 +1639,39 @@ mod tests {
                 let expected: f64 = (0..7).map(|k| x.get(i, k) as f64 * w.get(k, j) as f64).sum();
                 assert!((out.get(i, j) as f64 - expected).abs() < 1e-5 * (1.0 + expected.abs()));
             }
+        }
+    }
+
+    #[test]
+    fn streaming_refit_hands_over_the_same_weights_in_order() {
+        let mut rng = fresh_rng("streaming_refit_hands_over_the_same_weights_in_order");
+        for (n, p) in [(120, 30), (60, 90)] {
+            let x = random_matrix(&mut rng, n, p);
+            let y = signal_and_noise(&mut rng, &x, 23);
+            let folds = folds_contiguous(n, 3);
+            let config = RidgeConfig {
+                alphas: vec![0.1, 1.0, 10.0, 100.0],
+                per_target_alpha: true,
+                score: CvScore::L2,
+                target_batch: 4,
+            };
+            let dense = ridge_cv(&x, &y, &folds, &config).unwrap();
+            let mut seen = Vec::new();
+            let mut streamed = Matrix::zeros(p, 23);
+            let (alphas, scores) = ridge_cv_streaming(&x, &y, &folds, &config, &mut |batch, block| {
+                assert_eq!((block.rows, block.cols), (p, batch.len()));
+                for (j, &t) in batch.iter().enumerate() {
+                    seen.push(t);
+                    for f in 0..p {
+                        streamed.set(f, t, block.get(f, j));
+                    }
+                }
+            })
+            .unwrap();
+            assert_eq!(seen, (0..23).collect::<Vec<_>>(), "every target once, in order");
+            assert_eq!(alphas, dense.best_alphas);
+            assert_eq!(scores, dense.cv_scores);
+            assert_eq!(streamed, dense.weights);
         }
     }
 

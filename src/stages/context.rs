@@ -175,6 +175,28 @@ impl<'a> StageContext<'a> {
         Ok(())
     }
 
+    /// A writer for a matrix output built block by block; `finish` it, then
+    /// call [`StageContext::add_matrix`].
+    pub fn matrix_writer(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> Result<artifact::MatrixWriter, StageError> {
+        Ok(artifact::MatrixWriter::create(&self.out_dir.join(format!("{name}.arrow")), rows, cols, metadata)?)
+    }
+
+    /// Registers a matrix output written with [`StageContext::matrix_writer`].
+    pub fn add_matrix(&mut self, name: &str, rows: usize, cols: usize) {
+        self.outputs.push(WrittenOutput {
+            name: name.to_string(),
+            file: format!("{name}.arrow"),
+            format: "matrix".into(),
+            shape: Some(vec![rows, cols]),
+        });
+    }
+
     pub fn write_table(&mut self, name: &str, table: &RecordBatch) -> Result<(), StageError> {
         let file = format!("{name}.parquet");
         artifact::write_table(&self.out_dir.join(&file), table)?;

@@ -110,7 +110,8 @@ impl Stage for Ridge {
         "ridge"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: weights are voxel-major (one row per voxel), written block by block.
+        2
     }
     fn summary(&self) -> &'static str {
         "cross-validated ridge for many voxels: per-voxel alphas, folds by story, banded option"
@@ -181,7 +182,34 @@ impl Stage for Ridge {
         let folds = make_folds(&p.folds, &x_train)?;
         let score = if p.score == "pearson" { CvScore::Pearson } else { CvScore::L2 };
         let fail = |e: ridge::RidgeError| StageError::failed(e.to_string());
-        let (best_alphas, cv_scores, weights, band_weights) = if p.banded {
+        let n_voxels = y_train.matrix.cols;
+        let n_features = x_train.matrix.cols;
+        let mut weight_meta = std::collections::BTreeMap::new();
+        weight_meta.insert("layout".to_string(), "voxel-major: row v holds voxel v's weights over the features".into());
+        if let Some(bands) = x_train.metadata.get("bands") {
+            weight_meta.insert("bands".into(), bands.clone());
+        }
+        // Weights go to disk one block of voxels at a time (one row per voxel),
+        // and the test predictions are made from each block as it passes.
+        let mut writer = ctx.matrix_writer("weights", n_voxels, n_features, &weight_meta)?;
+        let mut predictions = Matrix::zeros(x_test.matrix.rows, n_voxels);
+        let mut write_error = None;
+        let mut take_block = |targets: &[usize], block: &Matrix| {
+            let part = ridge::predict(&x_test.matrix, block);
+            for i in 0..part.rows {
+                for (j, &t) in targets.iter().enumerate() {
+                    predictions.set(i, t, part.get(i, j));
+                }
+            }
+            let mut rows = Vec::with_capacity(block.rows * block.cols);
+            for j in 0..block.cols {
+                rows.extend((0..block.rows).map(|f| block.get(f, j)));
+            }
+            if write_error.is_none() {
+                write_error = writer.write_rows(rows).err();
+            }
+        };
+        let (best_alphas, cv_scores, band_weights) = if p.banded {
             let bands = bands_of(&x_train)?;
             let parts: Vec<Matrix> =
                 bands.iter().map(|(start, width)| x_train.matrix.select_cols(*start, *width)).collect();
@@ -195,7 +223,8 @@ impl Stage for Ridge {
                 target_batch: p.target_batch,
             };
             let result = ridge::banded_ridge_cv(&refs, &y_train.matrix, &folds, &config).map_err(fail)?;
-            (result.best_alphas, result.cv_scores, result.weights, Some(result.gammas))
+            feed_dense(&result.weights, p.target_batch, &mut take_block);
+            (result.best_alphas, result.cv_scores, Some(result.gammas))
         } else {
             let config = RidgeConfig {
                 alphas: p.alphas.clone(),
@@ -206,26 +235,37 @@ impl Stage for Ridge {
             let device =
                 crate::device::DeviceRequest::parse(&p.device).map_err(StageError::failed)?.resolve(&ctx.device);
             ctx.device = device.to_string();
-            let result = match device {
-                crate::device::Device::Cpu => ridge::ridge_cv(&x_train.matrix, &y_train.matrix, &folds, &config),
+            let (alphas, scores) = match device {
+                crate::device::Device::Cpu => {
+                    ridge::ridge_cv_streaming(&x_train.matrix, &y_train.matrix, &folds, &config, &mut take_block)
+                        .map_err(fail)?
+                }
                 #[cfg(feature = "torch")]
-                crate::device::Device::Cuda(_) => crate::numeric::ridge_torch::ridge_cv_torch(
-                    &x_train.matrix,
-                    &y_train.matrix,
-                    &folds,
-                    &config,
-                    device.into(),
-                ),
+                crate::device::Device::Cuda(_) => {
+                    let result = crate::numeric::ridge_torch::ridge_cv_torch(
+                        &x_train.matrix,
+                        &y_train.matrix,
+                        &folds,
+                        &config,
+                        device.into(),
+                    )
+                    .map_err(fail)?;
+                    feed_dense(&result.weights, p.target_batch, &mut take_block);
+                    (result.best_alphas, result.cv_scores)
+                }
                 #[cfg(not(feature = "torch"))]
                 crate::device::Device::Cuda(_) => {
                     return Err(StageError::failed("ridge on CUDA needs the `torch` feature"));
                 }
-            }
-            .map_err(fail)?;
-            (result.best_alphas, result.cv_scores, result.weights, None)
+            };
+            (alphas, scores, None)
         };
+        if let Some(error) = write_error {
+            return Err(error.into());
+        }
+        writer.finish()?;
+        ctx.add_matrix("weights", n_voxels, n_features);
         ctx.check_cancelled()?;
-        let predictions = ridge::predict(&x_test.matrix, &weights);
 
         let n_voxels = best_alphas.len();
         let best_scores: Vec<f64> = (0..n_voxels)
@@ -247,16 +287,21 @@ impl Stage for Ridge {
         scores.metadata.insert("alphas".into(), serde_json::to_string(&p.alphas).expect("alphas"));
         scores.metadata.insert("score".into(), p.score.clone());
         ctx.write_matrix("cv_scores", &scores)?;
-        let mut weight_artifact = MatrixArtifact::new(weights);
-        if let Some(bands) = x_train.metadata.get("bands") {
-            weight_artifact.metadata.insert("bands".into(), bands.clone());
-        }
-        ctx.write_matrix("weights", &weight_artifact)?;
         ctx.write_matrix("predictions", &MatrixArtifact::with_segments(predictions, x_test.segments.clone()))?;
         if let Some(gammas) = band_weights {
             ctx.write_matrix("band_weights", &MatrixArtifact::new(gammas))?;
         }
         Ok(())
+    }
+}
+
+/// Hands a dense p x v weight matrix to `take` in blocks of `batch` voxels,
+/// like the streaming refit does.
+fn feed_dense(weights: &Matrix, batch: usize, take: &mut dyn FnMut(&[usize], &Matrix)) {
+    let targets: Vec<usize> = (0..weights.cols).collect();
+    for chunk in targets.chunks(batch.max(1)) {
+        let block = weights.select_cols(chunk[0], chunk.len());
+        take(chunk, &block);
     }
 }
 
