@@ -221,8 +221,11 @@ mod torch {
                 .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
             unknown.extend(tokenized.unknown_words.iter().cloned());
             empty_words += tokenized.spans.iter().filter(|s| s.is_empty()).count();
-            let states = extract_story(&model, &tokenized, &options, |_, _| ())
-                .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
+            // Progress in thousandths of the stories, updated after every forward pass.
+            let states = extract_story(&model, &tokenized, &options, |pass, passes| {
+                ctx.progress(done as u64 * 1000 + (pass * 1000 / passes.max(1)) as u64, total_stories * 1000)
+            })
+            .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
             passes += states.passes;
             tokens += tokenized.ids.len();
             processed += states.tokens_processed;
@@ -259,7 +262,6 @@ mod torch {
                     segments.push(Segment { name: story.story.clone(), rows: trs.times.len() });
                 }
             }
-            ctx.progress(done as u64 + 1, total_stories);
             ctx.check_cancelled()?;
         }
         if let Some(grid) = &grid {
