@@ -30,8 +30,21 @@ np.save(f"{d}/x_train.npy", x[:200]); np.save(f"{d}/y_train.npy", y[:200]); np.s
     );
     let pipeline = pipeline.to_str().unwrap();
     voxflow_json(&["run", pipeline, "--format", "json"], 0);
+    compare_with_scikit_learn(&dir, pipeline, "cpu");
+    if voxflow::device::cuda_device_count() > 0 {
+        // The device is not part of the key: switching it finds the CPU result...
+        let run = voxflow_json(&["run", pipeline, "--format", "json", "--set", "fit.device=cuda"], 0);
+        assert_eq!(common::statuses(&run)["fit"], "cached", "{run}");
+        // ...and a forced rerun on the GPU gives the same weights.
+        voxflow_json(&["run", pipeline, "--format", "json", "--set", "fit.device=cuda", "--force", "fit"], 0);
+        compare_with_scikit_learn(&dir, pipeline, "cuda");
+    }
+}
+
+fn compare_with_scikit_learn(dir: &Scratch, pipeline: &str, device: &str) {
     let shown = voxflow_json(&["show", pipeline, "fit", "--format", "json"], 0);
     let stage = &shown["stages"][0];
+    assert!(stage["device"].as_str().unwrap().starts_with(device), "ran on {}", stage["device"]);
     let directory = std::env::current_dir().unwrap().join(stage["directory"].as_str().unwrap());
     assert_eq!(stage["outputs"]["weights"]["shape"], serde_json::json!([37, 24]));
     let printed = run_python(
@@ -51,7 +64,7 @@ print(np.abs(weights - ref).max() / scale, np.abs(pred - xt @ ref.T).max() / np.
     );
     let values: Vec<f64> = printed.split_whitespace().map(|v| v.parse().unwrap()).collect();
     eprintln!(
-        "relative max diff: weights {:.2e}, predictions {:.2e}; {} distinct alphas",
+        "{device}: relative max diff: weights {:.2e}, predictions {:.2e}; {} distinct alphas",
         values[0], values[1], values[2]
     );
     assert!(values[0] < 1e-4, "weights differ from scikit-learn: {}", values[0]);
