@@ -8,7 +8,7 @@
 //! cargo run --release --example lm_bench -- --model models/all-MiniLM-L6-v2 \
 //!     --words 2000 --lookback 64 --context fullcontext --device cpu
 //! ```
-//! Options: `--layers 6`, `--per-word-words 300` (the per-word way runs on
+//! Options: `--layer 6` (the deepest layer computed), `--per-word-words 300` (the per-word way runs on
 //! the first N words only: it is slow; its rate is per token of those words),
 //! `--batch-tokens N` (default as features.lm: 2048 on the CPU, 16384 on CUDA), `--threads N`. The last line is JSON for scripts.
 
@@ -86,7 +86,7 @@ fn main() {
     let lookback: usize = arg(&args, "--lookback", 64);
     let context: String = arg(&args, "--context", "fullcontext".to_string());
     let device: String = arg(&args, "--device", "cpu".to_string());
-    let layer: usize = arg(&args, "--layers", 6);
+    let layer: usize = arg(&args, "--layer", 6);
     let batch_tokens: usize = arg(&args, "--batch-tokens", if device == "cpu" { 2048 } else { 16384 });
     let threads: i32 = arg(&args, "--threads", 0);
     if threads > 0 {

@@ -52,10 +52,21 @@ impl DeviceRequest {
         !matches!(self, DeviceRequest::Cpu)
     }
 
+    /// `Stage::wants_gpu` for a kind with a `device` param: true unless it
+    /// reads `cpu` (or does not parse, which validation reports).
+    pub fn param_wants_gpu(params: &serde_json::Value) -> bool {
+        params
+            .get("device")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|d| DeviceRequest::parse(d).ok())
+            .is_some_and(DeviceRequest::wants_gpu)
+    }
+
     /// Checks the request against this machine at validation time: a CUDA
     /// request where no CUDA device is visible is an error with the fix.
     pub fn validate(self) -> Result<(), (String, String)> {
-        let count = cuda_device_count();
+        // Only a CUDA request needs the count (its first call initialises CUDA).
+        let count = if matches!(self, DeviceRequest::Cuda(_)) { cuda_device_count() } else { 0 };
         match self {
             DeviceRequest::Cuda(index) if count == 0 => Err((
                 format!(

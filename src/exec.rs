@@ -486,8 +486,7 @@ pub fn run_with(
                 if used + cost > jobs {
                     continue;
                 }
-                let wants_gpu = stage.resources.gpu.unwrap_or(0) > 0 || stage.kind.wants_gpu(&stage.params);
-                let gpu = if wants_gpu && options.gpus > 0 {
+                let gpu = if stage.wants_gpu() && options.gpus > 0 {
                     match free_gpus.pop() {
                         Some(gpu) => Some(gpu),
                         None => continue,
@@ -669,7 +668,7 @@ impl Job<'_> {
             base_dir: &self.pipeline.base_dir,
             out_dir: &staging,
             threads: self.threads,
-            device: device.clone(),
+            device,
             inputs: &self.inputs,
             outputs: Vec::new(),
             warnings: Vec::new(),

@@ -45,6 +45,14 @@ pub struct PlannedStage {
     pub line: Option<usize>,
 }
 
+impl PlannedStage {
+    /// Whether the scheduler should give this stage a GPU slot:
+    /// `resources: {gpu: N}` or a `device` param that may use one.
+    pub fn wants_gpu(&self) -> bool {
+        self.resources.gpu.unwrap_or(0) > 0 || self.kind.wants_gpu(&self.params)
+    }
+}
+
 pub struct PlannedInput {
     pub role: String,
     /// Index into `Pipeline::stages`.

@@ -448,9 +448,7 @@ fn run(args: &RunArgs) -> i32 {
         jobs: args.jobs.unwrap_or(default_jobs).max(1),
         // One GPU slot per visible CUDA device, asked only when a stage wants
         // one (the first call initialises CUDA).
-        gpus: if executor.is_none()
-            && pipeline.stages.iter().any(|s| s.resources.gpu.unwrap_or(0) > 0 || s.kind.wants_gpu(&s.params))
-        {
+        gpus: if executor.is_none() && pipeline.stages.iter().any(|s| s.wants_gpu()) {
             voxflow::device::cuda_device_count()
         } else {
             0

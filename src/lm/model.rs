@@ -158,14 +158,6 @@ impl LanguageModel {
         // Hidden states per word: never pad or cut what the tokenizer returns.
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(|e| LmError::Files(format!("{}: {e}", tokenizer_path.display())))?;
-        let tokenizer_vocab = tokenizer.get_vocab_size(true);
-        if tokenizer_vocab > config.vocab_size {
-            return Err(LmError::Mismatch(format!(
-                "the tokenizer ({}) has {tokenizer_vocab} tokens but the model's embedding has {} rows: they do not belong together",
-                tokenizer_path.display(),
-                config.vocab_size
-            )));
-        }
         let mut weights = HashMap::new();
         for (name, tensor) in Tensor::read_safetensors(&weights_path)? {
             let name = name
@@ -290,10 +282,7 @@ impl LanguageModel {
     }
 
     fn layer_norm(&self, x: &Tensor, prefix: &str) -> Tensor {
-        let (w, b) = match self.config.arch {
-            Arch::Bert => (self.w(&format!("{prefix}.weight")), self.w(&format!("{prefix}.bias"))),
-            Arch::Gpt2 => (self.w(&format!("{prefix}.weight")), self.w(&format!("{prefix}.bias"))),
-        };
+        let (w, b) = (self.w(&format!("{prefix}.weight")), self.w(&format!("{prefix}.bias")));
         x.layer_norm([self.config.hidden as i64], Some(w), Some(b), self.config.eps, true)
     }
 

@@ -756,8 +756,7 @@ pub fn ridge_cv_streaming(
     config: &RidgeConfig,
     sink: &mut dyn FnMut(&[usize], &Matrix),
 ) -> Result<(Vec<f64>, Matrix), RidgeError> {
-    let mut sink = Some(sink);
-    ridge_cv_inner(x, y, folds, config, Overrides::default(), &mut sink).map(|r| (r.best_alphas, r.cv_scores))
+    ridge_cv_inner(x, y, folds, config, Overrides::default(), Some(sink)).map(|r| (r.best_alphas, r.cv_scores))
 }
 
 fn ridge_cv_with(
@@ -767,7 +766,7 @@ fn ridge_cv_with(
     config: &RidgeConfig,
     overrides: Overrides,
 ) -> Result<RidgeCvResult, RidgeError> {
-    ridge_cv_inner(x, y, folds, config, overrides, &mut None)
+    ridge_cv_inner(x, y, folds, config, overrides, None)
 }
 
 /// With a sink, the weights go there and the result's `weights` is empty (0 x 0).
@@ -777,7 +776,7 @@ fn ridge_cv_inner(
     folds: &[Fold],
     config: &RidgeConfig,
     overrides: Overrides,
-    sink: &mut Option<&mut dyn FnMut(&[usize], &Matrix)>,
+    sink: Option<&mut dyn FnMut(&[usize], &Matrix)>,
 ) -> Result<RidgeCvResult, RidgeError> {
     check_inputs(&[("X", x)], y)?;
     check_folds(folds, x.rows)?;
@@ -816,7 +815,7 @@ fn ridge_cv_inner(
     drop(table);
     let targets: Vec<usize> = (0..y.cols).collect();
     if let Some(sink) = sink {
-        refit_each(y, &full, &targets, &best_alphas, config.target_batch, *sink);
+        refit_each(y, &full, &targets, &best_alphas, config.target_batch, sink);
         return Ok(RidgeCvResult { best_alphas, cv_scores, weights: Matrix::zeros(0, 0) });
     }
     let mut weights = Matrix::zeros(x.cols, y.cols);

@@ -54,8 +54,7 @@ pub fn ridge_cv_torch(
     let (n, p, v) = (x.rows, x.cols, y.cols);
     let n_alphas = config.alphas.len();
     let alphas = Tensor::from_slice(&config.alphas).to_device(device); // f64
-    let xd = to_device(x, device);
-    let x64 = xd.to_kind(Kind::Double);
+    let x64 = to_device(x, device).to_kind(Kind::Double);
     let y_host = Tensor::from_slice(&y.data).view([n as i64, v as i64]);
     let fold_weight = 1.0 / folds.len() as f64;
     // Scores, target-major like the CPU path: [v, n_alphas] in f64 on the host.
@@ -151,6 +150,5 @@ pub fn ridge_cv_torch(
             weights.data[i * v + start..i * v + end].copy_from_slice(&w[i * (end - start)..(i + 1) * (end - start)]);
         }
     }
-    drop(xd);
     Ok(RidgeCvResult { best_alphas, cv_scores, weights })
 }

@@ -86,11 +86,7 @@ impl Stage for FeaturesLm {
             .unwrap_or_default()
     }
     fn wants_gpu(&self, params: &Value) -> bool {
-        params
-            .get("device")
-            .and_then(Value::as_str)
-            .and_then(|d| DeviceRequest::parse(d).ok())
-            .is_some_and(DeviceRequest::wants_gpu)
+        DeviceRequest::param_wants_gpu(params)
     }
     fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
         let (p, canonical) = parse_params::<LmParams>(params)?;
@@ -169,13 +165,8 @@ mod torch {
     pub fn run(ctx: &mut StageContext) -> Result<(), StageError> {
         let p: LmParams = typed_params(ctx.params)?;
         let request = DeviceRequest::parse(&p.device).map_err(StageError::failed)?;
+        // A CUDA device asked for by name was checked at validation.
         let device = request.resolve(&ctx.device);
-        if let crate::device::Device::Cuda(i) = device {
-            if crate::device::cuda_device_count() <= i {
-                return Err(StageError::failed(format!("device {device} is not available on this machine"))
-                    .with_hint("use `device: auto` to fall back to the CPU"));
-            }
-        }
         ctx.device = device.to_string();
         tch::set_num_threads(ctx.threads.max(1) as i32);
         let dir = ctx.resolve(&p.model);

@@ -117,7 +117,7 @@ impl Stage for Ridge {
         "cross-validated ridge for many voxels: per-voxel alphas, folds by story, banded option"
     }
     fn wants_gpu(&self, params: &Value) -> bool {
-        params.get("device").and_then(Value::as_str).is_some_and(|d| d != "cpu")
+        crate::device::DeviceRequest::param_wants_gpu(params)
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         ["alphas", "cv_scores", "weights", "predictions", "band_weights"].iter().map(|s| s.to_string()).collect()
