@@ -1,21 +1,30 @@
-//! Times voxflow's `ridge_cv` on generated data, and the f32 products that
-//! its algorithm cannot avoid, run alone through faer on the same shapes.
-//! benches/ridge_vs_himalaya.sh runs it beside himalaya.
+//! Times voxflow's `ridge_cv` on generated data, then the f32 products that
+//! its algorithm cannot avoid and its f64 decompositions (Gram matrix, fold
+//! Cholesky factorisations, the refit's eigendecomposition), each run alone
+//! through faer on the same shapes. benches/ridge_vs_himalaya.sh runs it
+//! beside himalaya.
 //!
 //! ```text
 //! cargo run --release --example ridge_bench -- --n 3000 --p 3072 --v 20000
 //! ```
 //! Options: `--alphas 10 --folds 5 --target-batch 1024 --seed 0`,
-//! `--skip-gemm` (only the fit), `--stream` (weights handed over batch by
+//! `--skip-gemm` (only the fit, without timing the products and the f64
+//! decompositions alone), `--stream` (weights handed over batch by
 //! batch, as the ridge stage writes them, instead of one p x v matrix). The last line is JSON for scripts.
 
 use std::time::Instant;
 
+use faer::diag::Diag;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
+use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
 use faer::linalg::matmul::matmul;
+use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
 use faer::{Accum, Mat, Par};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 use voxflow::numeric::ridge::{folds_contiguous, ridge_cv, ridge_cv_streaming, CvScore, RidgeConfig};
 use voxflow::numeric::Matrix;
 
@@ -140,6 +149,74 @@ fn time_products(options: &Options) -> (f64, f64, f64) {
     (seconds, cpu, flops)
 }
 
+/// The f64 work of ridge_cv's algorithm alone, on random data of the same
+/// shapes: the Gram matrix of X, per fold one Cholesky factorisation of the
+/// `d x d` training Gram matrix plus alpha (`d = min(n_train, p)`) and two
+/// triangular solves with `n_val` right-hand sides for every alpha (alphas
+/// in parallel, as ridge_cv runs them), and the refit's eigendecomposition
+/// of the `min(n, p)` Gram matrix on one thread (ridge_cv runs it beside the
+/// scoring). Returns (Gram seconds, fold seconds, eigendecomposition seconds).
+fn time_decompositions(options: &Options) -> (f64, f64, f64) {
+    let (n, p) = (options.n, options.p);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed + 2);
+    let x = Mat::<f64>::from_fn(n, p, |_, _| rng.sample::<f64, _>(StandardNormal));
+    let start = Instant::now();
+    let gram = if n < p {
+        let mut k = Mat::<f64>::zeros(n, n);
+        matmul(k.as_mut(), Accum::Replace, x.as_ref(), x.transpose(), 1.0, Par::rayon(0));
+        k
+    } else {
+        let mut g = Mat::<f64>::zeros(p, p);
+        matmul(g.as_mut(), Accum::Replace, x.transpose(), x.as_ref(), 1.0, Par::rayon(0));
+        g
+    };
+    let gram_seconds = start.elapsed().as_secs_f64();
+    let alphas: Vec<f64> = (0..options.n_alphas).map(|i| 10f64.powf(-2.0 + 9.0 * i as f64 / 9.0)).collect();
+    let mut fold_seconds = 0.0;
+    for fold in 0..options.n_folds {
+        let n_val = n / options.n_folds + usize::from(fold < n % options.n_folds);
+        let d = (n - n_val).min(p);
+        let system = gram.submatrix(0, 0, d, d).to_owned();
+        let rhs = Mat::<f64>::from_fn(d, n_val, |i, j| gram[(i, (j + d) % gram.ncols())]);
+        let start = Instant::now();
+        alphas.par_iter().for_each(|&alpha| {
+            let mut factor = system.clone();
+            (0..d).for_each(|k| factor[(k, k)] += alpha);
+            let scratch = cholesky_in_place_scratch::<f64>(d, Par::Seq, Default::default());
+            let mut memory = MemBuffer::new(scratch);
+            cholesky_in_place(
+                factor.as_mut(),
+                Default::default(),
+                Par::Seq,
+                MemStack::new(&mut memory),
+                Default::default(),
+            )
+            .expect("a Gram matrix plus alpha is positive definite");
+            let mut solution = rhs.clone();
+            solve_lower_triangular_in_place(factor.as_ref(), solution.as_mut(), Par::Seq);
+            solve_upper_triangular_in_place(factor.transpose(), solution.as_mut(), Par::Seq);
+            std::hint::black_box(&solution);
+        });
+        fold_seconds += start.elapsed().as_secs_f64();
+    }
+    let dim = gram.nrows();
+    let start = Instant::now();
+    let mut vectors = Mat::<f64>::zeros(dim, dim);
+    let mut values = Diag::<f64>::zeros(dim);
+    let scratch = self_adjoint_evd_scratch::<f64>(dim, ComputeEigenvectors::Yes, Par::Seq, Default::default());
+    let mut memory = MemBuffer::new(scratch);
+    self_adjoint_evd(
+        gram.as_ref(),
+        values.as_mut(),
+        Some(vectors.as_mut()),
+        Par::Seq,
+        MemStack::new(&mut memory),
+        Default::default(),
+    )
+    .expect("eigendecomposition of a Gram matrix");
+    (gram_seconds, fold_seconds, start.elapsed().as_secs_f64())
+}
+
 /// CPU seconds used by this process, all threads (Linux `/proc/self/stat`,
 /// 100 ticks per second); NaN elsewhere.
 fn cpu_seconds() -> f64 {
@@ -190,6 +267,8 @@ fn main() {
     drop((x, y));
     let (gemm_seconds, gemm_cpu, gemm_flops) =
         if options.skip_gemm { (f64::NAN, f64::NAN, f64::NAN) } else { time_products(&options) };
+    let (gram_seconds, folds_seconds, eigh_seconds) =
+        if options.skip_gemm { (f64::NAN, f64::NAN, f64::NAN) } else { time_decompositions(&options) };
     if !options.skip_gemm {
         println!(
             "faer products alone: {gemm_seconds:.2} s ({:.0} GFLOP, {:.0} GFLOP/s), \
@@ -197,14 +276,22 @@ fn main() {
             gemm_flops / 1e9,
             gemm_flops / gemm_seconds / 1e9
         );
+        println!(
+            "f64 decompositions alone: Gram {gram_seconds:.2} s, fold Cholesky + solves {folds_seconds:.2} s, \
+             refit eigendecomposition {eigh_seconds:.2} s on one thread"
+        );
     }
     let or_null = |value: f64| if value.is_nan() { "null".to_string() } else { format!("{value:.3}") };
     println!(
         "{{\"fit_seconds\": {fit_seconds:.3}, \"fit_cpu_seconds\": {}, \"gemm_seconds\": {}, \
-         \"gemm_cpu_seconds\": {}, \"gemm_gflop\": {}, \"input_bytes\": {input_bytes}}}",
+         \"gemm_cpu_seconds\": {}, \"gemm_gflop\": {}, \"gram_seconds\": {}, \"folds_f64_seconds\": {}, \
+         \"eigh_one_thread_seconds\": {}, \"input_bytes\": {input_bytes}}}",
         or_null(fit_cpu),
         or_null(gemm_seconds),
         or_null(gemm_cpu),
-        or_null(gemm_flops / 1e9)
+        or_null(gemm_flops / 1e9),
+        or_null(gram_seconds),
+        or_null(folds_seconds),
+        or_null(eigh_seconds)
     );
 }

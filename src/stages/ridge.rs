@@ -194,19 +194,15 @@ impl Stage for Ridge {
         let mut writer = ctx.matrix_writer("weights", n_voxels, n_features, &weight_meta)?;
         let mut predictions = Matrix::zeros(x_test.matrix.rows, n_voxels);
         let mut write_error = None;
-        let mut take_block = |targets: &[usize], block: &Matrix| {
-            let part = ridge::predict(&x_test.matrix, block);
+        let mut take_block = |targets: &[usize], block: Matrix| {
+            let part = ridge::predict_voxel_major(&x_test.matrix, &block);
             for i in 0..part.rows {
                 for (j, &t) in targets.iter().enumerate() {
                     predictions.set(i, t, part.get(i, j));
                 }
             }
-            let mut rows = Vec::with_capacity(block.rows * block.cols);
-            for j in 0..block.cols {
-                rows.extend((0..block.rows).map(|f| block.get(f, j)));
-            }
             if write_error.is_none() {
-                write_error = writer.write_rows(rows).err();
+                write_error = writer.write_rows(block.data).err();
             }
         };
         let (best_alphas, cv_scores, band_weights) = if p.banded {
@@ -295,13 +291,18 @@ impl Stage for Ridge {
     }
 }
 
-/// Hands a dense p x v weight matrix to `take` in blocks of `batch` voxels,
-/// like the streaming refit does.
-fn feed_dense(weights: &Matrix, batch: usize, take: &mut dyn FnMut(&[usize], &Matrix)) {
+/// Hands a dense p x v weight matrix to `take` in voxel-major blocks of
+/// `batch` voxels, like the streaming refit does.
+fn feed_dense(weights: &Matrix, batch: usize, take: &mut dyn FnMut(&[usize], Matrix)) {
     let targets: Vec<usize> = (0..weights.cols).collect();
     for chunk in targets.chunks(batch.max(1)) {
-        let block = weights.select_cols(chunk[0], chunk.len());
-        take(chunk, &block);
+        let mut block = Matrix::zeros(chunk.len(), weights.rows);
+        for (j, &t) in chunk.iter().enumerate() {
+            for f in 0..weights.rows {
+                block.set(j, f, weights.get(f, t));
+            }
+        }
+        take(chunk, block);
     }
 }
 
