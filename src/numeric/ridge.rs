@@ -206,16 +206,7 @@ pub fn fit_ridge(x: &Matrix, y: &Matrix, alphas: &[f64]) -> Result<Matrix, Ridge
 /// Panics when `x.cols != weights.rows`.
 pub fn predict(x: &Matrix, weights: &Matrix) -> Matrix {
     assert_eq!(x.cols, weights.rows, "predict: X has {} columns but weights have {} rows", x.cols, weights.rows);
-    let mut out = Matrix::zeros(x.rows, weights.cols);
-    matmul(
-        MatMut::from_row_major_slice_mut(&mut out.data, x.rows, weights.cols),
-        Accum::Replace,
-        x.as_faer(),
-        weights.as_faer(),
-        1.0,
-        Par::rayon(0),
-    );
-    out
+    times(x, weights.as_faer())
 }
 
 /// `x @ weights^T` for voxel-major weights (`n_targets x p`, one row per
@@ -225,12 +216,17 @@ pub fn predict(x: &Matrix, weights: &Matrix) -> Matrix {
 /// Panics when `x.cols != weights.cols`.
 pub fn predict_voxel_major(x: &Matrix, weights: &Matrix) -> Matrix {
     assert_eq!(x.cols, weights.cols, "predict: X has {} columns but weights have {} features", x.cols, weights.cols);
-    let mut out = Matrix::zeros(x.rows, weights.rows);
+    times(x, weights.as_faer().transpose())
+}
+
+/// `x @ rhs` into a new row-major matrix, on rayon's pool.
+fn times(x: &Matrix, rhs: MatRef<'_, f32>) -> Matrix {
+    let mut out = Matrix::zeros(x.rows, rhs.ncols());
     matmul(
-        MatMut::from_row_major_slice_mut(&mut out.data, x.rows, weights.rows),
+        MatMut::from_row_major_slice_mut(&mut out.data, x.rows, rhs.ncols()),
         Accum::Replace,
         x.as_faer(),
-        weights.as_faer().transpose(),
+        rhs,
         1.0,
         Par::rayon(0),
     );
