@@ -231,6 +231,10 @@ fn cpu_seconds() -> f64 {
 
 fn main() {
     let options = parse_options();
+    // VOXFLOW_LOG=voxflow=debug prints ridge_cv's phase timings.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let (x, y) = generate(&options);
     let folds = folds_contiguous(options.n, options.n_folds);
     let config = RidgeConfig {

@@ -352,6 +352,7 @@ pub fn banded_ridge_cv(
     let samples = dirichlet_samples(config.n_iter, n_bands, config.concentration, config.seed);
     let row_counts = folds.iter().map(|f| f.train.len()).chain([x.rows]);
     let design = Design::new(&x, &band_widths, row_counts, Overrides::default());
+    let overlap = !design.memory_bound(y);
     let n_alphas = config.alphas.len();
     let n_targets = y.cols;
     let mut best_score = vec![f64::NEG_INFINITY; n_targets];
@@ -360,7 +361,8 @@ pub fn banded_ridge_cv(
     let mut cv_scores = Matrix::zeros(config.n_iter, n_targets);
     for i in 0..config.n_iter {
         let gamma: Vec<f64> = samples.row(i).iter().map(|&g| g as f64).collect();
-        let table = cv_score_table(&design, &gamma, y, folds, &config.alphas, config.score, config.target_batch)?;
+        let table =
+            cv_score_table(&design, &gamma, y, folds, &config.alphas, config.score, config.target_batch, overlap)?;
         for t in 0..n_targets {
             let (a, score) = best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas);
             cv_scores.set(i, t, score as f32);
@@ -452,8 +454,10 @@ impl EigenExtra {
 struct Overrides {
     path: Option<Path>,
     fold_method: Option<FoldMethod>,
-    /// Run the refit's decomposition before the scoring (`true`) or beside
-    /// it (`false`) instead of choosing by the size of Y.
+    /// Run the refit's decomposition before the scoring and prepare the
+    /// folds one at a time (`true`), or run it beside the scoring and prepare
+    /// each fold while the previous one is scored (`false`), instead of
+    /// choosing by the size of Y.
     decompose_first: Option<bool>,
 }
 
@@ -737,9 +741,24 @@ impl<'a> Design<'a> {
         scratch.size_bytes() + dim * dim * std::mem::size_of::<f64>()
     }
 
+    /// Whether Y is large enough that memory, not time, decides: more than 4x
+    /// the refit decomposition's working memory. Then the refit's
+    /// decomposition runs before the scoring and the folds are prepared one
+    /// at a time.
+    fn memory_bound(&self, y: &Matrix) -> bool {
+        std::mem::size_of_val(y.data.as_slice()) > 4 * self.full_decomposition_bytes()
+    }
+
     /// The refit's decomposition. The products with X (`X V` on the SVD
     /// path, `X^T U` on the kernel path) run in f32 on the f32 data.
     fn decompose_full(&self, gamma: &[f64], par: Par) -> Result<FullSpectrum, RidgeError> {
+        let started = std::time::Instant::now();
+        let full = self.decompose_full_untimed(gamma, par);
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: refit decomposition");
+        full
+    }
+
+    fn decompose_full_untimed(&self, gamma: &[f64], par: Par) -> Result<FullSpectrum, RidgeError> {
         let what = || format!("the eigensolver did not converge on X ({} x {})", self.x.rows, self.x.cols);
         let scales = self.feature_scales(gamma);
         match self.path(self.x.rows) {
@@ -824,16 +843,20 @@ fn ridge_cv_inner(
     check_folds(folds, x.rows)?;
     check_alphas(&config.alphas)?;
     check_batch(config.target_batch)?;
+    let started = std::time::Instant::now();
     let row_counts = folds.iter().map(|f| f.train.len()).chain([x.rows]);
     let design = Design::new(x, &[x.cols], row_counts, overrides);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: Gram matrices");
     let unit = [1.0];
-    let score_table = || cv_score_table(&design, &unit, y, folds, &config.alphas, config.score, config.target_batch);
+    let first = overrides.decompose_first.unwrap_or(design.memory_bound(y));
+    let score_table =
+        || cv_score_table(&design, &unit, y, folds, &config.alphas, config.score, config.target_batch, !first);
     // The refit's eigendecomposition (memory-bound) runs beside the scoring
     // (compute-bound), which hides most of its time, unless Y is so large
     // that memory is what counts: then it runs first, on all threads, and its
-    // working memory is returned before the scoring allocates its own.
-    let large_y = std::mem::size_of_val(y.data.as_slice()) > 4 * design.full_decomposition_bytes();
-    let (full, table) = if overrides.decompose_first.unwrap_or(large_y) {
+    // working memory is returned before the scoring allocates its own (and
+    // the folds are prepared one at a time).
+    let (full, table) = if first {
         let full = design.decompose_full(&unit, Par::rayon(0))?;
         (full, score_table()?)
     } else {
@@ -862,12 +885,15 @@ fn ridge_cv_inner(
     }
     drop(table);
     let targets: Vec<usize> = (0..y.cols).collect();
+    let started = std::time::Instant::now();
     if let Some(sink) = sink {
         refit_each(y, &full, &targets, &best_alphas, config.target_batch, sink);
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: refit");
         return Ok(RidgeCvResult { best_alphas, cv_scores, weights: Matrix::zeros(0, 0) });
     }
     let mut weights = Matrix::zeros(x.cols, y.cols);
     refit(y, &full, &targets, &best_alphas, config.target_batch, &mut weights);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: refit");
     Ok(RidgeCvResult { best_alphas, cv_scores, weights })
 }
 
@@ -891,8 +917,13 @@ fn fit_ridge_with(x: &Matrix, y: &Matrix, alphas: &[f64], overrides: Overrides) 
 }
 
 /// Validation scores, target-major: entry `t * n_alphas + a` is the score of
-/// alpha `a` for target `t`, averaged over folds. Folds one after the other
-/// (one fold operator in memory at a time), target batches in parallel.
+/// alpha `a` for target `t`, averaged over folds. Folds one after the other,
+/// target batches in parallel. With `overlap`, the next fold's operator is
+/// prepared while the current fold is scored (work-stealing fills the gaps
+/// at the fold boundaries: the f64 factorisations then run while the last
+/// batches of the scoring finish), at the price of two fold operators in
+/// memory at once; without it, one at a time.
+#[allow(clippy::too_many_arguments)]
 fn cv_score_table(
     design: &Design<'_>,
     gamma: &[f64],
@@ -901,22 +932,52 @@ fn cv_score_table(
     alphas: &[f64],
     score: CvScore,
     target_batch: usize,
+    overlap: bool,
 ) -> Result<Vec<f64>, RidgeError> {
     let n_alphas = alphas.len();
     let mut table = vec![0.0; y.cols * n_alphas];
     let par = inner_parallelism(y.cols, target_batch);
     let fold_weight = 1.0 / folds.len() as f64;
-    for fold in folds {
-        let operator = design.fold_operator(gamma, fold, alphas, y.cols)?;
+    let prepare = |k: usize| -> Result<FoldOperator, RidgeError> {
+        let started = std::time::Instant::now();
+        let operator = design.fold_operator(gamma, &folds[k], alphas, y.cols)?;
+        tracing::debug!(fold = k, seconds = started.elapsed().as_secs_f64(), "ridge: fold operator");
+        Ok(operator)
+    };
+    let score_fold = |k: usize, operator: &FoldOperator, table: &mut Vec<f64>| {
+        let started = std::time::Instant::now();
+        let fold = &folds[k];
         table.par_chunks_mut(target_batch * n_alphas).enumerate().for_each_init(
             ScoreBuffers::default,
             |buffers, (batch, out)| {
                 let first = batch * target_batch;
                 let cols = first..first + out.len() / n_alphas;
-                let fold_scores = FoldScores { fold, operator: &operator, n_alphas, score, par };
+                let fold_scores = FoldScores { fold, operator, n_alphas, score, par };
                 fold_scores.add(y, cols, fold_weight, out, buffers);
             },
         );
+        tracing::debug!(fold = k, seconds = started.elapsed().as_secs_f64(), "ridge: fold scores");
+    };
+    if folds.is_empty() {
+        return Ok(table);
+    }
+    if !overlap {
+        for k in 0..folds.len() {
+            let operator = prepare(k)?;
+            score_fold(k, &operator, &mut table);
+        }
+        return Ok(table);
+    }
+    let mut operator = prepare(0)?;
+    for k in 0..folds.len() {
+        let (next, ()) = rayon::join(
+            || (k + 1 < folds.len()).then(|| prepare(k + 1)).transpose(),
+            || score_fold(k, &operator, &mut table),
+        );
+        match next? {
+            Some(next) => operator = next,
+            None => break,
+        }
     }
     Ok(table)
 }
@@ -1064,12 +1125,22 @@ fn refit(
     weights: &mut Matrix,
 ) {
     let n_cols = weights.cols;
+    // Transposed into the p x n_targets weights in parallel, 64 feature rows
+    // per task: the block's rows are read contiguously and the 64 rows
+    // written to stay in cache.
+    const ROWS: usize = 64;
     refit_each(y, full, targets, alphas, target_batch, &mut |batch, block| {
-        for (j, &t) in batch.iter().enumerate() {
-            for (f, &value) in block.row(j).iter().enumerate() {
-                weights.data[f * n_cols + t] = value;
+        let n_features = block.cols;
+        weights.data.par_chunks_mut(ROWS * n_cols).enumerate().for_each(|(chunk, rows)| {
+            let first = chunk * ROWS;
+            let count = rows.len() / n_cols.max(1);
+            for (j, &t) in batch.iter().enumerate() {
+                let source = &block.data[j * n_features + first..j * n_features + first + count];
+                for (f, &value) in source.iter().enumerate() {
+                    rows[f * n_cols + t] = value;
+                }
             }
-        }
+        });
     });
 }
 
@@ -1489,9 +1560,12 @@ mod tests {
         }
     }
 
+    /// Decomposition first and folds one at a time (large Y), or the
+    /// decomposition beside the scoring and each fold prepared while the
+    /// previous one is scored: the same numbers.
     #[test]
-    fn refit_decomposition_before_or_beside_the_scoring_gives_the_same_fit() {
-        let mut rng = fresh_rng("refit_decomposition_before_or_beside_the_scoring_gives_the_same_fit");
+    fn memory_saving_and_overlapped_schedules_give_the_same_fit() {
+        let mut rng = fresh_rng("memory_saving_and_overlapped_schedules_give_the_same_fit");
         for (n, p) in [(90, 30), (40, 70)] {
             let x = random_matrix(&mut rng, n, p);
             let y = signal_and_noise(&mut rng, &x, 11);
