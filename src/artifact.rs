@@ -4,8 +4,9 @@
 //!   Feather v2 format): one row per matrix row with a `data` column of
 //!   fixed-size `float32` lists, optional `story`/`row` columns that say which
 //!   story and which row within it, and the shape in the schema metadata
-//!   (`voxflow.shape`). `pyarrow.feather.read_table(path)` or
-//!   `polars.read_ipc(path)` opens one in one call.
+//!   (`voxflow.shape`), in record batches of about 64 MiB.
+//!   `pyarrow.feather.read_table(path)` or `polars.read_ipc(path)` opens one
+//!   in one call.
 //! - Tables are Parquet files: `pyarrow.parquet.read_table(path)`.
 //!
 //! arrow-rs owns the format; other code converts at this edge.
@@ -72,7 +73,9 @@ impl MatrixArtifact {
         self.segments.iter().map(|s| s.rows).collect()
     }
 
-    pub fn to_record_batch(&self) -> Result<RecordBatch, arrow::error::ArrowError> {
+    /// The schema [`write_matrix`] writes: `story`/`row` columns when the
+    /// matrix has segments, the `data` column, and the metadata.
+    fn schema(&self) -> Arc<Schema> {
         let m = &self.matrix;
         let mut metadata: HashMap<String, String> =
             self.metadata.iter().map(|(k, v)| (format!("voxflow.{k}"), v.clone())).collect();
@@ -80,39 +83,127 @@ impl MatrixArtifact {
         metadata.insert("voxflow.shape".into(), format!("[{}, {}]", m.rows, m.cols));
         metadata.insert("voxflow.dtype".into(), "float32".into());
         let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let values = Arc::new(Float32Array::from(m.data.clone()));
-        let data = FixedSizeListArray::try_new(item.clone(), m.cols as i32, values, None)?;
         let mut fields = Vec::new();
-        let mut columns: Vec<ArrayRef> = Vec::new();
         if !self.segments.is_empty() {
-            let mut stories = Vec::with_capacity(m.rows);
-            let mut rows = Vec::with_capacity(m.rows);
-            for segment in &self.segments {
-                for i in 0..segment.rows {
-                    stories.push(segment.name.as_str());
-                    rows.push(i as i32);
-                }
-            }
             fields.push(Field::new("story", DataType::Utf8, false));
-            columns.push(Arc::new(StringArray::from(stories)));
             fields.push(Field::new("row", DataType::Int32, false));
-            columns.push(Arc::new(Int32Array::from(rows)));
         }
         fields.push(Field::new("data", DataType::FixedSizeList(item, m.cols as i32), false));
-        columns.push(Arc::new(data));
-        RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, metadata)), columns)
+        Arc::new(Schema::new_with_metadata(fields, metadata))
     }
 
-    pub fn from_record_batch(batch: &RecordBatch) -> Result<MatrixArtifact, String> {
-        let schema = batch.schema();
-        let data = batch.column_by_name("data").ok_or("no `data` column: not a voxflow matrix")?;
-        let list = data.as_fixed_size_list_opt().ok_or("`data` is not a fixed-size list column")?;
-        let cols = list.value_length() as usize;
+    /// Rows `rows` of the matrix as one record batch of `schema`.
+    fn batch_of_rows(
+        &self,
+        schema: &Arc<Schema>,
+        rows: std::ops::Range<usize>,
+    ) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let m = &self.matrix;
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let values = Float32Array::from(m.data[rows.start * m.cols..rows.end * m.cols].to_vec());
+        let data = FixedSizeListArray::try_new(item, m.cols as i32, Arc::new(values), None)?;
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        if !self.segments.is_empty() {
+            let mut stories = Vec::with_capacity(rows.len());
+            let mut within = Vec::with_capacity(rows.len());
+            for (name, range) in self.segment_ranges() {
+                for i in range.start.max(rows.start)..range.end.min(rows.end) {
+                    stories.push(name.clone());
+                    within.push((i - range.start) as i32);
+                }
+            }
+            columns.push(Arc::new(StringArray::from(stories)));
+            columns.push(Arc::new(Int32Array::from(within)));
+        }
+        columns.push(Arc::new(data));
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+/// Bytes of matrix data per record batch that [`write_matrix`] writes: a
+/// reader (voxflow's own, pyarrow's, polars') then holds the file's batches
+/// one at a time, so reading a matrix costs its own size plus one batch.
+const BATCH_BYTES: usize = 64 << 20;
+
+/// Writes a matrix artifact as an Arrow IPC file, in record batches of about
+/// 64 MiB (at least one row each; one empty batch for a matrix without rows).
+pub fn write_matrix(path: &Path, artifact: &MatrixArtifact) -> Result<(), ArtifactError> {
+    write_matrix_in_batches(path, artifact, BATCH_BYTES)
+}
+
+fn write_matrix_in_batches(path: &Path, artifact: &MatrixArtifact, batch_bytes: usize) -> Result<(), ArtifactError> {
+    let fail = |message: String| ArtifactError::Write { path: path.display().to_string(), message };
+    let schema = artifact.schema();
+    let file = File::create(path).map_err(|e| fail(e.to_string()))?;
+    let mut writer = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &schema)
+        .map_err(|e| fail(e.to_string()))?;
+    let rows = artifact.matrix.rows;
+    let step = (batch_bytes / (4 * artifact.matrix.cols.max(1))).max(1);
+    let mut start = 0;
+    loop {
+        let end = (start + step).min(rows);
+        let batch = artifact.batch_of_rows(&schema, start..end).map_err(|e| fail(e.to_string()))?;
+        writer.write(&batch).map_err(|e| fail(e.to_string()))?;
+        start = end;
+        if start >= rows {
+            break;
+        }
+    }
+    writer.finish().map_err(|e| fail(e.to_string()))
+}
+
+/// Reads a matrix artifact from Arrow IPC or Parquet (by extension), one
+/// record batch at a time into the matrix: beyond the matrix itself, the
+/// read holds one batch.
+pub fn read_matrix(path: &Path) -> Result<MatrixArtifact, ArtifactError> {
+    let fail = |message: String| ArtifactError::Read { path: path.display().to_string(), message };
+    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match extension {
+        "parquet" | "pq" => {
+            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| fail(e.to_string()))?;
+            let schema = builder.schema().clone();
+            let reader = builder.build().map_err(|e| fail(e.to_string()))?;
+            assemble_matrix(&schema, reader.map(|b| b.map_err(|e| e.to_string()))).map_err(fail)
+        }
+        "arrow" | "feather" | "ipc" => {
+            let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+                .map_err(|e| fail(e.to_string()))?;
+            let schema = reader.schema();
+            assemble_matrix(&schema, reader.map(|b| b.map_err(|e| e.to_string()))).map_err(fail)
+        }
+        other => Err(fail(format!("unknown artifact extension `.{other}`: expected .parquet or .arrow"))),
+    }
+}
+
+/// Copies a matrix artifact's record batches, in order, into one matrix.
+fn assemble_matrix(
+    schema: &Schema,
+    batches: impl Iterator<Item = Result<RecordBatch, String>>,
+) -> Result<MatrixArtifact, String> {
+    let cols = match schema.field_with_name("data").map(|f| f.data_type()) {
+        Ok(DataType::FixedSizeList(item, n)) if item.data_type() == &DataType::Float32 => *n as usize,
+        Ok(DataType::FixedSizeList(..)) => return Err("`data` items are not float32".into()),
+        Ok(_) => return Err("`data` is not a fixed-size list column".into()),
+        Err(_) => return Err("no `data` column: not a voxflow matrix".into()),
+    };
+    // The declared shape, when present, sizes the buffer once.
+    let declared_rows = schema
+        .metadata()
+        .get("voxflow.shape")
+        .and_then(|shape| serde_json::from_str::<Vec<usize>>(shape).ok())
+        .and_then(|shape| shape.first().copied());
+    let mut data: Vec<f32> = Vec::with_capacity(declared_rows.unwrap_or(0).saturating_mul(cols));
+    let mut rows = 0;
+    let mut segments: Vec<Segment> = Vec::new();
+    for batch in batches {
+        let batch = batch?;
+        let list = batch.column_by_name("data").and_then(|c| c.as_fixed_size_list_opt()).ok_or("no `data` column")?;
         let values = list.values().as_primitive_opt::<Float32Type>().ok_or("`data` items are not float32")?;
         let start = list.offset() * cols;
-        let data: Vec<f32> = values.values()[start..start + list.len() * cols].to_vec();
-        let matrix = Matrix::from_vec(batch.num_rows(), cols, data);
-        let mut segments: Vec<Segment> = Vec::new();
+        data.extend_from_slice(&values.values()[start..start + list.len() * cols]);
+        rows += batch.num_rows();
         if let Some(stories) = batch.column_by_name("story") {
             let stories = stories.as_string_opt::<i32>().ok_or("`story` is not a string column")?;
             for i in 0..stories.len() {
@@ -123,33 +214,14 @@ impl MatrixArtifact {
                 }
             }
         }
-        let metadata = schema
-            .metadata()
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("voxflow.").map(|k| (k.to_string(), v.clone())))
-            .filter(|(k, _)| !matches!(k.as_str(), "type" | "shape" | "dtype"))
-            .collect();
-        Ok(MatrixArtifact { matrix, segments, metadata })
     }
-}
-
-/// Writes a matrix artifact as an Arrow IPC file.
-pub fn write_matrix(path: &Path, artifact: &MatrixArtifact) -> Result<(), ArtifactError> {
-    let fail = |message: String| ArtifactError::Write { path: path.display().to_string(), message };
-    let batch = artifact.to_record_batch().map_err(|e| fail(e.to_string()))?;
-    let file = File::create(path).map_err(|e| fail(e.to_string()))?;
-    let mut writer = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &batch.schema())
-        .map_err(|e| fail(e.to_string()))?;
-    writer.write(&batch).map_err(|e| fail(e.to_string()))?;
-    writer.finish().map_err(|e| fail(e.to_string()))?;
-    Ok(())
-}
-
-/// Reads a matrix artifact from Arrow IPC or Parquet (by extension).
-pub fn read_matrix(path: &Path) -> Result<MatrixArtifact, ArtifactError> {
-    let batch = read_batch(path)?;
-    MatrixArtifact::from_record_batch(&batch)
-        .map_err(|message| ArtifactError::Read { path: path.display().to_string(), message })
+    let metadata = schema
+        .metadata()
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("voxflow.").map(|k| (k.to_string(), v.clone())))
+        .filter(|(k, _)| !matches!(k.as_str(), "type" | "shape" | "dtype"))
+        .collect();
+    Ok(MatrixArtifact { matrix: Matrix::from_vec(rows, cols, data), segments, metadata })
 }
 
 /// Writes a matrix artifact row block by row block, so that a stage never
@@ -291,6 +363,39 @@ mod tests {
         let mut short = MatrixWriter::create(&dir.join("t.arrow"), 7, 5, &BTreeMap::new()).unwrap();
         short.write_rows(whole.data[..10].to_vec()).unwrap();
         assert!(short.finish().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Matrices are written in record batches that can end inside a story;
+    /// the reader puts rows, segments and metadata back together, for any
+    /// batch size, and for a matrix without rows.
+    #[test]
+    fn matrices_split_into_batches_read_back_whole() {
+        use rand::{Rng, SeedableRng};
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        eprintln!("seed {seed}");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let dir = std::env::temp_dir().join(format!("voxflow-batches-{}-{seed}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for case in 0..20 {
+            let cols = rng.random_range(1..9);
+            let lengths: Vec<usize> = (0..rng.random_range(0..5)).map(|_| rng.random_range(1..12)).collect();
+            let rows: usize = lengths.iter().sum();
+            let data: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let segments = lengths.iter().enumerate().map(|(i, &n)| Segment { name: format!("story{i}"), rows: n });
+            let mut artifact = MatrixArtifact::with_segments(Matrix::from_vec(rows, cols, data), segments.collect());
+            if case % 2 == 0 {
+                artifact.segments.clear();
+            }
+            artifact.metadata.insert("case".into(), case.to_string());
+            let rows_per_batch = rng.random_range(1..rows.max(1) + 2);
+            let path = dir.join(format!("{case}.arrow"));
+            write_matrix_in_batches(&path, &artifact, rows_per_batch * cols * 4).unwrap();
+            let file = File::open(&path).unwrap();
+            let batches = arrow::ipc::reader::FileReader::try_new(file, None).unwrap().num_batches();
+            assert_eq!(batches, rows.div_ceil(rows_per_batch).max(1), "case {case}");
+            assert_eq!(read_matrix(&path).unwrap(), artifact, "case {case}: {rows} rows, {rows_per_batch} per batch");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -58,3 +58,55 @@ print(json.dumps({"shape": shape, "values": values.astype(float).ravel().tolist(
     }
     assert_eq!(read["words"][0], format!("w{}", (onsets[0] * 100.0) as i64));
 }
+
+/// `.npy` files as NumPy writes them — float32/float64/int32/int64, little-
+/// and big-endian, C and Fortran order, 1-D and 2-D, format versions 1.0 and
+/// 2.0 — read back as NumPy's own float32 conversion of the same array; a
+/// truncated file is an error naming the file.
+#[test]
+fn npy_files_of_every_supported_layout_read_as_numpy_converts_them() {
+    let seed = common::fresh_seed();
+    let dir = Scratch::new("npy-layouts");
+    let listing = run_python(
+        r#"
+import sys, numpy as np
+d, seed = sys.argv[1], int(sys.argv[2]) % 2**32
+rng = np.random.default_rng(seed)
+rows, cols = int(rng.integers(2, 40)), int(rng.integers(2, 30))
+base = rng.standard_normal((rows, cols)) * 100
+n = 0
+for dtype in ["<f4", ">f4", "<f8", ">f8", "<i4", ">i4", "<i8", ">i8"]:
+    for order in ["C", "F"]:
+        for shape in ["2d", "1d"]:
+            for version in [(1, 0), (2, 0)]:
+                a = base if shape == "2d" else base[:, 0]
+                a = np.array(a.astype(dtype), order=order)
+                name = f"{d}/a{n}.npy"
+                with open(name, "wb") as f:
+                    np.lib.format.write_array(f, a, version=version)
+                np.ascontiguousarray(a.astype("<f4")).tofile(f"{d}/a{n}.expected")
+                print(name, dtype, order, shape, version[0], a.shape[0], a.shape[1] if a.ndim == 2 else 1)
+                n += 1
+raw = open(f"{d}/a0.npy", "rb").read()
+open(f"{d}/truncated.npy", "wb").write(raw[: len(raw) - 5])
+"#,
+        &[dir.join("").to_str().unwrap(), &seed.to_string()],
+    );
+    let mut checked = 0;
+    for line in listing.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let path = std::path::Path::new(fields[0]);
+        let got = voxflow::formats::npy::read_npy(path).unwrap_or_else(|e| panic!("{line}: {e}"));
+        // NumPy's float32 conversion, raw little-endian bytes in C order.
+        let raw = std::fs::read(path.with_extension("expected")).unwrap();
+        let expected: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let shape: (usize, usize) = (fields[5].parse().unwrap(), fields[6].parse().unwrap());
+        assert_eq!((got.rows, got.cols), shape, "{line}");
+        assert_eq!(got.data, expected, "{line}");
+        checked += 1;
+    }
+    assert_eq!(checked, 64);
+    let truncated = dir.join("truncated.npy");
+    let error = voxflow::formats::npy::read_npy(&truncated).expect_err("a truncated file must fail").to_string();
+    assert!(error.contains("truncated.npy") && error.contains("truncated"), "{error}");
+}

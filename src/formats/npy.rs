@@ -4,7 +4,7 @@
 //! Users bring responses and features as `.npy`; tests use it to hand data
 //! to the Python reference implementations.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::numeric::Matrix;
@@ -17,11 +17,127 @@ pub enum NpyError {
     Format { path: String, reason: String },
 }
 
-/// Reads a 1-D (as one column) or 2-D array.
+/// Reads a 1-D (as one column) or 2-D array. The body is converted in
+/// chunks straight into the matrix, so reading holds the matrix and one
+/// chunk, not a second copy of the file.
 pub fn read_npy(path: &Path) -> Result<Matrix, NpyError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io { path: shown.clone(), source })?;
-    parse_npy(&bytes).map_err(|reason| NpyError::Format { path: shown, reason })
+    let io = |source| NpyError::Io { path: shown.clone(), source };
+    let format = |reason| NpyError::Format { path: shown.clone(), reason };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut reader = std::io::BufReader::new(file);
+    let header = read_header(&mut reader).map_err(format)?;
+    let body_len = file_len.saturating_sub(header.offset as u64);
+    if body_len < (header.rows * header.cols * header.width) as u64 {
+        return Err(format(format!(
+            "data is truncated: {body_len} bytes for shape {:?} of {}",
+            header.shape, header.descr
+        )));
+    }
+    read_body(&mut reader, &header).map_err(io)
+}
+
+/// What the header says, and where the data starts.
+struct Header {
+    descr: String,
+    shape: Vec<usize>,
+    rows: usize,
+    cols: usize,
+    big_endian: bool,
+    width: usize,
+    fortran: bool,
+    /// Bytes before the data.
+    offset: usize,
+}
+
+fn read_header(reader: &mut impl Read) -> Result<Header, String> {
+    let no_magic = || "missing the \\x93NUMPY magic string".to_string();
+    let mut preamble = [0u8; 8];
+    reader.read_exact(&mut preamble).map_err(|_| no_magic())?;
+    if &preamble[..6] != b"\x93NUMPY" {
+        return Err(no_magic());
+    }
+    let (header_len, header_start) = match preamble[6] {
+        1 => {
+            let mut len = [0u8; 2];
+            reader.read_exact(&mut len).map_err(|_| "truncated header")?;
+            (u16::from_le_bytes(len) as usize, 10)
+        }
+        2 | 3 => {
+            let mut len = [0u8; 4];
+            reader.read_exact(&mut len).map_err(|_| "truncated header")?;
+            (u32::from_le_bytes(len) as usize, 12)
+        }
+        other => return Err(format!("unsupported format version {other}")),
+    };
+    let mut header = vec![0u8; header_len];
+    reader.read_exact(&mut header).map_err(|_| "truncated header")?;
+    let header = String::from_utf8(header).map_err(|_| "header is not text")?;
+    let descr = dict_value(&header, "descr").ok_or("header has no 'descr'")?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"').to_string();
+    let fortran = dict_value(&header, "fortran_order").ok_or("header has no 'fortran_order'")? == "True";
+    let shape_text = dict_value(&header, "shape").ok_or("header has no 'shape'")?;
+    let shape: Vec<usize> = shape_text
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text}")))
+        .collect::<Result<_, _>>()?;
+    let (rows, cols) = match shape.as_slice() {
+        [n] => (*n, 1),
+        [r, c] => (*r, *c),
+        other => return Err(format!("expected a 1-D or 2-D array, found shape {other:?}")),
+    };
+    let big_endian = match descr.get(..1) {
+        Some("<" | "|" | "=") => false,
+        Some(">") => true,
+        _ => return Err(format!("unsupported dtype {descr}")),
+    };
+    let width = match &descr[1..] {
+        "f4" | "i4" => 4,
+        "f8" | "i8" => 8,
+        _ => return Err(format!("unsupported dtype {descr}: use float32, float64, int32 or int64")),
+    };
+    Ok(Header { descr, shape, rows, cols, big_endian, width, fortran, offset: header_start + header_len })
+}
+
+/// The data, converted to f32 a chunk at a time; Fortran order is scattered
+/// into C order as it is read.
+fn read_body(reader: &mut impl Read, header: &Header) -> std::io::Result<Matrix> {
+    let (rows, cols, width) = (header.rows, header.cols, header.width);
+    let count = rows * cols;
+    let kind = &header.descr[1..];
+    let convert = |chunk: &[u8]| -> f32 {
+        let mut raw = [0u8; 8];
+        raw[..width].copy_from_slice(chunk);
+        if header.big_endian {
+            raw[..width].reverse();
+        }
+        match kind {
+            "f4" => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
+            "i4" => i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as f32,
+            "f8" => f64::from_le_bytes(raw) as f32,
+            _ => i64::from_le_bytes(raw) as f32,
+        }
+    };
+    let scatter = header.fortran && rows > 1 && cols > 1;
+    let mut values = vec![0.0f32; count];
+    let mut buffer = vec![0u8; (1 << 20) * width];
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(buffer.len() / width);
+        let bytes = &mut buffer[..n * width];
+        reader.read_exact(bytes)?;
+        for (k, chunk) in bytes.chunks_exact(width).enumerate() {
+            let index = done + k;
+            let target = if scatter { (index % rows) * cols + index / rows } else { index };
+            values[target] = convert(chunk);
+        }
+        done += n;
+    }
+    Ok(Matrix::from_vec(rows, cols, values))
 }
 
 /// Writes a 2-D little-endian float32 array, C order, atomically enough for
@@ -35,93 +151,17 @@ pub fn write_npy(path: &Path, matrix: &Matrix) -> Result<(), NpyError> {
     let padding = (64 - unpadded % 64) % 64;
     header.push_str(&" ".repeat(padding));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + matrix.data.len() * 4);
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for value in &matrix.data {
-        out.extend_from_slice(&value.to_le_bytes());
-    }
-    std::fs::File::create(path)
-        .and_then(|mut file| file.write_all(&out))
-        .map_err(|source| NpyError::Io { path: shown, source })
-}
-
-fn parse_npy(bytes: &[u8]) -> Result<Matrix, String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("missing the \\x93NUMPY magic string".into());
-    }
-    let major = bytes[6];
-    let (header_len, header_start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err("truncated header".into());
-            }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+    let write = || -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        out.write_all(b"\x93NUMPY\x01\x00")?;
+        out.write_all(&(header.len() as u16).to_le_bytes())?;
+        out.write_all(header.as_bytes())?;
+        for value in &matrix.data {
+            out.write_all(&value.to_le_bytes())?;
         }
-        other => return Err(format!("unsupported format version {other}")),
+        out.flush()
     };
-    let header_end = header_start + header_len;
-    let header = std::str::from_utf8(bytes.get(header_start..header_end).ok_or("truncated header")?)
-        .map_err(|_| "header is not text")?;
-    let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = dict_value(header, "fortran_order").ok_or("header has no 'fortran_order'")? == "True";
-    let shape_text = dict_value(header, "shape").ok_or("header has no 'shape'")?;
-    let shape: Vec<usize> = shape_text
-        .trim_matches(|c| c == '(' || c == ')')
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text}")))
-        .collect::<Result<_, _>>()?;
-    let (rows, cols) = match shape.as_slice() {
-        [n] => (*n, 1),
-        [r, c] => (*r, *c),
-        other => return Err(format!("expected a 1-D or 2-D array, found shape {other:?}")),
-    };
-    let (big_endian, kind) = descr.split_at(1);
-    let big_endian = match big_endian {
-        "<" | "|" | "=" => false,
-        ">" => true,
-        _ => return Err(format!("unsupported dtype {descr}")),
-    };
-    let width = match kind {
-        "f4" | "i4" => 4,
-        "f8" | "i8" => 8,
-        _ => return Err(format!("unsupported dtype {descr}: use float32, float64, int32 or int64")),
-    };
-    let body = &bytes[header_end..];
-    let count = rows * cols;
-    if body.len() < count * width {
-        return Err(format!("data is truncated: {} bytes for shape {shape:?} of {descr}", body.len()));
-    }
-    let mut values = Vec::with_capacity(count);
-    for chunk in body[..count * width].chunks_exact(width) {
-        let mut raw = [0u8; 8];
-        raw[..width].copy_from_slice(chunk);
-        if big_endian {
-            raw[..width].reverse();
-        }
-        let value = match kind {
-            "f4" => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
-            "i4" => i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as f32,
-            "f8" => f64::from_le_bytes(raw) as f32,
-            _ => i64::from_le_bytes(raw) as f32,
-        };
-        values.push(value);
-    }
-    if fortran && rows > 1 && cols > 1 {
-        let mut c_order = vec![0.0f32; count];
-        for j in 0..cols {
-            for i in 0..rows {
-                c_order[i * cols + j] = values[j * rows + i];
-            }
-        }
-        values = c_order;
-    }
-    Ok(Matrix::from_vec(rows, cols, values))
+    write().map_err(|source| NpyError::Io { path: shown, source })
 }
 
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {

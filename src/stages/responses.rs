@@ -121,7 +121,10 @@ impl Stage for LoadResponses {
             }
             _ => None,
         };
-        let mut parts: Vec<Matrix> = Vec::new();
+        // Stories are appended to one buffer as they are read (not stacked at
+        // the end), so the stage holds the responses once plus one story.
+        let mut data: Vec<f32> = Vec::new();
+        let mut n_voxels = None;
         let mut segments = Vec::new();
         for (i, (story, path)) in files.iter().enumerate() {
             let fail = |e: formats::FormatError| StageError::failed(format!("story `{story}`: {e}"));
@@ -133,14 +136,14 @@ impl Stage for LoadResponses {
                 }
                 _ => formats::npy::read_npy(path).map_err(|e| StageError::failed(format!("story `{story}`: {e}")))?,
             };
-            if let Some(first) = parts.first() {
-                if first.cols != matrix.cols {
+            if let Some(first) = n_voxels {
+                if first != matrix.cols {
                     return Err(StageError::failed(format!(
                         "story `{story}` ({}) has {} voxels but `{}` has {}",
                         path.display(),
                         matrix.cols,
                         files[0].0,
-                        first.cols
+                        first
                     )));
                 }
             }
@@ -161,11 +164,17 @@ impl Stage for LoadResponses {
                 }
             }
             segments.push(Segment { name: story.clone(), rows: matrix.rows });
-            parts.push(matrix);
+            if n_voxels.is_none() {
+                n_voxels = Some(matrix.cols);
+                data.reserve(matrix.data.len() * files.len());
+            }
+            data.extend_from_slice(&matrix.data);
+            drop(matrix);
             ctx.progress(i as u64 + 1, files.len() as u64);
             ctx.check_cancelled()?;
         }
-        let refs: Vec<&Matrix> = parts.iter().collect();
-        ctx.write_matrix("responses", &MatrixArtifact::with_segments(Matrix::vstack(&refs), segments))
+        let rows = segments.iter().map(|s| s.rows).sum();
+        let responses = Matrix::from_vec(rows, n_voxels.unwrap_or(0), data);
+        ctx.write_matrix("responses", &MatrixArtifact::with_segments(responses, segments))
     }
 }
