@@ -73,23 +73,10 @@ impl MatrixArtifact {
         self.segments.iter().map(|s| s.rows).collect()
     }
 
-    /// The schema [`write_matrix`] writes: `story`/`row` columns when the
-    /// matrix has segments, the `data` column, and the metadata.
+    /// The schema [`write_matrix`] writes.
     fn schema(&self) -> Arc<Schema> {
         let m = &self.matrix;
-        let mut metadata: HashMap<String, String> =
-            self.metadata.iter().map(|(k, v)| (format!("voxflow.{k}"), v.clone())).collect();
-        metadata.insert("voxflow.type".into(), "matrix".into());
-        metadata.insert("voxflow.shape".into(), format!("[{}, {}]", m.rows, m.cols));
-        metadata.insert("voxflow.dtype".into(), "float32".into());
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let mut fields = Vec::new();
-        if !self.segments.is_empty() {
-            fields.push(Field::new("story", DataType::Utf8, false));
-            fields.push(Field::new("row", DataType::Int32, false));
-        }
-        fields.push(Field::new("data", DataType::FixedSizeList(item, m.cols as i32), false));
-        Arc::new(Schema::new_with_metadata(fields, metadata))
+        matrix_schema(m.rows, m.cols, &self.metadata, !self.segments.is_empty())
     }
 
     /// Rows `rows` of the matrix as one record batch of `schema`.
@@ -99,9 +86,7 @@ impl MatrixArtifact {
         rows: std::ops::Range<usize>,
     ) -> Result<RecordBatch, arrow::error::ArrowError> {
         let m = &self.matrix;
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let values = Float32Array::from(m.data[rows.start * m.cols..rows.end * m.cols].to_vec());
-        let data = FixedSizeListArray::try_new(item, m.cols as i32, Arc::new(values), None)?;
+        let data = data_column(m.cols, m.data[rows.start * m.cols..rows.end * m.cols].to_vec())?;
         let mut columns: Vec<ArrayRef> = Vec::new();
         if !self.segments.is_empty() {
             let mut stories = Vec::with_capacity(rows.len());
@@ -118,6 +103,31 @@ impl MatrixArtifact {
         columns.push(Arc::new(data));
         RecordBatch::try_new(schema.clone(), columns)
     }
+}
+
+/// A matrix file's schema: `story`/`row` columns when it has segments, the
+/// `data` column of `cols`-long float32 lists, and the metadata (keys without
+/// the `voxflow.` prefix) with the type, shape and dtype added.
+fn matrix_schema(rows: usize, cols: usize, metadata: &BTreeMap<String, String>, segments: bool) -> Arc<Schema> {
+    let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (format!("voxflow.{k}"), v.clone())).collect();
+    meta.insert("voxflow.type".into(), "matrix".into());
+    meta.insert("voxflow.shape".into(), format!("[{rows}, {cols}]"));
+    meta.insert("voxflow.dtype".into(), "float32".into());
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let mut fields = Vec::new();
+    if segments {
+        fields.push(Field::new("story", DataType::Utf8, false));
+        fields.push(Field::new("row", DataType::Int32, false));
+    }
+    fields.push(Field::new("data", DataType::FixedSizeList(item, cols as i32), false));
+    Arc::new(Schema::new_with_metadata(fields, meta))
+}
+
+/// Row-major values as the `data` column (the vector becomes the array's
+/// buffer without a copy).
+fn data_column(cols: usize, values: Vec<f32>) -> Result<FixedSizeListArray, arrow::error::ArrowError> {
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    FixedSizeListArray::try_new(item, cols as i32, Arc::new(Float32Array::from(values)), None)
 }
 
 /// Bytes of matrix data per record batch that [`write_matrix`] writes: a
@@ -247,16 +257,7 @@ impl MatrixWriter {
         metadata: &BTreeMap<String, String>,
     ) -> Result<MatrixWriter, ArtifactError> {
         let fail = |message: String| ArtifactError::Write { path: path.display().to_string(), message };
-        let mut meta: HashMap<String, String> =
-            metadata.iter().map(|(k, v)| (format!("voxflow.{k}"), v.clone())).collect();
-        meta.insert("voxflow.type".into(), "matrix".into());
-        meta.insert("voxflow.shape".into(), format!("[{rows}, {cols}]"));
-        meta.insert("voxflow.dtype".into(), "float32".into());
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let schema = Arc::new(Schema::new_with_metadata(
-            vec![Field::new("data", DataType::FixedSizeList(item, cols as i32), false)],
-            meta,
-        ));
+        let schema = matrix_schema(rows, cols, metadata, false);
         let file = File::create(path).map_err(|e| fail(e.to_string()))?;
         let writer = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &schema)
             .map_err(|e| fail(e.to_string()))?;
@@ -274,9 +275,7 @@ impl MatrixWriter {
     pub fn write_rows(&mut self, values: Vec<f32>) -> Result<(), ArtifactError> {
         let fail = |message: String| ArtifactError::Write { path: self.path.clone(), message };
         let rows = values.len() / self.cols.max(1);
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let list = FixedSizeListArray::try_new(item, self.cols as i32, Arc::new(Float32Array::from(values)), None)
-            .map_err(|e| fail(e.to_string()))?;
+        let list = data_column(self.cols, values).map_err(|e| fail(e.to_string()))?;
         let batch = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(list) as ArrayRef])
             .map_err(|e| fail(e.to_string()))?;
         self.writer.write(&batch).map_err(|e| fail(e.to_string()))?;

@@ -108,19 +108,12 @@ fn read_header(reader: &mut impl Read) -> Result<Header, String> {
 fn read_body(reader: &mut impl Read, header: &Header) -> std::io::Result<Matrix> {
     let (rows, cols, width) = (header.rows, header.cols, header.width);
     let count = rows * cols;
-    let kind = &header.descr[1..];
-    let convert = |chunk: &[u8]| -> f32 {
-        let mut raw = [0u8; 8];
-        raw[..width].copy_from_slice(chunk);
-        if header.big_endian {
-            raw[..width].reverse();
-        }
-        match kind {
-            "f4" => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
-            "i4" => i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as f32,
-            "f8" => f64::from_le_bytes(raw) as f32,
-            _ => i64::from_le_bytes(raw) as f32,
-        }
+    // One conversion per dtype, chosen once (not per element).
+    let convert: fn(&[u8], bool) -> f32 = match &header.descr[1..] {
+        "f4" => |b, swap| f32::from_bits(word32(b, swap)),
+        "i4" => |b, swap| word32(b, swap) as i32 as f32,
+        "f8" => |b, swap| f64::from_bits(word64(b, swap)) as f32,
+        _ => |b, swap| word64(b, swap) as i64 as f32,
     };
     let scatter = header.fortran && rows > 1 && cols > 1;
     let mut values = vec![0.0f32; count];
@@ -133,7 +126,7 @@ fn read_body(reader: &mut impl Read, header: &Header) -> std::io::Result<Matrix>
         for (k, chunk) in bytes.chunks_exact(width).enumerate() {
             let index = done + k;
             let target = if scatter { (index % rows) * cols + index / rows } else { index };
-            values[target] = convert(chunk);
+            values[target] = convert(chunk, header.big_endian);
         }
         done += n;
     }
@@ -162,6 +155,24 @@ pub fn write_npy(path: &Path, matrix: &Matrix) -> Result<(), NpyError> {
         out.flush()
     };
     write().map_err(|source| NpyError::Io { path: shown, source })
+}
+
+fn word32(bytes: &[u8], big_endian: bool) -> u32 {
+    let raw = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    if big_endian {
+        u32::from_be_bytes(raw)
+    } else {
+        u32::from_le_bytes(raw)
+    }
+}
+
+fn word64(bytes: &[u8], big_endian: bool) -> u64 {
+    let raw: [u8; 8] = bytes[..8].try_into().expect("8 bytes");
+    if big_endian {
+        u64::from_be_bytes(raw)
+    } else {
+        u64::from_le_bytes(raw)
+    }
 }
 
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
