@@ -1,7 +1,6 @@
 //! Times voxflow's `ridge_cv` on generated data, then the f32 products that
-//! its algorithm cannot avoid and its f64 decompositions (Gram matrix, fold
-//! Cholesky factorisations, the refit's eigendecomposition), each run alone
-//! through faer on the same shapes. benches/ridge_vs_himalaya.sh runs it
+//! its algorithm cannot avoid and its f64 work (Gram matrix, fold operators,
+//! the refit's operators), each run alone through faer on the same shapes. benches/ridge_vs_himalaya.sh runs it
 //! beside himalaya.
 //!
 //! ```text
@@ -14,11 +13,11 @@
 
 use std::time::Instant;
 
-use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
-use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
 use faer::{Accum, Mat, Par};
 use rand::{Rng, SeedableRng};
@@ -103,8 +102,9 @@ fn generate(options: &Options) -> (Matrix, Matrix) {
 /// the same shapes. Per fold, with `r = min(n_train, p)`: on the SVD path
 /// (`n_train >= p`) the projection `X_train^T Y_train` (r x n_train x v), and
 /// the validation predictions of all alphas, stacked: (n_alphas * n_val) x r
-/// x v. Then the refit: `L^T Y` (r x n x v) and `R Z` (p x r x v). Returns
-/// (seconds, CPU seconds, flops).
+/// x v. Then the refit's one product, the weights `A Y` (p x n x v; the
+/// refit through the spectrum, taken when many alphas are chosen, adds
+/// `L^T Y` to that). Returns (seconds, CPU seconds, flops).
 fn time_products(options: &Options) -> (f64, f64, f64) {
     let (n, p, v) = (options.n, options.p, options.v);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed + 1);
@@ -135,28 +135,35 @@ fn time_products(options: &Options) -> (f64, f64, f64) {
         cpu += cpu_seconds() - cpu_start;
         flops += 2.0 * (options.n_alphas * n_val * rank * v) as f64;
     }
-    let rank = n.min(p);
-    let left = random(n, rank);
-    let right = random(p, rank);
-    let mut projected = Mat::<f32>::zeros(rank, v);
+    let operator = random(p, n);
     let mut weights = Mat::<f32>::zeros(p, v);
     let (start, cpu_start) = (Instant::now(), cpu_seconds());
-    matmul(projected.as_mut(), Accum::Replace, left.transpose(), y.as_ref(), 1.0, par);
-    matmul(weights.as_mut(), Accum::Replace, right.as_ref(), projected.as_ref(), 1.0, par);
+    matmul(weights.as_mut(), Accum::Replace, operator.as_ref(), y.as_ref(), 1.0, par);
     seconds += start.elapsed().as_secs_f64();
     cpu += cpu_seconds() - cpu_start;
-    flops += 2.0 * (rank * n * v) as f64 + 2.0 * (p * rank * v) as f64;
+    flops += 2.0 * (p * n * v) as f64;
     (seconds, cpu, flops)
 }
 
+fn cholesky(m: &mut Mat<f64>) {
+    let scratch = cholesky_in_place_scratch::<f64>(m.nrows(), Par::Seq, Default::default());
+    let mut memory = MemBuffer::new(scratch);
+    cholesky_in_place(m.as_mut(), Default::default(), Par::Seq, MemStack::new(&mut memory), Default::default())
+        .expect("a Gram matrix plus alpha is positive definite");
+}
+
 /// The f64 work of ridge_cv's algorithm alone, on random data of the same
-/// shapes: the Gram matrix of X, per fold one Cholesky factorisation of the
-/// `d x d` training Gram matrix plus alpha (`d = min(n_train, p)`) and two
-/// triangular solves with `n_val` right-hand sides for every alpha (alphas
-/// in parallel, as ridge_cv runs them), and the refit's eigendecomposition
-/// of the `min(n, p)` Gram matrix on one thread (ridge_cv runs it beside the
-/// scoring). Returns (Gram seconds, fold seconds, eigendecomposition seconds).
-fn time_decompositions(options: &Options) -> (f64, f64, f64) {
+/// shapes, alphas in parallel as ridge_cv runs them: the Gram matrix of X;
+/// the fold operators: on the kernel path (`n < p`) with 4 folds or more, per
+/// alpha the inverse of the n x n kernel plus alpha (Cholesky, triangular
+/// inverse, product) and per fold a Cholesky factorisation of its `n_val x
+/// n_val` block with a solve against its `n_val x n_train` block; otherwise
+/// per fold and alpha a Cholesky factorisation of the `d x d` training Gram
+/// matrix (`d = min(n_train, p)`) and two triangular solves with `n_val`
+/// right-hand sides; and the refit's direct operators for `refit_alphas`
+/// alphas (a Cholesky factorisation and a solve with X each). Returns (Gram
+/// seconds, fold seconds, refit seconds).
+fn time_decompositions(options: &Options, refit_alphas: usize) -> (f64, f64, f64) {
     let (n, p) = (options.n, options.p);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed + 2);
     let x = Mat::<f64>::from_fn(n, p, |_, _| rng.sample::<f64, _>(StandardNormal));
@@ -172,48 +179,72 @@ fn time_decompositions(options: &Options) -> (f64, f64, f64) {
     };
     let gram_seconds = start.elapsed().as_secs_f64();
     let alphas: Vec<f64> = (0..options.n_alphas).map(|i| 10f64.powf(-2.0 + 9.0 * i as f64 / 9.0)).collect();
-    let mut fold_seconds = 0.0;
-    for fold in 0..options.n_folds {
-        let n_val = n / options.n_folds + usize::from(fold < n % options.n_folds);
-        let d = (n - n_val).min(p);
-        let system = gram.submatrix(0, 0, d, d).to_owned();
-        let rhs = Mat::<f64>::from_fn(d, n_val, |i, j| gram[(i, (j + d) % gram.ncols())]);
-        let start = Instant::now();
-        alphas.par_iter().for_each(|&alpha| {
-            let mut factor = system.clone();
-            (0..d).for_each(|k| factor[(k, k)] += alpha);
-            let scratch = cholesky_in_place_scratch::<f64>(d, Par::Seq, Default::default());
-            let mut memory = MemBuffer::new(scratch);
-            cholesky_in_place(
-                factor.as_mut(),
-                Default::default(),
-                Par::Seq,
-                MemStack::new(&mut memory),
-                Default::default(),
-            )
-            .expect("a Gram matrix plus alpha is positive definite");
-            let mut solution = rhs.clone();
-            solve_lower_triangular_in_place(factor.as_ref(), solution.as_mut(), Par::Seq);
-            solve_upper_triangular_in_place(factor.transpose(), solution.as_mut(), Par::Seq);
-            std::hint::black_box(&solution);
-        });
-        fold_seconds += start.elapsed().as_secs_f64();
-    }
     let dim = gram.nrows();
+    let validation = |fold: usize| {
+        let n_val = n / options.n_folds + usize::from(fold < n % options.n_folds);
+        let first: usize = (0..fold).map(|f| n / options.n_folds + usize::from(f < n % options.n_folds)).sum();
+        first..first + n_val
+    };
     let start = Instant::now();
-    let mut vectors = Mat::<f64>::zeros(dim, dim);
-    let mut values = Diag::<f64>::zeros(dim);
-    let scratch = self_adjoint_evd_scratch::<f64>(dim, ComputeEigenvectors::Yes, Par::Seq, Default::default());
-    let mut memory = MemBuffer::new(scratch);
-    self_adjoint_evd(
-        gram.as_ref(),
-        values.as_mut(),
-        Some(vectors.as_mut()),
-        Par::Seq,
-        MemStack::new(&mut memory),
-        Default::default(),
-    )
-    .expect("eigendecomposition of a Gram matrix");
+    if n < p && options.n_folds >= 4 {
+        alphas.par_iter().for_each(|&alpha| {
+            let mut system = gram.clone();
+            (0..dim).for_each(|k| system[(k, k)] += alpha);
+            cholesky(&mut system);
+            let mut inverse = Mat::<f64>::zeros(dim, dim);
+            invert_lower_triangular(inverse.as_mut(), system.as_ref(), Par::Seq);
+            triangular::matmul(
+                system.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Replace,
+                inverse.transpose(),
+                BlockStructure::TriangularUpper,
+                inverse.as_ref(),
+                BlockStructure::TriangularLower,
+                1.0,
+                Par::Seq,
+            );
+            for fold in 0..options.n_folds {
+                let rows = validation(fold);
+                let train: Vec<usize> = (0..n).filter(|i| !rows.contains(i)).collect();
+                let p_at = |i: usize, j: usize| if i >= j { system[(i, j)] } else { system[(j, i)] };
+                let mut corner =
+                    Mat::<f64>::from_fn(rows.len(), rows.len(), |i, j| p_at(rows.start + i, rows.start + j));
+                cholesky(&mut corner);
+                let mut solution = Mat::<f64>::from_fn(rows.len(), train.len(), |i, j| p_at(rows.start + i, train[j]));
+                solve_lower_triangular_in_place(corner.as_ref(), solution.as_mut(), Par::Seq);
+                solve_upper_triangular_in_place(corner.transpose(), solution.as_mut(), Par::Seq);
+                std::hint::black_box(&solution);
+            }
+        });
+    } else {
+        for fold in 0..options.n_folds {
+            let n_val = validation(fold).len();
+            let d = (n - n_val).min(p);
+            let system = gram.submatrix(0, 0, d, d).to_owned();
+            let rhs = Mat::<f64>::from_fn(d, n_val, |i, j| gram[(i, (j + d) % gram.ncols())]);
+            alphas.par_iter().for_each(|&alpha| {
+                let mut factor = system.clone();
+                (0..d).for_each(|k| factor[(k, k)] += alpha);
+                cholesky(&mut factor);
+                let mut solution = rhs.clone();
+                solve_lower_triangular_in_place(factor.as_ref(), solution.as_mut(), Par::Seq);
+                solve_upper_triangular_in_place(factor.transpose(), solution.as_mut(), Par::Seq);
+                std::hint::black_box(&solution);
+            });
+        }
+    }
+    let fold_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    alphas[..refit_alphas.min(alphas.len())].par_iter().for_each(|&alpha| {
+        let mut system = gram.clone();
+        (0..dim).for_each(|k| system[(k, k)] += alpha);
+        cholesky(&mut system);
+        let mut solution = if n < p { x.clone() } else { x.transpose().to_owned() };
+        solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), Par::Seq);
+        solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), Par::Seq);
+        std::hint::black_box(&solution);
+    });
     (gram_seconds, fold_seconds, start.elapsed().as_secs_f64())
 }
 
@@ -244,17 +275,19 @@ fn main() {
         target_batch: options.target_batch,
     };
     let (start, cpu_start) = (Instant::now(), cpu_seconds());
-    if options.stream {
+    let chosen = if options.stream {
         let mut checksum = 0.0f64;
         let (alphas, _) = ridge_cv_streaming(&x, &y, &folds, &config, &mut |_, block| {
             checksum += block.data.iter().map(|&w| w as f64).sum::<f64>();
         })
         .expect("ridge_cv_streaming on generated data");
-        std::hint::black_box((alphas, checksum));
+        std::hint::black_box(checksum);
+        alphas
     } else {
         let result = ridge_cv(&x, &y, &folds, &config).expect("ridge_cv on generated data");
         std::hint::black_box(&result.weights);
-    }
+        result.best_alphas
+    };
     let fit_seconds = start.elapsed().as_secs_f64();
     let fit_cpu = cpu_seconds() - cpu_start;
     let input_bytes = 4 * (x.data.len() + y.data.len());
@@ -271,8 +304,11 @@ fn main() {
     drop((x, y));
     let (gemm_seconds, gemm_cpu, gemm_flops) =
         if options.skip_gemm { (f64::NAN, f64::NAN, f64::NAN) } else { time_products(&options) };
-    let (gram_seconds, folds_seconds, eigh_seconds) =
-        if options.skip_gemm { (f64::NAN, f64::NAN, f64::NAN) } else { time_decompositions(&options) };
+    let mut distinct = chosen.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    let (gram_seconds, folds_seconds, refit_seconds) =
+        if options.skip_gemm { (f64::NAN, f64::NAN, f64::NAN) } else { time_decompositions(&options, distinct.len()) };
     if !options.skip_gemm {
         println!(
             "faer products alone: {gemm_seconds:.2} s ({:.0} GFLOP, {:.0} GFLOP/s), \
@@ -281,21 +317,23 @@ fn main() {
             gemm_flops / gemm_seconds / 1e9
         );
         println!(
-            "f64 decompositions alone: Gram {gram_seconds:.2} s, fold Cholesky + solves {folds_seconds:.2} s, \
-             refit eigendecomposition {eigh_seconds:.2} s on one thread"
+            "f64 work alone: Gram {gram_seconds:.2} s, fold operators {folds_seconds:.2} s, \
+             refit operators for the {} alphas chosen {refit_seconds:.2} s",
+            distinct.len()
         );
     }
     let or_null = |value: f64| if value.is_nan() { "null".to_string() } else { format!("{value:.3}") };
     println!(
         "{{\"fit_seconds\": {fit_seconds:.3}, \"fit_cpu_seconds\": {}, \"gemm_seconds\": {}, \
          \"gemm_cpu_seconds\": {}, \"gemm_gflop\": {}, \"gram_seconds\": {}, \"folds_f64_seconds\": {}, \
-         \"eigh_one_thread_seconds\": {}, \"input_bytes\": {input_bytes}}}",
+         \"refit_f64_seconds\": {}, \"alphas_chosen\": {}, \"input_bytes\": {input_bytes}}}",
         or_null(fit_cpu),
         or_null(gemm_seconds),
         or_null(gemm_cpu),
         or_null(gemm_flops / 1e9),
         or_null(gram_seconds),
         or_null(folds_seconds),
-        or_null(eigh_seconds)
+        or_null(refit_seconds),
+        distinct.len()
     );
 }

@@ -43,22 +43,34 @@
 //! nothing larger touches Y.
 //!
 //! # Refit
-//! One eigendecomposition of the full Gram matrix in f64 (it runs beside the
-//! scoring, which it does not need) writes every solve as
-//! `w(alpha) = R diag(1 / (lambda + alpha)) L^T y`: on the SVD path
-//! `X^T X = V diag(lambda) V^T`, `L = X V` (that is `U S`) and `R = V`; on the
-//! kernel path `X X^T = U diag(lambda) U^T`, `L = U` and `R = X^T U` (that is
-//! `V S`). This is the SVD of X without a division by small singular values.
-//! Eigenvalues below `max(n, p) * f64::EPSILON * lambda_max` are dropped:
-//! they are directions that f32 inputs cannot resolve. Each target then costs
-//! `2 (n + p) rank` flops in f32, whatever its alpha.
+//! After the scoring, with each target's alpha known, the weights come from
+//! one of two solvers, chosen per alpha by flop count (see
+//! [`Design::refit_solver`]):
+//! - a direct operator per alpha, `A = X^T (K + alpha I)^-1` (kernel path) or
+//!   `(X^T X + alpha I)^-1 X^T` (SVD path), p x n, from one f64 Cholesky
+//!   factorisation and a solve with X; each target then costs `2 n p` f32
+//!   flops. Taken for the alphas that many targets chose (the usual case:
+//!   at n = 3000 it pays from about 7000 targets per alpha).
+//! - the eigendecomposition of the full Gram matrix in f64, which writes
+//!   every solve as `w(alpha) = R diag(1 / (lambda + alpha)) L^T y`: on the
+//!   SVD path `X^T X = V diag(lambda) V^T`, `L = X V` (that is `U S`) and
+//!   `R = V`; on the kernel path `X X^T = U diag(lambda) U^T`, `L = U` and
+//!   `R = X^T U` (that is `V S`). This is the SVD of X without a division by
+//!   small singular values. Eigenvalues below
+//!   `max(n, p) * f64::EPSILON * lambda_max` are dropped: they are
+//!   directions that f32 inputs cannot resolve. Each target then costs
+//!   `2 (n + p) rank` flops in f32, whatever its alpha; the decomposition
+//!   itself is a fixed cost, worth it when many alphas have few targets
+//!   each, and the accurate route for alphas below `1e-10 * trace(Gram)`.
 //!
 //! # Memory
 //! Targets are processed in batches of `target_batch` columns, batches in
 //! parallel on rayon's pool. Beyond X, Y and the returned weights, a call
 //! holds the f64 Gram matrix, one or two fold operators (`n_alphas * n_val *
-//! rank` f32) at a time, the refit's `L` and `R`, and per worker thread a few
-//! buffers of `n x target_batch` values. The kernel path's shared-inverse
+//! rank` f32) at a time, the refit's solvers (direct operators, p x n f32
+//! each, no more than the memory of the spectrum they replace: its working
+//! memory and `L`, `R`), and per worker thread a few buffers of
+//! `n x target_batch` values. The kernel path's shared-inverse
 //! route holds instead every fold's operator for a group of alphas (at most
 //! 4x the refit decomposition's working memory, the size of Y above which
 //! memory decides) and two `n x n` f64 matrices per thread; it is not taken
@@ -394,10 +406,10 @@ pub fn banded_ridge_cv(
     chosen.dedup();
     for i in chosen {
         let gamma: Vec<f64> = samples.row(i).iter().map(|&g| g as f64).collect();
-        let full = design.decompose_full(&gamma, Par::rayon(0))?;
+        let solver = RefitSolver { spectrum: Some(design.decompose_full(&gamma, Par::rayon(0))?), direct: Vec::new() };
         let targets: Vec<usize> = (0..n_targets).filter(|&t| best_sample[t] == i).collect();
         let alphas: Vec<f64> = targets.iter().map(|&t| best_alphas[t]).collect();
-        refit(y, &full, &targets, &alphas, config.target_batch, &mut weights);
+        refit(y, &solver, &targets, &alphas, config.target_batch, &mut weights);
     }
     let mut gammas = Matrix::zeros(n_bands, n_targets);
     let mut deltas = Matrix::zeros(n_bands, n_targets);
@@ -471,13 +483,14 @@ impl EigenExtra {
 struct Overrides {
     path: Option<Path>,
     fold_method: Option<FoldMethod>,
-    /// Run the refit's decomposition before the scoring and prepare the
-    /// folds one at a time (`true`), or run it beside the scoring and prepare
-    /// each fold while the previous one is scored (`false`), instead of
-    /// choosing by the size of Y.
+    /// Prepare the folds one at a time and build the refit's operators one
+    /// after the other (`true`), or prepare each fold while the previous one
+    /// is scored (`false`), instead of choosing by the size of Y.
     decompose_first: Option<bool>,
     /// Alphas per group on the Schur route.
     schur_group: Option<usize>,
+    /// The refit's route for every alpha.
+    refit: Option<RefitRoute>,
 }
 
 /// One fold, ready to score: the validation predictions of all alphas are
@@ -508,6 +521,28 @@ struct FullSpectrum {
     left: Mat<f32>,
     /// p x rank, for the unscaled features.
     right: Mat<f32>,
+}
+
+/// How the refit solves each target: alphas with a direct operator
+/// `A_alpha` (p x n, the weights are `A_alpha y`) use it, the others the
+/// spectrum.
+struct RefitSolver {
+    spectrum: Option<FullSpectrum>,
+    direct: Vec<(f64, Mat<f32>)>,
+}
+
+impl RefitSolver {
+    fn direct_index(&self, alpha: f64) -> Option<usize> {
+        self.direct.iter().position(|(a, _)| *a == alpha)
+    }
+}
+
+/// Test hook: force the refit's route.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RefitRoute {
+    Spectrum,
+    Direct,
 }
 
 /// X with its Gram matrices, computed once in f64 and reused by every fold
@@ -911,9 +946,9 @@ impl<'a> Design<'a> {
     }
 
     /// Whether Y is large enough that memory, not time, decides: more than 4x
-    /// the refit decomposition's working memory. Then the refit's
-    /// decomposition runs before the scoring and the folds are prepared one
-    /// at a time.
+    /// the refit decomposition's working memory. Then the folds are prepared
+    /// one at a time, the Schur route is not taken, and the refit's direct
+    /// operators are built one after the other, each on all threads.
     fn memory_bound(&self, y: &Matrix) -> bool {
         std::mem::size_of_val(y.data.as_slice()) > self.memory_bound_bytes()
     }
@@ -921,6 +956,112 @@ impl<'a> Design<'a> {
     /// The bytes of Y above which memory decides (see [`Design::memory_bound`]).
     fn memory_bound_bytes(&self) -> usize {
         4 * self.full_decomposition_bytes()
+    }
+
+    /// The refit's solver for targets with alphas `alphas` (one per target;
+    /// unit band weights). Per distinct alpha a direct operator costs
+    /// `m^3 / 3 + 2 m^2 k` f64 flops (`m = min(n, p)`, `k = max(n, p)`: a
+    /// Cholesky factorisation and a solve with X) and saves `2 m^2` f32 flops
+    /// per target against the spectrum, which costs a fixed `8 m^3` (the
+    /// eigendecomposition, as measured here) plus `2 n p m` f32 flops (`X V`
+    /// or `X^T U`); f32 flops weigh half. The alphas with the most targets
+    /// go direct first; the count that costs least is taken, as many as fit
+    /// in the memory the spectrum would hold (its working memory and `L`,
+    /// `R`: 9 operators at n = 3000, p = 3072). Building one takes an f64
+    /// copy of the Gram matrix and of X per thread (one at a time, on all
+    /// threads, when memory decides).
+    /// Alphas below `1e-10 * trace(Gram)` always take the spectrum, which is
+    /// the accurate route there (see [`Design::cholesky_operator`]).
+    fn refit_solver(&self, alphas: &[f64], memory_first: bool) -> Result<RefitSolver, RidgeError> {
+        let (n, p) = (self.x.rows as f64, self.x.cols as f64);
+        let path = self.path(self.x.rows);
+        let (m, k) = match path {
+            Path::Svd => (p, n),
+            Path::Kernel => (n, p),
+        };
+        let trace = match path {
+            Path::Svd => self.feature_gram.as_ref().map(|g| (0..g.nrows()).map(|i| g[(i, i)]).sum::<f64>()),
+            Path::Kernel => self.band_kernels.first().map(|g| (0..g.nrows()).map(|i| g[(i, i)]).sum::<f64>()),
+        }
+        .unwrap_or(0.0);
+        let mut counts: Vec<(f64, usize)> = Vec::new();
+        for &alpha in alphas {
+            match counts.iter_mut().find(|(a, _)| *a == alpha) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((alpha, 1)),
+            }
+        }
+        // Candidates for the direct route, most targets first.
+        let mut candidates: Vec<(f64, usize)> =
+            counts.iter().copied().filter(|&(alpha, _)| alpha >= 1e-10 * trace).collect();
+        candidates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.total_cmp(&b.0)));
+        let operator_bytes = self.x.rows * self.x.cols * std::mem::size_of::<f32>();
+        let spectrum_bytes = self.full_decomposition_bytes() + (n + p) as usize * m as usize * 4;
+        let max_direct = (spectrum_bytes / operator_bytes.max(1)).max(1);
+        let direct_cost = m * m * m / 3.0 + 2.0 * m * m * k;
+        let spectrum_fixed = 8.0 * m * m * m + n * p * m;
+        let cost = |count: usize| {
+            let rest: usize = candidates[count..].iter().map(|c| c.1).sum::<usize>()
+                + counts.iter().filter(|&&(alpha, _)| alpha < 1e-10 * trace).map(|c| c.1).sum::<usize>();
+            count as f64 * direct_cost + if rest > 0 { spectrum_fixed + rest as f64 * m * m } else { 0.0 }
+        };
+        let mut n_direct = match self.overrides.refit {
+            Some(RefitRoute::Spectrum) => 0,
+            Some(RefitRoute::Direct) => candidates.len(),
+            None => (0..=candidates.len().min(max_direct)).min_by(|&a, &b| cost(a).total_cmp(&cost(b))).unwrap_or(0),
+        };
+        let started = std::time::Instant::now();
+        let make = |&(alpha, _): &(f64, usize)| {
+            let par = if memory_first { Par::rayon(0) } else { Par::Seq };
+            (alpha, self.direct_operator(alpha, par))
+        };
+        let built: Vec<(f64, Option<Mat<f32>>)> = if memory_first {
+            candidates[..n_direct].iter().map(make).collect()
+        } else {
+            candidates[..n_direct].par_iter().map(make).collect()
+        };
+        let direct: Vec<(f64, Mat<f32>)> =
+            built.into_iter().filter_map(|(alpha, operator)| operator.map(|o| (alpha, o))).collect();
+        n_direct = direct.len();
+        if n_direct > 0 {
+            tracing::debug!(alphas = n_direct, seconds = started.elapsed().as_secs_f64(), "ridge: refit operators");
+        }
+        let needs_spectrum = alphas.iter().any(|a| !direct.iter().any(|(d, _)| d == a));
+        let spectrum = if needs_spectrum { Some(self.decompose_full(&[1.0], Par::rayon(0))?) } else { None };
+        Ok(RefitSolver { spectrum, direct })
+    }
+
+    /// `A = X^T (K + alpha I)^-1` on the kernel path, `(X^T X + alpha I)^-1 X^T`
+    /// on the SVD path (p x n, in f32 from an f64 Cholesky solve with X);
+    /// `None` when the factorisation fails.
+    fn direct_operator(&self, alpha: f64, par: Par) -> Option<Mat<f32>> {
+        let (n, p) = (self.x.rows, self.x.cols);
+        let path = self.path(n);
+        let gram = match path {
+            Path::Svd => self.feature_gram.as_ref(),
+            Path::Kernel => self.band_kernels.first(),
+        }?;
+        let mut system = gram.clone();
+        (0..system.nrows()).for_each(|i| system[(i, i)] += alpha);
+        let dim = system.nrows();
+        let scratch = cholesky_in_place_scratch::<f64>(dim, par, Default::default());
+        let mut memory = MemBuffer::new(scratch);
+        let stack = MemStack::new(&mut memory);
+        cholesky_in_place(system.as_mut(), Default::default(), par, stack, Default::default()).ok()?;
+        drop(memory);
+        // Kernel path: solve with X (n x p), A is the transpose; SVD path:
+        // solve with X^T (p x n), A is the solution.
+        let mut solution = match path {
+            Path::Kernel => Mat::<f64>::from_fn(n, p, |i, j| self.x.get(i, j) as f64),
+            Path::Svd => Mat::<f64>::from_fn(p, n, |i, j| self.x.get(j, i) as f64),
+        };
+        solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), par);
+        solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), par);
+        drop(system);
+        Some(match path {
+            Path::Kernel => Mat::from_fn(p, n, |f, i| solution[(i, f)] as f32),
+            Path::Svd => to_f32(solution.as_ref()),
+        })
     }
 
     /// The refit's decomposition. The products with X (`X V` on the SVD
@@ -1023,21 +1164,9 @@ fn ridge_cv_inner(
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: Gram matrices");
     let unit = [1.0];
     let first = overrides.decompose_first.unwrap_or(design.memory_bound(y));
-    let score_table =
-        || cv_score_table(&design, &unit, y, folds, &config.alphas, config.score, config.target_batch, !first);
-    // The refit's eigendecomposition (memory-bound) runs beside the scoring
-    // (compute-bound), which hides most of its time, unless Y is so large
-    // that memory is what counts: then it runs first, on all threads, and its
-    // working memory is returned before the scoring allocates its own (and
-    // the folds are prepared one at a time).
-    let (full, table) = if first {
-        let full = design.decompose_full(&unit, Par::rayon(0))?;
-        (full, score_table()?)
-    } else {
-        let (full, table) = rayon::join(|| design.decompose_full(&unit, Par::Seq), score_table);
-        (full?, table?)
-    };
-    drop(design);
+    // The refit's route depends on the alphas chosen, so the scoring comes
+    // first; with large Y it prepares the folds one at a time.
+    let table = cv_score_table(&design, &unit, y, folds, &config.alphas, config.score, config.target_batch, !first)?;
     let n_alphas = config.alphas.len();
     let choice: Vec<usize> = if config.per_target_alpha {
         (0..y.cols).map(|t| best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas).0).collect()
@@ -1061,15 +1190,17 @@ fn ridge_cv_inner(
         }
     }
     drop(table);
+    let solver = design.refit_solver(&best_alphas, first)?;
+    drop(design);
     let targets: Vec<usize> = (0..y.cols).collect();
     let started = std::time::Instant::now();
     if let Some(sink) = sink {
-        refit_each(y, &full, &targets, &best_alphas, config.target_batch, sink);
+        refit_each(y, &solver, &targets, &best_alphas, config.target_batch, sink);
         tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: refit");
         return Ok(RidgeCvResult { best_alphas, cv_scores, weights: Matrix::zeros(0, 0) });
     }
     let mut weights = Matrix::zeros(x.cols, y.cols);
-    refit(y, &full, &targets, &best_alphas, config.target_batch, &mut weights);
+    refit(y, &solver, &targets, &best_alphas, config.target_batch, &mut weights);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: refit");
     Ok(RidgeCvResult { best_alphas, cv_scores, weights })
 }
@@ -1085,11 +1216,11 @@ fn fit_ridge_with(x: &Matrix, y: &Matrix, alphas: &[f64], overrides: Overrides) 
         )));
     }
     let design = Design::new(x, &[x.cols], [x.rows].into_iter(), overrides);
-    let full = design.decompose_full(&[1.0], Par::rayon(0))?;
     let targets: Vec<usize> = (0..y.cols).collect();
     let per_target: Vec<f64> = (0..y.cols).map(|t| alphas[if alphas.len() == 1 { 0 } else { t }]).collect();
+    let solver = design.refit_solver(&per_target, design.memory_bound(y))?;
     let mut weights = Matrix::zeros(x.cols, y.cols);
-    refit(y, &full, &targets, &per_target, DEFAULT_TARGET_BATCH, &mut weights);
+    refit(y, &solver, &targets, &per_target, DEFAULT_TARGET_BATCH, &mut weights);
     Ok(weights)
 }
 
@@ -1345,7 +1476,7 @@ pub(crate) fn best_alpha(scores: &[f64], alphas: &[f64]) -> (usize, f64) {
 /// `targets` of `weights`, batch by batch in parallel.
 fn refit(
     y: &Matrix,
-    full: &FullSpectrum,
+    solver: &RefitSolver,
     targets: &[usize],
     alphas: &[f64],
     target_batch: usize,
@@ -1356,7 +1487,7 @@ fn refit(
     // per task: the block's rows are read contiguously and the 64 rows
     // written to stay in cache.
     const ROWS: usize = 64;
-    refit_each(y, full, targets, alphas, target_batch, &mut |batch, block| {
+    refit_each(y, solver, targets, alphas, target_batch, &mut |batch, block| {
         let n_features = block.cols;
         weights.data.par_chunks_mut(ROWS * n_cols).enumerate().for_each(|(chunk, rows)| {
             let first = chunk * ROWS;
@@ -1378,15 +1509,18 @@ fn refit(
 /// groups of one per thread, so at most that many blocks exist at once.
 fn refit_each(
     y: &Matrix,
-    full: &FullSpectrum,
+    solver: &RefitSolver,
     targets: &[usize],
     alphas: &[f64],
     target_batch: usize,
     sink: &mut dyn FnMut(&[usize], Matrix),
 ) {
     let n_rows = y.rows;
-    let n_features = full.right.nrows();
-    let rank = full.lambdas.len();
+    let n_features = match (&solver.spectrum, solver.direct.first()) {
+        (Some(spectrum), _) => spectrum.right.nrows(),
+        (None, Some((_, operator))) => operator.nrows(),
+        (None, None) => 0,
+    };
     let par = inner_parallelism(targets.len(), target_batch);
     let group = target_batch * rayon::current_num_threads().max(1);
     for (group_targets, group_alphas) in targets.chunks(group).zip(alphas.chunks(group)) {
@@ -1394,39 +1528,75 @@ fn refit_each(
             .par_chunks(target_batch)
             .zip(group_alphas.par_chunks(target_batch))
             .map(|(batch, alphas)| {
-                let n_targets = batch.len();
-                // Column-major, like gather_columns.
-                let mut gathered = vec![0.0f32; n_rows * n_targets];
-                for i in 0..n_rows {
-                    let row = y.row(i);
-                    for (j, &t) in batch.iter().enumerate() {
-                        gathered[j * n_rows + i] = row[t];
+                let mut block = Matrix::zeros(batch.len(), n_features);
+                // The batch's positions by route: a direct operator, or the
+                // spectrum (None).
+                let mut routes: Vec<(Option<usize>, Vec<usize>)> = Vec::new();
+                for (j, &alpha) in alphas.iter().enumerate() {
+                    let route = solver.direct_index(alpha);
+                    match routes.iter_mut().find(|(r, _)| *r == route) {
+                        Some((_, positions)) => positions.push(j),
+                        None => routes.push((route, vec![j])),
                     }
                 }
-                let mut projected = vec![0.0f32; rank * n_targets];
-                matmul(
-                    MatMut::from_column_major_slice_mut(&mut projected, rank, n_targets),
-                    Accum::Replace,
-                    full.left.transpose(),
-                    MatRef::from_column_major_slice(&gathered, n_rows, n_targets),
-                    1.0,
-                    par,
-                );
-                drop(gathered);
-                for (column, &alpha) in projected.chunks_mut(rank.max(1)).zip(alphas) {
-                    for (value, lambda) in column.iter_mut().zip(&full.lambdas) {
-                        *value = (*value as f64 / (lambda + alpha)) as f32;
+                let whole = routes.len() == 1;
+                for (route, positions) in &routes {
+                    let n_targets = positions.len();
+                    // Column-major, like gather_columns.
+                    let mut gathered = vec![0.0f32; n_rows * n_targets];
+                    for i in 0..n_rows {
+                        let row = y.row(i);
+                        for (j, &position) in positions.iter().enumerate() {
+                            gathered[j * n_rows + i] = row[batch[position]];
+                        }
+                    }
+                    let gathered_ref = MatRef::from_column_major_slice(&gathered, n_rows, n_targets);
+                    let mut part = if whole { Vec::new() } else { vec![0.0f32; n_features * n_targets] };
+                    let out = MatMut::from_column_major_slice_mut(
+                        if whole { &mut block.data } else { &mut part },
+                        n_features,
+                        n_targets,
+                    );
+                    match route {
+                        Some(d) => matmul(out, Accum::Replace, solver.direct[*d].1.as_ref(), gathered_ref, 1.0, par),
+                        None => {
+                            let full = solver
+                                .spectrum
+                                .as_ref()
+                                .expect("the spectrum serves the alphas without a direct operator");
+                            let rank = full.lambdas.len();
+                            let mut projected = vec![0.0f32; rank * n_targets];
+                            matmul(
+                                MatMut::from_column_major_slice_mut(&mut projected, rank, n_targets),
+                                Accum::Replace,
+                                full.left.transpose(),
+                                gathered_ref,
+                                1.0,
+                                par,
+                            );
+                            for (column, &position) in projected.chunks_mut(rank.max(1)).zip(positions) {
+                                let alpha = alphas[position];
+                                for (value, lambda) in column.iter_mut().zip(&full.lambdas) {
+                                    *value = (*value as f64 / (lambda + alpha)) as f32;
+                                }
+                            }
+                            matmul(
+                                out,
+                                Accum::Replace,
+                                full.right.as_ref(),
+                                MatRef::from_column_major_slice(&projected, rank, n_targets),
+                                1.0,
+                                par,
+                            );
+                        }
+                    }
+                    if !whole {
+                        for (j, &position) in positions.iter().enumerate() {
+                            block.data[position * n_features..(position + 1) * n_features]
+                                .copy_from_slice(&part[j * n_features..(j + 1) * n_features]);
+                        }
                     }
                 }
-                let mut block = Matrix::zeros(n_targets, n_features);
-                matmul(
-                    MatMut::from_column_major_slice_mut(&mut block.data, n_features, n_targets),
-                    Accum::Replace,
-                    full.right.as_ref(),
-                    MatRef::from_column_major_slice(&projected, rank, n_targets),
-                    1.0,
-                    par,
-                );
                 block
             })
             .collect();
@@ -1791,9 +1961,9 @@ mod tests {
         }
     }
 
-    /// Decomposition first and folds one at a time (large Y), or the
-    /// decomposition beside the scoring and each fold prepared while the
-    /// previous one is scored: the same numbers.
+    /// Folds one at a time and the refit's operators one after the other
+    /// (large Y), or each fold prepared while the previous one is scored and
+    /// the operators built in parallel: the same numbers.
     #[test]
     fn memory_saving_and_overlapped_schedules_give_the_same_fit() {
         let mut rng = fresh_rng("memory_saving_and_overlapped_schedules_give_the_same_fit");
@@ -1817,11 +1987,11 @@ mod tests {
                 )
                 .unwrap()
             };
-            let (beside, before) = (run(false), run(true));
-            assert_eq!(beside.best_alphas, before.best_alphas);
-            assert_eq!(beside.cv_scores, before.cv_scores, "the scoring does not use the refit's decomposition");
+            let (overlapped, sequential) = (run(false), run(true));
+            assert_eq!(overlapped.best_alphas, sequential.best_alphas);
+            assert_eq!(overlapped.cv_scores, sequential.cv_scores);
             let as_f64 = |m: &Matrix| m.data.iter().map(|&v| v as f64).collect::<Vec<_>>();
-            assert_close("weights", &as_f64(&beside.weights), &as_f64(&before.weights), 1e-5);
+            assert_close("weights", &as_f64(&overlapped.weights), &as_f64(&sequential.weights), 1e-5);
         }
     }
 
@@ -1977,6 +2147,47 @@ mod tests {
             let actual: Vec<f64> = automatic.cv_scores.row(a).iter().map(|&v| v as f64).collect();
             assert_close(&format!("gapped folds, alpha {}", alphas[a]), &actual, row, 1e-4);
         }
+    }
+
+    /// The refit by direct operators, by the spectrum, and mixed in one
+    /// batch (an alpha too small for Cholesky keeps the spectrum), against
+    /// the float64 closed form on both paths; and the route the costs pick.
+    #[test]
+    fn refit_routes_match_the_closed_form() {
+        let mut rng = fresh_rng("refit_routes_match_the_closed_form");
+        for (n, p) in [(90, 30), (40, 70)] {
+            let x = random_matrix(&mut rng, n, p);
+            let y = signal_and_noise(&mut rng, &x, 9);
+            let trace: f64 = x.data.iter().map(|&v| (v as f64).powi(2)).sum();
+            let grid = [1e-11 * trace, rng.random_range(0.1..1.0), rng.random_range(5.0..50.0)];
+            let alphas: Vec<f64> = (0..9).map(|t| grid[(t + rng.random_range(0..3)) % 3]).collect();
+            let rows: Vec<usize> = (0..n).collect();
+            for route in [Some(RefitRoute::Direct), Some(RefitRoute::Spectrum), None] {
+                let overrides = Overrides { refit: Some(route).flatten(), ..Overrides::default() };
+                let design = Design::new(&x, &[p], [n].into_iter(), overrides);
+                let solver = design.refit_solver(&alphas, false).unwrap();
+                if route == Some(RefitRoute::Direct) {
+                    assert!(solver.direct.iter().all(|(a, _)| *a > grid[0]), "a tiny alpha is never direct");
+                    assert_eq!(solver.spectrum.is_some(), alphas.contains(&grid[0]));
+                }
+                let weights = fit_ridge_with(&x, &y, &alphas, overrides).unwrap();
+                for (t, &alpha) in alphas.iter().enumerate() {
+                    let expected = closed_form(&x, &y, t, &rows, &vec![alpha; p]);
+                    let label = format!("n={n} p={p} {route:?} target {t} alpha {alpha:.3e}");
+                    assert_close(&label, &column(&weights, t), &expected, 1e-4);
+                }
+            }
+        }
+        // Many targets on two alphas: direct operators, no eigendecomposition.
+        // One target on each of 40 alphas: the spectrum.
+        let x = random_matrix(&mut rng, 60, 80);
+        let design = Design::new(&x, &[80], [60].into_iter(), Overrides::default());
+        let two: Vec<f64> = (0..5000).map(|t| if t % 3 == 0 { 1.0 } else { 10.0 }).collect();
+        let solver = design.refit_solver(&two, false).unwrap();
+        assert!(solver.spectrum.is_none() && solver.direct.len() == 2);
+        let many: Vec<f64> = (0..40).map(|t| 1.0 + t as f64).collect();
+        let solver = design.refit_solver(&many, false).unwrap();
+        assert!(solver.spectrum.is_some() && solver.direct.is_empty());
     }
 
     #[test]
