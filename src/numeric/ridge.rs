@@ -73,7 +73,9 @@
 //! `n x target_batch` values. The kernel path's shared-inverse
 //! route holds instead every fold's operator for a group of alphas (at most
 //! 4x the refit decomposition's working memory, the size of Y above which
-//! memory decides) and two `n x n` f64 matrices per thread; it is not taken
+//! memory decides) and two `n x n` f64 matrices per alpha prepared at once
+//! (one per thread, capped at half that size: on a machine with many cores
+//! the rest of the threads go into each factorisation); it is not taken
 //! when Y is that large.
 //!
 //! # Scores
@@ -491,6 +493,8 @@ struct Overrides {
     schur_group: Option<usize>,
     /// The refit's route for every alpha.
     refit: Option<RefitRoute>,
+    /// Alphas prepared at once (see [`Design::lanes`]).
+    workers: Option<usize>,
 }
 
 /// One fold, ready to score: the validation predictions of all alphas are
@@ -722,17 +726,11 @@ impl<'a> Design<'a> {
     /// the whole kernel: with `P = (K + alpha I)^-1`, a fold's validation rows
     /// V and training rows T, `K_VT (K_TT + alpha I)^-1 = -P_VV^-1 P_VT` (the
     /// inverse of a principal block of `K + alpha I` is the Schur complement
-    /// of the other block in P). One P per alpha, alphas in parallel, each on
-    /// one thread with its workspace in `slots` (two n x n f64 matrices per
-    /// thread). `None` when an alpha is below `1e-10 * trace(K)` (as for the
-    /// per-fold Cholesky) or a factorisation fails.
-    fn schur_operators(
-        &self,
-        kernel: MatRef<'_, f64>,
-        folds: &[Fold],
-        alphas: &[f64],
-        slots: &[std::sync::Mutex<Option<(Mat<f64>, Mat<f64>)>>],
-    ) -> Option<Vec<FoldOperator>> {
+    /// of the other block in P). One P per alpha, alphas in parallel lanes
+    /// (see [`Design::lanes`]), each lane with two n x n f64 matrices of
+    /// workspace. `None` when an alpha is below `1e-10 * trace(K)` (as for
+    /// the per-fold Cholesky) or a factorisation fails.
+    fn schur_operators(&self, kernel: MatRef<'_, f64>, folds: &[Fold], alphas: &[f64]) -> Option<Vec<FoldOperator>> {
         let n = kernel.nrows();
         let trace: f64 = (0..n).map(|k| kernel[(k, k)]).sum();
         if alphas.iter().any(|&alpha| alpha < 1e-10 * trace) {
@@ -748,55 +746,16 @@ impl<'a> Design<'a> {
                 blocks[a].push(chunk);
             }
         }
-        let factorised = blocks.into_par_iter().zip(alphas).map(|(fold_blocks, &alpha)| {
-            let slot = rayon::current_thread_index().unwrap_or(0) % slots.len();
-            let mut guard = slots[slot].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let (system, inverse) = guard.get_or_insert_with(|| (Mat::zeros(n, n), Mat::zeros(n, n)));
-            system.copy_from(kernel);
-            (0..n).for_each(|k| system[(k, k)] += alpha);
-            let scratch = cholesky_in_place_scratch::<f64>(n, Par::Seq, Default::default());
-            let mut memory = MemBuffer::new(scratch);
-            let stack = MemStack::new(&mut memory);
-            if cholesky_in_place(system.as_mut(), Default::default(), Par::Seq, stack, Default::default()).is_err() {
-                return false;
-            }
-            // P = L^-T L^-1, its lower triangle over L's.
-            invert_lower_triangular(inverse.as_mut(), system.as_ref(), Par::Seq);
-            triangular::matmul(
-                system.as_mut(),
-                BlockStructure::TriangularLower,
-                Accum::Replace,
-                inverse.transpose(),
-                BlockStructure::TriangularUpper,
-                inverse.as_ref(),
-                BlockStructure::TriangularLower,
-                1.0,
-                Par::Seq,
-            );
-            let p = |i: usize, j: usize| if i >= j { system[(i, j)] } else { system[(j, i)] };
-            for (fold, mut block) in folds.iter().zip(fold_blocks) {
-                let (train, validation) = (&fold.train, &fold.validation);
-                let mut corner =
-                    Mat::<f64>::from_fn(validation.len(), validation.len(), |i, j| p(validation[i], validation[j]));
-                let scratch = cholesky_in_place_scratch::<f64>(validation.len(), Par::Seq, Default::default());
-                let mut memory = MemBuffer::new(scratch);
-                let stack = MemStack::new(&mut memory);
-                if cholesky_in_place(corner.as_mut(), Default::default(), Par::Seq, stack, Default::default()).is_err()
-                {
-                    return false;
-                }
-                let mut solution =
-                    Mat::<f64>::from_fn(validation.len(), train.len(), |i, j| p(validation[i], train[j]));
-                solve_lower_triangular_in_place(corner.as_ref(), solution.as_mut(), Par::Seq);
-                solve_upper_triangular_in_place(corner.transpose(), solution.as_mut(), Par::Seq);
-                for k in 0..train.len() {
-                    let column = solution.col_as_slice(k);
-                    for (i, value) in column.iter().enumerate() {
-                        block[(k, i)] = -*value as f32;
-                    }
-                }
-            }
-            true
+        let (workers, par) = self.lanes(alphas.len(), 2 * n * n * std::mem::size_of::<f64>(), false);
+        let mut lanes: Vec<Vec<(f64, Vec<MatMut<'_, f32>>)>> = (0..workers).map(|_| Vec::new()).collect();
+        for (a, (fold_blocks, &alpha)) in blocks.into_iter().zip(alphas).enumerate() {
+            lanes[a % workers].push((alpha, fold_blocks));
+        }
+        let factorised = lanes.into_par_iter().map(|lane| {
+            let (mut system, mut inverse) = (Mat::<f64>::zeros(n, n), Mat::<f64>::zeros(n, n));
+            lane.into_iter().all(|(alpha, fold_blocks)| {
+                schur_alpha(kernel, folds, alpha, fold_blocks, &mut system, &mut inverse, par)
+            })
         });
         if !factorised.all(|ok| ok) {
             return None;
@@ -958,6 +917,22 @@ impl<'a> Design<'a> {
         4 * self.full_decomposition_bytes()
     }
 
+    /// How many of `n_items` alphas to prepare at once, and the parallelism
+    /// of the factorisations inside each: one per thread (sequential
+    /// kernels, the fastest use of the cores), but no more than
+    /// `per_worker` bytes of workspace each fit in half the size of Y at
+    /// which memory decides ([`Design::memory_bound`]), so that a machine
+    /// with many cores does not hold a workspace per core; the threads left
+    /// over go to the kernels of each. With `memory_first`, one at a time on
+    /// all threads.
+    fn lanes(&self, n_items: usize, per_worker: usize, memory_first: bool) -> (usize, Par) {
+        let threads = rayon::current_num_threads().max(1);
+        let fits = if memory_first { 1 } else { (self.memory_bound_bytes() / 2) / per_worker.max(1) };
+        let workers = self.overrides.workers.unwrap_or(threads.min(fits)).clamp(1, n_items.max(1));
+        let inner = threads / workers;
+        (workers, if inner > 1 { Par::rayon(inner) } else { Par::Seq })
+    }
+
     /// The refit's solver for targets with alphas `alphas` (one per target;
     /// unit band weights). Per distinct alpha a direct operator costs
     /// `m^3 / 3 + 2 m^2 k` f64 flops (`m = min(n, p)`, `k = max(n, p)`: a
@@ -968,8 +943,8 @@ impl<'a> Design<'a> {
     /// go direct first; the count that costs least is taken, as many as fit
     /// in the memory the spectrum would hold (its working memory and `L`,
     /// `R`: 9 operators at n = 3000, p = 3072). Building one takes an f64
-    /// copy of the Gram matrix and of X per thread (one at a time, on all
-    /// threads, when memory decides).
+    /// copy of the Gram matrix and of X, in parallel lanes (see
+    /// [`Design::lanes`]).
     /// Alphas below `1e-10 * trace(Gram)` always take the spectrum, which is
     /// the accurate route there (see [`Design::cholesky_operator`]).
     fn refit_solver(&self, alphas: &[f64], memory_first: bool) -> Result<RefitSolver, RidgeError> {
@@ -1011,17 +986,21 @@ impl<'a> Design<'a> {
             None => (0..=candidates.len().min(max_direct)).min_by(|&a, &b| cost(a).total_cmp(&cost(b))).unwrap_or(0),
         };
         let started = std::time::Instant::now();
-        let make = |&(alpha, _): &(f64, usize)| {
-            let par = if memory_first { Par::rayon(0) } else { Par::Seq };
-            (alpha, self.direct_operator(alpha, par))
-        };
-        let built: Vec<(f64, Option<Mat<f32>>)> = if memory_first {
-            candidates[..n_direct].iter().map(make).collect()
-        } else {
-            candidates[..n_direct].par_iter().map(make).collect()
-        };
+        let workspace = (m * m + n * p) as usize * std::mem::size_of::<f64>();
+        let (workers, par) = self.lanes(n_direct, workspace, memory_first);
+        let built: Vec<Vec<(f64, Option<Mat<f32>>)>> = (0..workers)
+            .into_par_iter()
+            .map(|lane| {
+                candidates[..n_direct]
+                    .iter()
+                    .skip(lane)
+                    .step_by(workers)
+                    .map(|&(alpha, _)| (alpha, self.direct_operator(alpha, par)))
+                    .collect()
+            })
+            .collect();
         let direct: Vec<(f64, Mat<f32>)> =
-            built.into_iter().filter_map(|(alpha, operator)| operator.map(|o| (alpha, o))).collect();
+            built.into_iter().flatten().filter_map(|(alpha, operator)| operator.map(|o| (alpha, o))).collect();
         n_direct = direct.len();
         if n_direct > 0 {
             tracing::debug!(alphas = n_direct, seconds = started.elapsed().as_secs_f64(), "ridge: refit operators");
@@ -1224,6 +1203,65 @@ fn fit_ridge_with(x: &Matrix, y: &Matrix, alphas: &[f64], overrides: Overrides) 
     Ok(weights)
 }
 
+/// One alpha of [`Design::schur_operators`]: `P = (K + alpha I)^-1` into
+/// `system` (lower triangle; `inverse` is workspace), then for each fold its
+/// operator, `-(P_VV^-1 P_VT)^T`, into its block. False when a
+/// factorisation fails.
+fn schur_alpha(
+    kernel: MatRef<'_, f64>,
+    folds: &[Fold],
+    alpha: f64,
+    fold_blocks: Vec<MatMut<'_, f32>>,
+    system: &mut Mat<f64>,
+    inverse: &mut Mat<f64>,
+    par: Par,
+) -> bool {
+    let n = kernel.nrows();
+    system.copy_from(kernel);
+    (0..n).for_each(|k| system[(k, k)] += alpha);
+    let scratch = cholesky_in_place_scratch::<f64>(n, par, Default::default());
+    let mut memory = MemBuffer::new(scratch);
+    let stack = MemStack::new(&mut memory);
+    if cholesky_in_place(system.as_mut(), Default::default(), par, stack, Default::default()).is_err() {
+        return false;
+    }
+    // P = L^-T L^-1, its lower triangle over L's.
+    invert_lower_triangular(inverse.as_mut(), system.as_ref(), par);
+    triangular::matmul(
+        system.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        inverse.transpose(),
+        BlockStructure::TriangularUpper,
+        inverse.as_ref(),
+        BlockStructure::TriangularLower,
+        1.0,
+        par,
+    );
+    let p = |i: usize, j: usize| if i >= j { system[(i, j)] } else { system[(j, i)] };
+    for (fold, mut block) in folds.iter().zip(fold_blocks) {
+        let (train, validation) = (&fold.train, &fold.validation);
+        let mut corner =
+            Mat::<f64>::from_fn(validation.len(), validation.len(), |i, j| p(validation[i], validation[j]));
+        let scratch = cholesky_in_place_scratch::<f64>(validation.len(), par, Default::default());
+        let mut memory = MemBuffer::new(scratch);
+        let stack = MemStack::new(&mut memory);
+        if cholesky_in_place(corner.as_mut(), Default::default(), par, stack, Default::default()).is_err() {
+            return false;
+        }
+        let mut solution = Mat::<f64>::from_fn(validation.len(), train.len(), |i, j| p(validation[i], train[j]));
+        solve_lower_triangular_in_place(corner.as_ref(), solution.as_mut(), par);
+        solve_upper_triangular_in_place(corner.transpose(), solution.as_mut(), par);
+        for k in 0..train.len() {
+            let column = solution.col_as_slice(k);
+            for (i, value) in column.iter().enumerate() {
+                block[(k, i)] = -*value as f32;
+            }
+        }
+    }
+    true
+}
+
 /// Validation scores, target-major: entry `t * n_alphas + a` is the score of
 /// alpha `a` for target `t`, averaged over folds. Folds one after the other,
 /// target batches in parallel. With `overlap`, the next fold's operator is
@@ -1282,12 +1320,11 @@ fn cv_score_table(
                 owned = design.kernel_block(gamma, &all, &all);
                 owned.as_ref()
             };
-            let slots: Vec<_> = (0..rayon::current_num_threads().max(1)).map(|_| std::sync::Mutex::new(None)).collect();
             let mut complete = true;
             for first_alpha in (0..n_alphas).step_by(group) {
                 let group_alphas = &alphas[first_alpha..(first_alpha + group).min(n_alphas)];
                 let started = std::time::Instant::now();
-                let Some(operators) = design.schur_operators(kernel, folds, group_alphas, &slots) else {
+                let Some(operators) = design.schur_operators(kernel, folds, group_alphas) else {
                     complete = false;
                     break;
                 };
@@ -2113,12 +2150,13 @@ mod tests {
         let schur = Overrides { fold_method: Some(FoldMethod::Schur), ..Overrides::default() };
         // Alphas in groups of one, of four (4 + 2) and all at once (the
         // automatic size at this scale).
-        for (group, n_targets, score) in
-            [(Some(1), 5, CvScore::L2), (Some(4), 40, CvScore::Pearson), (None, 3000, CvScore::L2)]
+        // One lane with parallel kernels, or one per thread.
+        for (group, n_targets, score, workers) in
+            [(Some(1), 5, CvScore::L2, None), (Some(4), 40, CvScore::Pearson, Some(1)), (None, 3000, CvScore::L2, None)]
         {
             let y = signal_and_noise(&mut rng, &x, n_targets);
             let config = RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score, target_batch: 16 };
-            let overrides = Overrides { schur_group: group, ..schur };
+            let overrides = Overrides { schur_group: group, workers, ..schur };
             let design = Design::new(&x, &[p], folds.iter().map(|f| f.train.len()), overrides);
             let size = design.schur_group_size(&folds, &alphas, &y).expect("the Schur route applies");
             assert_eq!(size, group.unwrap_or(alphas.len()));
@@ -2162,8 +2200,13 @@ mod tests {
             let grid = [1e-11 * trace, rng.random_range(0.1..1.0), rng.random_range(5.0..50.0)];
             let alphas: Vec<f64> = (0..9).map(|t| grid[(t + rng.random_range(0..3)) % 3]).collect();
             let rows: Vec<usize> = (0..n).collect();
-            for route in [Some(RefitRoute::Direct), Some(RefitRoute::Spectrum), None] {
-                let overrides = Overrides { refit: Some(route).flatten(), ..Overrides::default() };
+            for (route, workers) in [
+                (Some(RefitRoute::Direct), None),
+                (Some(RefitRoute::Direct), Some(1)),
+                (Some(RefitRoute::Spectrum), None),
+                (None, None),
+            ] {
+                let overrides = Overrides { refit: route, workers, ..Overrides::default() };
                 let design = Design::new(&x, &[p], [n].into_iter(), overrides);
                 let solver = design.refit_solver(&alphas, false).unwrap();
                 if route == Some(RefitRoute::Direct) {
@@ -2173,7 +2216,7 @@ mod tests {
                 let weights = fit_ridge_with(&x, &y, &alphas, overrides).unwrap();
                 for (t, &alpha) in alphas.iter().enumerate() {
                     let expected = closed_form(&x, &y, t, &rows, &vec![alpha; p]);
-                    let label = format!("n={n} p={p} {route:?} target {t} alpha {alpha:.3e}");
+                    let label = format!("n={n} p={p} {route:?} {workers:?} target {t} alpha {alpha:.3e}");
                     assert_close(&label, &column(&weights, t), &expected, 1e-4);
                 }
             }
