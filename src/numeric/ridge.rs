@@ -820,12 +820,7 @@ impl<'a> Design<'a> {
             |(system, solution), (mut block, &alpha)| {
                 system.copy_from(&gram);
                 (0..rank).for_each(|k| system[(k, k)] += alpha);
-                let scratch = cholesky_in_place_scratch::<f64>(rank, Par::Seq, Default::default());
-                let mut memory = MemBuffer::new(scratch);
-                let stack = MemStack::new(&mut memory);
-                let factor =
-                    cholesky_in_place(system.as_mut(), Default::default(), Par::Seq, stack, Default::default());
-                if factor.is_err() {
+                if !cholesky_lower(system.as_mut(), Par::Seq) {
                     return false;
                 }
                 solution.copy_from(&rhs);
@@ -1061,12 +1056,9 @@ impl<'a> Design<'a> {
         }?;
         let mut system = gram.clone();
         (0..system.nrows()).for_each(|i| system[(i, i)] += alpha);
-        let dim = system.nrows();
-        let scratch = cholesky_in_place_scratch::<f64>(dim, par, Default::default());
-        let mut memory = MemBuffer::new(scratch);
-        let stack = MemStack::new(&mut memory);
-        cholesky_in_place(system.as_mut(), Default::default(), par, stack, Default::default()).ok()?;
-        drop(memory);
+        if !cholesky_lower(system.as_mut(), par) {
+            return None;
+        }
         // Kernel path: solve with X (n x p), A is the transpose; SVD path:
         // solve with X^T (p x n), A is the solution.
         let mut solution = match path {
@@ -1258,10 +1250,7 @@ fn schur_alpha(
     let n = kernel.nrows();
     system.copy_from(kernel);
     (0..n).for_each(|k| system[(k, k)] += alpha);
-    let scratch = cholesky_in_place_scratch::<f64>(n, par, Default::default());
-    let mut memory = MemBuffer::new(scratch);
-    let stack = MemStack::new(&mut memory);
-    if cholesky_in_place(system.as_mut(), Default::default(), par, stack, Default::default()).is_err() {
+    if !cholesky_lower(system.as_mut(), par) {
         return false;
     }
     // P = L^-T L^-1, its lower triangle over L's.
@@ -1282,10 +1271,7 @@ fn schur_alpha(
         let (train, validation) = (&fold.train, &fold.validation);
         let mut corner =
             Mat::<f64>::from_fn(validation.len(), validation.len(), |i, j| p(validation[i], validation[j]));
-        let scratch = cholesky_in_place_scratch::<f64>(validation.len(), par, Default::default());
-        let mut memory = MemBuffer::new(scratch);
-        let stack = MemStack::new(&mut memory);
-        if cholesky_in_place(corner.as_mut(), Default::default(), par, stack, Default::default()).is_err() {
+        if !cholesky_lower(corner.as_mut(), par) {
             return false;
         }
         let mut solution = Mat::<f64>::from_fn(validation.len(), train.len(), |i, j| p(validation[i], train[j]));
@@ -1769,6 +1755,14 @@ fn eigh_descending(
     }
     vectors.truncate(n, kept);
     Ok((lambdas, vectors))
+}
+
+/// Cholesky factorisation in place: `L` in the lower triangle. False when
+/// the matrix is not numerically positive definite.
+fn cholesky_lower(m: MatMut<'_, f64>, par: Par) -> bool {
+    let scratch = cholesky_in_place_scratch::<f64>(m.nrows(), par, Default::default());
+    let mut memory = MemBuffer::new(scratch);
+    cholesky_in_place(m, Default::default(), par, MemStack::new(&mut memory), Default::default()).is_ok()
 }
 
 /// `a a^T` in f64 (both triangles filled), computing one triangle.
