@@ -776,8 +776,9 @@ impl<'a> Design<'a> {
 
     /// SVD path: `stacked[a] = X_val D (D G_train D + alpha I)^-1 D` (stored
     /// transposed), applied to `X_train^T Y_train`. Kernel path: `stacked[a] = K_val,train
-    /// (K_train + alpha I)^-1`, applied to `Y_train` directly. `None` when an
-    /// alpha is below `1e-10 * trace(Gram)` or a factorisation fails.
+    /// (K_train + alpha I)^-1`, applied to `Y_train` directly. Alphas in
+    /// parallel lanes (see [`Design::lanes`]). `None` when an alpha is below
+    /// `1e-10 * trace(Gram)` or a factorisation fails.
     fn cholesky_operator(&self, gamma: &[f64], fold: &Fold, alphas: &[f64], shared: bool) -> Option<FoldOperator> {
         let n_val = fold.validation.len();
         let mut validation_rows = None;
@@ -815,19 +816,25 @@ impl<'a> Design<'a> {
             return None;
         }
         let mut stacked_t = Mat::<f32>::zeros(rank, alphas.len() * n_val);
-        let factorised = stacked_t.par_col_chunks_mut(n_val.max(1)).zip(alphas).map_init(
-            || (Mat::<f64>::zeros(rank, rank), Mat::<f64>::zeros(rank, n_val)),
-            |(system, solution), (mut block, &alpha)| {
+        let (workers, par) = self.lanes(alphas.len(), (rank * rank + rank * n_val) * std::mem::size_of::<f64>(), false);
+        let mut lanes: Vec<Vec<(f64, MatMut<'_, f32>)>> = (0..workers).map(|_| Vec::new()).collect();
+        let blocks: Vec<MatMut<'_, f32>> = stacked_t.par_col_chunks_mut(n_val.max(1)).collect();
+        for (a, (block, &alpha)) in blocks.into_iter().zip(alphas).enumerate() {
+            lanes[a % workers].push((alpha, block));
+        }
+        let factorised = lanes.into_par_iter().map(|lane| {
+            let (mut system, mut solution) = (Mat::<f64>::zeros(rank, rank), Mat::<f64>::zeros(rank, n_val));
+            lane.into_iter().all(|(alpha, mut block)| {
                 system.copy_from(&gram);
                 (0..rank).for_each(|k| system[(k, k)] += alpha);
-                if !cholesky_lower(system.as_mut(), Par::Seq) {
+                if !cholesky_lower(system.as_mut(), par) {
                     return false;
                 }
                 solution.copy_from(&rhs);
-                solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), Par::Seq);
-                solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), Par::Seq);
+                solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), par);
+                solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), par);
                 if let Some(scales) = &scales {
-                    scale_rows(solution, scales);
+                    scale_rows(&mut solution, scales);
                 }
                 for i in 0..n_val {
                     let source = solution.col_as_slice(i);
@@ -836,8 +843,8 @@ impl<'a> Design<'a> {
                     }
                 }
                 true
-            },
-        );
+            })
+        });
         if !factorised.all(|ok| ok) {
             return None;
         }
@@ -2033,15 +2040,21 @@ mod tests {
             let folds = folds_chunked(n, 3, 5, rng.random());
             let mut tables = Vec::new();
             for path in [Path::Svd, Path::Kernel] {
-                for method in [FoldMethod::Cholesky, FoldMethod::Eigen, FoldMethod::Schur] {
-                    let overrides = Overrides { path: Some(path), fold_method: Some(method), ..Overrides::default() };
+                for (method, workers) in [
+                    (FoldMethod::Cholesky, None),
+                    (FoldMethod::Cholesky, Some(1)),
+                    (FoldMethod::Eigen, None),
+                    (FoldMethod::Schur, None),
+                ] {
+                    let overrides =
+                        Overrides { path: Some(path), fold_method: Some(method), workers, ..Overrides::default() };
                     let result = ridge_cv_with(&x, &y, &folds, &config, overrides);
                     if (path, method) == (Path::Svd, FoldMethod::Schur) {
                         assert!(matches!(result, Err(RidgeError::Config(_))), "the Schur route is kernel-only");
                         continue;
                     }
                     let table: Vec<f64> = result.unwrap().cv_scores.data.iter().map(|&v| v as f64).collect();
-                    tables.push((format!("{path:?} {method:?}"), table));
+                    tables.push((format!("{path:?} {method:?} {workers:?}"), table));
                 }
             }
             for (label, table) in &tables[1..] {
