@@ -384,6 +384,8 @@ pub fn banded_ridge_cv(
     let row_counts = folds.iter().map(|f| f.train.len()).chain([x.rows]);
     let design = Design::new(&x, &band_widths, row_counts, Overrides::default());
     let overlap = !design.memory_bound(y);
+    // X^T Y does not depend on the band weights: one for every weighting.
+    let shared = design.shared_projection_of(folds, y, !overlap, config.target_batch);
     let n_alphas = config.alphas.len();
     let n_targets = y.cols;
     let mut best_score = vec![f64::NEG_INFINITY; n_targets];
@@ -392,8 +394,17 @@ pub fn banded_ridge_cv(
     let mut cv_scores = Matrix::zeros(config.n_iter, n_targets);
     for i in 0..config.n_iter {
         let gamma: Vec<f64> = samples.row(i).iter().map(|&g| g as f64).collect();
-        let table =
-            cv_score_table(&design, &gamma, y, folds, &config.alphas, config.score, config.target_batch, overlap)?;
+        let table = cv_score_table(
+            &design,
+            &gamma,
+            y,
+            folds,
+            &config.alphas,
+            config.score,
+            config.target_batch,
+            overlap,
+            shared.as_ref(),
+        )?;
         for t in 0..n_targets {
             let (a, score) = best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas);
             cv_scores.set(i, t, score as f32);
@@ -492,7 +503,7 @@ struct Overrides {
     /// Prepare the folds one at a time and build the refit's operators one
     /// after the other (`true`), or prepare each fold while the previous one
     /// is scored (`false`), instead of choosing by the size of Y.
-    decompose_first: Option<bool>,
+    memory_first: Option<bool>,
     /// Alphas per group on the Schur route.
     schur_group: Option<usize>,
     /// The refit's route for every alpha.
@@ -738,8 +749,7 @@ impl<'a> Design<'a> {
     /// the per-fold Cholesky) or a factorisation fails.
     fn schur_operators(&self, kernel: MatRef<'_, f64>, folds: &[Fold], alphas: &[f64]) -> Option<Vec<FoldOperator>> {
         let n = kernel.nrows();
-        let trace: f64 = (0..n).map(|k| kernel[(k, k)]).sum();
-        if alphas.iter().any(|&alpha| alpha < 1e-10 * trace) {
+        if alphas.iter().any(|&alpha| alpha < 1e-10 * trace(kernel)) {
             return None;
         }
         let mut stacked: Vec<Mat<f32>> =
@@ -753,10 +763,7 @@ impl<'a> Design<'a> {
             }
         }
         let (workers, par) = self.lanes(alphas.len(), 2 * n * n * std::mem::size_of::<f64>(), false);
-        let mut lanes: Vec<Vec<(f64, Vec<MatMut<'_, f32>>)>> = (0..workers).map(|_| Vec::new()).collect();
-        for (a, (fold_blocks, &alpha)) in blocks.into_iter().zip(alphas).enumerate() {
-            lanes[a % workers].push((alpha, fold_blocks));
-        }
+        let lanes = into_lanes(alphas.iter().copied().zip(blocks), workers);
         let factorised = lanes.into_par_iter().map(|lane| {
             let (mut system, mut inverse) = (Mat::<f64>::zeros(n, n), Mat::<f64>::zeros(n, n));
             lane.into_iter().all(|(alpha, fold_blocks)| {
@@ -811,23 +818,17 @@ impl<'a> Design<'a> {
         // Cholesky's error grows like trace / alpha * f64::EPSILON; below this
         // the eigendecomposition, which drops directions under rounding
         // level, is the accurate route.
-        let trace: f64 = (0..rank).map(|k| gram[(k, k)]).sum();
-        if alphas.iter().any(|&alpha| alpha < 1e-10 * trace) {
+        if alphas.iter().any(|&alpha| alpha < 1e-10 * trace(gram.as_ref())) {
             return None;
         }
         let mut stacked_t = Mat::<f32>::zeros(rank, alphas.len() * n_val);
         let (workers, par) = self.lanes(alphas.len(), (rank * rank + rank * n_val) * std::mem::size_of::<f64>(), false);
-        let mut lanes: Vec<Vec<(f64, MatMut<'_, f32>)>> = (0..workers).map(|_| Vec::new()).collect();
         let blocks: Vec<MatMut<'_, f32>> = stacked_t.par_col_chunks_mut(n_val.max(1)).collect();
-        for (a, (block, &alpha)) in blocks.into_iter().zip(alphas).enumerate() {
-            lanes[a % workers].push((alpha, block));
-        }
+        let lanes = into_lanes(alphas.iter().copied().zip(blocks), workers);
         let factorised = lanes.into_par_iter().map(|lane| {
             let (mut system, mut solution) = (Mat::<f64>::zeros(rank, rank), Mat::<f64>::zeros(rank, n_val));
             lane.into_iter().all(|(alpha, mut block)| {
-                system.copy_from(&gram);
-                (0..rank).for_each(|k| system[(k, k)] += alpha);
-                if !cholesky_lower(system.as_mut(), par) {
+                if !cholesky_shifted(&mut system, gram.as_ref(), alpha, par) {
                     return false;
                 }
                 solution.copy_from(&rhs);
@@ -958,6 +959,23 @@ impl<'a> Design<'a> {
             || 3 * bytes <= std::mem::size_of_val(y.data.as_slice()) + std::mem::size_of_val(self.x.data.as_slice())
     }
 
+    /// `X^T Y` when [`Design::shared_projection`] says the folds share it.
+    fn shared_projection_of(
+        &self,
+        folds: &[Fold],
+        y: &Matrix,
+        memory_bound: bool,
+        target_batch: usize,
+    ) -> Option<Mat<f32>> {
+        if !self.shared_projection(folds, y, memory_bound) {
+            return None;
+        }
+        let started = std::time::Instant::now();
+        let projection = shared_projection(self.x, y, target_batch);
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: shared projection X^T Y");
+        Some(projection)
+    }
+
     /// How many of `n_items` alphas to prepare at once, and the parallelism
     /// of the factorisations inside each: one per thread (sequential
     /// kernels, the fastest use of the cores), but no more than
@@ -995,11 +1013,7 @@ impl<'a> Design<'a> {
             Path::Svd => (p, n),
             Path::Kernel => (n, p),
         };
-        let trace = match path {
-            Path::Svd => self.feature_gram.as_ref().map(|g| (0..g.nrows()).map(|i| g[(i, i)]).sum::<f64>()),
-            Path::Kernel => self.band_kernels.first().map(|g| (0..g.nrows()).map(|i| g[(i, i)]).sum::<f64>()),
-        }
-        .unwrap_or(0.0);
+        let tiny = 1e-10 * self.full_gram().map_or(0.0, |gram| trace(gram.as_ref()));
         let mut counts: Vec<(f64, usize)> = Vec::new();
         for &alpha in alphas {
             match counts.iter_mut().find(|(a, _)| *a == alpha) {
@@ -1008,8 +1022,9 @@ impl<'a> Design<'a> {
             }
         }
         // Candidates for the direct route, most targets first.
-        let mut candidates: Vec<(f64, usize)> =
-            counts.iter().copied().filter(|&(alpha, _)| alpha >= 1e-10 * trace).collect();
+        let mut candidates: Vec<(f64, usize)> = counts.iter().copied().filter(|&(alpha, _)| alpha >= tiny).collect();
+        // Targets whose alpha is too small for Cholesky: always the spectrum.
+        let spectrum_only: usize = counts.iter().filter(|&&(alpha, _)| alpha < tiny).map(|c| c.1).sum();
         candidates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.total_cmp(&b.0)));
         let operator_bytes = self.x.rows * self.x.cols * std::mem::size_of::<f32>();
         let spectrum_bytes = self.full_decomposition_bytes() + (n + p) as usize * m as usize * 4;
@@ -1017,8 +1032,7 @@ impl<'a> Design<'a> {
         let direct_cost = m * m * m / 3.0 + 2.0 * m * m * k;
         let spectrum_fixed = 8.0 * m * m * m + n * p * m;
         let cost = |count: usize| {
-            let rest: usize = candidates[count..].iter().map(|c| c.1).sum::<usize>()
-                + counts.iter().filter(|&&(alpha, _)| alpha < 1e-10 * trace).map(|c| c.1).sum::<usize>();
+            let rest: usize = candidates[count..].iter().map(|c| c.1).sum::<usize>() + spectrum_only;
             count as f64 * direct_cost + if rest > 0 { spectrum_fixed + rest as f64 * m * m } else { 0.0 }
         };
         let mut n_direct = match self.overrides.refit {
@@ -1029,16 +1043,10 @@ impl<'a> Design<'a> {
         let started = std::time::Instant::now();
         let workspace = (m * m + n * p) as usize * std::mem::size_of::<f64>();
         let (workers, par) = self.lanes(n_direct, workspace, memory_first);
-        let built: Vec<Vec<(f64, Option<Mat<f32>>)>> = (0..workers)
+        let lanes = into_lanes(candidates[..n_direct].iter().map(|&(alpha, _)| alpha), workers);
+        let built: Vec<Vec<(f64, Option<Mat<f32>>)>> = lanes
             .into_par_iter()
-            .map(|lane| {
-                candidates[..n_direct]
-                    .iter()
-                    .skip(lane)
-                    .step_by(workers)
-                    .map(|&(alpha, _)| (alpha, self.direct_operator(alpha, par)))
-                    .collect()
-            })
+            .map(|lane| lane.into_iter().map(|alpha| (alpha, self.direct_operator(alpha, par))).collect())
             .collect();
         let direct: Vec<(f64, Mat<f32>)> =
             built.into_iter().flatten().filter_map(|(alpha, operator)| operator.map(|o| (alpha, o))).collect();
@@ -1051,19 +1059,24 @@ impl<'a> Design<'a> {
         Ok(RefitSolver { spectrum, direct })
     }
 
+    /// The Gram matrix of all rows the refit solves with (unit band weights):
+    /// `X^T X` on the SVD path, the kernel on the kernel path.
+    fn full_gram(&self) -> Option<&Mat<f64>> {
+        match self.path(self.x.rows) {
+            Path::Svd => self.feature_gram.as_ref(),
+            Path::Kernel => self.band_kernels.first(),
+        }
+    }
+
     /// `A = X^T (K + alpha I)^-1` on the kernel path, `(X^T X + alpha I)^-1 X^T`
     /// on the SVD path (p x n, in f32 from an f64 Cholesky solve with X);
     /// `None` when the factorisation fails.
     fn direct_operator(&self, alpha: f64, par: Par) -> Option<Mat<f32>> {
         let (n, p) = (self.x.rows, self.x.cols);
         let path = self.path(n);
-        let gram = match path {
-            Path::Svd => self.feature_gram.as_ref(),
-            Path::Kernel => self.band_kernels.first(),
-        }?;
-        let mut system = gram.clone();
-        (0..system.nrows()).for_each(|i| system[(i, i)] += alpha);
-        if !cholesky_lower(system.as_mut(), par) {
+        let gram = self.full_gram()?;
+        let mut system = Mat::<f64>::zeros(gram.nrows(), gram.ncols());
+        if !cholesky_shifted(&mut system, gram.as_ref(), alpha, par) {
             return None;
         }
         // Kernel path: solve with X (n x p), A is the transpose; SVD path:
@@ -1180,10 +1193,22 @@ fn ridge_cv_inner(
     let design = Design::new(x, &[x.cols], row_counts, overrides);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: Gram matrices");
     let unit = [1.0];
-    let first = overrides.decompose_first.unwrap_or(design.memory_bound(y));
+    let memory_first = overrides.memory_first.unwrap_or(design.memory_bound(y));
     // The refit's route depends on the alphas chosen, so the scoring comes
     // first; with large Y it prepares the folds one at a time.
-    let table = cv_score_table(&design, &unit, y, folds, &config.alphas, config.score, config.target_batch, !first)?;
+    let shared = design.shared_projection_of(folds, y, memory_first, config.target_batch);
+    let table = cv_score_table(
+        &design,
+        &unit,
+        y,
+        folds,
+        &config.alphas,
+        config.score,
+        config.target_batch,
+        !memory_first,
+        shared.as_ref(),
+    )?;
+    drop(shared);
     let n_alphas = config.alphas.len();
     let choice: Vec<usize> = if config.per_target_alpha {
         (0..y.cols).map(|t| best_alpha(&table[t * n_alphas..(t + 1) * n_alphas], &config.alphas).0).collect()
@@ -1207,7 +1232,7 @@ fn ridge_cv_inner(
         }
     }
     drop(table);
-    let solver = design.refit_solver(&best_alphas, first)?;
+    let solver = design.refit_solver(&best_alphas, memory_first)?;
     drop(design);
     let targets: Vec<usize> = (0..y.cols).collect();
     let started = std::time::Instant::now();
@@ -1254,10 +1279,7 @@ fn schur_alpha(
     inverse: &mut Mat<f64>,
     par: Par,
 ) -> bool {
-    let n = kernel.nrows();
-    system.copy_from(kernel);
-    (0..n).for_each(|k| system[(k, k)] += alpha);
-    if !cholesky_lower(system.as_mut(), par) {
+    if !cholesky_shifted(system, kernel, alpha, par) {
         return false;
     }
     // P = L^-T L^-1, its lower triangle over L's.
@@ -1311,19 +1333,12 @@ fn cv_score_table(
     score: CvScore,
     target_batch: usize,
     overlap: bool,
+    shared: Option<&Mat<f32>>,
 ) -> Result<Vec<f64>, RidgeError> {
     let n_alphas = alphas.len();
     let mut table = vec![0.0; y.cols * n_alphas];
     let par = inner_parallelism(y.cols, target_batch);
     let fold_weight = 1.0 / folds.len() as f64;
-    let shared = if design.shared_projection(folds, y, !overlap) {
-        let started = std::time::Instant::now();
-        let projection = shared_projection(design.x, y, target_batch);
-        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ridge: shared projection X^T Y");
-        Some(projection)
-    } else {
-        None
-    };
     let prepare = |k: usize| -> Result<FoldOperator, RidgeError> {
         let started = std::time::Instant::now();
         let operator = design.fold_operator(gamma, &folds[k], alphas, y.cols, shared.is_some())?;
@@ -1339,8 +1354,7 @@ fn cv_score_table(
             |buffers, (batch, out)| {
                 let first = batch * target_batch;
                 let cols = first..first + out.len() / n_alphas;
-                let fold_scores =
-                    FoldScores { fold, operator, n_alphas, first_alpha, score, par, shared: shared.as_ref() };
+                let fold_scores = FoldScores { fold, operator, n_alphas, first_alpha, score, par, shared };
                 fold_scores.add(y, cols, fold_weight, out, buffers);
             },
         );
@@ -1772,6 +1786,27 @@ fn cholesky_lower(m: MatMut<'_, f64>, par: Par) -> bool {
     cholesky_in_place(m, Default::default(), par, MemStack::new(&mut memory), Default::default()).is_ok()
 }
 
+/// `gram + alpha I` into `system`, factorised in place by [`cholesky_lower`].
+fn cholesky_shifted(system: &mut Mat<f64>, gram: MatRef<'_, f64>, alpha: f64, par: Par) -> bool {
+    system.copy_from(gram);
+    (0..system.nrows()).for_each(|k| system[(k, k)] += alpha);
+    cholesky_lower(system.as_mut(), par)
+}
+
+fn trace(m: MatRef<'_, f64>) -> f64 {
+    (0..m.nrows()).map(|k| m[(k, k)]).sum()
+}
+
+/// `items` dealt round-robin into `workers` lanes.
+fn into_lanes<T>(items: impl IntoIterator<Item = T>, workers: usize) -> Vec<Vec<T>> {
+    let workers = workers.max(1);
+    let mut lanes: Vec<Vec<T>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        lanes[i % workers].push(item);
+    }
+    lanes
+}
+
 /// `a a^T` in f64 (both triangles filled), computing one triangle.
 fn gram_of_rows(a: MatRef<'_, f64>) -> Mat<f64> {
     let n = a.nrows();
@@ -2108,14 +2143,8 @@ mod tests {
             };
             let folds = folds_contiguous(n, 3);
             let run = |first| {
-                ridge_cv_with(
-                    &x,
-                    &y,
-                    &folds,
-                    &config,
-                    Overrides { decompose_first: Some(first), ..Overrides::default() },
-                )
-                .unwrap()
+                ridge_cv_with(&x, &y, &folds, &config, Overrides { memory_first: Some(first), ..Overrides::default() })
+                    .unwrap()
             };
             let (overlapped, sequential) = (run(false), run(true));
             assert_eq!(overlapped.best_alphas, sequential.best_alphas);
