@@ -79,6 +79,8 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 }
 
 fn main() {
+    // Before any libtorch call: loads libtorch's CUDA backend.
+    voxflow::device::init_torch();
     let args: Vec<String> = std::env::args().collect();
     let model_dir: PathBuf = arg(&args, "--model", PathBuf::from("models/all-MiniLM-L6-v2"));
     let n_words: usize = arg(&args, "--words", 2000);

@@ -22,6 +22,8 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    // Before any libtorch call: loads libtorch's CUDA backend.
+    voxflow::device::init_torch();
     let args: Vec<String> = std::env::args().collect();
     let (n, p, v) = (arg(&args, "--n", 3000), arg(&args, "--p", 3072), arg(&args, "--v", 20000));
     let n_alphas = arg(&args, "--alphas", 10);

@@ -106,13 +106,81 @@ impl DeviceRequest {
     }
 }
 
+/// Loads libtorch's CUDA backend (libtorch_cuda.so) into the process, once.
+/// Every code path that calls into libtorch calls this first: libtorch looks
+/// its CUDA backend up the first time anything asks about CUDA and keeps the
+/// answer, so a backend loaded after that would never be seen (and the
+/// autograd engine sizes its device threads on the first backward pass).
+///
+/// The binary does not link libtorch_cuda (see build.rs): a process that never
+/// touches libtorch, such as a CPU ridge fit, is spared its ~0.27 GB of
+/// relocated pages and CUDA libraries. Returns whether the CUDA backend is
+/// loaded; false with a CPU-only libtorch (no libtorch_cuda.so beside
+/// libtorch_cpu.so), and with a warning if the library is there but does not
+/// load.
+#[cfg(feature = "torch")]
+pub fn init_torch() -> bool {
+    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LOADED.get_or_init(|| {
+        let baked = option_env!("VOXFLOW_LIBTORCH_LIB").map(|dir| std::path::Path::new(dir).join("libtorch_cuda.so"));
+        // The directory libtorch was linked from, else the rpath and
+        // LD_LIBRARY_PATH (a libtorch moved after the build).
+        let candidate = match baked {
+            Some(path) if path.exists() => path,
+            _ => std::path::PathBuf::from("libtorch_cuda.so"),
+        };
+        match dlopen_global(&candidate) {
+            Ok(()) => {
+                tracing::debug!("loaded {}", candidate.display());
+                true
+            }
+            Err(error) if candidate.is_absolute() => {
+                tracing::warn!("libtorch's CUDA backend did not load, torch stages run on the CPU only: {error}");
+                false
+            }
+            Err(error) => {
+                tracing::debug!("no libtorch CUDA backend (CPU-only libtorch): {error}");
+                false
+            }
+        }
+    })
+}
+
+/// `dlopen(path, RTLD_NOW | RTLD_GLOBAL)`, never closed.
+#[cfg(feature = "torch")]
+fn dlopen_global(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: `name` is a NUL-terminated path; the handle is deliberately
+    // leaked so the library stays loaded for the life of the process.
+    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    if handle.is_null() {
+        // SAFETY: dlerror returns a NUL-terminated string owned by libc, or
+        // null; it is copied out at once.
+        let message = unsafe { libc::dlerror() };
+        return Err(if message.is_null() {
+            format!("dlopen {} failed", path.display())
+        } else {
+            unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned()
+        });
+    }
+    Ok(())
+}
+
 /// CUDA devices libtorch sees (0 without the `torch` feature). Cached: the
 /// first call initialises CUDA.
 pub fn cuda_device_count() -> usize {
     #[cfg(feature = "torch")]
     {
         static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *COUNT.get_or_init(|| if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 })
+        *COUNT.get_or_init(|| {
+            init_torch();
+            if tch::Cuda::is_available() {
+                tch::Cuda::device_count().max(0) as usize
+            } else {
+                0
+            }
+        })
     }
     #[cfg(not(feature = "torch"))]
     {
@@ -123,6 +191,7 @@ pub fn cuda_device_count() -> usize {
 #[cfg(feature = "torch")]
 impl From<Device> for tch::Device {
     fn from(device: Device) -> tch::Device {
+        init_torch();
         match device {
             Device::Cpu => tch::Device::Cpu,
             Device::Cuda(i) => tch::Device::Cuda(i),

@@ -147,6 +147,7 @@ impl LanguageModel {
     /// Loads the model in `dir` onto `device`, checking that the tokenizer
     /// fits the embedding and that every weight the forward pass needs is there.
     pub fn load(dir: &Path, device: tch::Device) -> Result<LanguageModel, LmError> {
+        crate::device::init_torch();
         if !dir.is_dir() {
             return Err(LmError::Files(format!("model directory {} does not exist", dir.display())));
         }

@@ -50,6 +50,7 @@ pub fn ridge_cv_torch(
     check_folds(folds, x.rows)?;
     check_alphas(&config.alphas)?;
     check_batch(config.target_batch)?;
+    crate::device::init_torch();
     let _guard = tch::no_grad_guard();
     let (n, p, v) = (x.rows, x.cols, y.cols);
     let n_alphas = config.alphas.len();

@@ -163,6 +163,7 @@ mod torch {
     use crate::stages::typed_params;
 
     pub fn run(ctx: &mut StageContext) -> Result<(), StageError> {
+        crate::device::init_torch();
         let p: LmParams = typed_params(ctx.params)?;
         let request = DeviceRequest::parse(&p.device).map_err(StageError::failed)?;
         // A CUDA device asked for by name was checked at validation.
