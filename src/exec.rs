@@ -475,7 +475,9 @@ pub fn run_with(
                 }
             }
         } else {
-            // Launch ready stages while slots allow, in pipeline order.
+            // Launch ready stages while slots allow, in pipeline order (i
+            // indexes slots, stages and outcomes alike).
+            #[allow(clippy::needless_range_loop)]
             for i in 0..n {
                 if !matches!(slots[i], Slot::Ready { .. }) {
                     continue;

@@ -731,7 +731,7 @@ pub fn parse_mem_mb(text: &str) -> Result<u64, String> {
         _ => return Err(format!("`{text}` has an unknown unit (use K, M, G or T)")),
     };
     let mb = (value * factor).ceil();
-    if !(mb >= 1.0) || !mb.is_finite() {
+    if !mb.is_finite() || mb < 1.0 {
         return Err(format!("`{text}` is not a positive memory size"));
     }
     Ok(mb as u64)

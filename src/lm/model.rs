@@ -366,6 +366,9 @@ impl LanguageModel {
                 let mut x = tokens + pos.unsqueeze(0);
                 keep(0, &x, &mut states);
                 let d = self.config.hidden as i64;
+                // `x = x + ...`, never `x += ...`: `+=` on a tch Tensor adds in
+                // place, and `keep` holds shallow copies of earlier layers' `x`.
+                #[allow(clippy::assign_op_pattern)]
                 for l in 0..deepest {
                     let p = format!("h.{l}");
                     let a = self.layer_norm(&x, &format!("{p}.ln_1"));

@@ -1176,6 +1176,10 @@ fn ridge_cv_with(
     ridge_cv_inner(x, y, folds, config, overrides, None)
 }
 
+/// Where [`ridge_cv_streaming`] hands the refit weights, block by block
+/// (the block's targets, their weights voxel-major).
+type BlockSink<'a> = &'a mut dyn FnMut(&[usize], Matrix);
+
 /// With a sink, the weights go there and the result's `weights` is empty (0 x 0).
 fn ridge_cv_inner(
     x: &Matrix,
@@ -1183,7 +1187,7 @@ fn ridge_cv_inner(
     folds: &[Fold],
     config: &RidgeConfig,
     overrides: Overrides,
-    sink: Option<&mut dyn FnMut(&[usize], Matrix)>,
+    sink: Option<BlockSink<'_>>,
 ) -> Result<RidgeCvResult, RidgeError> {
     check_inputs(&[("X", x)], y)?;
     check_folds(folds, x.rows)?;
@@ -1636,7 +1640,7 @@ fn refit_each(
     targets: &[usize],
     alphas: &[f64],
     target_batch: usize,
-    sink: &mut dyn FnMut(&[usize], Matrix),
+    sink: BlockSink<'_>,
 ) {
     let n_rows = y.rows;
     let n_features = match (&solver.spectrum, solver.direct.first()) {

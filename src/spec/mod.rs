@@ -189,7 +189,7 @@ pub fn parse_lenient(
             }]))
         }
     };
-    let root = parser.to_json(&yaml, "");
+    let root = parser.yaml_to_json(&yaml, "");
     let spec = parser.pipeline(path, root, overrides);
     parser.errors.sort();
     Ok((spec, parser.errors))
@@ -226,7 +226,7 @@ impl SpecParser {
 
     /// YAML -> JSON values: the rest of voxflow works on serde_json values,
     /// whose maps are sorted and whose numbers are plain.
-    fn to_json(&mut self, value: &serde_yaml::Value, path: &str) -> Value {
+    fn yaml_to_json(&mut self, value: &serde_yaml::Value, path: &str) -> Value {
         match value {
             serde_yaml::Value::Null => Value::Null,
             serde_yaml::Value::Bool(b) => Value::Bool(*b),
@@ -248,7 +248,11 @@ impl SpecParser {
             }
             serde_yaml::Value::String(s) => Value::String(s.clone()),
             serde_yaml::Value::Sequence(items) => Value::Array(
-                items.iter().enumerate().map(|(i, item)| self.to_json(item, &join(path, &i.to_string()))).collect(),
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.yaml_to_json(item, &join(path, &i.to_string())))
+                    .collect(),
             ),
             serde_yaml::Value::Mapping(mapping) => {
                 let mut out = Map::new();
@@ -262,7 +266,7 @@ impl SpecParser {
                             continue;
                         }
                     };
-                    let child = self.to_json(item, &join(path, &key));
+                    let child = self.yaml_to_json(item, &join(path, &key));
                     out.insert(key, child);
                 }
                 Value::Object(out)
@@ -717,7 +721,7 @@ impl SpecParser {
             return;
         }
         let value: Value = match serde_yaml::from_str::<serde_yaml::Value>(raw_value) {
-            Ok(yaml) => self.to_json(&yaml, ""),
+            Ok(yaml) => self.yaml_to_json(&yaml, ""),
             Err(_) => Value::String(raw_value.to_string()),
         };
         let names: Vec<String> = spec.stages.iter().map(|s| s.name.clone()).collect();

@@ -503,8 +503,9 @@ impl Stage for Synth {
         if p.repeats == 0 {
             errors.push(ParamError::new("repeats", "the test story needs at least 1 repeat"));
         }
-        if !(p.tr > 0.0) || p.lead_in < 0.0 || p.tail < 0.0 {
-            errors.push(ParamError::new("tr", "tr must be positive, lead_in and tail non-negative"));
+        let finite = p.tr.is_finite() && p.lead_in.is_finite() && p.tail.is_finite();
+        if !finite || p.tr <= 0.0 || p.lead_in < 0.0 || p.tail < 0.0 {
+            errors.push(ParamError::new("tr", "tr must be positive, lead_in and tail non-negative (finite numbers)"));
         }
         if p.delays.is_empty() {
             errors.push(ParamError::new("delays", "give at least one delay"));
