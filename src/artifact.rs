@@ -370,11 +370,10 @@ mod tests {
     /// batch size, and for a matrix without rows.
     #[test]
     fn matrices_split_into_batches_read_back_whole() {
-        use rand::{Rng, SeedableRng};
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        eprintln!("seed {seed}");
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let dir = std::env::temp_dir().join(format!("voxflow-batches-{}-{seed}", std::process::id()));
+        use rand::Rng;
+        let mut rng = crate::testing::fresh_rng("matrices_split_into_batches_read_back_whole");
+        let tag: u64 = rng.random();
+        let dir = std::env::temp_dir().join(format!("voxflow-batches-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for case in 0..20 {
             let cols = rng.random_range(1..9);

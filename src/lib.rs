@@ -23,6 +23,8 @@ pub mod slurm;
 pub mod spec;
 pub mod stages;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,8 @@
 //! The real metadata fixtures are read from `<CARGO_MANIFEST_DIR>/../shared/
 //! fixtures/real/`, falling back to `/work/shared/fixtures/real/`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,12 +33,8 @@ struct Rng(u64);
 
 impl Rng {
     fn new(test: &str) -> Rng {
-        let seed = std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970");
-            now.as_nanos() as u64 ^ (test.len() as u64).rotate_left(32)
-        });
-        println!("{test}: seed {seed} (replay with VOXFLOW_TEST_SEED={seed})");
-        Rng(seed)
+        println!("{test}");
+        Rng(common::fresh_seed())
     }
 
     fn next_u64(&mut self) -> u64 {

@@ -12,7 +12,9 @@
 //! Python is `$VOXFLOW_PYTHON`, else `.venv/bin/python` under the crate root
 //! (made by `scripts/setup-python.sh`); a missing interpreter fails the test.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use rand::rngs::StdRng;
@@ -409,12 +411,8 @@ save('cc_max', cc_max)
 
 /// An RNG from the clock (or `VOXFLOW_TEST_SEED`), with the seed printed.
 fn seeded(test: &str) -> StdRng {
-    let seed = std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        now.expect("clock after 1970").as_nanos() as u64
-    });
-    println!("{test}: seed {seed} (rerun with VOXFLOW_TEST_SEED={seed})");
-    StdRng::seed_from_u64(seed)
+    println!("{test}");
+    StdRng::seed_from_u64(common::fresh_seed())
 }
 
 fn random_matrix(rng: &mut StdRng, rows: usize, cols: usize) -> Matrix {
@@ -479,7 +477,7 @@ impl Workspace {
     }
 
     fn python(&self, script: &str) {
-        let python = python_interpreter();
+        let python = common::python();
         let output = Command::new(&python)
             .arg("-c")
             .arg(format!("{PRELUDE}\n{script}"))
@@ -499,18 +497,4 @@ impl Drop for Workspace {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn python_interpreter() -> PathBuf {
-    let python = match std::env::var_os("VOXFLOW_PYTHON") {
-        Some(path) => PathBuf::from(path),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    };
-    assert!(
-        python.exists(),
-        "no Python for the reference tests at {}: run scripts/setup-python.sh (numpy, scipy, \
-         scikit-learn) or point VOXFLOW_PYTHON at an interpreter that has them",
-        python.display()
-    );
-    python
 }

@@ -1947,24 +1947,11 @@ pub(crate) fn check_batch(target_batch: usize) -> Result<(), RidgeError> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
     use rand::Rng;
     use rand_distr::StandardNormal;
 
     use super::*;
-
-    /// A fresh seed per run, printed so that a failure can be replayed.
-    fn fresh_rng(test: &str) -> ChaCha8Rng {
-        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-        println!("{test}: seed {seed}");
-        ChaCha8Rng::seed_from_u64(seed)
-    }
-
-    fn random_matrix(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
-        let data = (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
-        Matrix::from_vec(rows, cols, data)
-    }
+    use crate::testing::{fresh_rng, random_matrix};
 
     /// Y = X W + noise, with a different noise level per target so that the
     /// best alphas differ.

@@ -547,31 +547,15 @@ fn add_vectors(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-    use rand_distr::StandardNormal;
+    use rand::Rng;
+    use rand_chacha::ChaCha8Rng;
 
     use super::*;
-
-    /// A fresh seed per run (printed, so a failure can be replayed with
-    /// `VOXFLOW_TEST_SEED`).
-    fn rng(test: &str) -> StdRng {
-        let seed = std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            now.expect("clock after 1970").as_nanos() as u64
-        });
-        println!("{test}: seed {seed} (rerun with VOXFLOW_TEST_SEED={seed})");
-        StdRng::seed_from_u64(seed)
-    }
-
-    fn random_matrix(rng: &mut StdRng, rows: usize, cols: usize) -> Matrix {
-        let data = (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
-        Matrix::from_vec(rows, cols, data)
-    }
+    use crate::testing::{fresh_rng as rng, random_matrix};
 
     /// A story: TR midpoints on a regular grid and sorted word times that
     /// start before the first TR and end after the last.
-    fn random_story(rng: &mut StdRng, n_trs: usize, n_words: usize) -> (Vec<f64>, Vec<f64>, f64) {
+    fn random_story(rng: &mut ChaCha8Rng, n_trs: usize, n_words: usize) -> (Vec<f64>, Vec<f64>, f64) {
         let tr_seconds = rng.random_range(0.8..2.5);
         let onset = rng.random_range(-12.0..3.0);
         let tr_times: Vec<f64> = (0..n_trs).map(|i| onset + tr_seconds * (i as f64 + 0.5)).collect();

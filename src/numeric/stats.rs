@@ -391,25 +391,10 @@ fn block_means(m: &Matrix, columns: std::ops::Range<usize>) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-    use rand_distr::StandardNormal;
+    use rand::Rng;
 
     use super::*;
-
-    fn rng(test: &str) -> StdRng {
-        let seed = std::env::var("VOXFLOW_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            now.expect("clock after 1970").as_nanos() as u64
-        });
-        println!("{test}: seed {seed} (rerun with VOXFLOW_TEST_SEED={seed})");
-        StdRng::seed_from_u64(seed)
-    }
-
-    fn random_matrix(rng: &mut StdRng, rows: usize, cols: usize) -> Matrix {
-        let data = (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
-        Matrix::from_vec(rows, cols, data)
-    }
+    use crate::testing::{fresh_rng as rng, random_matrix};
 
     fn column(m: &Matrix, c: usize) -> Vec<f64> {
         (0..m.rows).map(|r| m.get(r, c) as f64).collect()
