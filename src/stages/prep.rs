@@ -164,7 +164,7 @@ impl Stage for Prep {
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: PrepParams = typed_params(ctx.params)?;
-        let responses = ctx.input_matrix("responses")?;
+        let mut responses = ctx.input_matrix("responses")?;
         if responses.segments.is_empty() {
             return Err(StageError::failed("the responses have no story segments"));
         }
@@ -207,7 +207,11 @@ impl Stage for Prep {
             false => None,
         };
 
-        // Per story: rows of features and responses, trimmed and cleaned.
+        // Per story: the feature rows and which response rows are kept,
+        // trimmed and cleaned. The responses are not copied per story: the
+        // test rows are copied out, then the training rows are moved up in
+        // place in the responses' own buffer, which becomes y_train. The
+        // stage then holds about one copy of the responses (it held three).
         let mut train = Split::default();
         let mut test = Split::default();
         let mut dropped = 0usize;
@@ -236,7 +240,6 @@ impl Stage for Prep {
             if let Some(null) = &params.shuffle {
                 x = shuffle_blocks(&x, null.block.max(1), null.seed, &story);
             }
-            let mut y = responses.matrix.select_rows(&range.collect::<Vec<_>>());
             if let (Some(confounds), "regress") = (&confounds, params.motion.mode.as_str()) {
                 let c = confounds
                     .get(&story)
@@ -247,7 +250,11 @@ impl Stage for Prep {
                         c.rows
                     )));
                 }
+                let cols = responses.matrix.cols;
+                let block = &mut responses.matrix.data[range.start * cols..range.end * cols];
+                let mut y = Matrix::from_vec(n, cols, block.to_vec());
                 regress_out(&mut y, c);
+                block.copy_from_slice(&y.data);
             }
             let kept = signal::trim(&[n], trim_start, trim_end).map_err(|_| {
                 StageError::failed(format!(
@@ -265,7 +272,7 @@ impl Stage for Prep {
                 dropped += before - rows.len();
             }
             let split = if is_test { &mut test } else { &mut train };
-            split.push(&story, x.select_rows(&rows), y.select_rows(&rows));
+            split.push(&story, x.select_rows(&rows), rows.iter().map(|&r| range.start + r));
             ctx.check_cancelled()?;
         }
         if train.segments.is_empty() {
@@ -277,8 +284,11 @@ impl Stage for Prep {
                 params.motion.threshold
             ));
         }
-        let (mut x_train, mut y_train) = train.finish();
-        let (mut x_test, mut y_test) = test.finish();
+        // The test rows first: moving the training rows up overwrites them.
+        let y_test = responses.matrix.select_rows(&test.y_rows);
+        let (mut x_test, mut y_test) = test.finish(y_test);
+        let y_train = compact_rows(responses.matrix, &train.y_rows);
+        let (mut x_train, mut y_train) = train.finish(y_train);
 
         let mut repeats = None;
         if ctx.has_input("repeats") {
@@ -293,10 +303,10 @@ impl Stage for Prep {
                 let kept = signal::trim(&[range.len()], trim_start, trim_end)
                     .map_err(|e| StageError::failed(format!("repeat `{name}`: {e}")))?;
                 let rows: Vec<usize> = signal::trimmed_rows(&kept).into_iter().map(|r| r + range.start).collect();
-                let y = all.matrix.select_rows(&rows);
-                split.push(&name, Matrix::zeros(y.rows, 0), y);
+                split.push(&name, Matrix::zeros(rows.len(), 0), rows.iter().copied());
             }
-            repeats = Some(split.finish().1);
+            let y = all.matrix.select_rows(&split.y_rows);
+            repeats = Some(split.finish(y).1);
         }
 
         if params.zscore {
@@ -343,35 +353,43 @@ impl Stage for Prep {
     }
 }
 
+/// One side of the split: feature rows per story, and the rows of the
+/// responses that go with them.
 #[derive(Default)]
 struct Split {
     x: Vec<Matrix>,
-    y: Vec<Matrix>,
+    y_rows: Vec<usize>,
     segments: Vec<Segment>,
 }
 
 impl Split {
-    fn push(&mut self, story: &str, x: Matrix, y: Matrix) {
-        self.segments.push(Segment { name: story.to_string(), rows: y.rows });
+    fn push(&mut self, story: &str, x: Matrix, y_rows: impl Iterator<Item = usize>) {
+        self.segments.push(Segment { name: story.to_string(), rows: x.rows });
         self.x.push(x);
-        self.y.push(y);
+        self.y_rows.extend(y_rows);
     }
 
-    fn finish(self) -> (MatrixArtifact, MatrixArtifact) {
-        let x_cols = self.x.first().map_or(0, |m| m.cols);
-        let y_cols = self.y.first().map_or(0, |m| m.cols);
-        let x = if self.x.is_empty() {
-            Matrix::zeros(0, x_cols)
-        } else {
-            Matrix::vstack(&self.x.iter().collect::<Vec<_>>())
-        };
-        let y = if self.y.is_empty() {
-            Matrix::zeros(0, y_cols)
-        } else {
-            Matrix::vstack(&self.y.iter().collect::<Vec<_>>())
-        };
+    /// The features stacked, and `y` (this side's response rows, in order).
+    fn finish(self, y: Matrix) -> (MatrixArtifact, MatrixArtifact) {
+        let x =
+            if self.x.is_empty() { Matrix::zeros(0, 0) } else { Matrix::vstack(&self.x.iter().collect::<Vec<_>>()) };
         (MatrixArtifact::with_segments(x, self.segments.clone()), MatrixArtifact::with_segments(y, self.segments))
     }
+}
+
+/// The rows `rows` (ascending) of `m`, moved up in place: row `rows[k]`
+/// becomes row `k`, never overwriting a row still to be moved.
+fn compact_rows(mut m: Matrix, rows: &[usize]) -> Matrix {
+    let cols = m.cols;
+    for (k, &r) in rows.iter().enumerate() {
+        debug_assert!(r >= k && (k == 0 || r > rows[k - 1]), "rows must be ascending");
+        if r != k {
+            m.data.copy_within(r * cols..(r + 1) * cols, k * cols);
+        }
+    }
+    m.data.truncate(rows.len() * cols);
+    m.rows = rows.len();
+    m
 }
 
 /// The rows of `x` in blocks of `block`, the blocks in a random order
@@ -460,6 +478,32 @@ fn regress_out(y: &mut Matrix, confounds: &Matrix) {
     for i in 0..n {
         for j in 0..y.cols {
             y.set(i, j, (target[(i, j)] - fitted[(i, j)]) as f32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+
+    use super::*;
+    use crate::testing::{fresh_rng, random_matrix};
+
+    /// Moving rows up in place gives what copying them out gives, for random
+    /// ascending subsets (empty, all, gaps at either end).
+    #[test]
+    fn compacting_rows_in_place_equals_selecting_them() {
+        let mut rng = fresh_rng("compacting_rows_in_place_equals_selecting_them");
+        for case in 0..50 {
+            let (rows, cols) = (rng.random_range(0..40), rng.random_range(1..7));
+            let m = random_matrix(&mut rng, rows, cols);
+            let keep: Vec<usize> = match case {
+                0 => Vec::new(),
+                1 => (0..rows).collect(),
+                _ => (0..rows).filter(|_| rng.random_bool(0.6)).collect(),
+            };
+            let expected = m.select_rows(&keep);
+            assert_eq!(compact_rows(m, &keep), expected, "rows {rows}, kept {keep:?}");
         }
     }
 }
