@@ -76,7 +76,7 @@ impl MatrixArtifact {
     /// The schema [`write_matrix`] writes.
     fn schema(&self) -> Arc<Schema> {
         let m = &self.matrix;
-        matrix_schema(m.rows, m.cols, &self.metadata, !self.segments.is_empty())
+        matrix_schema(m.rows, m.cols, &self.metadata, &self.segments)
     }
 
     /// Rows `rows` of the matrix as one record batch of `schema`.
@@ -107,15 +107,18 @@ impl MatrixArtifact {
 
 /// A matrix file's schema: `story`/`row` columns when it has segments, the
 /// `data` column of `cols`-long float32 lists, and the metadata (keys without
-/// the `voxflow.` prefix) with the type, shape and dtype added.
-fn matrix_schema(rows: usize, cols: usize, metadata: &BTreeMap<String, String>, segments: bool) -> Arc<Schema> {
+/// the `voxflow.` prefix) with the type, shape and dtype added, and the
+/// segments (`[{"name", "rows"}, ...]`) so that [`read_matrix_segments`]
+/// needs only the schema.
+fn matrix_schema(rows: usize, cols: usize, metadata: &BTreeMap<String, String>, segments: &[Segment]) -> Arc<Schema> {
     let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (format!("voxflow.{k}"), v.clone())).collect();
     meta.insert("voxflow.type".into(), "matrix".into());
     meta.insert("voxflow.shape".into(), format!("[{rows}, {cols}]"));
     meta.insert("voxflow.dtype".into(), "float32".into());
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let mut fields = Vec::new();
-    if segments {
+    if !segments.is_empty() {
+        meta.insert("voxflow.segments".into(), serde_json::to_string(segments).expect("segments"));
         fields.push(Field::new("story", DataType::Utf8, false));
         fields.push(Field::new("row", DataType::Int32, false));
     }
@@ -214,24 +217,59 @@ fn assemble_matrix(
         let start = list.offset() * cols;
         data.extend_from_slice(&values.values()[start..start + list.len() * cols]);
         rows += batch.num_rows();
-        if let Some(stories) = batch.column_by_name("story") {
-            let stories = stories.as_string_opt::<i32>().ok_or("`story` is not a string column")?;
-            for i in 0..stories.len() {
-                let name = stories.value(i);
-                match segments.last_mut() {
-                    Some(last) if last.name == name => last.rows += 1,
-                    _ => segments.push(Segment { name: name.to_string(), rows: 1 }),
-                }
-            }
-        }
+        extend_segments(&mut segments, &batch)?;
     }
     let metadata = schema
         .metadata()
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("voxflow.").map(|k| (k.to_string(), v.clone())))
-        .filter(|(k, _)| !matches!(k.as_str(), "type" | "shape" | "dtype"))
+        .filter(|(k, _)| !matches!(k.as_str(), "type" | "shape" | "dtype" | "segments"))
         .collect();
     Ok(MatrixArtifact { matrix: Matrix::from_vec(rows, cols, data), segments, metadata })
+}
+
+/// Adds the rows of a batch's `story` column (if any) to `segments`.
+fn extend_segments(segments: &mut Vec<Segment>, batch: &RecordBatch) -> Result<(), String> {
+    if let Some(stories) = batch.column_by_name("story") {
+        let stories = stories.as_string_opt::<i32>().ok_or("`story` is not a string column")?;
+        for i in 0..stories.len() {
+            let name = stories.value(i);
+            match segments.last_mut() {
+                Some(last) if last.name == name => last.rows += 1,
+                _ => segments.push(Segment { name: name.to_string(), rows: 1 }),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The story segments of a matrix file without its data: from the schema
+/// (`voxflow.segments`, which [`write_matrix`] writes) when it has them, else
+/// from the `story` column alone (an Arrow file written otherwise, one batch
+/// at a time), else from the whole matrix (Parquet).
+pub fn read_matrix_segments(path: &Path) -> Result<Vec<Segment>, ArtifactError> {
+    let fail = |message: String| ArtifactError::Read { path: path.display().to_string(), message };
+    let open = || File::open(path).map(std::io::BufReader::new).map_err(|e| fail(e.to_string()));
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "arrow" | "feather" | "ipc" => {
+            let reader = arrow::ipc::reader::FileReader::try_new(open()?, None).map_err(|e| fail(e.to_string()))?;
+            let schema = reader.schema();
+            if let Some(json) = schema.metadata().get("voxflow.segments") {
+                return serde_json::from_str(json).map_err(|e| fail(format!("voxflow.segments: {e}")));
+            }
+            let Ok(story) = schema.index_of("story") else {
+                return Ok(Vec::new());
+            };
+            let reader =
+                arrow::ipc::reader::FileReader::try_new(open()?, Some(vec![story])).map_err(|e| fail(e.to_string()))?;
+            let mut segments = Vec::new();
+            for batch in reader {
+                extend_segments(&mut segments, &batch.map_err(|e| fail(e.to_string()))?).map_err(fail)?;
+            }
+            Ok(segments)
+        }
+        _ => read_matrix(path).map(|artifact| artifact.segments),
+    }
 }
 
 /// Writes a matrix artifact row block by row block, so that a stage never
@@ -257,7 +295,7 @@ impl MatrixWriter {
         metadata: &BTreeMap<String, String>,
     ) -> Result<MatrixWriter, ArtifactError> {
         let fail = |message: String| ArtifactError::Write { path: path.display().to_string(), message };
-        let schema = matrix_schema(rows, cols, metadata, false);
+        let schema = matrix_schema(rows, cols, metadata, &[]);
         let file = File::create(path).map_err(|e| fail(e.to_string()))?;
         let writer = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &schema)
             .map_err(|e| fail(e.to_string()))?;
@@ -393,6 +431,25 @@ mod tests {
             let batches = arrow::ipc::reader::FileReader::try_new(file, None).unwrap().num_batches();
             assert_eq!(batches, rows.div_ceil(rows_per_batch).max(1), "case {case}");
             assert_eq!(read_matrix(&path).unwrap(), artifact, "case {case}: {rows} rows, {rows_per_batch} per batch");
+            assert_eq!(read_matrix_segments(&path).unwrap(), artifact.segments, "case {case}: from the schema");
+
+            // A file with a `story` column but no `voxflow.segments` (written
+            // by another tool, or by voxflow before the key existed): the
+            // segments come from the column.
+            let schema = artifact.schema();
+            let mut meta = schema.metadata().clone();
+            meta.remove("voxflow.segments");
+            let bare = Arc::new(Schema::new_with_metadata(schema.fields().clone(), meta));
+            let path = dir.join(format!("{case}-bare.arrow"));
+            let mut writer = arrow::ipc::writer::FileWriter::try_new(File::create(&path).unwrap(), &bare).unwrap();
+            let mut start = 0;
+            while start < rows {
+                let end = (start + rows_per_batch).min(rows);
+                writer.write(&artifact.batch_of_rows(&bare, start..end).unwrap()).unwrap();
+                start = end;
+            }
+            writer.finish().unwrap();
+            assert_eq!(read_matrix_segments(&path).unwrap(), artifact.segments, "case {case}: from the column");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -280,11 +280,11 @@ impl Stage for AlignTrs {
         };
         let mut grid = match p.source.as_str() {
             "responses" => {
-                let responses = ctx.input_matrix("responses")?;
-                if responses.segments.is_empty() {
+                let segments = ctx.input_segments("responses")?;
+                if segments.is_empty() {
                     return Err(StageError::failed("the responses have no story segments"));
                 }
-                grid_from(responses.segments.iter().map(|s| (s.name.clone(), s.rows)).collect())
+                grid_from(segments.into_iter().map(|s| (s.name, s.rows)).collect())
             }
             "respdict" => {
                 let path = ctx.resolve(p.respdict.as_deref().unwrap_or_default());

@@ -148,6 +148,12 @@ impl<'a> StageContext<'a> {
         Ok(artifact::read_matrix(&path)?)
     }
 
+    /// The story segments of a matrix input, without reading its data.
+    pub fn input_segments(&self, role: &str) -> Result<Vec<crate::artifact::Segment>, StageError> {
+        let (_, path) = self.input(role)?.single_output()?;
+        Ok(artifact::read_matrix_segments(&path)?)
+    }
+
     pub fn input_table(&self, role: &str) -> Result<RecordBatch, StageError> {
         let (_, path) = self.input(role)?.single_output()?;
         Ok(artifact::read_batch(&path)?)
