@@ -44,7 +44,12 @@
 //! [`Design::downdate_operator`]); the refit then reuses the decomposition.
 //! Taken when it costs fewer flops: with many folds and `p` large next to
 //! `n_val` (leave-one-story-out on 25 stories, n = 9000, p = 3072, 10
-//! alphas: 33.3 s instead of 86.6 s at 5000 targets).
+//! alphas: 36-39 s instead of 86.6 s at 5000 targets).
+//! Both shared projections subtract in f32; a fold whose training rows lack
+//! a direction that its validation rows have (a feature of one story only)
+//! would turn that rounding into noise multiplied by up to `1 / alpha`, so
+//! such a fold projects its own training rows instead (see
+//! `CANCELLATION_FLOOR`).
 //! The operators of all alphas are stacked, so that one f32 product per fold
 //! and batch of targets gives every prediction. Per fold that costs
 //! `2 n_alphas n_val rank n_targets` flops with `rank = min(n_train, p)`,
@@ -889,6 +894,23 @@ impl<'a> Design<'a> {
         if !factorised.all(|ok| ok) {
             return None;
         }
+        // `B = X_V O^T` at the smallest alpha (O: the operator), from its block.
+        let smallest = (0..alphas.len()).min_by(|&a, &b| alphas[a].total_cmp(&alphas[b])).unwrap_or(0);
+        if validation_rows.is_some() {
+            let block = stacked_t.subcols(smallest * n_val, n_val);
+            let val = &fold.validation;
+            let x_val = Mat::<f64>::from_fn(n_val, self.x.cols, |i, j| self.x.get(val[i], j) as f64);
+            let block64 = Mat::<f64>::from_fn(rank, n_val, |k, i| block[(k, i)] as f64);
+            let mut b = Mat::<f64>::zeros(n_val, n_val);
+            matmul(b.as_mut(), Accum::Replace, x_val.as_ref(), block64.as_ref(), 1.0, Par::rayon(0));
+            // I - X_V P X_V^T = (I + B)^-1 (Woodbury), B symmetric.
+            let symmetric = Mat::<f64>::from_fn(n_val, n_val, |i, j| 0.5 * (b[(i, j)] + b[(j, i)]));
+            if 1.0 / (1.0 + largest_eigenvalue(symmetric.as_ref())) < CANCELLATION_FLOOR {
+                let train = &fold.train;
+                let left = Mat::<f32>::from_fn(train.len(), self.x.cols, |i, j| self.x.get(train[i], j));
+                return Some(FoldOperator { left: Some(left), stacked_t, validation_rows: None });
+            }
+        }
         Some(FoldOperator { left, stacked_t, validation_rows })
     }
 
@@ -1043,6 +1065,25 @@ impl<'a> Design<'a> {
         let mut z = Mat::<f64>::zeros(self.x.rows, lambdas.len());
         matmul(z.as_mut(), Accum::Replace, x64.as_ref(), vectors.as_ref(), 1.0, par);
         Ok(Some(DowndateSpectrum { lambdas, vectors, z }))
+    }
+
+    /// Whether the downdate route serves `fold` accurately: the training rows
+    /// keep at least CANCELLATION_FLOOR of every direction at the smallest
+    /// alpha (the least eigenvalue of `I - A Z_V^T`). Where they keep less,
+    /// the operator multiplies that direction by up to `1 / alpha`, and in
+    /// the eigenbasis the f32 rounding of every component of the projection
+    /// reaches it (in X's own columns a feature that the training rows lack
+    /// is an exact zero), so the fold is prepared alone instead.
+    fn downdate_serves(&self, spectrum: &DowndateSpectrum, fold: &Fold, smallest_alpha: f64) -> bool {
+        let validation = &fold.validation;
+        let (n_val, rank) = (validation.len(), spectrum.lambdas.len());
+        let z_val = Mat::<f64>::from_fn(n_val, rank, |i, k| spectrum.z[(validation[i], k)]);
+        let scaled = Mat::<f64>::from_fn(n_val, rank, |i, k| z_val[(i, k)] / (spectrum.lambdas[k] + smallest_alpha));
+        // -(I - A Z_V^T), symmetrised: its largest eigenvalue is minus the least kept share.
+        let mut m = Mat::<f64>::zeros(n_val, n_val);
+        matmul(m.as_mut(), Accum::Replace, scaled.as_ref(), z_val.transpose(), 1.0, Par::rayon(0));
+        let negated = Mat::<f64>::from_fn(n_val, n_val, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]) - f64::from(i == j));
+        -largest_eigenvalue(negated.as_ref()) >= CANCELLATION_FLOOR
     }
 
     /// One fold's operator on the downdate route, in the eigenbasis. With
@@ -1662,19 +1703,29 @@ fn downdate_score_table(
     let n_alphas = alphas.len();
     let mut table = vec![0.0; y.cols * n_alphas];
     let scoring = Scoring { y, folds, n_alphas, score, target_batch, shared: Some(&rotated) };
-    let prepare = |k: usize| {
+    let smallest = alphas.iter().copied().fold(f64::INFINITY, f64::min);
+    // A fold the route does not serve accurately is prepared alone, with
+    // its own training projection.
+    let prepare = |k: usize| -> Result<Option<FoldOperator>, RidgeError> {
         let started = std::time::Instant::now();
-        let operator = design.downdate_operator(&spectrum, &folds[k], alphas);
+        let operator = if design.downdate_serves(&spectrum, &folds[k], smallest) {
+            design.downdate_operator(&spectrum, &folds[k], alphas)
+        } else {
+            tracing::debug!(fold = k, "ridge: the training rows lack a direction; fold prepared alone");
+            Some(design.fold_operator(&[1.0], &folds[k], alphas, y.cols, false)?)
+        };
         tracing::debug!(fold = k, seconds = started.elapsed().as_secs_f64(), "ridge: fold operator (downdate)");
-        operator
+        Ok(operator)
     };
-    let Some(mut operator) = prepare(0) else {
+    let Some(mut operator) = prepare(0)? else {
         return Ok(None);
     };
     for k in 0..folds.len() {
-        let (next, ()) =
-            rayon::join(|| (k + 1 < folds.len()).then(|| prepare(k + 1)), || scoring.fold(k, &operator, 0, &mut table));
-        match next {
+        let (next, ()) = rayon::join(
+            || (k + 1 < folds.len()).then(|| prepare(k + 1)).transpose(),
+            || scoring.fold(k, &operator, 0, &mut table),
+        );
+        match next? {
             Some(Some(next)) => operator = next,
             Some(None) => return Ok(None),
             None => break,
@@ -2035,6 +2086,36 @@ fn eigh_descending(
     }
     vectors.truncate(n, kept);
     Ok((lambdas, vectors))
+}
+
+/// The shared projections (`X^T Y - X_V^T Y_V`, and `Z^T Y - Z_V^T Y_V` on
+/// the downdate route) subtract in f32: where the training rows hold almost
+/// none of a direction that the validation rows hold (a feature that only one
+/// story has, such as a per-story intercept), the difference is rounding
+/// noise, which the operator then multiplies by up to `1 / alpha`. The share
+/// the training rows keep of the least-kept direction is the least
+/// eigenvalue of `I - X_V (X^T X + alpha I)^-1 X_V^T` (at the smallest
+/// alpha); below this floor the fold projects its own training rows instead
+/// (`left^T Y_train`, no subtraction). On designs without such directions it
+/// is near `1 - 1 / n_folds`.
+const CANCELLATION_FLOOR: f64 = 1e-2;
+
+/// The largest eigenvalue of a symmetric matrix (values only).
+fn largest_eigenvalue(m: MatRef<'_, f64>) -> f64 {
+    let n = m.nrows();
+    if n == 0 {
+        return 0.0;
+    }
+    let mut values = Diag::<f64>::zeros(n);
+    let scratch = self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::No, Par::Seq, Default::default());
+    let mut memory = MemBuffer::new(scratch);
+    let solved =
+        self_adjoint_evd(m, values.as_mut(), None, Par::Seq, MemStack::new(&mut memory), Default::default()).is_ok();
+    let values = values.column_vector();
+    if !solved {
+        return f64::INFINITY;
+    }
+    (0..n).map(|k| values[k]).fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Cholesky factorisation in place: `L` in the lower triangle. False when
@@ -2615,6 +2696,48 @@ mod tests {
         let tiny = RidgeConfig { alphas: vec![1e-12 * trace, 1.0], ..config };
         let refused = ridge_cv_with(&x, &y, &folds, &tiny, downdate);
         assert!(matches!(refused, Err(RidgeError::Decomposition(_))), "an alpha below 1e-10 trace");
+    }
+
+    /// Features that only one story has (per-story intercepts, say): the
+    /// shared projections' f32 subtraction leaves rounding noise in their
+    /// direction, which small alphas would multiply up; such folds project
+    /// their own training rows instead (CANCELLATION_FLOOR), on the
+    /// downdate route and on the per-fold Cholesky route alike, and the
+    /// scores stay at the float64 fit per fold and alpha.
+    #[test]
+    fn features_of_one_story_keep_the_shared_projections_accurate() {
+        let mut rng = fresh_rng("features_of_one_story_keep_the_shared_projections_accurate");
+        let (n, p) = (rng.random_range(180..220), rng.random_range(30..40));
+        let groups: Vec<usize> = (0..n).map(|i| i / 10).collect();
+        let mut x = random_matrix(&mut rng, n, p);
+        // Columns 0..3 live in stories 0..3 only; column 3 is story 4's intercept.
+        for (i, &group) in groups.iter().enumerate() {
+            for c in 0..4 {
+                let value = match (c, group) {
+                    (3, 4) => 1.0,
+                    (c, g) if c < 3 && g == c => 5.0 * x.get(i, c),
+                    _ => 0.0,
+                };
+                x.set(i, c, value);
+            }
+        }
+        let y = signal_and_noise(&mut rng, &x, 4);
+        let folds = folds_by_group(&groups);
+        let trace: f64 = x.data.iter().map(|&v| (v as f64).powi(2)).sum();
+        let alphas: Vec<f64> = [1e-8, 1e-6, 1e-4, 1e-2].iter().map(|f| f * trace).collect();
+        let config =
+            RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score: CvScore::L2, target_batch: 2 };
+        let expected = brute_force_scores(&x, &y, &folds, &alphas, &vec![1.0; p], CvScore::L2);
+        for method in [None, Some(FoldMethod::Downdate), Some(FoldMethod::Cholesky)] {
+            let overrides = Overrides { fold_method: method, ..Overrides::default() };
+            let design = Design::new(&x, &[p], folds.iter().map(|f| f.train.len()).chain([n]), overrides);
+            assert!(design.shared_projection(&folds, &y, false), "the folds could share X^T Y");
+            let result = ridge_cv_with(&x, &y, &folds, &config, overrides).unwrap();
+            for (a, row) in expected.iter().enumerate() {
+                let actual: Vec<f64> = result.cv_scores.row(a).iter().map(|&v| v as f64).collect();
+                assert_close(&format!("{method:?}, alpha {:e} trace", alphas[a] / trace), &actual, row, 1e-4);
+            }
+        }
     }
 
     /// The refit by direct operators, by the spectrum, and mixed in one
