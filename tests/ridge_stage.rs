@@ -31,6 +31,14 @@ np.save(f"{d}/x_train.npy", x[:200]); np.save(f"{d}/y_train.npy", y[:200]); np.s
     let pipeline = pipeline.to_str().unwrap();
     voxflow_json(&["run", pipeline, "--format", "json"], 0);
     compare_with_scikit_learn(&dir, pipeline, "cpu");
+    // 20 folds of 10 rows: the flop count takes the downdate route (one
+    // eigendecomposition for every fold and alpha), whose decomposition the
+    // streamed refit then reuses.
+    let many_folds = std::fs::read_to_string(pipeline).unwrap().replace("k: 4}", "k: 20}");
+    let many_folds = dir.write("ridge-20-folds.yaml", &many_folds);
+    let many_folds = many_folds.to_str().unwrap();
+    voxflow_json(&["run", many_folds, "--format", "json"], 0);
+    compare_with_scikit_learn(&dir, many_folds, "cpu");
     if voxflow::device::cuda_device_count() > 0 {
         // The device is not part of the key: switching it finds the CPU result...
         let run = voxflow_json(&["run", pipeline, "--format", "json", "--set", "fit.device=cuda"], 0);
