@@ -877,8 +877,7 @@ impl<'a> Design<'a> {
                     return false;
                 }
                 solution.copy_from(&rhs);
-                solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), par);
-                solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), par);
+                cholesky_solve_in_place(system.as_ref(), solution.as_mut(), par);
                 if let Some(scales) = &scales {
                     scale_rows(&mut solution, scales);
                 }
@@ -1115,8 +1114,7 @@ impl<'a> Design<'a> {
                 if !cholesky_lower(system.as_mut(), par) {
                     return false;
                 }
-                solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), par);
-                solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), par);
+                cholesky_solve_in_place(system.as_ref(), solution.as_mut(), par);
                 for k in 0..rank {
                     let source = solution.col_as_slice(k);
                     for (i, value) in source.iter().enumerate() {
@@ -1291,8 +1289,7 @@ impl<'a> Design<'a> {
             Path::Kernel => Mat::<f64>::from_fn(n, p, |i, j| self.x.get(i, j) as f64),
             Path::Svd => Mat::<f64>::from_fn(p, n, |i, j| self.x.get(j, i) as f64),
         };
-        solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), par);
-        solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), par);
+        cholesky_solve_in_place(system.as_ref(), solution.as_mut(), par);
         drop(system);
         Some(match path {
             Path::Kernel => Mat::from_fn(p, n, |f, i| solution[(i, f)] as f32),
@@ -1534,8 +1531,7 @@ fn schur_alpha(
             return false;
         }
         let mut solution = Mat::<f64>::from_fn(validation.len(), train.len(), |i, j| p(validation[i], train[j]));
-        solve_lower_triangular_in_place(corner.as_ref(), solution.as_mut(), par);
-        solve_upper_triangular_in_place(corner.transpose(), solution.as_mut(), par);
+        cholesky_solve_in_place(corner.as_ref(), solution.as_mut(), par);
         for k in 0..train.len() {
             let column = solution.col_as_slice(k);
             for (i, value) in column.iter().enumerate() {
@@ -2124,6 +2120,12 @@ fn cholesky_lower(m: MatMut<'_, f64>, par: Par) -> bool {
     let scratch = cholesky_in_place_scratch::<f64>(m.nrows(), par, Default::default());
     let mut memory = MemBuffer::new(scratch);
     cholesky_in_place(m, Default::default(), par, MemStack::new(&mut memory), Default::default()).is_ok()
+}
+
+/// `rhs <- (L L^T)^-1 rhs` with `L` from [`cholesky_lower`].
+fn cholesky_solve_in_place(l: MatRef<'_, f64>, mut rhs: MatMut<'_, f64>, par: Par) {
+    solve_lower_triangular_in_place(l, rhs.as_mut(), par);
+    solve_upper_triangular_in_place(l.transpose(), rhs, par);
 }
 
 /// `gram + alpha I` into `system`, factorised in place by [`cholesky_lower`].
