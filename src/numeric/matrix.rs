@@ -4,6 +4,7 @@
 //! per row) and lets faer view it without a copy.
 
 use faer::MatRef;
+use rayon::prelude::*;
 
 /// A dense row-major matrix of `f32`.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,5 +88,49 @@ impl Matrix {
             }
         }
         Matrix { rows, cols, data }
+    }
+}
+
+/// The position of the first NaN or infinity. Chunks are scanned in
+/// parallel with a loop that vectorises (rayon's `position_first` checks a
+/// shared atomic per element: 0.74 s on 70 million values, against 0.02 s),
+/// and only a chunk that has one is searched element by element.
+pub fn first_non_finite(data: &[f32]) -> Option<usize> {
+    const CHUNK: usize = 1 << 16;
+    let chunk =
+        data.par_chunks(CHUNK).position_first(|chunk| !chunk.iter().fold(true, |all, v| all & v.is_finite()))?;
+    let start = chunk * CHUNK;
+    data[start..].iter().position(|v| !v.is_finite()).map(|i| start + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    #[test]
+    fn the_first_non_finite_value_is_found_across_chunks() {
+        let mut rng = crate::testing::fresh_rng("the_first_non_finite_value_is_found_across_chunks");
+        let len = 5 * (1 << 16) + rng.random_range(0..1000);
+        let mut data: Vec<f32> = (0..len).map(|_| rng.random::<f32>() - 0.5).collect();
+        assert_eq!(first_non_finite(&data), None);
+        assert_eq!(first_non_finite(&[]), None);
+        for _ in 0..20 {
+            let mut marked = data.clone();
+            let count = rng.random_range(1..4);
+            for _ in 0..count {
+                let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][rng.random_range(0..3)];
+                // Near a chunk boundary half of the time.
+                let at = if rng.random::<bool>() {
+                    (rng.random_range(1..5) << 16) - rng.random_range(0..2)
+                } else {
+                    rng.random_range(0..len)
+                };
+                marked[at] = bad;
+            }
+            assert_eq!(first_non_finite(&marked), marked.iter().position(|v| !v.is_finite()));
+        }
+        data[len - 1] = f32::NAN;
+        assert_eq!(first_non_finite(&data), Some(len - 1));
     }
 }

@@ -633,10 +633,17 @@ impl<'a> Design<'a> {
             })
             .collect();
         let paths: Vec<Path> = row_counts.map(|n| overrides.path.unwrap_or(Path::for_shape(n, x.cols))).collect();
-        let x64 = Mat::<f64>::from_fn(x.rows, x.cols, |i, j| x.get(i, j) as f64);
-        let feature_gram = paths.contains(&Path::Svd).then(|| gram_of_rows(x64.transpose()));
+        // X^T in f64, column-major: each of its columns is a row of X, so the
+        // copy reads and writes contiguously (rows in parallel).
+        let mut x64_t = Mat::<f64>::zeros(x.cols, x.rows);
+        x64_t.par_col_chunks_mut(1).enumerate().for_each(|(i, mut column)| {
+            for (j, &value) in x.row(i).iter().enumerate() {
+                column[(j, 0)] = value as f64;
+            }
+        });
+        let feature_gram = paths.contains(&Path::Svd).then(|| gram_of_rows(x64_t.as_ref()));
         let band_kernels = if paths.contains(&Path::Kernel) {
-            band_ranges.iter().map(|range| gram_of_rows(x64.subcols(range.start, range.len()))).collect()
+            band_ranges.iter().map(|range| gram_of_rows(x64_t.subrows(range.start, range.len()).transpose())).collect()
         } else {
             Vec::new()
         };
@@ -1861,11 +1868,26 @@ fn shared_projection(x: MatRef<'_, f32>, y: &Matrix, target_batch: usize) -> Mat
 /// contiguous: faer's products are about twice as fast with a column-major
 /// right-hand side).
 fn gather_columns(y: &Matrix, rows: &[usize], cols: Range<usize>, out: &mut Vec<f32>) {
+    gather(y, rows, cols.len(), |j| cols.start + j, out);
+}
+
+/// `out[j * rows.len() + k] = Y[rows[k], column(j)]` for `j < n_cols`.
+/// Rows go in tiles of 16, so that each output column is written 16 values
+/// at a time while the tile's rows stay in cache (about 1.4x faster than
+/// row by row).
+fn gather(y: &Matrix, rows: &[usize], n_cols: usize, column: impl Fn(usize) -> usize, out: &mut Vec<f32>) {
+    const TILE: usize = 16;
     let n_rows = rows.len();
-    out.resize(n_rows * cols.len(), 0.0);
-    for (k, &i) in rows.iter().enumerate() {
-        for (j, &value) in y.row(i)[cols.clone()].iter().enumerate() {
-            out[j * n_rows + k] = value;
+    out.resize(n_rows * n_cols, 0.0);
+    for (t, tile) in rows.chunks(TILE).enumerate() {
+        let first = t * TILE;
+        let sources: Vec<&[f32]> = tile.iter().map(|&i| y.row(i)).collect();
+        for j in 0..n_cols {
+            let c = column(j);
+            let destination = &mut out[j * n_rows + first..j * n_rows + first + tile.len()];
+            for (value, source) in destination.iter_mut().zip(&sources) {
+                *value = source[c];
+            }
         }
     }
 }
@@ -1965,6 +1987,7 @@ fn refit_each(
     };
     let par = inner_parallelism(targets.len(), target_batch);
     let group = target_batch * rayon::current_num_threads().max(1);
+    let all_rows: Vec<usize> = (0..n_rows).collect();
     for (group_targets, group_alphas) in targets.chunks(group).zip(alphas.chunks(group)) {
         let blocks: Vec<Matrix> = group_targets
             .par_chunks(target_batch)
@@ -1985,13 +2008,8 @@ fn refit_each(
                 for (route, positions) in &routes {
                     let n_targets = positions.len();
                     // Column-major, like gather_columns.
-                    let mut gathered = vec![0.0f32; n_rows * n_targets];
-                    for i in 0..n_rows {
-                        let row = y.row(i);
-                        for (j, &position) in positions.iter().enumerate() {
-                            gathered[j * n_rows + i] = row[batch[position]];
-                        }
-                    }
+                    let mut gathered = Vec::new();
+                    gather(y, &all_rows, n_targets, |j| batch[positions[j]], &mut gathered);
                     let gathered_ref = MatRef::from_column_major_slice(&gathered, n_rows, n_targets);
                     let mut part = if whole { Vec::new() } else { vec![0.0f32; n_features * n_targets] };
                     let out = MatMut::from_column_major_slice_mut(
@@ -2245,7 +2263,7 @@ pub(crate) fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), Rid
         }
     }
     for (name, m) in xs.iter().copied().chain([("Y", y)]) {
-        if let Some(position) = m.data.par_iter().position_first(|v| !v.is_finite()) {
+        if let Some(position) = crate::numeric::matrix::first_non_finite(&m.data) {
             return Err(RidgeError::NonFinite {
                 matrix: name.to_string(),
                 row: position / m.cols,

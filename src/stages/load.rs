@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{self, MatrixArtifact};
+use crate::numeric::matrix::first_non_finite;
 use crate::numeric::Matrix;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,7 +150,7 @@ impl Stage for LoadMatrix {
         } else {
             artifact::read_matrix(&path)?
         };
-        if let Some(position) = matrix.matrix.data.iter().position(|v| !v.is_finite()) {
+        if let Some(position) = first_non_finite(&matrix.matrix.data) {
             return Err(StageError::failed(format!(
                 "{}: non-finite value at row {}, column {}",
                 path.display(),

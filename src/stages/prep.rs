@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
+use crate::numeric::matrix::first_non_finite;
 use crate::numeric::signal::{self, ZScore};
 use crate::numeric::Matrix;
 
@@ -409,7 +410,7 @@ fn shuffle_blocks(x: &Matrix, block: usize, seed: u64, story: &str) -> Matrix {
 
 fn check_finite(artifact: &MatrixArtifact, what: &str) -> Result<(), StageError> {
     let m = &artifact.matrix;
-    if let Some(position) = m.data.iter().position(|v| !v.is_finite()) {
+    if let Some(position) = first_non_finite(&m.data) {
         let (row, col) = (position / m.cols.max(1), position % m.cols.max(1));
         let mut story = String::from("?");
         let mut tr = row;

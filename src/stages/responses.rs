@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::formats;
+use crate::numeric::matrix::first_non_finite;
 use crate::numeric::Matrix;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,7 +148,7 @@ impl Stage for LoadResponses {
                     )));
                 }
             }
-            if let Some(position) = matrix.data.iter().position(|v| !v.is_finite()) {
+            if let Some(position) = first_non_finite(&matrix.data) {
                 if p.nan == "zero" {
                     let count = matrix.data.iter().filter(|v| !v.is_finite()).count();
                     matrix.data.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
