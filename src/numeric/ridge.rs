@@ -1970,7 +1970,8 @@ fn refit(
 /// order: `(batch's targets, batch x p block)`, voxel-major (faer writes a
 /// column-major p x batch product about 20% faster than a row-major one, and
 /// it is the layout written to disk). Batches run in parallel in
-/// groups of one per thread, so at most that many blocks exist at once.
+/// groups of one per thread, and a group is computed while the sink takes
+/// the previous one, so at most twice that many blocks exist at once.
 fn refit_each(
     y: &Matrix,
     solver: &RefitSolver,
@@ -1988,8 +1989,8 @@ fn refit_each(
     let par = inner_parallelism(targets.len(), target_batch);
     let group = target_batch * rayon::current_num_threads().max(1);
     let all_rows: Vec<usize> = (0..n_rows).collect();
-    for (group_targets, group_alphas) in targets.chunks(group).zip(alphas.chunks(group)) {
-        let blocks: Vec<Matrix> = group_targets
+    let compute = |group_targets: &[usize], group_alphas: &[f64]| -> Vec<Matrix> {
+        group_targets
             .par_chunks(target_batch)
             .zip(group_alphas.par_chunks(target_batch))
             .map(|(batch, alphas)| {
@@ -2059,11 +2060,30 @@ fn refit_each(
                 }
                 block
             })
-            .collect();
-        for (batch, block) in group_targets.chunks(target_batch).zip(blocks) {
-            sink(batch, block);
+            .collect()
+    };
+    let compute = &compute;
+    // Each group is computed while the sink takes the one before (the
+    // `ridge` stage writes it to disk and predicts the test rows from it),
+    // so that the threads do not wait for the sink.
+    let mut pending: Option<(&[usize], Vec<Matrix>)> = None;
+    let mut drain = |pending: &mut Option<(&[usize], Vec<Matrix>)>| {
+        if let Some((group_targets, blocks)) = pending.take() {
+            for (batch, block) in group_targets.chunks(target_batch).zip(blocks) {
+                sink(batch, block);
+            }
         }
+    };
+    for (group_targets, group_alphas) in targets.chunks(group).zip(alphas.chunks(group)) {
+        let mut blocks = Vec::new();
+        rayon::in_place_scope(|scope| {
+            let blocks = &mut blocks;
+            scope.spawn(move |_| *blocks = compute(group_targets, group_alphas));
+            drain(&mut pending);
+        });
+        pending = Some((group_targets, blocks));
     }
+    drain(&mut pending);
 }
 
 /// Sequential products inside each batch when there are enough batches to
