@@ -89,7 +89,9 @@
 //! rank` f32) at a time, the refit's solvers (direct operators, p x n f32
 //! each, no more than the memory of the spectrum they replace: its working
 //! memory and `L`, `R`), and per worker thread a few buffers of
-//! `n x target_batch` values. The kernel path's shared-inverse
+//! `n x target_batch` values and, in the refit, two `target_batch x p`
+//! weight blocks (one being computed, one being handed over). The kernel
+//! path's shared-inverse
 //! route holds instead every fold's operator for a group of alphas (at most
 //! 4x the refit decomposition's working memory, the size of Y above which
 //! memory decides) and two `n x n` f64 matrices per alpha prepared at once
