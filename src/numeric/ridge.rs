@@ -1501,7 +1501,7 @@ fn fit_ridge_with(x: &Matrix, y: &Matrix, alphas: &[f64], overrides: Overrides) 
 }
 
 /// One alpha of [`Design::schur_operators`]: `P = (K + alpha I)^-1` into
-/// `system` (lower triangle; `inverse` is workspace), then for each fold its
+/// `system` (`inverse` is workspace), then for each fold its
 /// operator, `-(P_VV^-1 P_VT)^T`, into its block. False when a
 /// factorisation fails.
 fn schur_alpha(
@@ -1529,24 +1529,57 @@ fn schur_alpha(
         1.0,
         par,
     );
-    let p = |i: usize, j: usize| if i >= j { system[(i, j)] } else { system[(j, i)] };
+    mirror_lower(system);
+    // Each fold's P_VV and P_VT go into `inverse`, free now and already in
+    // memory (fresh buffers per fold and alpha cost page faults: gathering
+    // them took about 4x as long).
     for (fold, mut block) in folds.iter().zip(fold_blocks) {
         let (train, validation) = (&fold.train, &fold.validation);
-        let mut corner =
-            Mat::<f64>::from_fn(validation.len(), validation.len(), |i, j| p(validation[i], validation[j]));
+        let (n_val, n_train) = (validation.len(), train.len());
+        let (mut corner, mut solution) =
+            inverse.as_mut().submatrix_mut(0, 0, n_val, n_val + n_train).split_at_col_mut(n_val);
+        for (mut target, columns) in [(corner.as_mut(), validation), (solution.as_mut(), train)] {
+            for (j, &c) in columns.iter().enumerate() {
+                let source = system.col_as_slice(c);
+                let column = target.as_mut().col_mut(j).try_as_col_major_mut().expect("a column is contiguous");
+                for (value, &r) in column.as_slice_mut().iter_mut().zip(validation) {
+                    *value = source[r];
+                }
+            }
+        }
         if !cholesky_lower(corner.as_mut(), par) {
             return false;
         }
-        let mut solution = Mat::<f64>::from_fn(validation.len(), train.len(), |i, j| p(validation[i], train[j]));
         cholesky_solve_in_place(corner.as_ref(), solution.as_mut(), par);
-        for k in 0..train.len() {
-            let column = solution.col_as_slice(k);
-            for (i, value) in column.iter().enumerate() {
-                block[(k, i)] = -*value as f32;
+        // The block is the solution transposed: in tiles of 64 x 64.
+        const TILE: usize = 64;
+        for first in (0..n_train).step_by(TILE) {
+            let count = TILE.min(n_train - first);
+            for i in 0..n_val {
+                let column = block.as_mut().col_mut(i).try_as_col_major_mut().expect("a column is contiguous");
+                for (k, value) in column.as_slice_mut()[first..first + count].iter_mut().enumerate() {
+                    *value = -solution[(i, first + k)] as f32;
+                }
             }
         }
     }
     true
+}
+
+/// Copies the lower triangle of a square matrix into its upper triangle,
+/// in 64 x 64 tiles.
+fn mirror_lower(m: &mut Mat<f64>) {
+    const TILE: usize = 64;
+    let n = m.nrows();
+    for first_col in (0..n).step_by(TILE) {
+        for first_row in (0..=first_col).step_by(TILE) {
+            for j in first_col..(first_col + TILE).min(n) {
+                for i in first_row..(first_row + TILE).min(j) {
+                    m[(i, j)] = m[(j, i)];
+                }
+            }
+        }
+    }
 }
 
 /// Validation scores, target-major: entry `t * n_alphas + a` is the score of
@@ -2218,11 +2251,7 @@ fn gram_of_rows(a: MatRef<'_, f64>) -> Mat<f64> {
         1.0,
         Par::rayon(0),
     );
-    for j in 1..n {
-        for i in 0..j {
-            gram[(i, j)] = gram[(j, i)];
-        }
-    }
+    mirror_lower(&mut gram);
     gram
 }
 
