@@ -3113,7 +3113,12 @@ mod tests {
         assert_eq!(chunked.len(), k);
         assert_partition(&chunked, n);
         assert_eq!(chunked, folds_chunked(n, k, 6, seed), "same seed, same folds");
-        assert_ne!(chunked, folds_chunked(n, k, 6, seed ^ 0x9e37_79b9), "another seed, other folds");
+        // Two seeds can shuffle the chunks into the same folds (1 in 126 with
+        // 9 chunks and k = 2), so one of eight other seeds must differ.
+        assert!(
+            (1..=8u64).any(|d| folds_chunked(n, k, 6, seed.wrapping_add(d.wrapping_mul(0x9e37_79b9))) != chunked),
+            "other seeds, other folds"
+        );
         for fold in &chunked {
             for piece in fold.validation.chunk_by(|a, b| b == &(a + 1)) {
                 assert!(piece[0] % 6 == 0, "chunks start on multiples of chunk_len: {piece:?}");
