@@ -884,7 +884,7 @@ impl<'a> Design<'a> {
         let lanes = into_lanes(alphas.iter().copied().zip(blocks), workers);
         let factorised = lanes.into_par_iter().map(|lane| {
             let (mut system, mut solution) = (Mat::<f64>::zeros(rank, rank), Mat::<f64>::zeros(rank, n_val));
-            lane.into_iter().all(|(alpha, mut block)| {
+            lane.into_iter().all(|(alpha, block)| {
                 if !cholesky_shifted(&mut system, gram.as_ref(), alpha, par) {
                     return false;
                 }
@@ -893,12 +893,7 @@ impl<'a> Design<'a> {
                 if let Some(scales) = &scales {
                     scale_rows(&mut solution, scales);
                 }
-                for i in 0..n_val {
-                    let source = solution.col_as_slice(i);
-                    for (k, value) in source.iter().enumerate() {
-                        block[(k, i)] = *value as f32;
-                    }
-                }
+                store_operator(solution.as_ref(), 1.0, block);
                 true
             })
         });
@@ -1116,18 +1111,13 @@ impl<'a> Design<'a> {
         let lanes = into_lanes(alphas.iter().copied().zip(blocks), workers);
         let factorised = lanes.into_par_iter().map(|lane| {
             let mut system = Mat::<f64>::zeros(n_val, n_val);
-            lane.into_iter().all(|(alpha, mut block)| {
+            lane.into_iter().all(|(alpha, block)| {
                 let mut solution = downdate_system(spectrum, z_val, alpha, &mut system, par);
                 if !cholesky_lower(system.as_mut(), par) {
                     return false;
                 }
                 cholesky_solve_in_place(system.as_ref(), solution.as_mut(), par);
-                for k in 0..rank {
-                    let source = solution.col_as_slice(k);
-                    for (i, value) in source.iter().enumerate() {
-                        block[(k, i)] = *value as f32;
-                    }
-                }
+                store_operator(solution.transpose(), 1.0, block);
                 true
             })
         });
@@ -1578,19 +1568,26 @@ fn schur_alpha(
             return false;
         }
         cholesky_solve_in_place(corner.as_ref(), solution.as_mut(), par);
-        // The block is the solution transposed: in tiles of 64 x 64.
-        const TILE: usize = 64;
-        for first in (0..n_train).step_by(TILE) {
-            let count = TILE.min(n_train - first);
-            for i in 0..n_val {
-                let column = block.as_mut().col_mut(i).try_as_col_major_mut().expect("a column is contiguous");
-                for (k, value) in column.as_slice_mut()[first..first + count].iter_mut().enumerate() {
-                    *value = -solution[(i, first + k)] as f32;
-                }
+        store_operator(solution.transpose(), -1.0, block.as_mut());
+    }
+    true
+}
+
+/// `block = sign * solution` in f32, where `solution` may be a transposed
+/// view: the copy goes in 64 x 64 tiles, so that neither side is walked
+/// with a stride across the whole matrix.
+fn store_operator(solution: MatRef<'_, f64>, sign: f64, mut block: MatMut<'_, f32>) {
+    const TILE: usize = 64;
+    let (rows, cols) = (block.nrows(), block.ncols());
+    for first in (0..rows).step_by(TILE) {
+        let count = TILE.min(rows - first);
+        for j in 0..cols {
+            let column = block.as_mut().col_mut(j).try_as_col_major_mut().expect("a column is contiguous");
+            for (k, value) in column.as_slice_mut()[first..first + count].iter_mut().enumerate() {
+                *value = (sign * solution[(first + k, j)]) as f32;
             }
         }
     }
-    true
 }
 
 /// Copies the lower triangle of a square matrix into its upper triangle,
@@ -2623,6 +2620,44 @@ mod tests {
         }
     }
 
+    /// Folds that leave a row out of both parts: refused by a route that
+    /// needs folds splitting all rows when `forced`, and scored as the
+    /// brute force when the route is chosen automatically.
+    fn assert_gapped_folds(x: &Matrix, y: &Matrix, folds: &[Fold], config: &RidgeConfig, forced: Overrides) {
+        let mut gapped = folds.to_vec();
+        let left_out = gapped[0].train.remove(0);
+        let refused = ridge_cv_with(x, y, &gapped, config, forced);
+        assert!(matches!(refused, Err(RidgeError::Config(_))), "row {left_out} is in no part of fold 0");
+        let automatic = ridge_cv(x, y, &gapped, config).unwrap();
+        let (alphas, score) = (&config.alphas, config.score);
+        assert_scores_match_brute_force("gapped folds", x, y, &gapped, alphas, score, &automatic.cv_scores, y.cols);
+    }
+
+    /// Holds the score table of `n_checked` of y's targets (evenly spaced)
+    /// to [`brute_force_scores`] with unit penalties, within 1e-4.
+    #[allow(clippy::too_many_arguments)]
+    fn assert_scores_match_brute_force(
+        label: &str,
+        x: &Matrix,
+        y: &Matrix,
+        folds: &[Fold],
+        alphas: &[f64],
+        score: CvScore,
+        cv_scores: &Matrix,
+        n_checked: usize,
+    ) {
+        let checked: Vec<usize> = (0..y.cols).step_by(y.cols.div_ceil(n_checked)).collect();
+        let mut y_checked = Matrix::zeros(y.rows, checked.len());
+        for (j, &t) in checked.iter().enumerate() {
+            (0..y.rows).for_each(|i| y_checked.set(i, j, y.get(i, t)));
+        }
+        let expected = brute_force_scores(x, &y_checked, folds, alphas, &vec![1.0; x.cols], score);
+        for (a, row) in expected.iter().enumerate() {
+            let actual: Vec<f64> = checked.iter().map(|&t| cv_scores.get(a, t) as f64).collect();
+            assert_close(&format!("{label} {score:?} scores of alpha {}", alphas[a]), &actual, row, 1e-4);
+        }
+    }
+
     /// Brute force in f64: the score table (alpha-major) of per-feature
     /// penalties `alpha * penalty_shape` on the folds.
     fn brute_force_scores(
@@ -2727,30 +2762,13 @@ mod tests {
             let size = design.schur_group_size(&folds, &alphas, &y).expect("the Schur route applies");
             assert_eq!(size, group.unwrap_or(alphas.len()));
             let result = ridge_cv_with(&x, &y, &folds, &config, overrides).unwrap();
-            let checked: Vec<usize> = (0..n_targets).step_by(n_targets.div_ceil(5)).collect();
-            let mut y_checked = Matrix::zeros(n, checked.len());
-            for (j, &t) in checked.iter().enumerate() {
-                (0..n).for_each(|i| y_checked.set(i, j, y.get(i, t)));
-            }
-            let expected = brute_force_scores(&x, &y_checked, &folds, &alphas, &vec![1.0; p], score);
-            for (a, row) in expected.iter().enumerate() {
-                let actual: Vec<f64> = checked.iter().map(|&t| result.cv_scores.get(a, t) as f64).collect();
-                assert_close(&format!("{group:?} {score:?} scores of alpha {}", alphas[a]), &actual, row, 1e-4);
-            }
+            let label = format!("{group:?}");
+            assert_scores_match_brute_force(&label, &x, &y, &folds, &alphas, score, &result.cv_scores, 5);
         }
         let y = signal_and_noise(&mut rng, &x, 3);
         let config =
             RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score: CvScore::L2, target_batch: 2 };
-        let mut gapped = folds.clone();
-        let left_out = gapped[0].train.remove(0);
-        let refused = ridge_cv_with(&x, &y, &gapped, &config, schur);
-        assert!(matches!(refused, Err(RidgeError::Config(_))), "row {left_out} is in no part of fold 0");
-        let automatic = ridge_cv(&x, &y, &gapped, &config).unwrap();
-        let expected = brute_force_scores(&x, &y, &gapped, &alphas, &vec![1.0; p], CvScore::L2);
-        for (a, row) in expected.iter().enumerate() {
-            let actual: Vec<f64> = automatic.cv_scores.row(a).iter().map(|&v| v as f64).collect();
-            assert_close(&format!("gapped folds, alpha {}", alphas[a]), &actual, row, 1e-4);
-        }
+        assert_gapped_folds(&x, &y, &folds, &config, schur);
     }
 
     /// The downdate route (one eigendecomposition of X^T X shared by every
@@ -2777,16 +2795,7 @@ mod tests {
             let design = Design::new(&x, &[p], folds.iter().map(|f| f.train.len()).chain([n]), overrides);
             assert!(design.downdate_applies(&folds, &alphas, &y, false), "the costs pick the downdate route here");
             let result = ridge_cv_with(&x, &y, &folds, &config, overrides).unwrap();
-            let checked: Vec<usize> = (0..n_targets).step_by(n_targets.div_ceil(6)).collect();
-            let mut y_checked = Matrix::zeros(n, checked.len());
-            for (j, &t) in checked.iter().enumerate() {
-                (0..n).for_each(|i| y_checked.set(i, j, y.get(i, t)));
-            }
-            let expected = brute_force_scores(&x, &y_checked, &folds, &alphas, &vec![1.0; p], score);
-            for (a, row) in expected.iter().enumerate() {
-                let actual: Vec<f64> = checked.iter().map(|&t| result.cv_scores.get(a, t) as f64).collect();
-                assert_close(&format!("{score:?} scores of alpha {}", alphas[a]), &actual, row, 1e-4);
-            }
+            assert_scores_match_brute_force("downdate", &x, &y, &folds, &alphas, score, &result.cv_scores, 6);
             let refit = fit_ridge(&x, &y, &result.best_alphas).unwrap();
             assert_close("refit through the downdate spectrum", &as_f64(&result.weights), &as_f64(&refit), 1e-4);
         }
@@ -2794,16 +2803,7 @@ mod tests {
         let config =
             RidgeConfig { alphas: alphas.clone(), per_target_alpha: true, score: CvScore::L2, target_batch: 2 };
         let downdate = Overrides { fold_method: Some(FoldMethod::Downdate), ..Overrides::default() };
-        let mut gapped = folds.clone();
-        let left_out = gapped[0].train.remove(0);
-        let refused = ridge_cv_with(&x, &y, &gapped, &config, downdate);
-        assert!(matches!(refused, Err(RidgeError::Config(_))), "row {left_out} is in no part of fold 0");
-        let automatic = ridge_cv(&x, &y, &gapped, &config).unwrap();
-        let expected = brute_force_scores(&x, &y, &gapped, &alphas, &vec![1.0; p], CvScore::L2);
-        for (a, row) in expected.iter().enumerate() {
-            let actual: Vec<f64> = automatic.cv_scores.row(a).iter().map(|&v| v as f64).collect();
-            assert_close(&format!("gapped folds, alpha {}", alphas[a]), &actual, row, 1e-4);
-        }
+        assert_gapped_folds(&x, &y, &folds, &config, downdate);
         let trace: f64 = (0..n).flat_map(|i| x.row(i).iter().map(|&v| (v as f64).powi(2))).sum();
         let tiny = RidgeConfig { alphas: vec![1e-12 * trace, 1.0], ..config };
         let refused = ridge_cv_with(&x, &y, &folds, &tiny, downdate);
