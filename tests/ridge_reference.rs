@@ -14,10 +14,12 @@
 //! Flat score curves (Pearson r barely moves between small alphas) make near
 //! ties common, so at least half of the targets must be clear.
 //!
-//! Python comes from `$VOXFLOW_PYTHON`, else `<crate>/.venv/bin/python`
-//! (made by scripts/setup-python.sh); the test fails when neither exists.
+//! Python is `common::python()`: `$VOXFLOW_PYTHON`, else the environment
+//! `scripts/setup-python.sh` makes; the test fails when neither exists.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -145,7 +147,7 @@ impl Workdir {
         std::fs::write(self.0.join("config.json"), config).unwrap();
         let script = self.0.join("reference.py");
         std::fs::write(&script, REFERENCE_SCRIPT).unwrap();
-        let python = python();
+        let python = common::python();
         // Small problems: BLAS threads only contend with the test's own threads.
         let output = Command::new(&python)
             .env("OPENBLAS_NUM_THREADS", "1")
@@ -164,19 +166,6 @@ impl Drop for Workdir {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("VOXFLOW_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("bin").join("python"));
-    assert!(
-        python.exists(),
-        "no Python at {}: run scripts/setup-python.sh (numpy, scikit-learn, himalaya) \
-         or point VOXFLOW_PYTHON at a Python that has them",
-        python.display()
-    );
-    python
 }
 
 fn fresh_rng(test: &str) -> ChaCha8Rng {

@@ -9,8 +9,8 @@
 //! (written by voxflow's own writer) and exact float64 vectors as raw
 //! little-endian files; results come back as raw float64.
 //!
-//! Python is `$VOXFLOW_PYTHON`, else `.venv/bin/python` under the crate root
-//! (made by `scripts/setup-python.sh`); a missing interpreter fails the test.
+//! Python is `common::python()`: `$VOXFLOW_PYTHON`, else the environment
+//! `scripts/setup-python.sh` makes; a missing interpreter fails the test.
 
 mod common;
 

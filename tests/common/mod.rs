@@ -83,12 +83,18 @@ pub fn statuses(document: &serde_json::Value) -> std::collections::BTreeMap<Stri
 }
 
 /// The reference Python (numpy, pyarrow, scikit-learn, himalaya), made by
-/// scripts/setup-python.sh. Tests that need it fail when it is missing.
+/// scripts/setup-python.sh: `$VOXFLOW_PYTHON`, else `bin/python` in
+/// `$VOXFLOW_VENV`, else in `~/.cache/voxflow-venv` (scripts/env.sh's
+/// defaults). Tests that need it fail when it is missing.
 pub fn python() -> PathBuf {
     if let Ok(path) = std::env::var("VOXFLOW_PYTHON") {
         return PathBuf::from(path);
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let venv = match std::env::var_os("VOXFLOW_VENV") {
+        Some(venv) => PathBuf::from(venv),
+        None => Path::new(&std::env::var_os("HOME").expect("HOME is not set")).join(".cache/voxflow-venv"),
+    };
+    let path = venv.join("bin/python");
     assert!(
         path.exists(),
         "{} is missing: run scripts/setup-python.sh (the README's test command does)",
