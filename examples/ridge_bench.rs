@@ -118,7 +118,7 @@ fn time_products(options: &Options) -> (f64, f64, f64) {
     let batch = options.target_batch;
     let n_batches = v.div_ceil(batch);
     // As ridge_cv: sequential products when the batches keep every thread busy.
-    let par = if n_batches >= 2 * rayon::current_num_threads() { Par::Seq } else { Par::rayon(0) };
+    let par = voxflow::numeric::ridge::inner_parallelism(v, batch);
     let columns = |b: usize| (b * batch, batch.min(v - b * batch));
     let mut flops = 0.0;
     let (mut seconds, mut cpu) = (0.0, 0.0);

@@ -893,7 +893,7 @@ impl<'a> Design<'a> {
                 if let Some(scales) = &scales {
                     scale_rows(&mut solution, scales);
                 }
-                store_operator(solution.as_ref(), 1.0, block);
+                copy_tiled(solution.as_ref(), block, |v| v as f32);
                 true
             })
         });
@@ -1117,7 +1117,7 @@ impl<'a> Design<'a> {
                     return false;
                 }
                 cholesky_solve_in_place(system.as_ref(), solution.as_mut(), par);
-                store_operator(solution.transpose(), 1.0, block);
+                copy_tiled(solution.transpose(), block, |v| v as f32);
                 true
             })
         });
@@ -1281,22 +1281,13 @@ impl<'a> Design<'a> {
             return None;
         }
         // Kernel path: solve with X (n x p), A is the transpose; SVD path:
-        // solve with X^T (p x n), A is the solution.
-        // The kernel path's copies in and out transpose; they go in tiles of
-        // 16 rows (in 0.14 s -> 0.06 s, out 0.11 s -> 0.06 s at n = 3000, p = 3072).
-        const TILE: usize = 16;
+        // solve with X^T (p x n), A is the solution. The kernel path's copies
+        // in and out transpose, so they go in tiles (in 0.14 s -> 0.06 s, out
+        // 0.11 s -> 0.06 s at n = 3000, p = 3072).
         let mut solution = match path {
             Path::Kernel => {
                 let mut solution = Mat::<f64>::zeros(n, p);
-                for first in (0..n).step_by(TILE) {
-                    let rows = first..(first + TILE).min(n);
-                    for j in 0..p {
-                        let column = &mut solution.col_as_slice_mut(j)[rows.clone()];
-                        for (value, i) in column.iter_mut().zip(rows.clone()) {
-                            *value = self.x.get(i, j) as f64;
-                        }
-                    }
-                }
+                copy_tiled(self.x.as_faer(), solution.as_mut(), |v| v as f64);
                 solution
             }
             Path::Svd => Mat::<f64>::from_fn(p, n, |i, j| self.x.get(j, i) as f64),
@@ -1306,15 +1297,7 @@ impl<'a> Design<'a> {
         Some(match path {
             Path::Kernel => {
                 let mut operator = Mat::<f32>::zeros(p, n);
-                for first in (0..n).step_by(TILE) {
-                    let rows = first..(first + TILE).min(n);
-                    for f in 0..p {
-                        let source = &solution.col_as_slice(f)[rows.clone()];
-                        for (&value, i) in source.iter().zip(rows.clone()) {
-                            operator[(f, i)] = value as f32;
-                        }
-                    }
-                }
+                copy_tiled(solution.transpose(), operator.as_mut(), |v| v as f32);
                 operator
             }
             Path::Svd => to_f32(solution.as_ref()),
@@ -1568,23 +1551,25 @@ fn schur_alpha(
             return false;
         }
         cholesky_solve_in_place(corner.as_ref(), solution.as_mut(), par);
-        store_operator(solution.transpose(), -1.0, block.as_mut());
+        copy_tiled(solution.transpose(), block.as_mut(), |v| -v as f32);
     }
     true
 }
 
-/// `block = sign * solution` in f32, where `solution` may be a transposed
-/// view: the copy goes in 64 x 64 tiles, so that neither side is walked
-/// with a stride across the whole matrix.
-fn store_operator(solution: MatRef<'_, f64>, sign: f64, mut block: MatMut<'_, f32>) {
+/// `destination = convert(source)` element by element, where `source` may
+/// be a transposed or row-major view (the destination's columns must be
+/// contiguous): the copy goes in tiles of 64 rows, so that neither side is
+/// walked with a stride across the whole matrix. Every route's fold
+/// operators and the refit's direct operators are stored through it.
+fn copy_tiled<S: Copy, D>(source: MatRef<'_, S>, mut destination: MatMut<'_, D>, convert: impl Fn(S) -> D) {
     const TILE: usize = 64;
-    let (rows, cols) = (block.nrows(), block.ncols());
+    let (rows, cols) = (destination.nrows(), destination.ncols());
     for first in (0..rows).step_by(TILE) {
         let count = TILE.min(rows - first);
         for j in 0..cols {
-            let column = block.as_mut().col_mut(j).try_as_col_major_mut().expect("a column is contiguous");
+            let column = destination.as_mut().col_mut(j).try_as_col_major_mut().expect("a column is contiguous");
             for (k, value) in column.as_slice_mut()[first..first + count].iter_mut().enumerate() {
-                *value = (sign * solution[(first + k, j)]) as f32;
+                *value = convert(source[(first + k, j)]);
             }
         }
     }
@@ -2146,8 +2131,9 @@ fn refit_each(
 }
 
 /// Sequential products inside each batch when there are enough batches to
-/// keep every thread busy, parallel products otherwise.
-fn inner_parallelism(n_targets: usize, target_batch: usize) -> Par {
+/// keep every thread busy, parallel products otherwise (public so that
+/// examples/ridge_bench.rs times the products alone the same way).
+pub fn inner_parallelism(n_targets: usize, target_batch: usize) -> Par {
     if n_targets.div_ceil(target_batch) >= 2 * rayon::current_num_threads() {
         Par::Seq
     } else {
