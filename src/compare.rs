@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 
 use crate::exec::{self, Force, Status};
@@ -35,6 +35,8 @@ pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> 
     let mut axis_values: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
     let mut metrics: Vec<String> = Vec::new();
     let mut metric_values: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    // Metrics that every summary gave as integers stay integers (counts).
+    let mut integral: BTreeMap<String, bool> = BTreeMap::new();
     let mut missing = Vec::new();
     let mut row = 0usize;
     for (stage, outcome) in pipeline.stages.iter().zip(&plan) {
@@ -65,6 +67,7 @@ pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> 
                 if !metrics.contains(&name) {
                     metrics.push(name.clone());
                 }
+                *integral.entry(name.clone()).or_insert(true) &= column.data_type().is_integer();
                 let values = metric_values.entry(name).or_default();
                 values.resize(row, None);
                 values.push(value);
@@ -87,8 +90,13 @@ pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> 
     for metric in &metrics {
         let mut values = metric_values[metric].clone();
         values.resize(row, None);
-        fields.push(Field::new(metric.as_str(), DataType::Float64, true));
-        columns.push(Arc::new(Float64Array::from(values)));
+        if integral[metric] {
+            fields.push(Field::new(metric.as_str(), DataType::Int64, true));
+            columns.push(Arc::new(values.into_iter().map(|v| v.map(|v| v as i64)).collect::<Int64Array>()));
+        } else {
+            fields.push(Field::new(metric.as_str(), DataType::Float64, true));
+            columns.push(Arc::new(Float64Array::from(values)));
+        }
     }
     let table = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())?;
     Ok(Comparison { table, axes, metrics, missing })
@@ -147,7 +155,8 @@ pub fn default_metric(comparison: &Comparison) -> Option<String> {
 pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
     let metric = metric.map(str::to_string).or_else(|| default_metric(comparison))?;
     let table = &comparison.table;
-    let values = table.column_by_name(&metric)?.as_primitive_opt::<Float64Type>()?.clone();
+    let values = arrow::compute::cast(table.column_by_name(&metric)?, &DataType::Float64).ok()?;
+    let values = values.as_primitive_opt::<Float64Type>()?.clone();
     let string_column = |name: &str| table.column_by_name(name).map(|c| c.as_string::<i32>().clone());
     let base = string_column("base")?;
     let (x_axis, x_labels, x_numeric): (String, Vec<String>, bool) = match comparison.axes.first() {

@@ -153,8 +153,16 @@ fn lebel_layout_files_give_the_same_answer_as_the_store() {
     let mut args = vec!["compare", pipeline.to_str().unwrap(), "--format", "json"];
     args.extend(sets);
     let compare = voxflow_json(&args, 0);
-    let mean_r = compare["rows"][0]["mean_r"].as_f64().unwrap();
+    let row = &compare["rows"][0];
+    let mean_r = row["mean_r"].as_f64().unwrap();
     assert!(mean_r > 0.2, "the generated signal is recovered from the files: mean r {mean_r}");
+    // Counts stay integers through the summary and the comparison table.
+    assert_eq!(row["n_voxels"].as_u64(), Some(60), "{row}");
+    assert_eq!(row["n_test_trs"].as_u64(), Some((test_trs - 15) as u64), "{row}");
+    let parquet = std::path::Path::new(compare["files"][0].as_str().unwrap());
+    let table = voxflow::artifact::read_batch(parquet).unwrap();
+    let field = table.schema().field_with_name("n_voxels").unwrap().clone();
+    assert_eq!(field.data_type(), &arrow::datatypes::DataType::Int64, "{}", parquet.display());
 }
 
 fn run_failing(dir: &Scratch, yaml: &str) -> String {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,6 +41,10 @@ impl Columns {
         self.fields.push(Field::new(name, DataType::Float64, false));
         self.arrays.push(Arc::new(Float64Array::from(values)));
     }
+    fn int(&mut self, name: &str, value: i64) {
+        self.fields.push(Field::new(name, DataType::Int64, false));
+        self.arrays.push(Arc::new(Int64Array::from(vec![value])));
+    }
     fn batch(self) -> Result<RecordBatch, StageError> {
         RecordBatch::try_new(Arc::new(Schema::new(self.fields)), self.arrays)
             .map_err(|e| StageError::failed(e.to_string()))
@@ -61,7 +65,8 @@ impl Stage for Evaluate {
         "evaluate"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: n_voxels and n_test_trs are Int64 counts (were Float64).
+        2
     }
     fn summary(&self) -> &'static str {
         "per-voxel r, R^2, FDR-corrected p, noise ceiling on the test story; one summary row for compare"
@@ -112,8 +117,8 @@ impl Stage for Evaluate {
 
         let mut summary = Columns { fields: Vec::new(), arrays: Vec::new() };
         let finite_r: Vec<f64> = r.iter().copied().filter(|v| v.is_finite()).collect();
-        summary.float("n_voxels", vec![n_voxels as f64]);
-        summary.float("n_test_trs", vec![actual.rows as f64]);
+        summary.int("n_voxels", n_voxels as i64);
+        summary.int("n_test_trs", actual.rows as i64);
         summary.float("mean_r", vec![mean(&r)]);
         summary.float("median_r", vec![stats::percentile(&finite_r, 50.0)]);
         summary.float("p90_r", vec![stats::percentile(&finite_r, 90.0)]);
