@@ -110,3 +110,57 @@ open(f"{d}/truncated.npy", "wb").write(raw[: len(raw) - 5])
     let error = voxflow::formats::npy::read_npy(&truncated).expect_err("a truncated file must fail").to_string();
     assert!(error.contains("truncated.npy") && error.contains("truncated"), "{error}");
 }
+
+/// Every output of every stage of the demo pipeline (the generated dataset,
+/// words, TR grids, features, lagged matrices, prep, ridge weights and
+/// predictions, scores and summaries) and the comparison table open with one
+/// pyarrow call each, with the shape the manifest records.
+#[test]
+fn every_artifact_of_the_demo_opens_with_one_pyarrow_call() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.yaml");
+    let demo = demo.to_str().unwrap();
+    let dir = Scratch::new("pyarrow-demo");
+    let store = dir.join("store");
+    let store = store.to_str().unwrap();
+    let run = voxflow_json(&["run", demo, "--format", "json", "--store", store], 0);
+    let stages = run["stages"].as_array().unwrap().len();
+    let out = dir.join("compare");
+    let compare =
+        voxflow_json(&["compare", demo, "--format", "json", "--store", store, "--out", out.to_str().unwrap()], 0);
+    let script = r#"
+import sys, json, pathlib
+import pyarrow.feather as feather, pyarrow.parquet as pq
+store, compare = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+counts = {"matrix": 0, "table": 0, "objects": 0}
+for manifest_path in sorted((store / "objects").glob("*/manifest.json")):
+    manifest = json.loads(manifest_path.read_text())
+    counts["objects"] += 1
+    for name, entry in manifest["outputs"].items():
+        path = manifest_path.parent / entry["file"]
+        where = f'{manifest["stage"]}.{name} ({path})'
+        if entry["format"] == "matrix":
+            t = feather.read_table(path)
+            shape = json.loads(t.schema.metadata[b"voxflow.shape"])
+            assert shape == entry["shape"], (where, shape, entry["shape"])
+            assert t.num_rows == shape[0], (where, t.num_rows)
+            if t.num_rows:
+                assert len(t.column("data")[0]) == shape[1], where
+        elif entry["format"] == "table":
+            t = pq.read_table(path)
+            assert [t.num_rows, t.num_columns] == entry["shape"], (where, t.shape, entry["shape"])
+        else:
+            raise AssertionError(f"{where}: unknown format {entry['format']}")
+        counts[entry["format"]] += 1
+c = pq.read_table(compare / "compare.parquet")
+counts["compare_rows"] = c.num_rows
+counts["compare_n_voxels"] = str(c.schema.field("n_voxels").type)
+print(json.dumps(counts))
+"#;
+    let printed = run_python(script, &[store, out.to_str().unwrap()]);
+    let counts: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(counts["objects"].as_u64().unwrap() as usize, stages, "{counts}");
+    assert!(counts["matrix"].as_u64().unwrap() >= 20 && counts["table"].as_u64().unwrap() >= 10, "{counts}");
+    assert_eq!(counts["compare_rows"].as_u64().unwrap() as usize, compare["rows"].as_array().unwrap().len());
+    assert_eq!(counts["compare_rows"], 3, "{counts}");
+    assert_eq!(counts["compare_n_voxels"], "int64", "{counts}");
+}
