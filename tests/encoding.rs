@@ -163,6 +163,22 @@ fn lebel_layout_files_give_the_same_answer_as_the_store() {
     let table = voxflow::artifact::read_batch(parquet).unwrap();
     let field = table.schema().field_with_name("n_voxels").unwrap().clone();
     assert_eq!(field.data_type(), &arrow::datatypes::DataType::Int64, "{}", parquet.display());
+    // --columns picks the printed metrics; an unknown one lists the known.
+    let mut args = vec!["compare", pipeline.to_str().unwrap(), "--columns", "n_voxels,mean_r"];
+    args.extend(sets);
+    let output = common::voxflow(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let printed = common::stdout(&output);
+    let header = printed.lines().find(|l| l.contains("stage")).unwrap();
+    let names: Vec<&str> = header.split('|').map(str::trim).filter(|n| !n.is_empty()).collect();
+    assert_eq!(names, ["stage", "base", "n_voxels", "mean_r"], "{printed}");
+    assert!(printed.contains(&format!("| {:<8} |", 60)), "{printed}");
+    let mut args = vec!["compare", pipeline.to_str().unwrap(), "--columns", "mean_r,man_r"];
+    args.extend(sets);
+    let output = common::voxflow(&args);
+    assert_eq!(output.status.code(), Some(2));
+    let error = common::stderr(&output);
+    assert!(error.contains("`man_r`") && error.contains("median_r"), "{error}");
 }
 
 fn run_failing(dir: &Scratch, yaml: &str) -> String {

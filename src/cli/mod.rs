@@ -204,6 +204,10 @@ struct CompareArgs {
     /// The metric to plot (default: mean_r when present).
     #[arg(long)]
     metric: Option<String>,
+    /// Metrics to print, comma-separated (default: all); the stage and the
+    /// swept axes are always printed, and the files and JSON keep every column.
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
     /// Where to write compare.parquet/.csv/.svg (default: <store>/compare/<pipeline>/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -696,6 +700,13 @@ fn compare(args: &CompareArgs) -> i32 {
             return EXIT_INVALID;
         }
     }
+    if let Some(unknown) = args.columns.iter().find(|c| !comparison.metrics.contains(c)) {
+        print_error(
+            &format!("no metric `{unknown}` in the summaries (--columns)"),
+            Some(&format!("metrics: {}", comparison.metrics.join(", "))),
+        );
+        return EXIT_INVALID;
+    }
     let out = args.out.clone().unwrap_or_else(|| store.root().join("compare").join(&pipeline.name));
     let written = match voxflow::compare::write(&comparison, &out, args.metric.as_deref()) {
         Ok(written) => written,
@@ -717,7 +728,16 @@ fn compare(args: &CompareArgs) -> i32 {
             json!({"pipeline": pipeline.name, "axes": comparison.axes, "metrics": comparison.metrics, "rows": rows, "missing": comparison.missing, "files": written})
         );
     } else {
-        match arrow::util::pretty::pretty_format_batches(&[rounded(&comparison.table)]) {
+        let printed = if args.columns.is_empty() {
+            comparison.table.clone()
+        } else {
+            // The stage, its base name and the axes, then the chosen metrics.
+            let keep: Vec<usize> = (0..2 + comparison.axes.len())
+                .chain(args.columns.iter().filter_map(|c| comparison.table.schema().index_of(c).ok()))
+                .collect();
+            comparison.table.project(&keep).unwrap_or_else(|_| comparison.table.clone())
+        };
+        match arrow::util::pretty::pretty_format_batches(&[rounded(&printed)]) {
             Ok(table) => println!("{table}"),
             Err(error) => print_error(&error.to_string(), None),
         }
