@@ -123,22 +123,37 @@ fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
     Some(if values.is_null(row) { None } else { Some(values.value(row)) })
 }
 
-/// Writes `compare.parquet`, `compare.csv` and `compare.svg` into `dir`.
+/// Writes `compare.parquet`, `compare.csv` and `compare.svg` into `dir`, each
+/// to a temporary name first and renamed into place, so an interrupted
+/// `compare` leaves the previous files whole.
 pub fn write(comparison: &Comparison, dir: &Path, metric: Option<&str>) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let parquet = dir.join("compare.parquet");
-    crate::artifact::write_table(&parquet, &comparison.table).map_err(|e| e.to_string())?;
+    atomically(&parquet, |tmp| crate::artifact::write_table(tmp, &comparison.table).map_err(|e| e.to_string()))?;
     let csv = dir.join("compare.csv");
-    let file = std::fs::File::create(&csv).map_err(|e| format!("{}: {e}", csv.display()))?;
-    let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
-    writer.write(&comparison.table).map_err(|e| format!("{}: {e}", csv.display()))?;
+    atomically(&csv, |tmp| {
+        let file = std::fs::File::create(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+        writer.write(&comparison.table).map_err(|e| format!("{}: {e}", tmp.display()))
+    })?;
     let mut written = vec![parquet, csv];
     if let Some(svg) = chart(comparison, metric) {
         let path = dir.join("compare.svg");
-        std::fs::write(&path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::store::write_atomic(&path, svg.as_bytes()).map_err(|e| e.to_string())?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// Runs `write` on a temporary file beside `path`, then renames it to `path`;
+/// on failure the temporary file is removed and `path` is left as it was.
+fn atomically(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The metric the plot shows: the one asked for, else a correlation summary.

@@ -163,4 +163,9 @@ print(json.dumps(counts))
     assert_eq!(counts["compare_rows"].as_u64().unwrap() as usize, compare["rows"].as_array().unwrap().len());
     assert_eq!(counts["compare_rows"], 3, "{counts}");
     assert_eq!(counts["compare_n_voxels"], "int64", "{counts}");
+    // Written under temporary names and renamed: nothing else is left behind.
+    let mut files: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files, ["compare.csv", "compare.parquet", "compare.svg"]);
 }
