@@ -181,6 +181,38 @@ fn lebel_layout_files_give_the_same_answer_as_the_store() {
     assert!(error.contains("`man_r`") && error.contains("median_r"), "{error}");
 }
 
+#[test]
+fn example_data_checks_its_params_and_replaces_whole_files() {
+    let dir = Scratch::new("example-data");
+    let out = dir.join("ds");
+    let output = voxflow(&["example-data", out.to_str().unwrap(), "--params", "{voxels: 0, snr: [2, 1]}"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let error = stderr(&output);
+    assert!(error.contains("`voxels`") && error.contains("`snr`"), "{error}");
+    assert!(!out.exists(), "invalid params must not create {}", out.display());
+    let output = voxflow(&["example-data", out.to_str().unwrap(), "--params", "{voxel: 3}"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("voxel"), "{}", stderr(&output));
+
+    let small = |seed: u64| format!("{{stories: 2, words_per_story: 40, test_words: 40, voxels: 7, seed: {seed}}}");
+    let output = voxflow(&["example-data", out.to_str().unwrap(), "--params", &small(1)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let respdict = out.join("derivative/respdict.json");
+    let first = std::fs::read(out.join("truth.parquet")).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    // Into an existing directory: its files are replaced, others kept, and
+    // no staging directory is left beside it.
+    let output = voxflow(&["example-data", out.to_str().unwrap(), "--params", &small(2)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(respdict.exists());
+    assert_ne!(std::fs::read(out.join("truth.parquet")).unwrap(), first, "seed 2 writes other data");
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.join("")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["ds"], "{names:?}");
+}
+
 fn run_failing(dir: &Scratch, yaml: &str) -> String {
     let path = dir.write("bad.yaml", yaml);
     let run = voxflow_json(&["run", path.to_str().unwrap(), "--format", "json"], 1);

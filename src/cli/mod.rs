@@ -946,6 +946,7 @@ fn exec_one(args: &ExecArgs) -> i32 {
 }
 
 fn example_data(args: &ExampleDataArgs) -> i32 {
+    use voxflow::stages::Stage;
     let yaml: serde_yaml::Value = match serde_yaml::from_str(&args.params) {
         Ok(value) => value,
         Err(error) => {
@@ -953,7 +954,25 @@ fn example_data(args: &ExampleDataArgs) -> i32 {
             return EXIT_INVALID;
         }
     };
-    let params: voxflow::stages::synth::SynthParams = match serde_yaml::from_value(yaml) {
+    let value: serde_json::Value = match serde_json::to_value(&yaml) {
+        Ok(value) => value,
+        Err(error) => {
+            print_error(&format!("--params: {error}"), None);
+            return EXIT_INVALID;
+        }
+    };
+    // The same checks as a synth.stories stage's params.
+    let canonical = match voxflow::stages::synth::Synth.check_params(&value) {
+        Ok(canonical) => canonical,
+        Err(errors) => {
+            for error in &errors {
+                let what = if error.path.is_empty() { String::new() } else { format!(" `{}`", error.path) };
+                print_error(&format!("--params{what}: {}", error.message), error.hint.as_deref());
+            }
+            return EXIT_INVALID;
+        }
+    };
+    let params: voxflow::stages::synth::SynthParams = match serde_json::from_value(canonical) {
         Ok(params) => params,
         Err(error) => {
             print_error(&format!("--params: {error}"), Some("the keys are those of the synth.stories stage"));

@@ -412,7 +412,44 @@ pub fn confounds_table(confounds: &[(String, Matrix)]) -> RecordBatch {
 /// text form), `derivative/preprocessed_data/<subject>/<story>.hf5` (dataset
 /// `data`, TRs x voxels; the test story as the mean of its repeats),
 /// `derivative/respdict.json` (story -> TR count) and `truth.parquet`.
+///
+/// Everything is written into a staging directory beside `root` first. A
+/// `root` that does not exist yet is then created by one rename; into an
+/// existing one each file is renamed into place, so every file is either the
+/// old one or the whole new one. On failure nothing under `root` changes.
 pub fn write_lebel_layout(root: &std::path::Path, params: &SynthParams, subject: &str) -> Result<(), String> {
+    let name = root.file_name().ok_or_else(|| format!("{}: not a directory name", root.display()))?;
+    let parent = match root.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let staging = parent.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = write_lebel_files(&staging, params, subject).and_then(|()| move_into(&staging, root));
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// Moves the tree at `from` to `to`: one rename when `to` does not exist,
+/// else entry by entry, the same way.
+fn move_into(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    if !to.exists() {
+        return std::fs::rename(from, to).map_err(|e| format!("{}: {e}", to.display()));
+    }
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?.is_dir() {
+            move_into(&entry.path(), &target)?;
+        } else {
+            std::fs::rename(entry.path(), &target).map_err(|e| format!("{}: {e}", target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_lebel_files(root: &std::path::Path, params: &SynthParams, subject: &str) -> Result<(), String> {
     use crate::formats::textgrid::{Interval, TextEncoding, TextGrid, TextGridForm, Tier, TierKind};
     let data = generate(params)?;
     let grids = root.join("derivative/TextGrids");
