@@ -78,3 +78,38 @@ print(np.abs(weights - ref).max() / scale, np.abs(pred - xt @ ref.T).max() / np.
     assert!(values[0] < 1e-4, "weights differ from scikit-learn: {}", values[0]);
     assert!(values[1] < 1e-4, "predictions differ from scikit-learn: {}", values[1]);
 }
+
+/// More folds than rows (contiguous) or chunks (chunked) fail at once with
+/// the largest k that works; that k runs.
+#[test]
+fn too_many_folds_are_refused_with_the_largest_k_that_works() {
+    let seed = fresh_seed();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = Scratch::new("ridge-folds");
+    let mut matrix = |name: &str, rows: usize, cols: usize| {
+        let data: Vec<f32> = (0..rows * cols).map(|_| rand::Rng::random_range(&mut rng, -1.0..1.0)).collect();
+        voxflow::formats::npy::write_npy(&dir.join(name), &voxflow::numeric::Matrix::from_vec(rows, cols, data))
+            .unwrap();
+    };
+    matrix("x_train.npy", 30, 3);
+    matrix("y_train.npy", 30, 2);
+    matrix("x_test.npy", 5, 3);
+    let run = |folds: &str, code: i32| {
+        let yaml = format!(
+            "name: r\nstages:\n  x_train: {{kind: load.matrix, params: {{path: x_train.npy}}}}\n  y_train: {{kind: load.matrix, params: {{path: y_train.npy}}}}\n  x_test: {{kind: load.matrix, params: {{path: x_test.npy}}}}\n  fit:\n    kind: ridge\n    inputs: {{x_train: x_train, y_train: y_train, x_test: x_test}}\n    params: {{alphas: [1, 10], folds: {folds}}}\n"
+        );
+        let pipeline = dir.write("folds.yaml", &yaml);
+        let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], code);
+        summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "fit").unwrap().clone()
+    };
+    let fit = run("{by: contiguous, k: 31}", 1);
+    let (error, hint) = (fit["error"].as_str().unwrap(), fit["hint"].as_str().unwrap_or(""));
+    assert!(error.contains("31 folds need at least 31 training rows") && error.contains("has 30"), "{fit}");
+    assert!(hint.contains("k: 30"), "{fit}");
+    let fit = run("{by: chunked, k: 4, chunk: 10}", 1);
+    let (error, hint) = (fit["error"].as_str().unwrap(), fit["hint"].as_str().unwrap_or(""));
+    assert!(error.contains("4 folds need at least 4 chunks") && error.contains("has 3"), "{fit}");
+    assert!(hint.contains("k: 3"), "{fit}");
+    assert_eq!(run("{by: contiguous, k: 30}", 0)["status"], "ran");
+    assert_eq!(run("{by: chunked, k: 3, chunk: 10}", 0)["status"], "ran");
+}

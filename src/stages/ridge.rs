@@ -336,8 +336,23 @@ fn make_folds(params: &FoldParams, x_train: &MatrixArtifact) -> Result<Vec<Fold>
             }
             ridge::folds_by_group(&groups)
         }
-        "contiguous" => ridge::folds_contiguous(n, params.k),
-        _ => ridge::folds_chunked(n, params.k, params.chunk, params.seed),
+        by => {
+            // Refuse before building k index lists of n rows each.
+            let (units, what) =
+                if by == "contiguous" { (n, "training rows") } else { (n.div_ceil(params.chunk.max(1)), "chunks") };
+            if params.k > units {
+                return Err(StageError::failed(format!(
+                    "{} folds need at least {} {what}, the training set has {units} ({n} rows)",
+                    params.k, params.k
+                ))
+                .with_hint(format!("use `folds: {{by: {by}, k: {}}}` or fewer", units.max(2))));
+            }
+            if by == "contiguous" {
+                ridge::folds_contiguous(n, params.k)
+            } else {
+                ridge::folds_chunked(n, params.k, params.chunk, params.seed)
+            }
+        }
     };
     if let Some((i, _)) = folds.iter().enumerate().find(|(_, f)| f.validation.is_empty() || f.train.is_empty()) {
         return Err(StageError::failed(format!("fold {i} is empty: {n} training rows are too few for these folds")));
