@@ -341,8 +341,9 @@ fn make_folds(params: &FoldParams, x_train: &MatrixArtifact) -> Result<Vec<Fold>
             let (units, what) =
                 if by == "contiguous" { (n, "training rows") } else { (n.div_ceil(params.chunk.max(1)), "chunks") };
             if params.k > units {
+                let rows = if by == "contiguous" { String::new() } else { format!(" ({n} rows)") };
                 return Err(StageError::failed(format!(
-                    "{} folds need at least {} {what}, the training set has {units} ({n} rows)",
+                    "{} folds need at least {} {what}, the training set has {units}{rows}",
                     params.k, params.k
                 ))
                 .with_hint(format!("use `folds: {{by: {by}, k: {}}}` or fewer", units.max(2))));
