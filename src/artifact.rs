@@ -345,6 +345,24 @@ pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), ArtifactError
     Ok(())
 }
 
+/// Whether a Parquet or Arrow IPC file is a voxflow matrix (has a `data`
+/// column), read from its schema alone.
+pub fn is_matrix_file(path: &Path) -> Result<bool, ArtifactError> {
+    let fail = |message: String| ArtifactError::Read { path: path.display().to_string(), message };
+    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let schema = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "parquet" | "pq" => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| fail(e.to_string()))?
+            .schema()
+            .clone(),
+        "arrow" | "feather" | "ipc" => arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+            .map_err(|e| fail(e.to_string()))?
+            .schema(),
+        other => return Err(fail(format!("unknown artifact extension `.{other}`: expected .parquet or .arrow"))),
+    };
+    Ok(schema.index_of("data").is_ok())
+}
+
 /// Reads a whole Parquet or Arrow IPC file into one batch.
 pub fn read_batch(path: &Path) -> Result<RecordBatch, ArtifactError> {
     let fail = |message: String| ArtifactError::Read { path: path.display().to_string(), message };

@@ -169,3 +169,66 @@ print(json.dumps(counts))
     files.sort();
     assert_eq!(files, ["compare.csv", "compare.parquet", "compare.svg"]);
 }
+
+/// load.matrix reads a table of numeric columns as pyarrow (or pandas'
+/// `to_parquet`) writes it: each numeric column becomes a float32 matrix
+/// column in file order, `story` gives the segments, pandas' stored index is
+/// skipped; Arrow files may be LZ4- or zstd-compressed (pandas' and
+/// pyarrow's `to_feather` compress by default). Text columns, missing values
+/// and a story whose rows are split are errors that name the column, row or
+/// story.
+#[test]
+fn load_matrix_reads_tables_of_numeric_columns() {
+    let seed = common::fresh_seed();
+    let dir = Scratch::new("wide-table");
+    run_python(
+        r#"
+import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq, pyarrow.feather as feather
+d, seed = sys.argv[1], int(sys.argv[2]) % 2**32
+rng = np.random.default_rng(seed)
+n1, n2 = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+n = n1 + n2
+a = rng.standard_normal(n) * 1e3
+b = rng.integers(-1000, 1000, n).astype(np.int32)
+c = rng.standard_normal(n).astype(np.float32)
+story = ["s1"] * n1 + ["s2"] * n2
+t = pa.table({"__index_level_0__": np.arange(n) * 7, "a": a, "story": story, "b": b, "c": c})
+pq.write_table(t, f"{d}/t.parquet")
+feather.write_feather(t, f"{d}/t.arrow")  # LZ4-compressed, pyarrow's default
+feather.write_feather(t, f"{d}/t-zstd.arrow", compression="zstd")
+np.save(f"{d}/expected.npy", np.stack([a.astype(np.float32), b.astype(np.float32), c], axis=1))
+open(f"{d}/n1", "w").write(str(n1))
+pq.write_table(pa.table({"a": a, "flag": a > 0}), f"{d}/text.parquet")
+pq.write_table(pa.table({"a": pa.array([1.0, None, 3.0, None])}), f"{d}/nulls.parquet")
+pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "story": ["x", "y", "x"]}), f"{d}/split.parquet")
+"#,
+        &[dir.join("").to_str().unwrap(), &seed.to_string()],
+    );
+    let expected = voxflow::formats::npy::read_npy(&dir.join("expected.npy")).unwrap();
+    let n1: usize = std::fs::read_to_string(dir.join("n1")).unwrap().parse().unwrap();
+    let load = |file: &str, code: i32| {
+        let pipeline = dir
+            .write("load.yaml", &format!("name: l\nstages:\n  m: {{kind: load.matrix, params: {{path: {file}}}}}\n"));
+        let run = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], code);
+        run["stages"][0].clone()
+    };
+    for file in ["t.parquet", "t.arrow", "t-zstd.arrow"] {
+        let stage = load(file, 0);
+        let object = dir.join(".voxflow/objects").join(stage["key"].as_str().unwrap()).join("matrix.arrow");
+        let matrix = voxflow::artifact::read_matrix(&object).unwrap();
+        assert_eq!((matrix.matrix.rows, matrix.matrix.cols), (expected.rows, 3), "{file}");
+        assert_eq!(matrix.matrix.data, expected.data, "{file}: values in column order, as float32");
+        let segments: Vec<(String, usize)> = matrix.segments.iter().map(|s| (s.name.clone(), s.rows)).collect();
+        assert_eq!(segments, [("s1".to_string(), n1), ("s2".to_string(), expected.rows - n1)], "{file}");
+    }
+    let error = |file: &str| {
+        let stage = load(file, 1);
+        format!("{} / {}", stage["error"].as_str().unwrap(), stage["hint"].as_str().unwrap_or(""))
+    };
+    let text = error("text.parquet");
+    assert!(text.contains("text.parquet") && text.contains("column `flag` is Boolean"), "{text}");
+    let nulls = error("nulls.parquet");
+    assert!(nulls.contains("column `a` has 2 missing values (first at row 1)"), "{nulls}");
+    let split = error("split.parquet");
+    assert!(split.contains("story `x` appears again at row 2") && split.contains("sort the table"), "{split}");
+}

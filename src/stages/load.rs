@@ -104,7 +104,9 @@ fn read_csv(path: &Path, delimiter: u8, header: bool) -> Result<arrow::array::Re
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadMatrixParams {
-    /// .npy, or a voxflow matrix as .arrow/.parquet.
+    /// .npy; a voxflow matrix as .arrow/.parquet; or a table of numeric
+    /// columns as .arrow/.parquet (one matrix column per table column, an
+    /// optional `story` column of strings giving the segments).
     pub path: String,
 }
 
@@ -120,7 +122,7 @@ impl Stage for LoadMatrix {
     }
 
     fn summary(&self) -> &'static str {
-        "read a .npy, .arrow or .parquet matrix into the store"
+        "read a .npy file, a voxflow matrix, or a table of numeric columns (.arrow/.parquet) into the store"
     }
 
     fn outputs(&self, _params: &Value) -> Vec<String> {
@@ -147,8 +149,10 @@ impl Stage for LoadMatrix {
         let matrix = if extension(&params.path) == "npy" {
             let matrix: Matrix = crate::formats::npy::read_npy(&path).map_err(|e| StageError::failed(e.to_string()))?;
             MatrixArtifact::new(matrix)
-        } else {
+        } else if artifact::is_matrix_file(&path)? {
             artifact::read_matrix(&path)?
+        } else {
+            matrix_from_table(&path)?
         };
         if let Some(position) = first_non_finite(&matrix.matrix.data) {
             return Err(StageError::failed(format!(
@@ -161,6 +165,83 @@ impl Stage for LoadMatrix {
         }
         ctx.write_matrix("matrix", &matrix)
     }
+}
+
+/// A table of numeric columns (as pandas' `to_parquet` or pyarrow write it)
+/// as a matrix: the numeric columns in file order, converted to float32; a
+/// `story` column of strings gives the segments (its rows must be grouped by
+/// story); pandas' stored index (`__index_level_N__`) is skipped.
+fn matrix_from_table(path: &Path) -> Result<MatrixArtifact, StageError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float32Type};
+    const HINT: &str =
+        "a matrix table has numeric columns and optionally a `story` column of strings; drop or convert the others";
+    let batch = artifact::read_batch(path)?;
+    let fail = |message: String| StageError::failed(format!("{}: {message}", path.display()));
+    let mut columns = Vec::new();
+    let mut stories = None;
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = field.name();
+        if name.starts_with("__index_level_") {
+            continue;
+        }
+        if name == "story" {
+            let cast = arrow::compute::cast(column, &DataType::Utf8)
+                .map_err(|_| fail(format!("column `story` is {}, not text", field.data_type())).with_hint(HINT))?;
+            stories = Some(cast);
+            continue;
+        }
+        if !field.data_type().is_numeric() {
+            return Err(fail(format!("column `{name}` is {}, not a number", field.data_type())).with_hint(HINT));
+        }
+        if column.null_count() > 0 {
+            let row = (0..column.len()).find(|&i| column.is_null(i)).unwrap_or(0);
+            return Err(fail(format!(
+                "column `{name}` has {} missing values (first at row {row})",
+                column.null_count()
+            ))
+            .with_hint("remove or impute missing values before loading"));
+        }
+        let cast = arrow::compute::cast(column, &DataType::Float32).map_err(|e| fail(e.to_string()))?;
+        columns.push(cast);
+    }
+    if columns.is_empty() {
+        return Err(fail(
+            "no numeric columns: neither a voxflow matrix (no `data` column) nor a table of numbers".into(),
+        )
+        .with_hint(HINT));
+    }
+    let (rows, cols) = (batch.num_rows(), columns.len());
+    let values: Vec<&[f32]> = columns.iter().map(|c| c.as_primitive::<Float32Type>().values().as_ref()).collect();
+    let mut data = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        data.extend(values.iter().map(|column| column[r]));
+    }
+    let mut segments: Vec<artifact::Segment> = Vec::new();
+    if let Some(stories) = &stories {
+        let stories = stories.as_string::<i32>();
+        for r in 0..rows {
+            if stories.is_null(r) {
+                return Err(fail(format!("column `story` is empty at row {r}")).with_hint("give every row its story"));
+            }
+            let name = stories.value(r);
+            match segments.last_mut() {
+                Some(last) if last.name == name => last.rows += 1,
+                _ => {
+                    if segments.iter().any(|s| s.name == name) {
+                        return Err(fail(format!(
+                            "story `{name}` appears again at row {r}, after other stories: its rows are not together"
+                        ))
+                        .with_hint("sort the table by story (keeping each story's rows in time order)"));
+                    }
+                    segments.push(artifact::Segment { name: name.to_string(), rows: 1 });
+                }
+            }
+        }
+    }
+    let mut matrix = MatrixArtifact::new(Matrix::from_vec(rows, cols, data));
+    matrix.segments = segments;
+    Ok(matrix)
 }
 
 fn path_param(params: &Value) -> Vec<(String, String)> {
