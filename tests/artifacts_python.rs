@@ -231,4 +231,12 @@ pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "story": ["x", "y", "x"]}), f"{d}
     assert!(nulls.contains("column `a` has 2 missing values (first at row 1)"), "{nulls}");
     let split = error("split.parquet");
     assert!(split.contains("story `x` appears again at row 2") && split.contains("sort the table"), "{split}");
+    // load.table takes the compressed Arrow file as it is.
+    let pipeline = dir.write("table.yaml", "name: t\nstages:\n  t: {kind: load.table, params: {path: t.arrow}}\n");
+    let run = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 0);
+    let object = dir.join(".voxflow/objects").join(run["stages"][0]["key"].as_str().unwrap()).join("table.parquet");
+    let table = voxflow::artifact::read_batch(&object).unwrap();
+    assert_eq!(table.num_rows(), expected.rows);
+    let names: Vec<String> = table.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["__index_level_0__", "a", "story", "b", "c"]);
 }

@@ -16,7 +16,8 @@ use crate::numeric::Matrix;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadTableParams {
-    /// CSV, TSV or Parquet file, relative to the pipeline file.
+    /// CSV, TSV, Parquet or Arrow IPC (.arrow/.feather) file, relative to the
+    /// pipeline file.
     pub path: String,
     /// Field separator for text files; default `,` (`\t` for .tsv).
     #[serde(default)]
@@ -57,10 +58,10 @@ impl Stage for LoadTable {
             }
         }
         let extension = extension(&parsed.path);
-        if !["csv", "tsv", "txt", "parquet"].contains(&extension.as_str()) {
+        if !["csv", "tsv", "txt", "parquet", "arrow", "feather"].contains(&extension.as_str()) {
             errors.push(
                 ParamError::new("path", format!("cannot load `.{extension}` files as tables"))
-                    .hint("use .csv, .tsv or .parquet"),
+                    .hint("use .csv, .tsv, .parquet or .arrow/.feather"),
             );
         }
         checked(canonical, errors)
@@ -73,7 +74,7 @@ impl Stage for LoadTable {
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: LoadTableParams = typed_params(ctx.params)?;
         let path = ctx.resolve(&params.path);
-        let batch = if extension(&params.path) == "parquet" {
+        let batch = if ["parquet", "arrow", "feather"].contains(&extension(&params.path).as_str()) {
             artifact::read_batch(&path)?
         } else {
             let delimiter = match params.delimiter.as_deref() {
