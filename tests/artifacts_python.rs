@@ -240,3 +240,69 @@ pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "story": ["x", "y", "x"]}), f"{d}
     let names: Vec<String> = table.schema().fields().iter().map(|f| f.name().clone()).collect();
     assert_eq!(names, ["__index_level_0__", "a", "story", "b", "c"]);
 }
+
+/// features.from_table on tables as polars and pandas write them (story as
+/// large_string, pandas' stored index): word-level vectors line up with the
+/// words, each numeric column in order, the index skipped; a row count that
+/// disagrees with the words and a story split in two are errors naming the
+/// story.
+#[test]
+fn features_from_table_take_word_vectors_as_python_writes_them() {
+    let seed = common::fresh_seed();
+    let dir = Scratch::new("from-table");
+    run_python(
+        r#"
+import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq
+d, seed = sys.argv[1], int(sys.argv[2]) % 2**32
+rng = np.random.default_rng(seed)
+counts = {"alpha": int(rng.integers(3, 12)), "beta": int(rng.integers(3, 12))}
+story = [s for s, n in counts.items() for _ in range(n)]
+n = len(story)
+onset = np.concatenate([np.sort(rng.uniform(0, 30, c)) for c in counts.values()])
+words = pa.table({"story": pa.array(story, pa.large_string()), "word": pa.array([f"w{i}" for i in range(n)], pa.large_string()),
+                  "onset": onset, "offset": onset + 0.2})
+pq.write_table(words, f"{d}/words.parquet")
+f = rng.standard_normal((n, 3))
+feats = pa.table({"__index_level_0__": np.arange(n) + 100, "story": pa.array(story, pa.large_string()),
+                  "f0": f[:, 0], "f1": f[:, 1].astype(np.float32), "f2": (f[:, 2] * 100).astype(np.int64)})
+pq.write_table(feats, f"{d}/feats.parquet")
+np.save(f"{d}/expected.npy", np.stack([f[:, 0], f[:, 1].astype(np.float32), (f[:, 2] * 100).astype(np.int64)], 1).astype(np.float32))
+pq.write_table(feats.slice(0, n - 1), f"{d}/short.parquet")
+order = list(range(1, n)) + [0]
+pq.write_table(feats.take(order), f"{d}/split.parquet")
+open(f"{d}/counts", "w").write(f"{counts['alpha']} {counts['beta']}")
+"#,
+        &[dir.join("").to_str().unwrap(), &seed.to_string()],
+    );
+    let expected = voxflow::formats::npy::read_npy(&dir.join("expected.npy")).unwrap();
+    let counts: Vec<usize> =
+        std::fs::read_to_string(dir.join("counts")).unwrap().split(' ').map(|c| c.parse().unwrap()).collect();
+    let run = |table: &str, code: i32| {
+        let yaml = format!(
+            "name: f\nstages:\n  words: {{kind: load.table, params: {{path: words.parquet}}}}\n  feats: {{kind: load.table, params: {{path: {table}}}}}\n  x:\n    kind: features.from_table\n    inputs: {{table: feats, words: words}}\n"
+        );
+        let pipeline = dir.write("f.yaml", &yaml);
+        let run = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], code);
+        run["stages"].as_array().unwrap().iter().find(|s| s["name"] == "x").unwrap().clone()
+    };
+    let stage = run("feats.parquet", 0);
+    let object = dir.join(".voxflow/objects").join(stage["key"].as_str().unwrap()).join("features.arrow");
+    let features = voxflow::artifact::read_matrix(&object).unwrap();
+    assert_eq!((features.matrix.rows, features.matrix.cols), (expected.rows, 3));
+    assert_eq!(features.matrix.data, expected.data, "the three numeric columns in order, the index skipped");
+    let segments: Vec<(String, usize)> = features.segments.iter().map(|s| (s.name.clone(), s.rows)).collect();
+    assert_eq!(segments, [("alpha".to_string(), counts[0]), ("beta".to_string(), counts[1])]);
+    let short = run("short.parquet", 1);
+    let error = short["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "story `beta`: the feature table has {} rows but there are {} words",
+            counts[1] - 1,
+            counts[1]
+        )),
+        "{short}"
+    );
+    let split = run("split.parquet", 1);
+    let error = split["error"].as_str().unwrap();
+    assert!(error.contains(&format!("story `alpha` appears again at row {}", expected.rows - 1)), "{split}");
+}

@@ -248,18 +248,19 @@ impl Stage for FromTable {
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: FromTableParams = typed_params(ctx.params)?;
         let table = ctx.input_table("table")?;
-        let story = table
-            .column_by_name("story")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| StageError::failed("the feature table needs a text column `story`"))?
-            .clone();
+        let story = tables::text_column(&table, "story", "the feature table")?;
         let reserved = ["story", "tr", "onset", "offset", "word", "time"];
         let columns: Vec<String> = if params.columns.is_empty() {
+            // pandas stores a non-default index as `__index_level_N__`.
             table
                 .schema()
                 .fields()
                 .iter()
-                .filter(|f| f.data_type().is_numeric() && !reserved.contains(&f.name().as_str()))
+                .filter(|f| {
+                    f.data_type().is_numeric()
+                        && !reserved.contains(&f.name().as_str())
+                        && !f.name().starts_with("__index_level_")
+                })
                 .map(|f| f.name().clone())
                 .collect()
         } else {
@@ -290,10 +291,21 @@ impl Stage for FromTable {
                 }
                 data.push(column.value(i) as f32);
             }
+            if story.is_null(i) {
+                return Err(StageError::failed(format!("feature table row {i}: no story")));
+            }
             let name = story.value(i);
             match segments.last_mut() {
                 Some(last) if last.name == name => last.rows += 1,
-                _ => segments.push(Segment { name: name.to_string(), rows: 1 }),
+                _ => {
+                    if segments.iter().any(|s| s.name == name) {
+                        return Err(StageError::failed(format!(
+                            "story `{name}` appears again at row {i} of the feature table, after other stories"
+                        ))
+                        .with_hint("sort the table by story, keeping each story's rows in order"));
+                    }
+                    segments.push(Segment { name: name.to_string(), rows: 1 });
+                }
             }
         }
         // Check the rows line up with the words or TRs they describe.

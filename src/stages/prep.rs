@@ -434,11 +434,7 @@ fn read_confounds(
     batch: &arrow::array::RecordBatch,
     columns: &[String],
 ) -> Result<BTreeMap<String, Matrix>, StageError> {
-    let story = batch
-        .column_by_name("story")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| StageError::failed("the confounds table needs a text column `story`"))?
-        .clone();
+    let story = super::tables::text_column(batch, "story", "the confounds table")?;
     let mut values = Vec::new();
     for name in columns {
         let column = batch.column_by_name(name).ok_or_else(|| {

@@ -66,15 +66,15 @@ pub fn words_to_batch(stories: &[StoryWords]) -> RecordBatch {
     RecordBatch::try_new(Arc::new(schema), columns).expect("word table schema")
 }
 
-fn string_column<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-    what: &str,
-) -> Result<&'a arrow::array::StringArray, StageError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| StageError::failed(format!("{what} has no text column `{name}`")))
+/// The column `name` as text: Utf8 as it is; LargeUtf8 (polars' strings,
+/// pandas' pyarrow strings), string views, dictionaries and numbers (story
+/// ids such as 1, 2, 3) converted to Utf8.
+pub fn text_column(batch: &RecordBatch, name: &str, what: &str) -> Result<StringArray, StageError> {
+    let column =
+        batch.column_by_name(name).ok_or_else(|| StageError::failed(format!("{what} has no column `{name}`")))?;
+    let cast = arrow::compute::cast(column, &DataType::Utf8)
+        .map_err(|_| StageError::failed(format!("{what}: column `{name}` is {}, not text", column.data_type())))?;
+    Ok(cast.as_string::<i32>().clone())
 }
 
 fn float_column(batch: &RecordBatch, name: &str, what: &str) -> Result<Float64Array, StageError> {
@@ -88,8 +88,8 @@ fn float_column(batch: &RecordBatch, name: &str, what: &str) -> Result<Float64Ar
 /// Reads a word table (`story, word, onset, offset`).
 pub fn words_from_batch(batch: &RecordBatch) -> Result<Vec<StoryWords>, StageError> {
     let what = "the word table";
-    let story = string_column(batch, "story", what)?;
-    let word = string_column(batch, "word", what)?;
+    let story = text_column(batch, "story", what)?;
+    let word = text_column(batch, "word", what)?;
     let onset = float_column(batch, "onset", what)?;
     let offset = float_column(batch, "offset", what)?;
     let mut out: Vec<StoryWords> = Vec::new();
@@ -134,7 +134,7 @@ pub fn grid_to_batch(grid: &TrGrid) -> RecordBatch {
 /// Reads a TR table (`story, tr, time, tr_seconds`).
 pub fn grid_from_batch(batch: &RecordBatch) -> Result<TrGrid, StageError> {
     let what = "the TR table";
-    let story = string_column(batch, "story", what)?;
+    let story = text_column(batch, "story", what)?;
     let time = float_column(batch, "time", what)?;
     let tr_seconds = float_column(batch, "tr_seconds", what)?;
     if batch.num_rows() == 0 {
