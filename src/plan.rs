@@ -306,14 +306,20 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
                 inputs.push(PlannedInput { role: input.role.clone(), upstream, output });
             }
             let roles: Vec<&str> = stage.inputs.iter().map(|input| input.role.as_str()).collect();
-            for required in kind.required_inputs() {
-                if !roles.contains(required) && seen_errors.insert((stage.name.clone(), format!("input {required}"))) {
+            // Inputs every stage of the kind needs, whatever its params.
+            let always = kind.required_inputs(&Value::Null);
+            for required in kind.required_inputs(&params) {
+                if !roles.contains(&required) && seen_errors.insert((stage.name.clone(), format!("input {required}"))) {
+                    let mut hint = format!("add `inputs: {{{required}: <stage or stage.output>}}`");
+                    if !always.contains(&required) {
+                        hint.push_str(", or change the params that ask for it (such as `source` or `pool`)");
+                    }
                     error(
                         &mut errors,
                         &format!("stages.{}", stage.name),
                         Some(&stage.name),
                         format!("kind `{}` needs an input named `{required}`", kind.kind()),
-                        Some(format!("add `inputs: {{{required}: <stage or stage.output>}}`")),
+                        Some(hint),
                     );
                 }
             }

@@ -175,6 +175,32 @@ stages:
     assert!(stdout(&validate).contains("3 stages (9 after matrix expansion)"), "{}", stdout(&validate));
 }
 
+/// Inputs that a stage's params ask for (align.trs's default `source:
+/// responses`, align.words's `source: table`) are checked before anything
+/// runs; with another source they are not needed.
+#[test]
+fn inputs_that_the_params_ask_for_are_checked_at_validation() {
+    let dir = Scratch::new("param-inputs");
+    let pipeline = dir.write(
+        "p.yaml",
+        "name: p\nstages:\n  trs:\n    kind: align.trs\n    params: {tr: 2.0}\n  words:\n    kind: align.words\n  counted:\n    kind: align.trs\n    params: {source: counts, tr: 2.0, counts: {s: 10}}\n",
+    );
+    let output = voxflow(&["validate", pipeline.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    let file = pipeline.display().to_string();
+    for expected in [
+        format!("{file}:3: stage `trs`: kind `align.trs` needs an input named `responses`"),
+        format!("{file}:6: stage `words`: kind `align.words` needs an input named `words`"),
+        "or change the params that ask for it".to_string(),
+        "2 errors found".to_string(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("`counted`"), "{text}");
+    assert!(!dir.join(".voxflow").exists());
+}
+
 #[test]
 fn validation_reports_every_error_with_file_and_line() {
     let dir = Scratch::new("validate");

@@ -60,6 +60,14 @@ impl Stage for AlignWords {
     fn summary(&self) -> &'static str {
         "word timings from TextGrids, Gentle CSVs, TSVs or a table; silence markers dropped"
     }
+    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
+        // source: table reads the `words` input; the others read files.
+        if params.get("source").and_then(Value::as_str) == Some("table") {
+            vec!["words"]
+        } else {
+            Vec::new()
+        }
+    }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["words".into()]
     }
@@ -233,6 +241,14 @@ impl Stage for AlignTrs {
     }
     fn summary(&self) -> &'static str {
         "TR grid per story from response TR counts, respdict.json, explicit counts or BIDS bold.json + events.tsv"
+    }
+    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
+        // source: responses counts the TRs of the `responses` input.
+        if params.get("source").and_then(Value::as_str) == Some("responses") {
+            vec!["responses"]
+        } else {
+            Vec::new()
+        }
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["trs".into()]

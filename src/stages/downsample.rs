@@ -69,8 +69,8 @@ impl Stage for Downsample {
     fn summary(&self) -> &'static str {
         "word-level features to the TR grid (rect, average, sum, last, lanczos, sinc), per story"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["features", "words", "trs"]
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        vec!["features", "words", "trs"]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["features".into()]

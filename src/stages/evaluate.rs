@@ -71,8 +71,8 @@ impl Stage for Evaluate {
     fn summary(&self) -> &'static str {
         "per-voxel r, R^2, FDR-corrected p, noise ceiling on the test story; one summary row for compare"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["predictions", "actual"]
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        vec!["predictions", "actual"]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["scores".into(), "summary".into()]

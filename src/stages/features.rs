@@ -73,8 +73,8 @@ impl Stage for WordRate {
     fn summary(&self) -> &'static str {
         "word rate: a column of ones per word (downsample with sum for words per TR)"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["words"]
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        vec!["words"]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["features".into()]
@@ -121,8 +121,8 @@ impl Stage for RandomEmbedding {
     fn summary(&self) -> &'static str {
         "a fixed random vector per word (hash of its text): a content-free lexical control"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["words"]
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        vec!["words"]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["features".into()]
@@ -172,8 +172,8 @@ impl Stage for TemporalBaseline {
     fn summary(&self) -> &'static str {
         "LITcoder's temporal baseline: TR-level features whose correlation decays exponentially with distance"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["trs"]
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        vec!["trs"]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["features".into()]
@@ -229,8 +229,8 @@ impl Stage for FromTable {
     fn summary(&self) -> &'static str {
         "word- or TR-level feature vectors from a table the user brings (story column + numeric columns)"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["table"]
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        vec!["table"]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["features".into()]

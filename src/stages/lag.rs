@@ -33,8 +33,8 @@ impl Stage for Lag {
     fn summary(&self) -> &'static str {
         "FIR delays (default 1-4 TRs) within each story, delay-major column blocks"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["features"]
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        vec!["features"]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         vec!["features".into()]

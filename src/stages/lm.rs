@@ -68,8 +68,13 @@ impl Stage for FeaturesLm {
     fn summary(&self) -> &'static str {
         "language-model hidden states per word or per TR (BERT or GPT-2 layout, libtorch, CPU or CUDA)"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["words"]
+    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
+        // pool: tr averages the tokens of each TR of the `trs` grid.
+        if params.get("pool").and_then(Value::as_str) == Some("tr") {
+            vec!["words", "trs"]
+        } else {
+            vec!["words"]
+        }
     }
     fn outputs(&self, params: &Value) -> Vec<String> {
         params

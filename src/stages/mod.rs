@@ -37,9 +37,10 @@ pub trait Stage: Sync {
     fn version(&self) -> u32;
     /// One line for `voxflow kinds`.
     fn summary(&self) -> &'static str;
-    /// Input roles that must be present.
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &[]
+    /// Input roles that must be present, given canonical params (checked
+    /// at validation, before anything runs).
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        Vec::new()
     }
     /// The names of the outputs this stage writes, given canonical params.
     fn outputs(&self, params: &Value) -> Vec<String>;

@@ -135,8 +135,8 @@ impl Stage for Prep {
     fn summary(&self) -> &'static str {
         "match stories, trim, handle head motion, split train/test by story, z-score with training statistics"
     }
-    fn required_inputs(&self) -> &'static [&'static str] {
-        &["responses"]
+    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
+        vec!["responses"]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         ["x_train", "y_train", "x_test", "y_test", "y_test_repeats"].iter().map(|s| s.to_string()).collect()
