@@ -323,6 +323,11 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
                     );
                 }
             }
+            for (message, hint) in kind.input_problems(&params, &roles) {
+                if seen_errors.insert((stage.name.clone(), message.clone())) {
+                    error(&mut errors, &format!("stages.{}", stage.name), Some(&stage.name), message, Some(hint));
+                }
+            }
             let files = kind
                 .file_params(&params)
                 .into_iter()

@@ -176,14 +176,15 @@ stages:
 }
 
 /// Inputs that a stage's params ask for (align.trs's default `source:
-/// responses`, align.words's `source: table`) are checked before anything
-/// runs; with another source they are not needed.
+/// responses`, align.words's `source: table`) and ridge's `data` or its
+/// three matrices are checked before anything runs; with another source
+/// they are not needed.
 #[test]
 fn inputs_that_the_params_ask_for_are_checked_at_validation() {
     let dir = Scratch::new("param-inputs");
     let pipeline = dir.write(
         "p.yaml",
-        "name: p\nstages:\n  trs:\n    kind: align.trs\n    params: {tr: 2.0}\n  words:\n    kind: align.words\n  counted:\n    kind: align.trs\n    params: {source: counts, tr: 2.0, counts: {s: 10}}\n",
+        "name: p\nstages:\n  trs:\n    kind: align.trs\n    params: {tr: 2.0}\n  words:\n    kind: align.words\n  counted:\n    kind: align.trs\n    params: {source: counts, tr: 2.0, counts: {s: 10}}\n  fit:\n    kind: ridge\n    inputs: {x_train: counted, y_train: counted}\n",
     );
     let output = voxflow(&["validate", pipeline.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
@@ -193,7 +194,8 @@ fn inputs_that_the_params_ask_for_are_checked_at_validation() {
         format!("{file}:3: stage `trs`: kind `align.trs` needs an input named `responses`"),
         format!("{file}:6: stage `words`: kind `align.words` needs an input named `words`"),
         "or change the params that ask for it".to_string(),
-        "2 errors found".to_string(),
+        format!("{file}:11: stage `fit`: kind `ridge` needs a `data` input or inputs named x_train, y_train and x_test (missing: x_test)"),
+        "3 errors found".to_string(),
     ] {
         assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
     }

@@ -42,6 +42,12 @@ pub trait Stage: Sync {
     fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
         Vec::new()
     }
+    /// Problems with the input roles given that `required_inputs` cannot
+    /// express (one of several ways to give them), as (message, hint);
+    /// checked at validation like the required ones.
+    fn input_problems(&self, _params: &Value, _roles: &[&str]) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// The names of the outputs this stage writes, given canonical params.
     fn outputs(&self, params: &Value) -> Vec<String>;
     /// Parses params, fills defaults and returns the canonical form, or every

@@ -119,6 +119,18 @@ impl Stage for Ridge {
     fn wants_gpu(&self, params: &Value) -> bool {
         crate::device::DeviceRequest::param_wants_gpu(params)
     }
+    fn input_problems(&self, _params: &Value, roles: &[&str]) -> Vec<(String, String)> {
+        // Either a prep stage as `data`, or the three matrices by name.
+        let named = ["x_train", "y_train", "x_test"];
+        if roles.contains(&"data") || named.iter().all(|n| roles.contains(n)) {
+            return Vec::new();
+        }
+        let missing: Vec<&str> = named.iter().copied().filter(|n| !roles.contains(n)).collect();
+        vec![(
+            format!("kind `ridge` needs a `data` input or inputs named x_train, y_train and x_test (missing: {})", missing.join(", ")),
+            "add `inputs: {data: <prep stage>}`, or `inputs: {x_train: ..., y_train: ..., x_test: ...}` with load.matrix stages".into(),
+        )]
+    }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         ["alphas", "cv_scores", "weights", "predictions", "band_weights"].iter().map(|s| s.to_string()).collect()
     }
