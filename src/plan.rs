@@ -312,7 +312,7 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
                 if !roles.contains(&required) && seen_errors.insert((stage.name.clone(), format!("input {required}"))) {
                     let mut hint = format!("add `inputs: {{{required}: <stage or stage.output>}}`");
                     if !always.contains(&required) {
-                        hint.push_str(", or change the params that ask for it (such as `source` or `pool`)");
+                        hint.push_str(", or change the params that ask for it");
                     }
                     error(
                         &mut errors,

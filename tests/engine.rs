@@ -176,15 +176,16 @@ stages:
 }
 
 /// Inputs that a stage's params ask for (align.trs's default `source:
-/// responses`, align.words's `source: table`) and ridge's `data` or its
-/// three matrices are checked before anything runs; with another source
-/// they are not needed.
+/// responses`, align.words's `source: table`, prep's confounds for motion
+/// handling), ridge's `data` or its three matrices and prep's feature inputs
+/// are checked before anything runs; with another source they are not
+/// needed.
 #[test]
 fn inputs_that_the_params_ask_for_are_checked_at_validation() {
     let dir = Scratch::new("param-inputs");
     let pipeline = dir.write(
         "p.yaml",
-        "name: p\nstages:\n  trs:\n    kind: align.trs\n    params: {tr: 2.0}\n  words:\n    kind: align.words\n  counted:\n    kind: align.trs\n    params: {source: counts, tr: 2.0, counts: {s: 10}}\n  fit:\n    kind: ridge\n    inputs: {x_train: counted, y_train: counted}\n",
+        "name: p\nstages:\n  trs:\n    kind: align.trs\n    params: {tr: 2.0}\n  words:\n    kind: align.words\n  counted:\n    kind: align.trs\n    params: {source: counts, tr: 2.0, counts: {s: 10}}\n  fit:\n    kind: ridge\n    inputs: {x_train: counted, y_train: counted}\n  p1:\n    kind: prep\n    inputs: {responses: counted}\n  p2:\n    kind: prep\n    inputs: {responses: counted, emb: counted}\n    params: {motion: {mode: regress}}\n",
     );
     let output = voxflow(&["validate", pipeline.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
@@ -195,7 +196,9 @@ fn inputs_that_the_params_ask_for_are_checked_at_validation() {
         format!("{file}:6: stage `words`: kind `align.words` needs an input named `words`"),
         "or change the params that ask for it".to_string(),
         format!("{file}:11: stage `fit`: kind `ridge` needs a `data` input or inputs named x_train, y_train and x_test (missing: x_test)"),
-        "3 errors found".to_string(),
+        format!("{file}:14: stage `p1`: prep needs at least one feature input besides `responses`"),
+        format!("{file}:17: stage `p2`: kind `prep` needs an input named `confounds`"),
+        "5 errors found".to_string(),
     ] {
         assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
     }

@@ -135,8 +135,22 @@ impl Stage for Prep {
     fn summary(&self) -> &'static str {
         "match stories, trim, handle head motion, split train/test by story, z-score with training statistics"
     }
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        vec!["responses"]
+    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
+        let motion = params.get("motion").and_then(|m| m.get("mode")).and_then(Value::as_str).unwrap_or("none");
+        if motion == "none" {
+            vec!["responses"]
+        } else {
+            vec!["responses", "confounds"]
+        }
+    }
+    fn input_problems(&self, _params: &Value, roles: &[&str]) -> Vec<(String, String)> {
+        if roles.iter().any(|r| !RESERVED.contains(r)) {
+            return Vec::new();
+        }
+        vec![(
+            "prep needs at least one feature input besides `responses`".into(),
+            "add e.g. `inputs: {responses: synth.responses, embedding: lag_emb}`".into(),
+        )]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         ["x_train", "y_train", "x_test", "y_test", "y_test_repeats"].iter().map(|s| s.to_string()).collect()
