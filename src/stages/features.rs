@@ -280,7 +280,6 @@ impl Stage for FromTable {
         }
         let rows = table.num_rows();
         let mut data = Vec::with_capacity(rows * columns.len());
-        let mut segments: Vec<Segment> = Vec::new();
         for i in 0..rows {
             for (c, column) in values.iter().enumerate() {
                 if column.is_null(i) || !column.value(i).is_finite() {
@@ -291,23 +290,8 @@ impl Stage for FromTable {
                 }
                 data.push(column.value(i) as f32);
             }
-            if story.is_null(i) {
-                return Err(StageError::failed(format!("feature table row {i}: no story")));
-            }
-            let name = story.value(i);
-            match segments.last_mut() {
-                Some(last) if last.name == name => last.rows += 1,
-                _ => {
-                    if segments.iter().any(|s| s.name == name) {
-                        return Err(StageError::failed(format!(
-                            "story `{name}` appears again at row {i} of the feature table, after other stories"
-                        ))
-                        .with_hint("sort the table by story, keeping each story's rows in order"));
-                    }
-                    segments.push(Segment { name: name.to_string(), rows: 1 });
-                }
-            }
         }
+        let segments = tables::story_segments(&story, "the feature table")?;
         // Check the rows line up with the words or TRs they describe.
         let expected: Vec<(String, usize)> = if params.level == "word" {
             match ctx.has_input("words") {

@@ -218,28 +218,10 @@ fn matrix_from_table(path: &Path) -> Result<MatrixArtifact, StageError> {
     for r in 0..rows {
         data.extend(values.iter().map(|column| column[r]));
     }
-    let mut segments: Vec<artifact::Segment> = Vec::new();
-    if let Some(stories) = &stories {
-        let stories = stories.as_string::<i32>();
-        for r in 0..rows {
-            if stories.is_null(r) {
-                return Err(fail(format!("column `story` is empty at row {r}")).with_hint("give every row its story"));
-            }
-            let name = stories.value(r);
-            match segments.last_mut() {
-                Some(last) if last.name == name => last.rows += 1,
-                _ => {
-                    if segments.iter().any(|s| s.name == name) {
-                        return Err(fail(format!(
-                            "story `{name}` appears again at row {r}, after other stories: its rows are not together"
-                        ))
-                        .with_hint("sort the table by story (keeping each story's rows in time order)"));
-                    }
-                    segments.push(artifact::Segment { name: name.to_string(), rows: 1 });
-                }
-            }
-        }
-    }
+    let segments = match &stories {
+        Some(stories) => super::tables::story_segments(stories.as_string::<i32>(), &path.display().to_string())?,
+        None => Vec::new(),
+    };
     let mut matrix = MatrixArtifact::new(Matrix::from_vec(rows, cols, data));
     matrix.segments = segments;
     Ok(matrix)

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 
 use super::StageError;
+use crate::artifact::Segment;
 use crate::formats::words::Word;
 
 /// The words of one story, in time order.
@@ -83,6 +84,34 @@ fn float_column(batch: &RecordBatch, name: &str, what: &str) -> Result<Float64Ar
     let cast = arrow::compute::cast(column, &DataType::Float64)
         .map_err(|_| StageError::failed(format!("{what}: column `{name}` is not numeric")))?;
     Ok(cast.as_primitive::<Float64Type>().clone())
+}
+
+/// The story segments of a table's rows from its story column: runs of equal
+/// names, each story's rows together. A row without a story, or a story
+/// that comes back after another one, is an error naming `what` and the row.
+pub fn story_segments(story: &StringArray, what: &str) -> Result<Vec<Segment>, StageError> {
+    let mut segments: Vec<Segment> = Vec::new();
+    for row in 0..story.len() {
+        if story.is_null(row) {
+            return Err(
+                StageError::failed(format!("{what}: row {row} has no story")).with_hint("give every row its story")
+            );
+        }
+        let name = story.value(row);
+        match segments.last_mut() {
+            Some(last) if last.name == name => last.rows += 1,
+            _ => {
+                if segments.iter().any(|s| s.name == name) {
+                    return Err(StageError::failed(format!(
+                        "{what}: story `{name}` appears again at row {row}, after other stories"
+                    ))
+                    .with_hint("sort the table by story, keeping each story's rows in time order"));
+                }
+                segments.push(Segment { name: name.to_string(), rows: 1 });
+            }
+        }
+    }
+    Ok(segments)
 }
 
 /// Reads a word table (`story, word, onset, offset`).
