@@ -416,7 +416,8 @@ pub fn confounds_table(confounds: &[(String, Matrix)]) -> RecordBatch {
 /// Everything is written into a staging directory beside `root` first. A
 /// `root` that does not exist yet is then created by one rename; into an
 /// existing one each file is renamed into place, so every file is either the
-/// old one or the whole new one. On failure nothing under `root` changes.
+/// old one or the whole new one. If generating or writing fails, nothing
+/// under `root` changes.
 pub fn write_lebel_layout(root: &std::path::Path, params: &SynthParams, subject: &str) -> Result<(), String> {
     let name = root.file_name().ok_or_else(|| format!("{}: not a directory name", root.display()))?;
     let parent = match root.parent() {
