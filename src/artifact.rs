@@ -169,22 +169,30 @@ fn write_matrix_in_batches(path: &Path, artifact: &MatrixArtifact, batch_bytes: 
 /// record batch at a time into the matrix: beyond the matrix itself, the
 /// read holds one batch.
 pub fn read_matrix(path: &Path) -> Result<MatrixArtifact, ArtifactError> {
+    let (schema, batches) = open_batches(path)?;
+    assemble_matrix(&schema, batches)
+        .map_err(|message| ArtifactError::Read { path: path.display().to_string(), message })
+}
+
+/// The record batches of a Parquet or Arrow IPC file (by its extension),
+/// read one at a time, and its schema; opening reads only the footer.
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, String>>>;
+fn open_batches(path: &Path) -> Result<(Arc<Schema>, Batches), ArtifactError> {
     let fail = |message: String| ArtifactError::Read { path: path.display().to_string(), message };
     let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    match extension {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "parquet" | "pq" => {
             let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
                 .map_err(|e| fail(e.to_string()))?;
             let schema = builder.schema().clone();
             let reader = builder.build().map_err(|e| fail(e.to_string()))?;
-            assemble_matrix(&schema, reader.map(|b| b.map_err(|e| e.to_string()))).map_err(fail)
+            Ok((schema, Box::new(reader.map(|b| b.map_err(|e| e.to_string())))))
         }
         "arrow" | "feather" | "ipc" => {
             let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
                 .map_err(|e| fail(e.to_string()))?;
             let schema = reader.schema();
-            assemble_matrix(&schema, reader.map(|b| b.map_err(|e| e.to_string()))).map_err(fail)
+            Ok((schema, Box::new(reader.map(|b| b.map_err(|e| e.to_string())))))
         }
         other => Err(fail(format!("unknown artifact extension `.{other}`: expected .parquet or .arrow"))),
     }
@@ -348,44 +356,15 @@ pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), ArtifactError
 /// Whether a Parquet or Arrow IPC file is a voxflow matrix (has a `data`
 /// column), read from its schema alone.
 pub fn is_matrix_file(path: &Path) -> Result<bool, ArtifactError> {
-    let fail = |message: String| ArtifactError::Read { path: path.display().to_string(), message };
-    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-    let schema = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "parquet" | "pq" => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| fail(e.to_string()))?
-            .schema()
-            .clone(),
-        "arrow" | "feather" | "ipc" => arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
-            .map_err(|e| fail(e.to_string()))?
-            .schema(),
-        other => return Err(fail(format!("unknown artifact extension `.{other}`: expected .parquet or .arrow"))),
-    };
+    let (schema, _) = open_batches(path)?;
     Ok(schema.index_of("data").is_ok())
 }
 
 /// Reads a whole Parquet or Arrow IPC file into one batch.
 pub fn read_batch(path: &Path) -> Result<RecordBatch, ArtifactError> {
     let fail = |message: String| ArtifactError::Read { path: path.display().to_string(), message };
-    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let (schema, batches): (Arc<Schema>, Vec<RecordBatch>) = match extension {
-        "parquet" | "pq" => {
-            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| fail(e.to_string()))?;
-            let schema = builder.schema().clone();
-            let reader = builder.build().map_err(|e| fail(e.to_string()))?;
-            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| fail(e.to_string()))?;
-            (schema, batches)
-        }
-        "arrow" | "feather" | "ipc" => {
-            let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
-                .map_err(|e| fail(e.to_string()))?;
-            let schema = reader.schema();
-            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| fail(e.to_string()))?;
-            (schema, batches)
-        }
-        other => return Err(fail(format!("unknown artifact extension `.{other}`: expected .parquet or .arrow"))),
-    };
+    let (schema, batches) = open_batches(path)?;
+    let batches = batches.collect::<Result<Vec<_>, _>>().map_err(fail)?;
     arrow::compute::concat_batches(&schema, &batches).map_err(|e| fail(e.to_string()))
 }
 

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use crate::exec::{self, Force, Status};
 use crate::plan::{display_value, Pipeline};
 use crate::plot::{self, Series};
-use crate::store::{Lookup, Store};
+use crate::store::{write_atomic_with, Lookup, Store};
 
 /// The gathered table and what was swept.
 pub struct Comparison {
@@ -129,9 +129,9 @@ fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
 pub fn write(comparison: &Comparison, dir: &Path, metric: Option<&str>) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let parquet = dir.join("compare.parquet");
-    atomically(&parquet, |tmp| crate::artifact::write_table(tmp, &comparison.table).map_err(|e| e.to_string()))?;
+    write_atomic_with(&parquet, |tmp| crate::artifact::write_table(tmp, &comparison.table).map_err(|e| e.to_string()))?;
     let csv = dir.join("compare.csv");
-    atomically(&csv, |tmp| {
+    write_atomic_with(&csv, |tmp| {
         let file = std::fs::File::create(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
         writer.write(&comparison.table).map_err(|e| format!("{}: {e}", tmp.display()))
@@ -143,17 +143,6 @@ pub fn write(comparison: &Comparison, dir: &Path, metric: Option<&str>) -> Resul
         written.push(path);
     }
     Ok(written)
-}
-
-/// Runs `write` on a temporary file beside `path`, then renames it to `path`;
-/// on failure the temporary file is removed and `path` is left as it was.
-fn atomically(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The metric the plot shows: the one asked for, else a correlation summary.

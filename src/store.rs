@@ -428,10 +428,33 @@ pub fn file_digest(path: &Path) -> Result<String, StoreError> {
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = temp_beside(path);
+    let result = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path).map_err(io(path)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Like [`write_atomic`] for writers that need a path (Parquet, CSV):
+/// `write` fills a temporary file beside `path`, which is synced and renamed
+/// into place, so a reader sees the old file or the whole new one. On
+/// failure the temporary file is removed and `path` is left as it was.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
+    let tmp = temp_beside(path);
+    let result = write(&tmp)
+        .and_then(|()| File::open(&tmp).and_then(|file| file.sync_all()).map_err(|e| format!("{}: {e}", tmp.display())))
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A temporary name beside `path`, unique within this process.
+fn temp_beside(path: &Path) -> PathBuf {
     let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
-    write_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path).map_err(io(path))
+    path.with_extension(format!("tmp.{}.{n}", std::process::id()))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {

@@ -187,9 +187,7 @@ fn matrix_from_table(path: &Path) -> Result<MatrixArtifact, StageError> {
             continue;
         }
         if name == "story" {
-            let cast = arrow::compute::cast(column, &DataType::Utf8)
-                .map_err(|_| fail(format!("column `story` is {}, not text", field.data_type())).with_hint(HINT))?;
-            stories = Some(cast);
+            stories = Some(super::tables::text_column(&batch, "story", &path.display().to_string())?);
             continue;
         }
         if !field.data_type().is_numeric() {
@@ -219,7 +217,7 @@ fn matrix_from_table(path: &Path) -> Result<MatrixArtifact, StageError> {
         data.extend(values.iter().map(|column| column[r]));
     }
     let segments = match &stories {
-        Some(stories) => super::tables::story_segments(stories.as_string::<i32>(), &path.display().to_string())?,
+        Some(stories) => super::tables::story_segments(stories, &path.display().to_string())?,
         None => Vec::new(),
     };
     let mut matrix = MatrixArtifact::new(Matrix::from_vec(rows, cols, data));

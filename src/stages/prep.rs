@@ -122,6 +122,12 @@ impl PrepParams {
 }
 
 const RESERVED: &[&str] = &["responses", "repeats", "confounds"];
+/// No feature input: found at validation (`input_problems`), and by `run`
+/// for a stage built without it.
+const NO_FEATURES: (&str, &str) = (
+    "prep needs at least one feature input besides `responses`",
+    "add e.g. `inputs: {responses: synth.responses, embedding: lag_emb}`",
+);
 
 pub struct Prep;
 
@@ -147,10 +153,7 @@ impl Stage for Prep {
         if roles.iter().any(|r| !RESERVED.contains(r)) {
             return Vec::new();
         }
-        vec![(
-            "prep needs at least one feature input besides `responses`".into(),
-            "add e.g. `inputs: {responses: synth.responses, embedding: lag_emb}`".into(),
-        )]
+        vec![(NO_FEATURES.0.into(), NO_FEATURES.1.into())]
     }
     fn outputs(&self, _params: &Value) -> Vec<String> {
         ["x_train", "y_train", "x_test", "y_test", "y_test_repeats"].iter().map(|s| s.to_string()).collect()
@@ -187,8 +190,7 @@ impl Stage for Prep {
         let feature_roles: Vec<String> =
             ctx.inputs.keys().filter(|r| !RESERVED.contains(&r.as_str())).cloned().collect();
         if feature_roles.is_empty() {
-            return Err(StageError::failed("prep needs at least one feature input besides `responses`")
-                .with_hint("add e.g. `inputs: {responses: synth.responses, embedding: lag_emb}`"));
+            return Err(StageError::failed(NO_FEATURES.0).with_hint(NO_FEATURES.1));
         }
         let mut feature_sets = Vec::new();
         for role in &feature_roles {

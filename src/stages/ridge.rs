@@ -348,29 +348,36 @@ fn make_folds(params: &FoldParams, x_train: &MatrixArtifact) -> Result<Vec<Fold>
             }
             ridge::folds_by_group(&groups)
         }
-        by => {
-            // Refuse before building k index lists of n rows each.
-            let (units, what) =
-                if by == "contiguous" { (n, "training rows") } else { (n.div_ceil(params.chunk.max(1)), "chunks") };
-            if params.k > units {
-                let rows = if by == "contiguous" { String::new() } else { format!(" ({n} rows)") };
-                return Err(StageError::failed(format!(
-                    "{} folds need at least {} {what}, the training set has {units}{rows}",
-                    params.k, params.k
-                ))
-                .with_hint(format!("use `folds: {{by: {by}, k: {}}}` or fewer", units.max(2))));
-            }
-            if by == "contiguous" {
-                ridge::folds_contiguous(n, params.k)
-            } else {
-                ridge::folds_chunked(n, params.k, params.chunk, params.seed)
-            }
+        "contiguous" => {
+            refuse_too_many_folds(params, n, None)?;
+            ridge::folds_contiguous(n, params.k)
+        }
+        _ => {
+            refuse_too_many_folds(params, n, Some(n.div_ceil(params.chunk.max(1))))?;
+            ridge::folds_chunked(n, params.k, params.chunk, params.seed)
         }
     };
     if let Some((i, _)) = folds.iter().enumerate().find(|(_, f)| f.validation.is_empty() || f.train.is_empty()) {
         return Err(StageError::failed(format!("fold {i} is empty: {n} training rows are too few for these folds")));
     }
     Ok(folds)
+}
+
+/// Refuses more folds than `n` training rows (contiguous) or than `chunks`
+/// (chunked), before k index lists of n rows each are built.
+fn refuse_too_many_folds(params: &FoldParams, n: usize, chunks: Option<usize>) -> Result<(), StageError> {
+    let (units, what, rows) = match chunks {
+        None => (n, "training rows", String::new()),
+        Some(chunks) => (chunks, "chunks", format!(" ({n} rows)")),
+    };
+    if params.k <= units {
+        return Ok(());
+    }
+    Err(StageError::failed(format!(
+        "{} folds need at least {} {what}, the training set has {units}{rows}",
+        params.k, params.k
+    ))
+    .with_hint(format!("use `folds: {{by: {}, k: {}}}` or fewer", params.by, units.max(2))))
 }
 
 /// Column ranges of the feature bands recorded by prep.
