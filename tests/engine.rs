@@ -524,3 +524,52 @@ fn a_failed_command_keeps_its_log_outside_the_objects() {
     assert!(log.contains("/failed/"), "{hint}");
     assert_eq!(std::fs::read_to_string(log).unwrap(), "details\n");
 }
+
+/// `voxflow run > run.log 2>&1` (a cluster job's output): each stage's line
+/// once, cached stages included, and a failure's hint; with stdout apart
+/// from stderr, the lines go to stderr and the table to stdout.
+#[test]
+fn a_log_of_both_streams_lists_each_stage_once() {
+    let dir = Scratch::new("one-log");
+    let pipeline = dir.write(
+        "log.yaml",
+        "name: log\nstages:\n  first:\n    kind: command\n    run: echo one > {outputs.o}\n    outputs: {o: o.txt}\n  \
+         second:\n    kind: command\n    run: echo two > {outputs.o}\n    outputs: {o: o.txt}\n  \
+         broken:\n    kind: command\n    inputs: [first]\n    run: exit 5\n    outputs: {o: o.txt}\n",
+    );
+    let pipeline = pipeline.to_str().unwrap();
+    let run_into_one_file = |name: &str| {
+        let path = dir.join(name);
+        let log = std::fs::File::create(&path).unwrap();
+        let status = Command::new(common::voxflow_bin())
+            .args(["run", pipeline])
+            .env_remove("VOXFLOW_LOG")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "a stage failed");
+        std::fs::read_to_string(path).unwrap()
+    };
+    let count = |text: &str, needle: &str| text.lines().filter(|line| line.contains(needle)).count();
+    let log = run_into_one_file("first.log");
+    for stage in ["first", "second"] {
+        assert_eq!(count(&log, &format!("ran       {stage} (")), 1, "{log}");
+        assert_eq!(count(&log, stage), 1, "each stage once:\n{log}");
+    }
+    assert_eq!(count(&log, "FAILED    broken: "), 1, "{log}");
+    assert_eq!(count(&log, "hint: the full log is "), 1, "{log}");
+    assert_eq!(count(&log, "log: 2 ran, 0 cached, 1 failed, 0 skipped"), 1, "{log}");
+    let again = run_into_one_file("again.log");
+    assert_eq!(count(&again, "cached    first"), 1, "{again}");
+    assert_eq!(count(&again, "cached    second"), 1, "{again}");
+    assert_eq!(again.lines().count(), 5, "two cached, one failure with its hint, the counts:\n{again}");
+
+    let apart = voxflow(&["run", pipeline]);
+    assert_eq!(apart.status.code(), Some(1));
+    let (out, err) = (stdout(&apart), stderr(&apart));
+    assert_eq!(count(&out, "cached    first"), 1, "the table on stdout:\n{out}");
+    assert_eq!(count(&out, "error: "), 1, "{out}");
+    assert_eq!(count(&err, "cached    first"), 1, "the stage lines on stderr:\n{err}");
+    assert_eq!(count(&err, "log: 0 ran, 2 cached, 1 failed"), 1, "{err}");
+}

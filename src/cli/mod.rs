@@ -462,11 +462,14 @@ fn run(args: &RunArgs) -> i32 {
         targets: if targets.is_empty() { None } else { Some(targets) },
     };
     let json_mode = args.pipeline.format == Format::Json;
-    let reporter = progress::TerminalReporter::new(std::io::stderr().is_terminal() && !json_mode);
+    // Where stdout and stderr are one terminal or one log file, the lines
+    // printed as stages end are the record: no table after them.
+    let table = json_mode || !same_destination();
+    let reporter = progress::TerminalReporter::new(std::io::stderr().is_terminal() && !json_mode, !table);
     let remote = executor.as_ref().map(|(executor, _)| executor as &dyn exec::RemoteExecutor);
     let summary = exec::run_with(&pipeline, &store, &options, &reporter, &CANCEL, remote);
     reporter.finish();
-    print_summary(&summary, json_mode);
+    print_summary(&summary, json_mode, table);
     if summary.cancelled {
         EXIT_INTERRUPTED
     } else if summary.failed() {
@@ -533,12 +536,32 @@ fn slurm_executor(args: &RunArgs, pipeline: &Pipeline) -> Result<Option<(voxflow
     Ok(Some((executor, max_jobs)))
 }
 
-fn print_summary(summary: &RunSummary, json_mode: bool) {
+/// Whether stdout and stderr are the same open file (one terminal, one log
+/// file, one pipe): `voxflow run > run.log 2>&1` or a cluster job's output.
+fn same_destination() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let identity = |fd: std::os::fd::BorrowedFd<'_>| {
+        let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+        let metadata = file.metadata().ok()?;
+        Some((metadata.dev(), metadata.ino(), metadata.rdev()))
+    };
+    match (identity(std::io::stdout().as_fd()), identity(std::io::stderr().as_fd())) {
+        (Some(out), Some(err)) => out == err,
+        _ => false,
+    }
+}
+
+/// The summary: JSON on stdout, or the table of stages on stdout (when
+/// `table`) and the counts on stderr.
+fn print_summary(summary: &RunSummary, json_mode: bool, table: bool) {
     if json_mode {
         println!("{}", serde_json::to_string(summary).expect("summary serialises"));
         return;
     }
-    print_outcomes(&summary.stages);
+    if table {
+        print_outcomes(&summary.stages);
+    }
     eprintln!(
         "{}: {} ran, {} cached, {} failed, {} skipped in {:.2}s",
         summary.pipeline,

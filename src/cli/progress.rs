@@ -1,5 +1,8 @@
 //! The terminal reporter: progress bars (indicatif) when stderr is a
-//! terminal, plain lines otherwise.
+//! terminal, plain lines otherwise. Each finished stage gets one line on
+//! stderr as it ends; `voxflow run` prints the table of all stages on stdout
+//! at the end only when stdout is not where stderr goes (see
+//! `cli::same_destination`), so a log of both shows each stage once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +14,8 @@ use voxflow::exec::{Reporter, StageOutcome, Status};
 
 pub struct TerminalReporter {
     bars: Option<Bars>,
+    /// Print cached stages' lines above the bars too (no table follows).
+    every_stage: bool,
 }
 
 struct Bars {
@@ -20,7 +25,10 @@ struct Bars {
 }
 
 impl TerminalReporter {
-    pub fn new(interactive: bool) -> TerminalReporter {
+    /// `interactive`: bars on stderr. `every_stage`: the lines above the bars
+    /// include cached stages (plain lines always do), for runs whose summary
+    /// table is not printed.
+    pub fn new(interactive: bool, every_stage: bool) -> TerminalReporter {
         let bars = interactive.then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let total = multi.add(ProgressBar::new(0));
@@ -31,7 +39,7 @@ impl TerminalReporter {
             );
             Bars { multi, total, running: Mutex::new(HashMap::new()) }
         });
-        TerminalReporter { bars }
+        TerminalReporter { bars, every_stage }
     }
 
     pub fn finish(&self) {
@@ -78,7 +86,13 @@ impl Reporter for TerminalReporter {
         let line = match outcome.status {
             Status::Ran => format!("ran       {} ({:.2}s): {}", outcome.name, outcome.seconds, outcome.reason),
             Status::Cached => format!("cached    {}", outcome.name),
-            Status::Failed => format!("FAILED    {}: {}", outcome.name, outcome.error.as_deref().unwrap_or("")),
+            Status::Failed => {
+                let mut line = format!("FAILED    {}: {}", outcome.name, outcome.error.as_deref().unwrap_or(""));
+                if let Some(hint) = &outcome.hint {
+                    line.push_str(&format!("\n          hint: {hint}"));
+                }
+                line
+            }
             other => format!("{:<9} {}: {}", other.as_str(), outcome.name, outcome.reason),
         };
         match &self.bars {
@@ -88,7 +102,7 @@ impl Reporter for TerminalReporter {
                     bars.multi.remove(&bar);
                 }
                 bars.total.inc(1);
-                if outcome.status != Status::Cached {
+                if outcome.status != Status::Cached || self.every_stage {
                     let _ = bars.multi.println(line);
                 }
             }
