@@ -216,7 +216,10 @@ fn example_data_checks_its_params_and_replaces_whole_files() {
 fn run_failing(dir: &Scratch, yaml: &str) -> String {
     let path = dir.write("bad.yaml", yaml);
     let run = voxflow_json(&["run", path.to_str().unwrap(), "--format", "json"], 1);
-    run["stages"].as_array().unwrap().iter().filter_map(|s| s["error"].as_str()).collect::<Vec<_>>().join("\n")
+    let stages = run["stages"].as_array().unwrap().iter();
+    let failed =
+        stages.filter_map(|s| Some(format!("{}\nhint: {}", s["error"].as_str()?, s["hint"].as_str().unwrap_or(""))));
+    failed.collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -271,5 +274,7 @@ fn a_story_missing_from_the_words_is_named() {
             "    inputs: {words: synth.words}\n    params: {stories: [story01, story02, test]}\n",
         );
     let error = run_failing(&dir, &yaml);
-    assert!(error.contains("story `story03`"), "{error}");
+    assert!(error.contains("story `story03` is in the TR grid but not in the words"), "{error}");
+    assert!(error.contains("they cover 3 stories: story01, story02, test"), "{error}");
+    assert!(error.contains("`story03.TextGrid`") && error.contains("`stories: [...]`"), "{error}");
 }

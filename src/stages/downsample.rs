@@ -112,8 +112,12 @@ impl Stage for Downsample {
         for trs in &grid.stories {
             let story = trs.story.clone();
             let (_, range) = ranges.iter().find(|(name, _)| *name == story).cloned().ok_or_else(|| {
-                StageError::failed(format!("story `{story}` has a TR grid but no rows in the features"))
-                    .with_hint("the words (and so the features) must cover every story of the TR grid")
+                if words.iter().any(|s| s.story == story) {
+                    StageError::failed(format!("story `{story}` has words but no rows in the features"))
+                        .with_hint("the features must come from the same words as the `words` input")
+                } else {
+                    tables::story_without_words(&story, words.iter().map(|s| s.story.as_str()))
+                }
             })?;
             let story_words = words.iter().find(|s| s.story == story).ok_or_else(|| {
                 StageError::failed(format!("story `{story}` has features but no words in the `words` input"))

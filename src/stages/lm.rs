@@ -263,8 +263,7 @@ mod torch {
         }
         if let Some(grid) = &grid {
             if let Some(missing) = grid.stories.iter().find(|s| !words.iter().any(|w| w.story == s.story)) {
-                return Err(StageError::failed(format!("story `{}` has a TR grid but no words", missing.story))
-                    .with_hint("the words table must cover every story of the TR grid"));
+                return Err(tables::story_without_words(&missing.story, words.iter().map(|w| w.story.as_str())));
             }
         }
         if !unknown.is_empty() {

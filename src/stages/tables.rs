@@ -86,6 +86,23 @@ fn float_column(batch: &RecordBatch, name: &str, what: &str) -> Result<Float64Ar
     Ok(cast.as_primitive::<Float64Type>().clone())
 }
 
+/// The error for a story of the TR grid that the words do not cover
+/// (`word_stories`: the stories they do cover), with the two ways out.
+pub fn story_without_words<'a>(story: &str, word_stories: impl IntoIterator<Item = &'a str>) -> StageError {
+    let covered: Vec<&str> = word_stories.into_iter().collect();
+    let listed = match covered.len() {
+        0 => "no story".to_string(),
+        n if n <= 8 => format!("{n} stories: {}", covered.join(", ")),
+        n => format!("{n} stories: {}, ...", covered[..8].join(", ")),
+    };
+    StageError::failed(format!("story `{story}` is in the TR grid but not in the words (they cover {listed})"))
+        .with_hint(format!(
+            "every story with responses needs its word timings: add its word file (for TextGrids, \
+             `{story}.TextGrid` in the words stage's `dir`), or keep the story out with `stories: [...]` \
+             on the load.responses or align.trs stage"
+        ))
+}
+
 /// The story segments of a table's rows from its story column: runs of equal
 /// names, each story's rows together. A row without a story, or a story
 /// that comes back after another one, is an error naming `what` and the row.
