@@ -1647,9 +1647,7 @@ fn cv_score_table(
                     seconds = started.elapsed().as_secs_f64(),
                     "ridge: Schur fold operators"
                 );
-                for (k, operator) in operators.iter().enumerate() {
-                    scoring.fold(k, operator, first_alpha, &mut table);
-                }
+                scoring.all_folds(&operators, first_alpha, &mut table);
             }
             if complete {
                 return Ok(table);
@@ -1718,6 +1716,49 @@ impl Scoring<'_> {
             },
         );
         tracing::debug!(fold = k, seconds = started.elapsed().as_secs_f64(), "ridge: fold scores");
+    }
+
+    /// [`Scoring::fold`] for every fold at once, `operators[k]` being fold
+    /// k's (the shared-inverse route holds them all): target batches in
+    /// parallel, each batch's targets gathered from Y once, column-major,
+    /// and each fold's rows copied out of that (runs of consecutive rows as
+    /// slices), instead of gathered from row-major Y fold by fold (at n =
+    /// 3000, v = 20000, 5 folds, those gathers took 0.7 s of the 15.7 s
+    /// scoring). Each score is summed over the folds in the same order.
+    fn all_folds(&self, operators: &[FoldOperator], first_alpha: usize, table: &mut [f64]) {
+        let started = std::time::Instant::now();
+        let (n_alphas, target_batch) = (self.n_alphas, self.target_batch);
+        let fold_weight = 1.0 / self.folds.len() as f64;
+        let par = inner_parallelism(self.y.cols, target_batch);
+        let all_rows: Vec<usize> = (0..self.y.rows).collect();
+        table.par_chunks_mut(target_batch * n_alphas).enumerate().for_each_init(
+            || (ScoreBuffers::default(), Vec::new()),
+            |(buffers, all), (batch, out)| {
+                let first = batch * target_batch;
+                let cols = first..first + out.len() / n_alphas;
+                gather_columns(self.y, &all_rows, cols.clone(), all);
+                let batch_targets = |rows: &[usize], target: &mut Vec<f32>| {
+                    select_rows(all, self.y.rows, rows, cols.len(), target);
+                };
+                for (fold, operator) in self.folds.iter().zip(operators) {
+                    let fold_scores = FoldScores {
+                        fold,
+                        operator,
+                        n_alphas,
+                        first_alpha,
+                        score: self.score,
+                        par,
+                        shared: self.shared,
+                    };
+                    fold_scores.add_from(&batch_targets, cols.clone(), fold_weight, out, buffers);
+                }
+            },
+        );
+        tracing::debug!(
+            folds = operators.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "ridge: fold scores, every fold per batch"
+        );
     }
 }
 
@@ -1826,6 +1867,20 @@ impl FoldScores<'_> {
     /// Adds `fold_weight` times the scores of targets `cols` to `out`
     /// (target-major, `n_alphas` entries per target) for the operator's alphas.
     fn add(&self, y: &Matrix, cols: Range<usize>, fold_weight: f64, out: &mut [f64], buffers: &mut ScoreBuffers) {
+        let targets = |rows: &[usize], target: &mut Vec<f32>| gather_columns(y, rows, cols.clone(), target);
+        self.add_from(&targets, cols.clone(), fold_weight, out, buffers);
+    }
+
+    /// [`FoldScores::add`] with the targets' rows from `targets(rows, out)`:
+    /// `Y[rows, cols]` into `out`, column-major.
+    fn add_from(
+        &self,
+        targets: &dyn Fn(&[usize], &mut Vec<f32>),
+        cols: Range<usize>,
+        fold_weight: f64,
+        out: &mut [f64],
+        buffers: &mut ScoreBuffers,
+    ) {
         let (fold, operator) = (self.fold, self.operator);
         let n_targets = cols.len();
         let n_train = fold.train.len();
@@ -1834,7 +1889,7 @@ impl FoldScores<'_> {
         let n_operator_alphas = operator.stacked_t.ncols() / n_val;
 
         // Validation targets, column-major (centred for Pearson below).
-        gather_columns(y, &fold.validation, cols.clone(), &mut buffers.validation_targets);
+        targets(&fold.validation, &mut buffers.validation_targets);
         let rhs = match (&operator.validation_rows, &operator.left) {
             (Some(validation_rows), _) => {
                 // X_train^T Y_train = X^T Y - X_val^T Y_val.
@@ -1847,7 +1902,7 @@ impl FoldScores<'_> {
                 MatRef::from_column_major_slice(&buffers.projected, rank, n_targets)
             }
             (None, Some(left)) => {
-                gather_columns(y, &fold.train, cols.clone(), &mut buffers.train_targets);
+                targets(&fold.train, &mut buffers.train_targets);
                 let train_targets = MatRef::from_column_major_slice(&buffers.train_targets, n_train, n_targets);
                 buffers.projected.resize(rank * n_targets, 0.0);
                 let projected = MatMut::from_column_major_slice_mut(&mut buffers.projected, rank, n_targets);
@@ -1855,7 +1910,7 @@ impl FoldScores<'_> {
                 MatRef::from_column_major_slice(&buffers.projected, rank, n_targets)
             }
             (None, None) => {
-                gather_columns(y, &fold.train, cols.clone(), &mut buffers.train_targets);
+                targets(&fold.train, &mut buffers.train_targets);
                 MatRef::from_column_major_slice(&buffers.train_targets, n_train, n_targets)
             }
         };
@@ -1932,6 +1987,27 @@ fn gather(y: &Matrix, rows: &[usize], n_cols: usize, column: impl Fn(usize) -> u
             for (value, source) in destination.iter_mut().zip(&sources) {
                 *value = source[c];
             }
+        }
+    }
+}
+
+/// `out[j * rows.len() + k] = source[j * n_rows + rows[k]]` for `j <
+/// n_cols`: rows of a column-major buffer; each run of consecutive rows is
+/// one slice copy per column.
+fn select_rows(source: &[f32], n_rows: usize, rows: &[usize], n_cols: usize, out: &mut Vec<f32>) {
+    let n_selected = rows.len();
+    out.resize(n_selected * n_cols, 0.0);
+    // (first row in the source, first position in the output, length)
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (k, &r) in rows.iter().enumerate() {
+        match runs.last_mut() {
+            Some((start, at, length)) if *start + *length == r && *at + *length == k => *length += 1,
+            _ => runs.push((r, k, 1)),
+        }
+    }
+    for (column, destination) in source.chunks_exact(n_rows.max(1)).zip(out.chunks_exact_mut(n_selected.max(1))) {
+        for &(start, at, length) in &runs {
+            destination[at..at + length].copy_from_slice(&column[start..start + length]);
         }
     }
 }
