@@ -26,12 +26,7 @@ fn tables_and_matrices_open_with_one_pyarrow_call() {
         "name: artifacts\nstages:\n  m:\n    kind: load.matrix\n    params: {path: m.npy}\n  words:\n    kind: load.table\n    params: {path: words.csv}\n",
     );
     let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 0);
-    let key = |name: &str| {
-        summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["key"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let key = |name: &str| common::stage(&summary, name)["key"].as_str().unwrap().to_string();
     let objects = dir.join(".voxflow/objects");
     let matrix_path = objects.join(key("m")).join("matrix.arrow");
     let table_path = objects.join(key("words")).join("table.parquet");
@@ -283,7 +278,7 @@ open(f"{d}/counts", "w").write(f"{counts['alpha']} {counts['beta']}")
         );
         let pipeline = dir.write("f.yaml", &yaml);
         let run = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], code);
-        run["stages"].as_array().unwrap().iter().find(|s| s["name"] == "x").unwrap().clone()
+        common::stage(&run, "x").clone()
     };
     let stage = run("feats.parquet", 0);
     let object = dir.join(".voxflow/objects").join(stage["key"].as_str().unwrap()).join("features.arrow");

@@ -111,7 +111,7 @@ fn head_motion_regression_and_dropping() {
         dir.write(&file, &with_mode(mode));
         let run = voxflow_json(&["run", dir.join(&file).to_str().unwrap(), "--format", "json"], 0);
         if mode == "drop" {
-            let prep = run["stages"].as_array().unwrap().iter().find(|s| s["name"] == "prep").unwrap();
+            let prep = common::stage(&run, "prep");
             let warning = prep["warnings"][0].as_str().unwrap_or_default();
             assert!(warning.starts_with("dropped ") && warning.contains("framewise displacement above 0.5"), "{prep}");
         }

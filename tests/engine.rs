@@ -65,13 +65,13 @@ fn param_change_reruns_exactly_the_dependents_and_says_why() {
     assert_eq!(status["c"], "ran", "c's input changed");
     assert_eq!(status["e"], "cached", "c wrote the same line count: early cut-off");
     assert_eq!(status["d"], "cached");
-    let b = changed["stages"].as_array().unwrap().iter().find(|s| s["name"] == "b").unwrap();
+    let b = common::stage(&changed, "b");
     assert_eq!(b["reason"], "param `x` changed: 1 -> 2");
     let text =
         std::fs::read_to_string(dir.join(".voxflow/objects").join(b["key"].as_str().unwrap()).join("b.txt")).unwrap();
     assert_eq!(text, "hello\n2\n");
 
-    let c = changed["stages"].as_array().unwrap().iter().find(|s| s["name"] == "c").unwrap();
+    let c = common::stage(&changed, "c");
     assert!(c["reason"].as_str().unwrap().starts_with("input `b` changed"), "{c}");
 
     // A value with two lines changes c's count, and the change reaches e.
@@ -93,7 +93,7 @@ fn identical_upstream_output_stops_the_cascade() {
     let plan_status = statuses(&plan);
     assert_eq!(plan_status["b"], "dirty");
     assert_eq!(plan_status["c"], "dirty", "the plan cannot know b's bytes yet");
-    let c = plan["stages"].as_array().unwrap().iter().find(|s| s["name"] == "c").unwrap();
+    let c = common::stage(&plan, "c");
     assert_eq!(c["reason"], "upstream `b` runs first");
 
     let status = statuses(&run_json(pipeline, &["--set", "b.y=other"]));
@@ -165,8 +165,7 @@ stages:
     assert!(names.contains(&"source[method=rect]".to_string()));
     assert!(names.contains(&"feature[method=lanczos,layer=3]".to_string()));
     assert!(names.contains(&"single".to_string()));
-    let stage =
-        summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "feature[method=lanczos,layer=3]").unwrap();
+    let stage = common::stage(&summary, "feature[method=lanczos,layer=3]");
     assert_eq!(stage["matrix"], serde_json::json!({"method": "lanczos", "layer": 3}));
     let text = std::fs::read_to_string(dir.join(".voxflow/objects").join(stage["key"].as_str().unwrap()).join("f.txt"))
         .unwrap();
@@ -292,7 +291,7 @@ stages:
     assert_eq!(status["bad"], "failed");
     assert_eq!(status["after_bad"], "skipped");
     assert_eq!(status["good"], "ran");
-    let bad = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "bad").unwrap();
+    let bad = common::stage(&summary, "bad");
     let error = bad["error"].as_str().unwrap();
     assert!(error.contains("exit code 3") && error.contains("reason: disk on fire"), "{error}");
     // Nothing was cached for the failed stage: the next run tries it again.
@@ -410,7 +409,7 @@ fn verify_finds_a_damaged_artifact_and_fix_makes_the_next_run_rebuild_it() {
     let pipeline = dir.write("chain.yaml", CHAIN);
     let pipeline = pipeline.to_str().unwrap();
     let summary = run_json(pipeline, &[]);
-    let a = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "a").unwrap();
+    let a = common::stage(&summary, "a");
     let file = dir.join(".voxflow/objects").join(a["key"].as_str().unwrap()).join("a.txt");
     std::fs::write(&file, "jello\n").unwrap(); // same size, other bytes
     let verify = voxflow_json(&["verify", pipeline, "--format", "json"], 1);
@@ -463,7 +462,7 @@ fn input_files_are_hashed_by_content() {
     // New content: the loader reruns and says which file changed.
     dir.write("data/table.csv", "a,b\n1,2\n3,5\n");
     let summary = run_json(pipeline, &[]);
-    let table = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "table").unwrap();
+    let table = common::stage(&summary, "table");
     assert_eq!(table["status"], "ran");
     assert!(table["reason"].as_str().unwrap().starts_with("file named by `path` changed"), "{table}");
     // Moving the file (same content) keeps the key.
@@ -497,7 +496,7 @@ fn the_command_example_runs_and_reruns_only_what_changed() {
     let store = store.to_str().unwrap();
     let first = voxflow_json(&["run", example, "--store", store, "--format", "json"], 0);
     assert!(statuses(&first).values().all(|s| s == "ran"), "{first}");
-    let report = first["stages"].as_array().unwrap().iter().find(|s| s["name"] == "report").unwrap();
+    let report = common::stage(&first, "report");
     let text =
         std::fs::read_to_string(dir.join("store/objects").join(report["key"].as_str().unwrap()).join("report.md"))
             .unwrap();

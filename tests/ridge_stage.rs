@@ -100,7 +100,7 @@ fn too_many_folds_are_refused_with_the_largest_k_that_works() {
         );
         let pipeline = dir.write("folds.yaml", &yaml);
         let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], code);
-        summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "fit").unwrap().clone()
+        common::stage(&summary, "fit").clone()
     };
     let fit = run("{by: contiguous, k: 31}", 1);
     let (error, hint) = (fit["error"].as_str().unwrap(), fit["hint"].as_str().unwrap_or(""));

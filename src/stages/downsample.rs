@@ -111,16 +111,13 @@ impl Stage for Downsample {
         // The TR grid decides which stories come out; features may cover more.
         for trs in &grid.stories {
             let story = trs.story.clone();
+            let story_words = words
+                .iter()
+                .find(|s| s.story == story)
+                .ok_or_else(|| tables::story_without_words(&story, words.iter().map(|s| s.story.as_str())))?;
             let (_, range) = ranges.iter().find(|(name, _)| *name == story).cloned().ok_or_else(|| {
-                if words.iter().any(|s| s.story == story) {
-                    StageError::failed(format!("story `{story}` has words but no rows in the features"))
-                        .with_hint("the features must come from the same words as the `words` input")
-                } else {
-                    tables::story_without_words(&story, words.iter().map(|s| s.story.as_str()))
-                }
-            })?;
-            let story_words = words.iter().find(|s| s.story == story).ok_or_else(|| {
-                StageError::failed(format!("story `{story}` has features but no words in the `words` input"))
+                StageError::failed(format!("story `{story}` has words but no rows in the features"))
+                    .with_hint("the features must come from the same words as the `words` input")
             })?;
             if story_words.words.len() != range.len() {
                 return Err(StageError::failed(format!(

@@ -82,6 +82,16 @@ pub fn statuses(document: &serde_json::Value) -> std::collections::BTreeMap<Stri
         .collect()
 }
 
+/// The entry of stage `name` in a `--format json` document.
+pub fn stage<'a>(document: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    document["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage `{name}` in {document}"))
+}
+
 /// The reference Python (numpy, pyarrow, scikit-learn, himalaya), made by
 /// scripts/setup-python.sh: `$VOXFLOW_PYTHON`, else `bin/python` in
 /// `$VOXFLOW_VENV`, else in `~/.cache/voxflow-venv` (scripts/env.sh's
