@@ -1,14 +1,15 @@
 //! Times voxflow's `ridge_cv` on generated data, then the f32 products that
-//! its algorithm cannot avoid and its f64 work (Gram matrix, fold operators,
-//! the refit's operators), each run alone through faer on the same shapes. benches/ridge_vs_himalaya.sh runs it
+//! its algorithm cannot avoid and its factorisations (Gram matrix, fold
+//! operators, the refit's operators; f64, or f32 where ridge_cv takes f32),
+//! each run alone through faer on the same shapes. benches/ridge_vs_himalaya.sh runs it
 //! beside himalaya.
 //!
 //! ```text
 //! cargo run --release --example ridge_bench -- --n 3000 --p 3072 --v 20000
 //! ```
 //! Options: `--alphas 10 --folds 5 --target-batch 1024 --seed 0`,
-//! `--skip-gemm` (only the fit, without timing the products and the f64
-//! decompositions alone), `--stream` (weights handed over batch by
+//! `--skip-gemm` (only the fit, without timing the products and the
+//! factorisations alone), `--stream` (weights handed over batch by
 //! batch, as the ridge stage writes them, instead of one p x v matrix). The last line is JSON for scripts.
 
 use std::time::Instant;
@@ -19,12 +20,16 @@ use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
+use faer::traits::RealField;
 use faer::{Accum, Mat, Par};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
-use voxflow::numeric::ridge::{folds_contiguous, ridge_cv, ridge_cv_streaming, CvScore, RidgeConfig};
+use voxflow::numeric::ridge::{
+    folds_contiguous, largest_eigenvalue_estimate, ridge_cv, ridge_cv_streaming, CvScore, RidgeConfig,
+    F32_CONDITION_LIMIT,
+};
 use voxflow::numeric::Matrix;
 
 struct Options {
@@ -169,25 +174,89 @@ fn time_products(options: &Options) -> (f64, f64, f64) {
     (seconds, cpu, flops)
 }
 
-fn cholesky(m: &mut Mat<f64>) {
-    let scratch = cholesky_in_place_scratch::<f64>(m.nrows(), Par::Seq, Default::default());
+fn cholesky<T: RealField + Copy>(m: &mut Mat<T>) {
+    let scratch = cholesky_in_place_scratch::<T>(m.nrows(), Par::Seq, Default::default());
     let mut memory = MemBuffer::new(scratch);
     cholesky_in_place(m.as_mut(), Default::default(), Par::Seq, MemStack::new(&mut memory), Default::default())
         .expect("a Gram matrix plus alpha is positive definite");
 }
 
-/// The f64 work of ridge_cv's algorithm alone, on random data of the same
-/// shapes, alphas in parallel as ridge_cv runs them: the Gram matrix of X;
-/// the fold operators: on the kernel path (`n < p`) with 4 folds or more, per
-/// alpha the inverse of the n x n kernel plus alpha (Cholesky, triangular
-/// inverse, product) and per fold a Cholesky factorisation of its `n_val x
-/// n_val` block with a solve against its `n_val x n_train` block; otherwise
-/// per fold and alpha a Cholesky factorisation of the `d x d` training Gram
-/// matrix (`d = min(n_train, p)`) and two triangular solves with `n_val`
-/// right-hand sides; and the refit's direct operators for `refit_alphas`
-/// alphas (a Cholesky factorisation and a solve with X each). Returns (Gram
-/// seconds, fold seconds, refit seconds).
-fn time_decompositions(options: &Options, refit_alphas: usize) -> (f64, f64, f64) {
+/// `gram + alpha I` in precision `T`.
+fn shifted<T: RealField + Copy>(gram: &Mat<f64>, alpha: f64) -> Mat<T> {
+    Mat::from_fn(gram.nrows(), gram.ncols(), |i, j| T::from_f64_impl(gram[(i, j)] + if i == j { alpha } else { 0.0 }))
+}
+
+/// One alpha of the Schur route: the inverse of the kernel plus alpha
+/// (Cholesky, triangular inverse, product), then per fold a Cholesky
+/// factorisation of its `n_val x n_val` block and a solve against its
+/// `n_val x n_train` block.
+fn schur_alpha<T: RealField + Copy>(gram: &Mat<f64>, alpha: f64, folds: &[std::ops::Range<usize>]) {
+    let dim = gram.nrows();
+    let mut system = shifted::<T>(gram, alpha);
+    cholesky(&mut system);
+    let mut inverse = Mat::<T>::zeros(dim, dim);
+    invert_lower_triangular(inverse.as_mut(), system.as_ref(), Par::Seq);
+    triangular::matmul(
+        system.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        inverse.transpose(),
+        BlockStructure::TriangularUpper,
+        inverse.as_ref(),
+        BlockStructure::TriangularLower,
+        T::from_f64_impl(1.0),
+        Par::Seq,
+    );
+    for rows in folds {
+        let train: Vec<usize> = (0..dim).filter(|i| !rows.contains(i)).collect();
+        let p_at = |i: usize, j: usize| if i >= j { system[(i, j)] } else { system[(j, i)] };
+        let mut corner = Mat::<T>::from_fn(rows.len(), rows.len(), |i, j| p_at(rows.start + i, rows.start + j));
+        cholesky(&mut corner);
+        let mut solution = Mat::<T>::from_fn(rows.len(), train.len(), |i, j| p_at(rows.start + i, train[j]));
+        solve_lower_triangular_in_place(corner.as_ref(), solution.as_mut(), Par::Seq);
+        solve_upper_triangular_in_place(corner.transpose(), solution.as_mut(), Par::Seq);
+        std::hint::black_box(&solution);
+    }
+}
+
+/// One fold and alpha of the per-fold route: a Cholesky factorisation of
+/// the `d x d` training Gram matrix and two triangular solves with `n_val`
+/// right-hand sides (always f64, as in ridge_cv).
+fn fold_alpha(system: &Mat<f64>, rhs: &Mat<f64>, alpha: f64) {
+    let mut factor = shifted::<f64>(system, alpha);
+    cholesky(&mut factor);
+    let mut solution = rhs.clone();
+    solve_lower_triangular_in_place(factor.as_ref(), solution.as_mut(), Par::Seq);
+    solve_upper_triangular_in_place(factor.transpose(), solution.as_mut(), Par::Seq);
+    std::hint::black_box(&solution);
+}
+
+/// One refit operator: a Cholesky factorisation and a solve with X.
+fn refit_alpha<T: RealField + Copy>(gram: &Mat<f64>, x: &Mat<f64>, alpha: f64) {
+    let mut system = shifted::<T>(gram, alpha);
+    cholesky(&mut system);
+    let (n, p) = (x.nrows(), x.ncols());
+    let mut solution = if n < p {
+        Mat::<T>::from_fn(n, p, |i, j| T::from_f64_impl(x[(i, j)]))
+    } else {
+        Mat::<T>::from_fn(p, n, |i, j| T::from_f64_impl(x[(j, i)]))
+    };
+    solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), Par::Seq);
+    solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), Par::Seq);
+    std::hint::black_box(&solution);
+}
+
+/// The factorisation work of ridge_cv's algorithm alone, on random data of
+/// the same shapes, alphas in parallel as ridge_cv runs them, in the
+/// precision ridge_cv picks for each (f32 where `(lambda_max + alpha) /
+/// alpha <= F32_CONDITION_LIMIT`, with ridge_cv's estimate of `lambda_max`;
+/// else f64): the Gram matrix of X; the fold operators: on the kernel path
+/// (`n < p`) with 4 folds or more the Schur route ([`schur_alpha`]),
+/// otherwise the per-fold route ([`fold_alpha`]); and the refit's direct
+/// operators for the alphas ridge_cv chose ([`refit_alpha`]). Returns (Gram
+/// seconds, fold seconds, refit seconds, alphas in f32 among the fold's and
+/// the refit's).
+fn time_decompositions(options: &Options, refit_alphas: &[f64]) -> (f64, f64, f64, usize, usize) {
     let (n, p) = (options.n, options.p);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed + 2);
     let x = Mat::<f64>::from_fn(n, p, |_, _| rng.sample::<f64, _>(StandardNormal));
@@ -202,74 +271,40 @@ fn time_decompositions(options: &Options, refit_alphas: usize) -> (f64, f64, f64
         g
     };
     let gram_seconds = start.elapsed().as_secs_f64();
+    let radius = largest_eigenvalue_estimate(gram.as_ref());
+    let single = |alpha: f64| radius + alpha <= F32_CONDITION_LIMIT * alpha;
     let alphas: Vec<f64> = (0..options.n_alphas).map(|i| 10f64.powf(-2.0 + 9.0 * i as f64 / 9.0)).collect();
-    let dim = gram.nrows();
-    let validation = |fold: usize| {
-        let n_val = n / options.n_folds + usize::from(fold < n % options.n_folds);
-        let first: usize = (0..fold).map(|f| n / options.n_folds + usize::from(f < n % options.n_folds)).sum();
-        first..first + n_val
-    };
+    let folds: Vec<std::ops::Range<usize>> = (0..options.n_folds)
+        .map(|fold| {
+            let n_val = n / options.n_folds + usize::from(fold < n % options.n_folds);
+            let first: usize = (0..fold).map(|f| n / options.n_folds + usize::from(f < n % options.n_folds)).sum();
+            first..first + n_val
+        })
+        .collect();
     let start = Instant::now();
-    if n < p && options.n_folds >= 4 {
-        alphas.par_iter().for_each(|&alpha| {
-            let mut system = gram.clone();
-            (0..dim).for_each(|k| system[(k, k)] += alpha);
-            cholesky(&mut system);
-            let mut inverse = Mat::<f64>::zeros(dim, dim);
-            invert_lower_triangular(inverse.as_mut(), system.as_ref(), Par::Seq);
-            triangular::matmul(
-                system.as_mut(),
-                BlockStructure::TriangularLower,
-                Accum::Replace,
-                inverse.transpose(),
-                BlockStructure::TriangularUpper,
-                inverse.as_ref(),
-                BlockStructure::TriangularLower,
-                1.0,
-                Par::Seq,
-            );
-            for fold in 0..options.n_folds {
-                let rows = validation(fold);
-                let train: Vec<usize> = (0..n).filter(|i| !rows.contains(i)).collect();
-                let p_at = |i: usize, j: usize| if i >= j { system[(i, j)] } else { system[(j, i)] };
-                let mut corner =
-                    Mat::<f64>::from_fn(rows.len(), rows.len(), |i, j| p_at(rows.start + i, rows.start + j));
-                cholesky(&mut corner);
-                let mut solution = Mat::<f64>::from_fn(rows.len(), train.len(), |i, j| p_at(rows.start + i, train[j]));
-                solve_lower_triangular_in_place(corner.as_ref(), solution.as_mut(), Par::Seq);
-                solve_upper_triangular_in_place(corner.transpose(), solution.as_mut(), Par::Seq);
-                std::hint::black_box(&solution);
-            }
+    let schur = n < p && options.n_folds >= 4;
+    if schur {
+        alphas.par_iter().for_each(|&alpha| match single(alpha) {
+            true => schur_alpha::<f32>(&gram, alpha, &folds),
+            false => schur_alpha::<f64>(&gram, alpha, &folds),
         });
     } else {
-        for fold in 0..options.n_folds {
-            let n_val = validation(fold).len();
-            let d = (n - n_val).min(p);
+        for rows in &folds {
+            let d = (n - rows.len()).min(p);
             let system = gram.submatrix(0, 0, d, d).to_owned();
-            let rhs = Mat::<f64>::from_fn(d, n_val, |i, j| gram[(i, (j + d) % gram.ncols())]);
-            alphas.par_iter().for_each(|&alpha| {
-                let mut factor = system.clone();
-                (0..d).for_each(|k| factor[(k, k)] += alpha);
-                cholesky(&mut factor);
-                let mut solution = rhs.clone();
-                solve_lower_triangular_in_place(factor.as_ref(), solution.as_mut(), Par::Seq);
-                solve_upper_triangular_in_place(factor.transpose(), solution.as_mut(), Par::Seq);
-                std::hint::black_box(&solution);
-            });
+            let rhs = Mat::<f64>::from_fn(d, rows.len(), |i, j| gram[(i, (j + d) % gram.ncols())]);
+            alphas.par_iter().for_each(|&alpha| fold_alpha(&system, &rhs, alpha));
         }
     }
     let fold_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    alphas[..refit_alphas.min(alphas.len())].par_iter().for_each(|&alpha| {
-        let mut system = gram.clone();
-        (0..dim).for_each(|k| system[(k, k)] += alpha);
-        cholesky(&mut system);
-        let mut solution = if n < p { x.clone() } else { x.transpose().to_owned() };
-        solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), Par::Seq);
-        solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), Par::Seq);
-        std::hint::black_box(&solution);
+    refit_alphas.par_iter().for_each(|&alpha| match single(alpha) {
+        true => refit_alpha::<f32>(&gram, &x, alpha),
+        false => refit_alpha::<f64>(&gram, &x, alpha),
     });
-    (gram_seconds, fold_seconds, start.elapsed().as_secs_f64())
+    let fold_single = if schur { alphas.iter().filter(|&&a| single(a)).count() } else { 0 };
+    let refit_single = refit_alphas.iter().filter(|&&a| single(a)).count();
+    (gram_seconds, fold_seconds, start.elapsed().as_secs_f64(), fold_single, refit_single)
 }
 
 /// CPU seconds used by this process, all threads (Linux `/proc/self/stat`,
@@ -331,8 +366,8 @@ fn main() {
     let mut distinct = chosen.clone();
     distinct.sort_by(f64::total_cmp);
     distinct.dedup();
-    let (gram_seconds, folds_seconds, refit_seconds) =
-        if options.skip_gemm { (f64::NAN, f64::NAN, f64::NAN) } else { time_decompositions(&options, distinct.len()) };
+    let (gram_seconds, folds_seconds, refit_seconds, folds_single, refit_single) =
+        if options.skip_gemm { (f64::NAN, f64::NAN, f64::NAN, 0, 0) } else { time_decompositions(&options, &distinct) };
     if !options.skip_gemm {
         println!(
             "faer products alone: {gemm_seconds:.2} s ({:.0} GFLOP, {:.0} GFLOP/s), \
@@ -341,16 +376,18 @@ fn main() {
             gemm_flops / gemm_seconds / 1e9
         );
         println!(
-            "f64 work alone: Gram {gram_seconds:.2} s, fold operators {folds_seconds:.2} s, \
-             refit operators for the {} alphas chosen {refit_seconds:.2} s",
+            "factorisations alone: Gram {gram_seconds:.2} s, fold operators {folds_seconds:.2} s \
+             ({folds_single} of {} alphas in f32), refit operators for the {} alphas chosen \
+             {refit_seconds:.2} s ({refit_single} in f32)",
+            options.n_alphas,
             distinct.len()
         );
     }
     let or_null = |value: f64| if value.is_nan() { "null".to_string() } else { format!("{value:.3}") };
     println!(
         "{{\"fit_seconds\": {fit_seconds:.3}, \"fit_cpu_seconds\": {}, \"gemm_seconds\": {}, \
-         \"gemm_cpu_seconds\": {}, \"gemm_gflop\": {}, \"gram_seconds\": {}, \"folds_f64_seconds\": {}, \
-         \"refit_f64_seconds\": {}, \"alphas_chosen\": {}, \"input_bytes\": {input_bytes}}}",
+         \"gemm_cpu_seconds\": {}, \"gemm_gflop\": {}, \"gram_seconds\": {}, \"folds_factor_seconds\": {}, \
+         \"refit_factor_seconds\": {}, \"alphas_chosen\": {}, \"input_bytes\": {input_bytes}}}",
         or_null(fit_cpu),
         or_null(gemm_seconds),
         or_null(gemm_cpu),
