@@ -27,8 +27,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use voxflow::numeric::ridge::{
-    folds_contiguous, largest_eigenvalue_estimate, ridge_cv, ridge_cv_streaming, CvScore, RidgeConfig,
-    F32_CONDITION_LIMIT,
+    factorises_in_f32, folds_contiguous, largest_eigenvalue_estimate, ridge_cv, ridge_cv_streaming, CvScore,
+    RidgeConfig,
 };
 use voxflow::numeric::Matrix;
 
@@ -248,9 +248,8 @@ fn refit_alpha<T: RealField + Copy>(gram: &Mat<f64>, x: &Mat<f64>, alpha: f64) {
 
 /// The factorisation work of ridge_cv's algorithm alone, on random data of
 /// the same shapes, alphas in parallel as ridge_cv runs them, in the
-/// precision ridge_cv picks for each (f32 where `(lambda_max + alpha) /
-/// alpha <= F32_CONDITION_LIMIT`, with ridge_cv's estimate of `lambda_max`;
-/// else f64): the Gram matrix of X; the fold operators: on the kernel path
+/// precision ridge_cv picks for each (`factorises_in_f32`, with ridge_cv's
+/// estimate of the largest eigenvalue): the Gram matrix of X; the fold operators: on the kernel path
 /// (`n < p`) with 4 folds or more the Schur route ([`schur_alpha`]),
 /// otherwise the per-fold route ([`fold_alpha`]); and the refit's direct
 /// operators for the alphas ridge_cv chose ([`refit_alpha`]). Returns (Gram
@@ -271,8 +270,9 @@ fn time_decompositions(options: &Options, refit_alphas: &[f64]) -> (f64, f64, f6
         g
     };
     let gram_seconds = start.elapsed().as_secs_f64();
-    let radius = largest_eigenvalue_estimate(gram.as_ref());
-    let single = |alpha: f64| radius + alpha <= F32_CONDITION_LIMIT * alpha;
+    let largest = largest_eigenvalue_estimate(gram.as_ref());
+    let mean = (0..gram.nrows()).map(|k| gram[(k, k)]).sum::<f64>() / gram.nrows() as f64;
+    let single = |alpha: f64| factorises_in_f32(largest, mean, alpha);
     let alphas: Vec<f64> = (0..options.n_alphas).map(|i| 10f64.powf(-2.0 + 9.0 * i as f64 / 9.0)).collect();
     let folds: Vec<std::ops::Range<usize>> = (0..options.n_folds)
         .map(|fold| {

@@ -3,9 +3,11 @@
 //! (numpy backend, float64), plus an exact float64 score table computed in
 //! numpy, all on the same random data and the same folds.
 //!
-//! Tolerances. voxflow solves in f64 but multiplies by Y in f32, so its
-//! validation scores carry an error below 1e-6 relative to `max(|score|,
-//! 0.1)` (asserted below `SCORE_TOLERANCE`, 3e-6). A choice can then differ
+//! Tolerances. voxflow solves in f64 (in f32 where `factorises_in_f32`
+//! allows: well-conditioned alphas on designs without a dominant direction,
+//! such as these random ones) and multiplies by Y in f32, so its validation
+//! scores carry an error of about 1e-6 relative to `max(|score|, 0.1)`
+//! (asserted below `SCORE_TOLERANCE`, 3e-6). A choice can then differ
 //! from the exact one only where two candidates (alphas, or band weightings
 //! and alphas) score within `2 * SCORE_TOLERANCE` of each other; candidates
 //! within `TIE_MARGIN` (1e-5) are a near tie, where voxflow's choice must
