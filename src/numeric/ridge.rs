@@ -1323,9 +1323,13 @@ impl<'a> Design<'a> {
         let workspace = (m * m + n * p) as usize * std::mem::size_of::<f64>();
         let (workers, par) = self.lanes(n_direct, workspace, memory_first);
         let lanes = into_lanes(candidates[..n_direct].iter().map(|&(alpha, _)| alpha), workers);
+        // Estimated here, before the lanes: a lane that waited on another's
+        // estimate could, through rayon's work stealing, run a third lane
+        // that waits on the same estimate on the same thread.
+        let scale = if n_direct > 0 { self.gram_scale() } else { SpectralScale { largest: f64::INFINITY, mean: 0.0 } };
         let built: Vec<Vec<(f64, Option<Mat<f32>>)>> = lanes
             .into_par_iter()
-            .map(|lane| lane.into_iter().map(|alpha| (alpha, self.direct_operator(alpha, par))).collect())
+            .map(|lane| lane.into_iter().map(|alpha| (alpha, self.direct_operator(alpha, scale, par))).collect())
             .collect();
         let direct: Vec<(f64, Mat<f32>)> =
             built.into_iter().flatten().filter_map(|(alpha, operator)| operator.map(|o| (alpha, o))).collect();
@@ -1349,10 +1353,10 @@ impl<'a> Design<'a> {
 
     /// `A = X^T (K + alpha I)^-1` on the kernel path, `(X^T X + alpha I)^-1 X^T`
     /// on the SVD path (p x n, in f32 from a Cholesky solve with X, in f64 or,
-    /// where [`Design::single_precision`] allows, in f32); `None` when the
-    /// factorisation fails.
-    fn direct_operator(&self, alpha: f64, par: Par) -> Option<Mat<f32>> {
-        if self.single_precision(self.gram_scale(), alpha) {
+    /// where [`Design::single_precision`] allows for the Gram matrix's
+    /// `scale`, in f32); `None` when the factorisation fails.
+    fn direct_operator(&self, alpha: f64, scale: SpectralScale, par: Par) -> Option<Mat<f32>> {
+        if self.single_precision(scale, alpha) {
             self.direct_operator_in::<f32>(alpha, par)
         } else {
             self.direct_operator_in::<f64>(alpha, par)
@@ -3264,8 +3268,8 @@ mod tests {
                 }
             }
             for (a, &alpha) in alphas.iter().enumerate() {
-                let actual = design.direct_operator(alpha, Par::Seq).unwrap();
-                let expected = reference.direct_operator(alpha, Par::Seq).unwrap();
+                let actual = design.direct_operator(alpha, scale, Par::Seq).unwrap();
+                let expected = reference.direct_operator(alpha, scale, Par::Seq).unwrap();
                 check(format!("n={n} p={p} refit alpha {alpha:.3e}"), single[a], actual.as_ref(), expected.as_ref());
             }
         }
