@@ -33,9 +33,10 @@
 //! `P = (K + alpha I)^-1` of the whole kernel per alpha, shared by the folds:
 //! `K_val,train (K_train + alpha I)^-1 = -P_val,val^-1 P_val,train` (the
 //! Schur complement), so each fold adds only an `n_val x n_val`
-//! factorisation (in f32 for well-conditioned alphas, see "Precision"). That route is taken when it costs fewer flops (about 0.7x
-//! with 5 folds, 0.2x with 20; more with 2 or 3 folds) and Y is not so large
-//! that memory decides.
+//! factorisation (in f32 for well-conditioned alphas, see "Precision").
+//! That route is taken when it costs fewer flops (about 0.7x with 5 folds,
+//! 0.2x with 20; more with 2 or 3 folds) and Y is not so large that memory
+//! decides.
 //! On the SVD path with such folds, one eigendecomposition `X^T X = U
 //! diag(lambda) U^T` can serve every fold and alpha: a fold's training Gram
 //! matrix is the whole one less its validation rows', so Woodbury turns its
@@ -96,8 +97,7 @@
 //! and so did the demo pipeline's designs (random embeddings with word
 //! rate: 5.5-28.7; MiniLM features with 4 delays, 753 rows: 31-51); a
 //! design whose columns all share one strong component (ratio 100-500 in the
-//! tests) does not and stays in f64. Where both
-//! hold, f32 takes 0.51-0.53 s per alpha of the Schur route instead of
+//! tests) does not and stays in f64. Where both hold, f32 takes 0.51-0.53 s per alpha of the Schur route instead of
 //! 0.73-0.95 s (n = 3000, 5 folds, two alphas at once on this project's
 //! 2-core machine); the operators' relative error stays at or below about
 //! 2.5e-6 (measured at n = 3000: 7.8e-7 at the condition limit on a
@@ -712,9 +712,7 @@ impl<'a> Design<'a> {
     fn gram_scale(&self) -> SpectralScale {
         match self.path(self.x.rows) {
             Path::Svd => *self.feature_scale.get_or_init(|| {
-                self.feature_gram.as_ref().map_or(SpectralScale { largest: f64::INFINITY, mean: 0.0 }, |gram| {
-                    SpectralScale::of(gram.as_ref())
-                })
+                self.feature_gram.as_ref().map_or(SpectralScale::UNKNOWN, |gram| SpectralScale::of(gram.as_ref()))
             }),
             Path::Kernel => self.kernel_scale(&[1.0]),
         }
@@ -1326,7 +1324,7 @@ impl<'a> Design<'a> {
         // Estimated here, before the lanes: a lane that waited on another's
         // estimate could, through rayon's work stealing, run a third lane
         // that waits on the same estimate on the same thread.
-        let scale = if n_direct > 0 { self.gram_scale() } else { SpectralScale { largest: f64::INFINITY, mean: 0.0 } };
+        let scale = if n_direct > 0 { self.gram_scale() } else { SpectralScale::UNKNOWN };
         let built: Vec<Vec<(f64, Option<Mat<f32>>)>> = lanes
             .into_par_iter()
             .map(|lane| lane.into_iter().map(|alpha| (alpha, self.direct_operator(alpha, scale, par))).collect())
@@ -2460,8 +2458,7 @@ pub const F32_CONDITION_LIMIT: f64 = 32.0;
 /// The ratio of the largest eigenvalue of the Gram matrix to its mean
 /// eigenvalue up to which factorisations may run in f32 (see
 /// [`F32_CONDITION_LIMIT`]). Where one direction dominates (a component
-/// that all features share, as z-scored language-model features have), the
-/// operators' f32 error, relative to that direction, swamps the smaller
+/// that all features share), the operators' f32 error, relative to that direction, swamps the smaller
 /// components that a Pearson score depends on. With n = 600, p = 700, 5
 /// folds, 2000 targets and alphas from the limit of the condition bound up,
 /// the Pearson scores of f32 and f64 factorisations differed by at most
@@ -2489,6 +2486,9 @@ struct SpectralScale {
 }
 
 impl SpectralScale {
+    /// No Gram matrix to measure: never f32.
+    const UNKNOWN: SpectralScale = SpectralScale { largest: f64::INFINITY, mean: 0.0 };
+
     fn of(m: MatRef<'_, f64>) -> SpectralScale {
         let mean = if m.nrows() == 0 { 0.0 } else { trace(m) / m.nrows() as f64 };
         SpectralScale { largest: largest_eigenvalue_estimate(m), mean }
@@ -3141,9 +3141,6 @@ mod tests {
         }
     }
 
-    /// The refit by direct operators, by the spectrum, and mixed in one
-    /// batch (an alpha too small for Cholesky keeps the spectrum), against
-    /// the float64 closed form on both paths; and the route the costs pick.
     /// The power-iteration estimate against the largest eigenvalue from a
     /// full eigendecomposition, on three kinds of spectra: a Gaussian design's
     /// kernel (no gap at the top), correlated columns (one large eigenvalue)
@@ -3195,9 +3192,9 @@ mod tests {
     /// default precision rule, against the same with every factorisation in
     /// f64, on Gaussian designs (kernel and SVD path): alphas whose bound
     /// `(lambda_max + alpha) / alpha` is at most [`F32_CONDITION_LIMIT`] are
-    /// computed in f32 (the operators differ, by at most 4e-6 relative, about
-    /// twice the error measured at the limit on n = 3000), the others are the
-    /// same to the bit. On a design whose columns share one strong component
+    /// computed in f32 (the operators differ, by at most 4e-6 relative; 2.5e-6
+    /// was measured at the limit on n = 3000), the others are the same to the
+    /// bit. On a design whose columns share one strong component
     /// (largest / mean eigenvalue far above [`F32_SPIKE_LIMIT`]) every alpha
     /// stays in f64.
     #[test]
@@ -3275,6 +3272,9 @@ mod tests {
         }
     }
 
+    /// The refit by direct operators, by the spectrum, and mixed in one
+    /// batch (an alpha too small for Cholesky keeps the spectrum), against
+    /// the float64 closed form on both paths; and the route the costs pick.
     #[test]
     fn refit_routes_match_the_closed_form() {
         let mut rng = fresh_rng("refit_routes_match_the_closed_form");
