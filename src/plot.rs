@@ -65,8 +65,9 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// Text for an HTML/SVG element or a double-quoted attribute.
+pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    html_escape::encode_double_quoted_attribute(text)
 }
 
 fn axes(out: &mut String, frame: &Frame, title: &str, x_label: &str, y_label: &str, x_ticks: Option<&[String]>) {

@@ -9,11 +9,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::exec::{RunSummary, StageOutcome};
 use crate::plan::Pipeline;
+use crate::plot::escape;
 use crate::store::{Lookup, Store};
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 fn color(status: &str) -> &'static str {
     match status {

@@ -482,3 +482,174 @@ fn dir_size(dir: &Path) -> u64 {
     let _ = collect_files(dir, &mut files);
     files.iter().filter_map(|f| fs::metadata(f).ok()).map(|m| m.len()).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+
+    use super::*;
+    use crate::testing::{fresh_rng, temp_dir};
+
+    /// Stages one object with two outputs of random bytes and returns its
+    /// manifest (not yet committed) and staging directory.
+    fn staged(store: &Store, rng: &mut impl Rng, seed: u64) -> (Manifest, PathBuf) {
+        let record = KeyRecord {
+            kind: "command".into(),
+            version: 1,
+            params: serde_json::json!({ "seed": seed }),
+            inputs: BTreeMap::new(),
+            files: BTreeMap::new(),
+        };
+        let key = record.key();
+        let staging = store.staging_dir(&key).unwrap();
+        let mut outputs = BTreeMap::new();
+        for name in ["a", "b"] {
+            let bytes: Vec<u8> = (0..rng.random_range(1..4096)).map(|_| rng.random()).collect();
+            let file = format!("{name}.bin");
+            fs::write(staging.join(&file), &bytes).unwrap();
+            let digest = file_digest(&staging.join(&file)).unwrap();
+            let entry = OutputEntry { file, digest, bytes: bytes.len() as u64, format: "file".into(), shape: None };
+            outputs.insert(name.to_string(), entry);
+        }
+        let manifest = Manifest {
+            key,
+            record,
+            stage: "s".into(),
+            digest: combined_digest(&outputs),
+            outputs,
+            seconds: 0.0,
+            finished_at: String::new(),
+            voxflow_version: String::new(),
+            host: String::new(),
+            device: "cpu".into(),
+            warnings: Vec::new(),
+            logs: Vec::new(),
+            figures: Vec::new(),
+        };
+        (manifest, staging)
+    }
+
+    fn committed(store: &Store, rng: &mut impl Rng, seed: u64) -> Manifest {
+        let (manifest, staging) = staged(store, rng, seed);
+        let _lock = store.lock(&manifest.key).unwrap();
+        store.commit(&staging, &manifest).unwrap();
+        manifest
+    }
+
+    #[test]
+    fn a_committed_object_is_fresh_and_its_staging_directory_is_gone() {
+        let mut rng = fresh_rng("a_committed_object_is_fresh_and_its_staging_directory_is_gone");
+        let store = Store::open(&temp_dir("store-commit")).unwrap();
+        let (manifest, staging) = staged(&store, &mut rng, 1);
+        assert!(matches!(store.lookup(&manifest.key), Lookup::Missing));
+        let _lock = store.lock(&manifest.key).unwrap();
+        store.commit(&staging, &manifest).unwrap();
+        assert!(!staging.exists());
+        let Lookup::Fresh(found) = store.lookup(&manifest.key) else { panic!("not fresh after commit") };
+        assert_eq!(found.outputs, manifest.outputs);
+        assert_eq!(found.digest, manifest.digest);
+        assert_eq!(found.record.key(), manifest.key);
+        assert!(store.verify().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_truncated_or_missing_output_makes_the_object_damaged() {
+        let mut rng = fresh_rng("a_truncated_or_missing_output_makes_the_object_damaged");
+        let store = Store::open(&temp_dir("store-damaged")).unwrap();
+        let manifest = committed(&store, &mut rng, 2);
+        let a = store.object_dir(&manifest.key).join("a.bin");
+        let bytes = fs::read(&a).unwrap();
+        fs::write(&a, &bytes[..bytes.len() - 1]).unwrap();
+        let Lookup::Damaged(detail) = store.lookup(&manifest.key) else { panic!("a short output passed") };
+        assert!(detail.contains("output `a`") && detail.contains("bytes"), "{detail}");
+        fs::remove_file(&a).unwrap();
+        let Lookup::Damaged(detail) = store.lookup(&manifest.key) else { panic!("a missing output passed") };
+        assert!(detail.contains("is missing"), "{detail}");
+        fs::write(store.object_dir(&manifest.key).join("manifest.json"), b"{ not json").unwrap();
+        assert!(matches!(store.lookup(&manifest.key), Lookup::Damaged(_)));
+    }
+
+    #[test]
+    fn verify_finds_a_changed_byte_of_the_same_size() {
+        let mut rng = fresh_rng("verify_finds_a_changed_byte_of_the_same_size");
+        let store = Store::open(&temp_dir("store-verify")).unwrap();
+        let manifest = committed(&store, &mut rng, 3);
+        let b = store.object_dir(&manifest.key).join("b.bin");
+        let mut bytes = fs::read(&b).unwrap();
+        let at = rng.random_range(0..bytes.len());
+        bytes[at] ^= 0x40;
+        fs::write(&b, &bytes).unwrap();
+        let problems = store.verify().unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, manifest.key);
+        assert!(problems[0].detail.starts_with("output `b` digest"), "{}", problems[0].detail);
+    }
+
+    #[test]
+    fn gc_keeps_what_is_listed_and_abandoned_staging_only() {
+        let mut rng = fresh_rng("gc_keeps_what_is_listed_and_abandoned_staging_only");
+        let store = Store::open(&temp_dir("store-gc")).unwrap();
+        let kept = committed(&store, &mut rng, 4);
+        let dropped = committed(&store, &mut rng, 5);
+        let (abandoned, abandoned_dir) = staged(&store, &mut rng, 6);
+        let (live, live_dir) = staged(&store, &mut rng, 7);
+        let _live_lock = store.lock(&live.key).unwrap();
+        let keep: BTreeSet<String> = [kept.key.clone()].into();
+
+        let (dry, dry_bytes) = store.gc(&keep, true).unwrap();
+        assert!(store.object_dir(&dropped.key).exists() && abandoned_dir.exists(), "a dry run removed something");
+        let (removed, bytes) = store.gc(&keep, false).unwrap();
+        assert_eq!((&dry, dry_bytes), (&removed, bytes));
+        let abandoned_name = format!("tmp/{}", abandoned_dir.file_name().unwrap().to_string_lossy());
+        assert_eq!(removed, vec![dropped.key.clone(), abandoned_name]);
+        let expected: u64 = dropped.outputs.values().chain(abandoned.outputs.values()).map(|o| o.bytes).sum();
+        assert!(bytes >= expected, "freed {bytes} bytes, the outputs alone are {expected}");
+        assert!(matches!(store.lookup(&kept.key), Lookup::Fresh(_)));
+        assert!(matches!(store.lookup(&dropped.key), Lookup::Missing));
+        assert!(live_dir.exists(), "gc removed the staging directory of a locked key");
+    }
+
+    #[test]
+    fn content_digests_follow_the_bytes_and_the_memo_survives_a_reopen() {
+        let mut rng = fresh_rng("content_digests_follow_the_bytes_and_the_memo_survives_a_reopen");
+        let root = temp_dir("store-memo");
+        let store = Store::open(&root.join("store")).unwrap();
+        let path = root.join("input.txt");
+        let bytes: Vec<u8> = (0..1000).map(|_| rng.random()).collect();
+        fs::write(&path, &bytes).unwrap();
+        let digest = store.content_digest(&path).unwrap();
+        assert_eq!(digest, blake3::hash(&bytes).to_hex()[..32]);
+        store.save_memo().unwrap();
+        let reopened = Store::open(&root.join("store")).unwrap();
+        assert_eq!(reopened.content_digest(&path).unwrap(), digest);
+        let mut changed = bytes.clone();
+        changed[rng.random_range(0..1000)] ^= 1;
+        fs::write(&path, &changed).unwrap();
+        assert_eq!(reopened.content_digest(&path).unwrap(), blake3::hash(&changed).to_hex()[..32]);
+        // A directory's digest covers its files' names and contents.
+        let dir = root.join("dir");
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("sub/x"), b"1").unwrap();
+        let before = store.content_digest(&dir).unwrap();
+        fs::rename(dir.join("sub/x"), dir.join("sub/y")).unwrap();
+        assert_ne!(store.content_digest(&dir).unwrap(), before);
+    }
+
+    #[test]
+    fn write_atomic_replaces_the_file_and_leaves_no_temporary() {
+        let dir = temp_dir("store-atomic");
+        let path = dir.join("table.csv");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let failed = write_atomic_with(&path, |tmp| {
+            fs::write(tmp, b"half").unwrap();
+            Err("writer failed".into())
+        });
+        assert_eq!(failed.unwrap_err(), "writer failed");
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let names: Vec<String> =
+            fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(names, ["table.csv"]);
+    }
+}

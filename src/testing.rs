@@ -25,3 +25,15 @@ pub fn random_matrix(rng: &mut impl Rng, rows: usize, cols: usize) -> Matrix {
     let data = (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
     Matrix::from_vec(rows, cols, data)
 }
+
+/// A fresh, empty directory under the system's temporary directory, named
+/// after the test and unique to this process.
+pub fn temp_dir(test: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("voxflow-unit-{test}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}

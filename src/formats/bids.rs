@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::formats::error::{read_utf8, FormatError};
+use crate::formats::tsv::Tsv;
 
 /// The parts of a `*_bold.json` sidecar that timing needs; everything else
 /// is kept in `other`.
@@ -118,36 +119,15 @@ fn parse_opt(s: &str) -> Option<Result<f64, ()>> {
 /// (required column, `n/a` allowed), `trial_type` (optional) and any other
 /// columns into [`Event::extra`].
 pub fn read_events_tsv(path: &Path) -> Result<Vec<Event>, FormatError> {
-    let text = read_utf8(path)?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header_line)) = lines.next() else {
-        return Err(FormatError::parse(path, 1, "the file is empty", EVENTS_HINT));
-    };
-    let header: Vec<String> = header_line.trim_end_matches('\r').split('\t').map(|s| s.trim().to_string()).collect();
-    let col = |name: &str| header.iter().position(|h| h == name);
-    let missing = |wanted: &str| FormatError::MissingColumn {
-        path: path.to_path_buf(),
-        line: 1,
-        wanted: wanted.to_string(),
-        present: header.clone(),
-        hint: EVENTS_HINT.to_string(),
-    };
-    let onset_col = col("onset").ok_or_else(|| missing("onset"))?;
-    let duration_col = col("duration").ok_or_else(|| missing("duration"))?;
+    let tsv = Tsv::read(path, EVENTS_HINT)?;
+    let col = |name: &str| tsv.header.iter().position(|h| h == name);
+    let onset_col = col("onset").ok_or_else(|| tsv.missing("onset"))?;
+    let duration_col = col("duration").ok_or_else(|| tsv.missing("duration"))?;
     let type_col = col("trial_type");
     let mut events = Vec::new();
-    for (i, raw) in lines {
-        let line = i + 1;
-        let fields: Vec<&str> = raw.trim_end_matches('\r').split('\t').collect();
-        if fields.len() != header.len() {
-            return Err(FormatError::parse(
-                path,
-                line,
-                format!("{} fields, the header has {}", fields.len(), header.len()),
-                EVENTS_HINT,
-            ));
-        }
-        let onset = match parse_opt(fields[onset_col]) {
+    for (line, fields) in &tsv.rows {
+        let line = *line;
+        let onset = match parse_opt(&fields[onset_col]) {
             Some(Ok(x)) => x,
             _ => {
                 return Err(FormatError::parse(
@@ -158,7 +138,7 @@ pub fn read_events_tsv(path: &Path) -> Result<Vec<Event>, FormatError> {
                 ))
             }
         };
-        let duration = match parse_opt(fields[duration_col]) {
+        let duration = match parse_opt(&fields[duration_col]) {
             None => None,
             Some(Ok(x)) => Some(x),
             Some(Err(())) => {
@@ -174,7 +154,8 @@ pub fn read_events_tsv(path: &Path) -> Result<Vec<Event>, FormatError> {
             .map(|c| fields[c].trim())
             .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("n/a"))
             .map(str::to_string);
-        let extra = header
+        let extra = tsv
+            .header
             .iter()
             .enumerate()
             .filter(|(c, _)| *c != onset_col && *c != duration_col && Some(*c) != type_col)

@@ -10,6 +10,7 @@ pub mod nifti;
 pub mod npy;
 pub mod respdict;
 pub mod textgrid;
+mod tsv;
 pub mod words;
 
 pub use error::FormatError;

@@ -20,6 +20,7 @@
 use std::path::Path;
 
 use crate::formats::error::{read_utf8, write_bytes, FormatError};
+use crate::formats::tsv::Tsv;
 
 /// A word and when it was heard, in seconds from the stimulus start.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -208,45 +209,25 @@ fn find_col(header: &[String], names: &[&str]) -> Option<usize> {
 /// `trial_type`, first present wins). Rows whose onset is `n/a` are an
 /// error; a `n/a` duration gives `offset == onset`.
 pub fn words_from_tsv(path: &Path) -> Result<Vec<Word>, FormatError> {
-    let text = read_utf8(path)?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header_line)) = lines.next() else {
-        return Err(FormatError::parse(path, 1, "the file is empty", TSV_HINT));
-    };
-    let header: Vec<String> = header_line.trim_end_matches('\r').split('\t').map(|s| s.trim().to_string()).collect();
-    let missing = |wanted: &str| FormatError::MissingColumn {
-        path: path.to_path_buf(),
-        line: 1,
-        wanted: wanted.to_string(),
-        present: header.clone(),
-        hint: TSV_HINT.to_string(),
-    };
-    let word_col = find_col(&header, &["word", "text", "token", "stim", "trial_type"])
-        .ok_or_else(|| missing("word (or text, token, stim, trial_type)"))?;
-    let onset_col = find_col(&header, &["onset", "start"]).ok_or_else(|| missing("onset"))?;
-    let offset_col = find_col(&header, &["offset", "end", "stop"]);
-    let duration_col = find_col(&header, &["duration"]);
+    let tsv = Tsv::read(path, TSV_HINT)?;
+    let header = &tsv.header;
+    let word_col = find_col(header, &["word", "text", "token", "stim", "trial_type"])
+        .ok_or_else(|| tsv.missing("word (or text, token, stim, trial_type)"))?;
+    let onset_col = find_col(header, &["onset", "start"]).ok_or_else(|| tsv.missing("onset"))?;
+    let offset_col = find_col(header, &["offset", "end", "stop"]);
+    let duration_col = find_col(header, &["duration"]);
     if offset_col.is_none() && duration_col.is_none() {
-        return Err(missing("offset (or duration)"));
+        return Err(tsv.missing("offset (or duration)"));
     }
     let mut words = Vec::new();
-    for (i, raw) in lines {
-        let line = i + 1;
-        let fields: Vec<&str> = raw.trim_end_matches('\r').split('\t').collect();
-        if fields.len() != header.len() {
-            return Err(FormatError::parse(
-                path,
-                line,
-                format!("{} fields, the header has {}", fields.len(), header.len()),
-                TSV_HINT,
-            ));
-        }
-        let onset = parse_time(fields[onset_col], path, line, "onset", TSV_HINT)?
+    for (line, fields) in &tsv.rows {
+        let line = *line;
+        let onset = parse_time(&fields[onset_col], path, line, "onset", TSV_HINT)?
             .ok_or_else(|| FormatError::parse(path, line, "onset is empty or n/a", TSV_HINT))?;
         let offset = match (offset_col, duration_col) {
-            (Some(c), _) => parse_time(fields[c], path, line, "offset", TSV_HINT)?
+            (Some(c), _) => parse_time(&fields[c], path, line, "offset", TSV_HINT)?
                 .ok_or_else(|| FormatError::parse(path, line, "offset is empty or n/a", TSV_HINT))?,
-            (None, Some(c)) => onset + parse_time(fields[c], path, line, "duration", TSV_HINT)?.unwrap_or(0.0),
+            (None, Some(c)) => onset + parse_time(&fields[c], path, line, "duration", TSV_HINT)?.unwrap_or(0.0),
             (None, None) => unreachable!("checked above"),
         };
         words.push(Word { word: fields[word_col].trim().to_string(), onset, offset });

@@ -116,6 +116,12 @@ pub fn pearson_p_value(r: f64, n: usize) -> f64 {
 /// The regularized incomplete beta function `I_x(a, b)` for `a, b > 0`,
 /// `0 <= x <= 1`: the continued fraction of Numerical Recipes (modified
 /// Lentz), on whichever of `x`, `1 - x` converges fast.
+///
+/// Kept instead of `statrs::function::beta::beta_reg` on purpose: that takes
+/// `x` alone and recomputes `1 - x`, which for a p-value is `r^2` lost to
+/// cancellation when `r` is small (at r = 1e-4, n = 315: relative error
+/// 3.6e-12 against 50-digit mpmath, this one 2.4e-17), and its different
+/// last bits would change every `evaluate` output's digest.
 pub fn regularized_incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
     if x.is_nan() || a.is_nan() || b.is_nan() || a <= 0.0 || b <= 0.0 {
         return f64::NAN;

@@ -131,7 +131,12 @@ impl Resources {
 /// Reads and checks a pipeline file, applying `--set stage.param=value`
 /// overrides. Returns every problem found, not just the first.
 pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineSpec, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    let text = read_pipeline_file(path)?;
+    parse(path, &text, overrides)
+}
+
+fn read_pipeline_file(path: &Path) -> Result<String, Diagnostics> {
+    std::fs::read_to_string(path).map_err(|error| {
         Diagnostics(vec![Diagnostic {
             file: path.to_path_buf(),
             line: None,
@@ -139,8 +144,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineSpec, Diagnosti
             message: format!("cannot read the pipeline file: {error}"),
             hint: Some("check the path; pipelines usually live under pipelines/".into()),
         }])
-    })?;
-    parse(path, &text, overrides)
+    })
 }
 
 /// Parses pipeline text as if it were read from `path`.
@@ -157,15 +161,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
 /// the problems found, so that later checks can add theirs to the same list.
 /// Only a file that is not YAML at all is an `Err`.
 pub fn load_lenient(path: &Path, overrides: &[String]) -> Result<(PipelineSpec, Diagnostics), Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        Diagnostics(vec![Diagnostic {
-            file: path.to_path_buf(),
-            line: None,
-            stage: None,
-            message: format!("cannot read the pipeline file: {error}"),
-            hint: Some("check the path; pipelines usually live under pipelines/".into()),
-        }])
-    })?;
+    let text = read_pipeline_file(path)?;
     parse_lenient(path, &text, overrides)
 }
 
@@ -760,3 +756,6 @@ fn join(path: &str, key: &str) -> String {
 fn is_identifier(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
+
+#[cfg(test)]
+mod tests;
