@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# voxflow's ridge_cv against himalaya's RidgeCV (numpy backend) on the same
-# sizes, with the f32 products of voxflow's algorithm timed alone (faer and
+# voxflow's ridge_cv against himalaya on the same sizes (RidgeCV on the
+# numpy backend, and KernelRidgeCV with a linear kernel on the torch CPU
+# backend, himalaya's fastest configuration at this size here), with the f32 products of voxflow's algorithm timed alone (faer and
 # numpy), and voxflow's peak memory at a large number of targets.
 #
 #   benches/ridge_vs_himalaya.sh                 # n=3000 p=3072 v=20000, memory at v=100000
@@ -75,6 +76,9 @@ for run in $(seq 1 "$repeats"); do
 done
 echo "== himalaya (v=$v)" >&2
 "$python" benches/ridge_bench.py "${sizes[@]}" --v "$v" | tee "$scratch/himalaya.txt" >&2
+echo "== himalaya KernelRidgeCV, torch CPU backend (v=$v)" >&2
+"$python" benches/ridge_bench.py "${sizes[@]}" --v "$v" --himalaya kernel-torch --skip-gemm \
+  | tee "$scratch/himalaya_kernel.txt" >&2
 echo "== voxflow memory (v=$v_memory)" >&2
 # --stream: the refit weights go out batch by batch, as the ridge stage writes
 # them to disk, instead of being returned as one p x v matrix.
@@ -125,6 +129,7 @@ scratch, n, p, v, v_memory, repeats, stage_inputs = sys.argv[1], *map(int, sys.a
 last_json = lambda name: json.loads(open(f"{scratch}/{name}").read().strip().splitlines()[-1])
 runs = [last_json(f"voxflow.{r}.txt") for r in range(1, repeats + 1)]
 him, mem = last_json("himalaya.txt"), last_json("memory.txt")
+him_kernel = last_json("himalaya_kernel.txt")
 # The run with the median fit / products ratio stands for all.
 runs.sort(key=lambda r: r["fit_seconds"] / r["gemm_seconds"])
 vox = runs[len(runs) // 2]
@@ -146,8 +151,12 @@ rows = [
     ("voxflow ridge_cv", f"{vox['fit_seconds']:.1f} s wall, {vox['fit_cpu_seconds']:.1f} s CPU"),
     ("himalaya RidgeCV (numpy)",
      f"{him['himalaya_seconds']:.1f} s wall, {him['himalaya_cpu_seconds']:.1f} s CPU"),
-    ("speed-up over himalaya, wall (goal >= 2)", ratio(him["himalaya_seconds"], vox["fit_seconds"])),
-    ("speed-up over himalaya, CPU", ratio(him["himalaya_cpu_seconds"], vox["fit_cpu_seconds"])),
+    ("speed-up over himalaya RidgeCV, wall", ratio(him["himalaya_seconds"], vox["fit_seconds"])),
+    ("speed-up over himalaya RidgeCV, CPU", ratio(him["himalaya_cpu_seconds"], vox["fit_cpu_seconds"])),
+    ("himalaya KernelRidgeCV (linear kernel, torch CPU backend)",
+     f"{him_kernel['himalaya_seconds']:.1f} s wall, {him_kernel['himalaya_cpu_seconds']:.1f} s CPU"),
+    ("speed-up over himalaya KernelRidgeCV (its fastest here), wall (goal >= 2)",
+     ratio(him_kernel["himalaya_seconds"], vox["fit_seconds"])),
     ("voxflow's products alone, faer",
      f"{vox['gemm_seconds']:.1f} s wall, {vox['gemm_cpu_seconds']:.1f} s CPU "
      f"({vox['gemm_gflop']:.0f} GFLOP)"),
