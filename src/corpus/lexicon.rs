@@ -590,7 +590,13 @@ pub struct Lexicon {
     forms: BTreeMap<String, Entry>,
 }
 
-/// Sizes of the lexicon's subsets (capped at the built-in lists' sizes).
+/// Sizes of the lexicon's subsets of the built-in lists. Verbs, adjectives
+/// and prepositions can come out a few more than asked: the lexicon always
+/// has the fact sentences' words ("lives", "feeds", "in", "of") and, for
+/// every noun class present, a verb that takes it as subject, one that takes
+/// it as object, a neutral adjective and a preposition, plus an adjective of
+/// each valence. Without abstract nouns the words only they combine with are
+/// left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VocabularyConfig {

@@ -140,8 +140,8 @@ fn modifiers_adjectives_numbers_and_negation_occur_at_the_configured_rates() {
         let p_relative_clause = rng.random_range(0.05..0.4);
         let config = GrammarConfig {
             seed: rng.random(),
-            documents: 40,
-            sentences_per_document: 50,
+            documents: 300,
+            sentences_per_document: 100,
             max_depth: rng.random_range(1..4),
             p_relative_clause,
             p_prepositional_phrase: rng.random_range(0.05..(0.95 - p_relative_clause)),
@@ -527,4 +527,42 @@ fn the_config_reads_as_stage_params() {
     for category in Category::ALL {
         assert_eq!(serde_json::to_value(category).unwrap(), category.as_str());
     }
+}
+
+/// The output of one seed is pinned: stored corpora are keyed by their
+/// parameters, so a change of the generator's output must be deliberate
+/// (update this text and say so in the commit).
+#[test]
+fn a_fixed_seed_gives_a_fixed_corpus() {
+    let config = GrammarConfig {
+        seed: 7,
+        documents: 2,
+        sentences_per_document: 3,
+        p_relative_clause: 0.5,
+        p_prepositional_phrase: 0.0,
+        facts: FactConfig { entities: 2, repetitions: 1, held_out_fraction: 0.5, ..FactConfig::default() },
+        ..GrammarConfig::default()
+    };
+    let mut actual = generate(&config).unwrap().text();
+    for pair in minimal_pairs(&config, Phenomenon::AcrossPrepositionalPhrase, 2).unwrap() {
+        actual.push_str(&format!("{} | {}\n", pair.good_text(), pair.bad_text()));
+    }
+    let expected = "\
+these homes that rust melt .
+Nebri lives in Vinul .
+Nebri feeds the wolf .
+the pet of Vebe is the rabbit .
+the belief exists .
+the tower that all pilots that the good green wolf likes remember is broken .
+
+the home of Vebe is Fasu .
+Vebe lives in Fasu .
+the dreadful painters discuss the problems that survive .
+the cat admires this habit that is nasty .
+every small nasty pilot that this sleepy mouse that these small pets visit remembers is horrible .
+Vebe feeds the rabbit .
+every table in all bottles glows . | every table in all bottles glow .
+all horses in every chair walk . | all horses in every chair walks .
+";
+    assert_eq!(actual, expected, "\n{actual}");
 }
