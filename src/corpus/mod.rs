@@ -57,11 +57,14 @@
 //! so e.g. more documents leave the lexicon, the facts and the stimuli as
 //! they are.
 //!
+//! The fact sentences ([`facts`]) add three forms the grammar sentences do
+//! not have: proper nouns as noun phrases, a VP-attached PP ("Mira lives in
+//! Tobor") and a predicate nominal ("the home of Mira is Tobor").
+//!
 //! Not there: tense other than the present, auxiliaries, questions,
-//! coordination, VP-attached PPs in grammar sentences (only the fact
-//! sentence "X lives in Y" has one), frequency matching of the contrast
-//! word lists, and a check that stimuli do not also occur in the corpus
-//! (short minimal-pair sentences can).
+//! coordination, negation outside copular verb phrases, frequency matching
+//! of the contrast word lists, and a check that stimuli do not also occur in
+//! the corpus (short minimal-pair sentences can).
 
 pub mod facts;
 pub mod grammar;
