@@ -10,6 +10,7 @@
 
 pub mod artifact;
 pub mod compare;
+pub mod corpus;
 pub mod device;
 pub mod exec;
 pub mod formats;
