@@ -1,7 +1,8 @@
 //! Times voxflow's `ridge_cv` on generated data, then the f32 products that
 //! its algorithm cannot avoid and its factorisations (Gram matrix, fold
 //! operators, the refit's operators; f64, or f32 where ridge_cv takes f32),
-//! each run alone through faer on the same shapes. benches/ridge_vs_himalaya.sh runs it
+//! each run alone on the same shapes (the factorisations through the ridge
+//! module's own functions, `ridge::bench_api`). benches/ridge_vs_himalaya.sh runs it
 //! beside himalaya.
 //!
 //! ```text
@@ -14,20 +15,14 @@
 
 use std::time::Instant;
 
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
 use faer::linalg::matmul::matmul;
-use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::linalg::triangular_inverse::invert_lower_triangular;
-use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
-use faer::traits::RealField;
 use faer::{Accum, Mat, Par};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use voxflow::numeric::ridge::{
-    factorises_in_f32, folds_contiguous, largest_eigenvalue_estimate, ridge_cv, ridge_cv_streaming, CvScore,
+    bench_api, factorises_in_f32, folds_contiguous, largest_eigenvalue_estimate, ridge_cv, ridge_cv_streaming, CvScore,
     RidgeConfig,
 };
 use voxflow::numeric::Matrix;
@@ -174,133 +169,54 @@ fn time_products(options: &Options) -> (f64, f64, f64) {
     (seconds, cpu, flops)
 }
 
-fn cholesky<T: RealField + Copy>(m: &mut Mat<T>) {
-    let scratch = cholesky_in_place_scratch::<T>(m.nrows(), Par::Seq, Default::default());
-    let mut memory = MemBuffer::new(scratch);
-    cholesky_in_place(m.as_mut(), Default::default(), Par::Seq, MemStack::new(&mut memory), Default::default())
-        .expect("a Gram matrix plus alpha is positive definite");
-}
-
-/// `gram + alpha I` in precision `T`.
-fn shifted<T: RealField + Copy>(gram: &Mat<f64>, alpha: f64) -> Mat<T> {
-    Mat::from_fn(gram.nrows(), gram.ncols(), |i, j| T::from_f64_impl(gram[(i, j)] + if i == j { alpha } else { 0.0 }))
-}
-
-/// One alpha of the Schur route: the inverse of the kernel plus alpha
-/// (Cholesky, triangular inverse, product), then per fold a Cholesky
-/// factorisation of its `n_val x n_val` block and a solve against its
-/// `n_val x n_train` block.
-fn schur_alpha<T: RealField + Copy>(gram: &Mat<f64>, alpha: f64, folds: &[std::ops::Range<usize>]) {
-    let dim = gram.nrows();
-    let mut system = shifted::<T>(gram, alpha);
-    cholesky(&mut system);
-    let mut inverse = Mat::<T>::zeros(dim, dim);
-    invert_lower_triangular(inverse.as_mut(), system.as_ref(), Par::Seq);
-    triangular::matmul(
-        system.as_mut(),
-        BlockStructure::TriangularLower,
-        Accum::Replace,
-        inverse.transpose(),
-        BlockStructure::TriangularUpper,
-        inverse.as_ref(),
-        BlockStructure::TriangularLower,
-        T::from_f64_impl(1.0),
-        Par::Seq,
-    );
-    for rows in folds {
-        let train: Vec<usize> = (0..dim).filter(|i| !rows.contains(i)).collect();
-        let p_at = |i: usize, j: usize| if i >= j { system[(i, j)] } else { system[(j, i)] };
-        let mut corner = Mat::<T>::from_fn(rows.len(), rows.len(), |i, j| p_at(rows.start + i, rows.start + j));
-        cholesky(&mut corner);
-        let mut solution = Mat::<T>::from_fn(rows.len(), train.len(), |i, j| p_at(rows.start + i, train[j]));
-        solve_lower_triangular_in_place(corner.as_ref(), solution.as_mut(), Par::Seq);
-        solve_upper_triangular_in_place(corner.transpose(), solution.as_mut(), Par::Seq);
-        std::hint::black_box(&solution);
-    }
-}
-
-/// One fold and alpha of the per-fold route: a Cholesky factorisation of
-/// the `d x d` training Gram matrix and two triangular solves with `n_val`
-/// right-hand sides (always f64, as in ridge_cv).
-fn fold_alpha(system: &Mat<f64>, rhs: &Mat<f64>, alpha: f64) {
-    let mut factor = shifted::<f64>(system, alpha);
-    cholesky(&mut factor);
-    let mut solution = rhs.clone();
-    solve_lower_triangular_in_place(factor.as_ref(), solution.as_mut(), Par::Seq);
-    solve_upper_triangular_in_place(factor.transpose(), solution.as_mut(), Par::Seq);
-    std::hint::black_box(&solution);
-}
-
-/// One refit operator: a Cholesky factorisation and a solve with X.
-fn refit_alpha<T: RealField + Copy>(gram: &Mat<f64>, x: &Mat<f64>, alpha: f64) {
-    let mut system = shifted::<T>(gram, alpha);
-    cholesky(&mut system);
-    let (n, p) = (x.nrows(), x.ncols());
-    let mut solution = if n < p {
-        Mat::<T>::from_fn(n, p, |i, j| T::from_f64_impl(x[(i, j)]))
-    } else {
-        Mat::<T>::from_fn(p, n, |i, j| T::from_f64_impl(x[(j, i)]))
-    };
-    solve_lower_triangular_in_place(system.as_ref(), solution.as_mut(), Par::Seq);
-    solve_upper_triangular_in_place(system.transpose(), solution.as_mut(), Par::Seq);
-    std::hint::black_box(&solution);
-}
-
 /// The factorisation work of ridge_cv's algorithm alone, on random data of
 /// the same shapes, alphas in parallel as ridge_cv runs them, in the
 /// precision ridge_cv picks for each (`factorises_in_f32`, with ridge_cv's
-/// estimate of the largest eigenvalue): the Gram matrix of X; the fold operators: on the kernel path
-/// (`n < p`) with 4 folds or more the Schur route ([`schur_alpha`]),
-/// otherwise the per-fold route ([`fold_alpha`]); and the refit's direct
-/// operators for the alphas ridge_cv chose ([`refit_alpha`]). Returns (Gram
+/// estimate of the largest eigenvalue), each step through the ridge
+/// module's own functions (`bench_api`): the Gram matrix of X; the fold
+/// operators: on the kernel path (`n < p`) with 4 folds or more the
+/// shared-inverse route (`shared_inverse_alpha`), otherwise the per-fold
+/// route (`per_fold_alpha`, always f64); and the refit's direct operators
+/// for the alphas ridge_cv chose (`direct_operator`). Returns (Gram
 /// seconds, fold seconds, refit seconds, alphas in f32 among the fold's and
 /// the refit's).
 fn time_decompositions(options: &Options, refit_alphas: &[f64]) -> (f64, f64, f64, usize, usize) {
     let (n, p) = (options.n, options.p);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed + 2);
-    let x = Mat::<f64>::from_fn(n, p, |_, _| rng.sample::<f64, _>(StandardNormal));
+    let x = Matrix::from_vec(n, p, (0..n * p).map(|_| rng.sample::<f32, _>(StandardNormal)).collect());
+    let x64 = Mat::<f64>::from_fn(n, p, |i, j| x.get(i, j) as f64);
     let start = Instant::now();
-    let gram = if n < p {
-        let mut k = Mat::<f64>::zeros(n, n);
-        matmul(k.as_mut(), Accum::Replace, x.as_ref(), x.transpose(), 1.0, Par::rayon(0));
-        k
-    } else {
-        let mut g = Mat::<f64>::zeros(p, p);
-        matmul(g.as_mut(), Accum::Replace, x.transpose(), x.as_ref(), 1.0, Par::rayon(0));
-        g
-    };
+    let gram = if n < p { bench_api::gram_of_rows(x64.as_ref()) } else { bench_api::gram_of_rows(x64.transpose()) };
     let gram_seconds = start.elapsed().as_secs_f64();
     let largest = largest_eigenvalue_estimate(gram.as_ref());
     let mean = (0..gram.nrows()).map(|k| gram[(k, k)]).sum::<f64>() / gram.nrows() as f64;
     let single = |alpha: f64| factorises_in_f32(largest, mean, alpha);
     let alphas: Vec<f64> = (0..options.n_alphas).map(|i| 10f64.powf(-2.0 + 9.0 * i as f64 / 9.0)).collect();
-    let folds: Vec<std::ops::Range<usize>> = (0..options.n_folds)
-        .map(|fold| {
-            let n_val = n / options.n_folds + usize::from(fold < n % options.n_folds);
-            let first: usize = (0..fold).map(|f| n / options.n_folds + usize::from(f < n % options.n_folds)).sum();
-            first..first + n_val
-        })
-        .collect();
+    let folds = folds_contiguous(n, options.n_folds);
     let start = Instant::now();
     let schur = n < p && options.n_folds >= 4;
     if schur {
-        alphas.par_iter().for_each(|&alpha| match single(alpha) {
-            true => schur_alpha::<f32>(&gram, alpha, &folds),
-            false => schur_alpha::<f64>(&gram, alpha, &folds),
+        alphas.par_iter().for_each(|&alpha| {
+            let operators = bench_api::shared_inverse_alpha(gram.as_ref(), &folds, alpha, single(alpha), Par::Seq);
+            std::hint::black_box(operators.expect("a kernel plus alpha is positive definite"));
         });
     } else {
-        for rows in &folds {
-            let d = (n - rows.len()).min(p);
+        for fold in &folds {
+            let n_val = fold.validation.len();
+            let d = (n - n_val).min(p);
             let system = gram.submatrix(0, 0, d, d).to_owned();
-            let rhs = Mat::<f64>::from_fn(d, rows.len(), |i, j| gram[(i, (j + d) % gram.ncols())]);
-            alphas.par_iter().for_each(|&alpha| fold_alpha(&system, &rhs, alpha));
+            let rhs = Mat::<f64>::from_fn(d, n_val, |i, j| gram[(i, (j + d) % gram.ncols())]);
+            alphas.par_iter().for_each(|&alpha| {
+                let solution = bench_api::per_fold_alpha(system.as_ref(), rhs.as_ref(), alpha, Par::Seq);
+                std::hint::black_box(solution.expect("a Gram matrix plus alpha is positive definite"));
+            });
         }
     }
     let fold_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    refit_alphas.par_iter().for_each(|&alpha| match single(alpha) {
-        true => refit_alpha::<f32>(&gram, &x, alpha),
-        false => refit_alpha::<f64>(&gram, &x, alpha),
+    refit_alphas.par_iter().for_each(|&alpha| {
+        let operator = bench_api::direct_operator(&x, gram.as_ref(), alpha, single(alpha), Par::Seq);
+        std::hint::black_box(operator.expect("a Gram matrix plus alpha is positive definite"));
     });
     let fold_single = if schur { alphas.iter().filter(|&&a| single(a)).count() } else { 0 };
     let refit_single = refit_alphas.iter().filter(|&&a| single(a)).count();
