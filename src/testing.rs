@@ -25,3 +25,39 @@ pub fn random_matrix(rng: &mut impl Rng, rows: usize, cols: usize) -> Matrix {
     let data = (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
     Matrix::from_vec(rows, cols, data)
 }
+
+/// A fresh directory under the system temp dir, removed on drop, for tests
+/// that load pipeline files.
+pub struct Scratch {
+    pub path: std::path::PathBuf,
+}
+
+impl Scratch {
+    pub fn new(label: &str) -> Scratch {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let path = std::env::temp_dir().join(format!("voxflow-unit-{label}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        Scratch { path }
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes `yaml` as `pipeline.yaml` and loads it with `--set` `overrides`.
+    pub fn pipeline(&self, yaml: &str, overrides: &[&str]) -> Result<crate::plan::Pipeline, crate::spec::Diagnostics> {
+        let file = self.write("pipeline.yaml", yaml);
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        crate::load_pipeline(&file, &overrides, None)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
