@@ -146,24 +146,16 @@ pub fn init_torch() -> bool {
     })
 }
 
-/// `dlopen(path, RTLD_NOW | RTLD_GLOBAL)`, never closed.
+/// `dlopen(path, RTLD_NOW | RTLD_GLOBAL)`, never closed: the library's
+/// symbols must stay visible to libtorch for the life of the process.
 #[cfg(feature = "torch")]
 fn dlopen_global(path: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::ffi::OsStrExt;
-    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: `name` is a NUL-terminated path; the handle is deliberately
-    // leaked so the library stays loaded for the life of the process.
-    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    if handle.is_null() {
-        // SAFETY: dlerror returns a NUL-terminated string owned by libc, or
-        // null; it is copied out at once.
-        let message = unsafe { libc::dlerror() };
-        return Err(if message.is_null() {
-            format!("dlopen {} failed", path.display())
-        } else {
-            unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned()
-        });
-    }
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    // SAFETY: loading runs the library's initialisers; libtorch_cuda's only
+    // register its CUDA backend with libtorch, which is what is wanted here.
+    let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| e.to_string())?;
+    // Never unloaded: dropping the handle would dlclose it.
+    std::mem::forget(library);
     Ok(())
 }
 

@@ -485,3 +485,207 @@ pub fn display_value(value: &Value) -> String {
 pub fn matrix_map(stage: &PlannedStage) -> BTreeMap<String, Value> {
     stage.matrix.iter().cloned().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Scratch;
+
+    fn load(label: &str, yaml: &str) -> Pipeline {
+        let dir = Scratch::new(label);
+        dir.pipeline(yaml, &[]).unwrap_or_else(|problems| panic!("{problems}"))
+    }
+
+    fn problems(label: &str, yaml: &str) -> Vec<String> {
+        let dir = Scratch::new(label);
+        match dir.pipeline(yaml, &[]) {
+            Ok(_) => panic!("the pipeline loaded"),
+            Err(problems) => problems.0.iter().map(|p| p.message.clone()).collect(),
+        }
+    }
+
+    fn names(pipeline: &Pipeline) -> Vec<&str> {
+        pipeline.stages.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The upstream stage of each input of stage `name`, by role.
+    fn upstreams<'a>(pipeline: &'a Pipeline, name: &str) -> Vec<(&'a str, &'a str, Option<&'a str>)> {
+        let stage = &pipeline.stages[pipeline.index_of(name).unwrap_or_else(|| panic!("no stage {name}"))];
+        stage
+            .inputs
+            .iter()
+            .map(|i| (i.role.as_str(), pipeline.stages[i.upstream].name.as_str(), i.output.as_deref()))
+            .collect()
+    }
+
+    const SWEEP: &str = r#"
+name: sweep
+matrix:
+  method: [lanczos, last]
+  n: [1, 2]
+stages:
+  use:
+    kind: command
+    inputs: {data: src, base: root}
+    run: cat {inputs.data} > {outputs.out}
+    outputs: {out: use.txt}
+    params: {n: "${matrix.n}", label: "n is ${matrix.n}"}
+  root:
+    kind: command
+    run: echo root > {outputs.out}
+    outputs: {out: root.txt}
+  src:
+    kind: command
+    inputs: [root]
+    run: echo {params.m} > {outputs.out}
+    outputs: {out: src.txt}
+    params: {m: "${matrix.method}"}
+"#;
+
+    #[test]
+    fn matrix_axes_expand_stages_and_inputs_match_by_value() {
+        let pipeline = load("sweep", SWEEP);
+        assert_eq!(pipeline.axes, ["method", "n"]);
+        // Upstreams first; `use` also expands over src's axis, axes in the
+        // order of the `matrix:` block whatever order the params name them.
+        assert_eq!(
+            names(&pipeline),
+            [
+                "root",
+                "src[method=lanczos]",
+                "src[method=last]",
+                "use[method=lanczos,n=1]",
+                "use[method=lanczos,n=2]",
+                "use[method=last,n=1]",
+                "use[method=last,n=2]",
+            ]
+        );
+        assert_eq!(
+            upstreams(&pipeline, "use[method=last,n=2]"),
+            [("data", "src[method=last]", None), ("base", "root", None)]
+        );
+        assert_eq!(upstreams(&pipeline, "src[method=lanczos]"), [("root", "root", None)]);
+        let stage = &pipeline.stages[pipeline.index_of("use[method=lanczos,n=2]").unwrap()];
+        // A whole-value reference keeps the axis value's type; inside text it is spelled out.
+        assert_eq!(stage.params["n"], serde_json::json!(2));
+        assert_eq!(stage.params["label"], "n is 2");
+        assert_eq!(stage.base, "use");
+        assert_eq!(stage.matrix, [("method".to_string(), Value::from("lanczos")), ("n".to_string(), Value::from(2))]);
+        assert_eq!(pipeline.select("src"), [1, 2]);
+        assert_eq!(pipeline.select("src[method=last]"), [2]);
+        assert_eq!(pipeline.dependents()[0], [1, 2, 3, 4, 5, 6]);
+    }
+
+    const LAYERS: &str = r#"
+name: layers
+matrix:
+  layer: [LAYERS]
+stages:
+  lm:
+    kind: command
+    run: echo > {outputs.layer1} && echo > {outputs.layer2}
+    outputs: {layer1: l1.txt, layer2: l2.txt}
+  fit:
+    kind: command
+    inputs: {features: "lm.layer${matrix.layer}"}
+    run: cat {inputs.features} > {outputs.out}
+    outputs: {out: fit.txt}
+"#;
+
+    #[test]
+    fn an_input_output_chosen_per_matrix_value() {
+        let pipeline = load("layers", &LAYERS.replace("LAYERS", "1, 2"));
+        // `lm` names no axis: it runs once, and each `fit` takes its own output.
+        assert_eq!(names(&pipeline), ["lm", "fit[layer=1]", "fit[layer=2]"]);
+        assert_eq!(upstreams(&pipeline, "fit[layer=2]"), [("features", "lm", Some("layer2"))]);
+        assert_eq!(upstreams(&pipeline, "fit[layer=1]"), [("features", "lm", Some("layer1"))]);
+
+        let messages = problems("layers-missing", &LAYERS.replace("LAYERS", "1, 3"));
+        assert_eq!(messages, ["stage `lm` has no output `layer3`"]);
+    }
+
+    #[test]
+    fn cycles_are_reported_with_their_members() {
+        let messages = problems(
+            "cycle",
+            r#"
+name: cycle
+stages:
+  a:
+    kind: command
+    inputs: [c]
+    run: cat {inputs.c} > {outputs.out}
+    outputs: {out: a.txt}
+  b:
+    kind: command
+    inputs: [a]
+    run: cat {inputs.a} > {outputs.out}
+    outputs: {out: b.txt}
+  c:
+    kind: command
+    inputs: [b]
+    run: cat {inputs.b} > {outputs.out}
+    outputs: {out: c.txt}
+  d:
+    kind: command
+    run: echo > {outputs.out}
+    outputs: {out: d.txt}
+"#,
+        );
+        assert_eq!(messages, ["the inputs form a cycle: a -> b -> c"]);
+
+        let messages = problems(
+            "self-cycle",
+            "name: self\nstages:\n  a:\n    kind: command\n    inputs: [a]\n    run: cat {inputs.a} > {outputs.out}\n    outputs: {out: a.txt}\n",
+        );
+        assert_eq!(messages, ["the inputs form a cycle: a"]);
+    }
+
+    #[test]
+    fn unknown_axes_stages_and_kinds_are_named() {
+        let messages = problems(
+            "unknown",
+            r#"
+name: unknown
+matrix:
+  method: [a]
+stages:
+  a:
+    kind: comand
+  b:
+    kind: command
+    inputs: [aa]
+    run: echo {params.x} > {outputs.out}
+    outputs: {out: b.txt}
+    params: {x: "${matrix.methd}"}
+"#,
+        );
+        assert!(messages.contains(&"unknown kind `comand`".to_string()), "{messages:?}");
+        assert!(messages.contains(&"input `aa` names no stage of this pipeline".to_string()), "{messages:?}");
+        assert!(messages.contains(&"`${matrix.methd}` names no matrix axis".to_string()), "{messages:?}");
+    }
+
+    #[test]
+    fn file_params_resolve_against_the_pipeline_directory() {
+        let dir = Scratch::new("files");
+        dir.write("data.txt", "1 2 3\n");
+        let pipeline = dir
+            .pipeline(
+                "name: files\nstages:\n  a:\n    kind: command\n    run: cat data.txt > {outputs.out}\n    outputs: {out: a.txt}\n    params: {files: [data.txt]}\n",
+                &[],
+            )
+            .unwrap_or_else(|problems| panic!("{problems}"));
+        assert_eq!(pipeline.stages[0].files, [("files.0".to_string(), dir.path.join("data.txt"))]);
+        assert_eq!(pipeline.store_dir, dir.path.join(".voxflow"));
+
+        let missing = match dir.pipeline(
+            "name: files\nstages:\n  a:\n    kind: command\n    run: cat nothing.txt > {outputs.out}\n    outputs: {out: a.txt}\n    params: {files: [nothing.txt]}\n",
+            &[],
+        ) {
+            Ok(_) => panic!("a missing file loaded"),
+            Err(problems) => problems.0,
+        };
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].message.starts_with("param `files.0`: ") && missing[0].message.ends_with("does not exist"));
+    }
+}

@@ -488,7 +488,7 @@ mod tests {
     use rand::Rng;
 
     use super::*;
-    use crate::testing::{fresh_rng, temp_dir};
+    use crate::testing::{fresh_rng, Scratch};
 
     /// Stages one object with two outputs of random bytes and returns its
     /// manifest (not yet committed) and staging directory.
@@ -539,7 +539,8 @@ mod tests {
     #[test]
     fn a_committed_object_is_fresh_and_its_staging_directory_is_gone() {
         let mut rng = fresh_rng("a_committed_object_is_fresh_and_its_staging_directory_is_gone");
-        let store = Store::open(&temp_dir("store-commit")).unwrap();
+        let scratch = Scratch::new("store-commit");
+        let store = Store::open(&scratch.path).unwrap();
         let (manifest, staging) = staged(&store, &mut rng, 1);
         assert!(matches!(store.lookup(&manifest.key), Lookup::Missing));
         let _lock = store.lock(&manifest.key).unwrap();
@@ -555,7 +556,8 @@ mod tests {
     #[test]
     fn a_truncated_or_missing_output_makes_the_object_damaged() {
         let mut rng = fresh_rng("a_truncated_or_missing_output_makes_the_object_damaged");
-        let store = Store::open(&temp_dir("store-damaged")).unwrap();
+        let scratch = Scratch::new("store-damaged");
+        let store = Store::open(&scratch.path).unwrap();
         let manifest = committed(&store, &mut rng, 2);
         let a = store.object_dir(&manifest.key).join("a.bin");
         let bytes = fs::read(&a).unwrap();
@@ -572,7 +574,8 @@ mod tests {
     #[test]
     fn verify_finds_a_changed_byte_of_the_same_size() {
         let mut rng = fresh_rng("verify_finds_a_changed_byte_of_the_same_size");
-        let store = Store::open(&temp_dir("store-verify")).unwrap();
+        let scratch = Scratch::new("store-verify");
+        let store = Store::open(&scratch.path).unwrap();
         let manifest = committed(&store, &mut rng, 3);
         let b = store.object_dir(&manifest.key).join("b.bin");
         let mut bytes = fs::read(&b).unwrap();
@@ -588,7 +591,8 @@ mod tests {
     #[test]
     fn gc_keeps_what_is_listed_and_abandoned_staging_only() {
         let mut rng = fresh_rng("gc_keeps_what_is_listed_and_abandoned_staging_only");
-        let store = Store::open(&temp_dir("store-gc")).unwrap();
+        let scratch = Scratch::new("store-gc");
+        let store = Store::open(&scratch.path).unwrap();
         let kept = committed(&store, &mut rng, 4);
         let dropped = committed(&store, &mut rng, 5);
         let (abandoned, abandoned_dir) = staged(&store, &mut rng, 6);
@@ -612,7 +616,8 @@ mod tests {
     #[test]
     fn content_digests_follow_the_bytes_and_the_memo_survives_a_reopen() {
         let mut rng = fresh_rng("content_digests_follow_the_bytes_and_the_memo_survives_a_reopen");
-        let root = temp_dir("store-memo");
+        let scratch = Scratch::new("store-memo");
+        let root = scratch.path.clone();
         let store = Store::open(&root.join("store")).unwrap();
         let path = root.join("input.txt");
         let bytes: Vec<u8> = (0..1000).map(|_| rng.random()).collect();
@@ -637,7 +642,8 @@ mod tests {
 
     #[test]
     fn write_atomic_replaces_the_file_and_leaves_no_temporary() {
-        let dir = temp_dir("store-atomic");
+        let scratch = Scratch::new("store-atomic");
+        let dir = scratch.path.clone();
         let path = dir.join("table.csv");
         write_atomic(&path, b"old").unwrap();
         write_atomic(&path, b"new").unwrap();

@@ -26,14 +26,38 @@ pub fn random_matrix(rng: &mut impl Rng, rows: usize, cols: usize) -> Matrix {
     Matrix::from_vec(rows, cols, data)
 }
 
-/// A fresh, empty directory under the system's temporary directory, named
-/// after the test and unique to this process.
-pub fn temp_dir(test: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("voxflow-unit-{test}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir
+/// A fresh directory under the system temp dir, removed on drop, for tests
+/// that load pipeline files.
+pub struct Scratch {
+    pub path: std::path::PathBuf,
+}
+
+impl Scratch {
+    pub fn new(label: &str) -> Scratch {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let path = std::env::temp_dir().join(format!("voxflow-unit-{label}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        Scratch { path }
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes `yaml` as `pipeline.yaml` and loads it with `--set` `overrides`.
+    pub fn pipeline(&self, yaml: &str, overrides: &[&str]) -> Result<crate::plan::Pipeline, crate::spec::Diagnostics> {
+        let file = self.write("pipeline.yaml", yaml);
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        crate::load_pipeline(&file, &overrides, None)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

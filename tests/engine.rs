@@ -572,3 +572,43 @@ fn a_log_of_both_streams_lists_each_stage_once() {
     assert_eq!(count(&err, "cached    first"), 1, "the stage lines on stderr:\n{err}");
     assert_eq!(count(&err, "log: 0 ran, 2 cached, 1 failed"), 1, "{err}");
 }
+
+/// After an upstream param changes, `plan` says of every stage below it only
+/// that the upstream runs first: no param of its own that did not change
+/// (the ridge stages' `device`, which is not keyed, once showed up here).
+#[test]
+fn plan_after_an_upstream_change_names_no_unchanged_param() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/demo.yaml");
+    let dir = Scratch::new("demo-plan");
+    let store = dir.join("store");
+    let small = [
+        "--store",
+        store.to_str().unwrap(),
+        "--set",
+        "synth.stories=4",
+        "--set",
+        "synth.words_per_story=600",
+        "--set",
+        "synth.test_words=600",
+        "--set",
+        "synth.voxels=40",
+    ];
+    let run = run_json(demo, &small);
+    assert!(statuses(&run).values().all(|s| s == "ran"), "{run}");
+    let mut args = vec!["plan", demo, "--format", "json"];
+    args.extend_from_slice(&small);
+    args.extend_from_slice(&["--set", "synth.seed=8"]);
+    let plan = voxflow_json(&args, 0);
+    let stages = plan["stages"].as_array().unwrap();
+    assert!(stages.len() > 10, "{plan}");
+    for stage in stages {
+        let (name, reason) = (stage["name"].as_str().unwrap(), stage["reason"].as_str().unwrap());
+        assert_eq!(stage["status"], "dirty", "{stage}");
+        if name == "synth" {
+            assert_eq!(reason, "param `seed` changed: 7 -> 8");
+        } else {
+            let upstream = reason.strip_prefix("upstream `").and_then(|r| r.strip_suffix("` runs first"));
+            assert!(upstream.is_some_and(|u| !u.contains('`')), "{name}: {reason}");
+        }
+    }
+}

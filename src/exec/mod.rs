@@ -7,13 +7,17 @@
 //! independent branches finish (or nothing new starts with `fail_fast`).
 //! Cancellation (Ctrl-C) stops launching, asks running stages to stop, and
 //! returns with those stages marked cancelled.
+//!
+//! Here: what a run reports ([`StageOutcome`], [`RunSummary`]), [`plan`],
+//! and one stage's build (the `Job` that both the loop and [`exec_stage`]
+//! use). The loop of [`run_with`] is in `schedule.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +26,10 @@ use crate::key::{self, KeyRecord, Reason};
 use crate::plan::{Pipeline, PlannedStage};
 use crate::stages::{InputArtifact, StageContext, StageError};
 use crate::store::{combined_digest, Lookup, Manifest, OutputEntry, StageState, Store};
+
+mod schedule;
+
+pub use schedule::{run, run_with};
 
 /// Receives what happens during a run. Implemented by the binary (progress
 /// bars or plain lines); the library never prints.
@@ -162,34 +170,15 @@ impl RunSummary {
     }
 }
 
-/// The key record of `stage` given its upstream results.
+/// The key record of `stage`, whose upstream results must be known
+/// ([`key::record`] with the digests of those results).
 pub fn key_record(
     stage: &PlannedStage,
     store: &Store,
     upstream: &[Option<Arc<Manifest>>],
 ) -> Result<KeyRecord, String> {
-    let mut inputs = BTreeMap::new();
-    for input in &stage.inputs {
-        let manifest = upstream[input.upstream].as_ref().ok_or("upstream result missing")?;
-        let digest = manifest
-            .digest_of(input.output.as_deref())
-            .ok_or_else(|| format!("upstream result has no output `{}`", input.output.as_deref().unwrap_or("")))?;
-        inputs.insert(input.role.clone(), digest);
-    }
-    let mut files = BTreeMap::new();
-    let mut params = stage.params.clone();
-    for (param, path) in &stage.files {
-        let digest = store.content_digest(path).map_err(|e| format!("param `{param}`: {e}"))?;
-        files.insert(param.clone(), digest);
-        // The key sees the file's content, not where it lives.
-        set_path(&mut params, param, Value::String("<content digest in files>".into()));
-    }
-    // Where a stage runs is not what it computes: `device` is recorded in the
-    // manifest, never keyed (CPU and GPU results agree within tolerance).
-    if let Value::Object(map) = &mut params {
-        map.remove("device");
-    }
-    Ok(KeyRecord { kind: stage.kind.kind().to_string(), version: stage.kind.version(), params, inputs, files })
+    let inputs = key::input_digests(stage, upstream)?.ok_or("upstream result missing")?;
+    key::record(stage, store, Some(inputs))
 }
 
 /// The inputs of `stage` as the store holds them; its upstream results must be known.
@@ -213,24 +202,6 @@ fn input_artifacts(
             (input.role.clone(), artifact)
         })
         .collect()
-}
-
-fn set_path(value: &mut Value, path: &str, new: Value) {
-    let mut current = value;
-    for part in path.split('.') {
-        current = match current {
-            Value::Object(map) => match map.get_mut(part) {
-                Some(next) => next,
-                None => return,
-            },
-            Value::Array(items) => match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                Some(next) => next,
-                None => return,
-            },
-            _ => return,
-        };
-    }
-    *current = new;
 }
 
 /// Why a stage with `record` (key `key`) has no usable result.
@@ -284,18 +255,21 @@ pub fn plan(pipeline: &Pipeline, store: &Store, force: &Force) -> Vec<StageOutco
         if let Some(pending) = stage.inputs.iter().find(|input| manifests[input.upstream].is_none()) {
             let mut reasons = vec![Reason::UpstreamPending { stage: pipeline.stages[pending.upstream].name.clone() }];
             if let Some(previous) = previous {
-                let mut now = previous.record.clone();
-                now.kind = stage.kind.kind().to_string();
-                now.version = stage.kind.version();
-                now.params = stage.params.clone();
-                for (param, _) in &stage.files {
-                    set_path(&mut now.params, param, Value::String("<content digest in files>".into()));
+                // The stage's own fields, compared as a run would key them;
+                // its inputs are not known until the upstream has run.
+                match key::record(stage, store, None) {
+                    Ok(now) => reasons.extend(
+                        key::explain(&previous.record, &now)
+                            .into_iter()
+                            .filter(|r| !matches!(r, Reason::InputChanged { .. })),
+                    ),
+                    Err(error) => {
+                        let mut failed = outcome(stage, None, Status::Dirty, Vec::new());
+                        failed.reason = error;
+                        outcomes.push(failed);
+                        continue;
+                    }
                 }
-                reasons.extend(
-                    key::explain(&previous.record, &now)
-                        .into_iter()
-                        .filter(|r| !matches!(r, Reason::InputChanged { .. })),
-                );
             }
             outcomes.push(outcome(stage, None, Status::Dirty, reasons));
             continue;
@@ -343,15 +317,6 @@ fn needed(pipeline: &Pipeline, targets: &Option<Vec<usize>>) -> Vec<bool> {
     keep
 }
 
-enum Slot {
-    Waiting,
-    Ready { record: KeyRecord, key: String, reasons: Vec<Reason> },
-    Running,
-    Done,
-    Failed,
-    Skipped,
-}
-
 struct Finished {
     index: usize,
     key: String,
@@ -361,240 +326,6 @@ struct Finished {
     seconds: f64,
     gpu: Option<usize>,
     cost: usize,
-}
-
-/// Runs the pipeline: everything not cached, in parallel, in this process.
-pub fn run(
-    pipeline: &Pipeline,
-    store: &Store,
-    options: &RunOptions,
-    reporter: &dyn Reporter,
-    cancel: &AtomicBool,
-) -> RunSummary {
-    run_with(pipeline, store, options, reporter, cancel, None)
-}
-
-/// Like [`run`], with stages handed to `remote` (a cluster) when given.
-pub fn run_with(
-    pipeline: &Pipeline,
-    store: &Store,
-    options: &RunOptions,
-    reporter: &dyn Reporter,
-    cancel: &AtomicBool,
-    remote: Option<&dyn RemoteExecutor>,
-) -> RunSummary {
-    use std::sync::atomic::Ordering;
-    let started = Instant::now();
-    let n = pipeline.stages.len();
-    let state = store.load_state(&pipeline.name);
-    let needed = needed(pipeline, &options.targets);
-    let jobs = options.jobs.max(1);
-    reporter.start(&pipeline.name, needed.iter().filter(|&&k| k).count());
-    let mut slots: Vec<Slot> = (0..n).map(|_| Slot::Waiting).collect();
-    let mut outcomes: Vec<Option<StageOutcome>> = vec![None; n];
-    let mut upstream: Vec<Option<Arc<Manifest>>> = vec![None; n];
-    let mut free_gpus: Vec<usize> = (0..options.gpus).rev().collect();
-    let mut used = 0usize;
-    let mut running = 0usize;
-    let mut stop = false;
-    let (sender, receiver) = mpsc::channel::<Finished>();
-    let mut updates = BTreeMap::new();
-
-    // Each running stage has its own scoped thread (at most `jobs` of them);
-    // numerical work inside a stage uses rayon's shared pool.
-    std::thread::scope(|scope| loop {
-        // Resolve every waiting stage whose inputs are settled.
-        let mut progressed = true;
-        while progressed {
-            progressed = false;
-            for i in 0..n {
-                if !needed[i] || !matches!(slots[i], Slot::Waiting) {
-                    continue;
-                }
-                let stage = &pipeline.stages[i];
-                if let Some(bad) =
-                    stage.inputs.iter().find(|input| matches!(slots[input.upstream], Slot::Failed | Slot::Skipped))
-                {
-                    let mut skipped = outcome(stage, None, Status::Skipped, Vec::new());
-                    skipped.reason = format!("upstream `{}` did not finish", pipeline.stages[bad.upstream].name);
-                    reporter.stage_finished(&skipped);
-                    outcomes[i] = Some(skipped);
-                    slots[i] = Slot::Skipped;
-                    progressed = true;
-                    continue;
-                }
-                if !stage.inputs.iter().all(|input| matches!(slots[input.upstream], Slot::Done)) {
-                    continue;
-                }
-                progressed = true;
-                let record = match key_record(stage, store, &upstream) {
-                    Ok(record) => record,
-                    Err(error) => {
-                        let mut failed = outcome(stage, None, Status::Failed, Vec::new());
-                        failed.error = Some(error);
-                        reporter.stage_finished(&failed);
-                        outcomes[i] = Some(failed);
-                        slots[i] = Slot::Failed;
-                        continue;
-                    }
-                };
-                let key = record.key();
-                let lookup = store.lookup(&key);
-                if !options.force.covers(i) {
-                    if let Lookup::Fresh(manifest) = lookup {
-                        let manifest: Arc<Manifest> = Arc::from(manifest);
-                        upstream[i] = Some(manifest.clone());
-                        updates.insert(stage.name.clone(), StageState { key: key.clone(), record });
-                        let cached = outcome(stage, Some(key), Status::Cached, vec![Reason::Cached]);
-                        reporter.stage_finished(&cached);
-                        outcomes[i] = Some(cached);
-                        slots[i] = Slot::Done;
-                        continue;
-                    }
-                }
-                let reasons = if options.force.covers(i) {
-                    vec![Reason::Forced]
-                } else {
-                    dirty_reasons(state.stages.get(&stage.name), &record, &key, &lookup)
-                };
-                slots[i] = Slot::Ready { record, key, reasons };
-            }
-        }
-
-        let cancelled = cancel.load(Ordering::Relaxed);
-        if cancelled || stop {
-            for i in 0..n {
-                if needed[i] && matches!(slots[i], Slot::Waiting | Slot::Ready { .. }) {
-                    let status = if cancelled { Status::Cancelled } else { Status::Skipped };
-                    let mut skipped = outcome(&pipeline.stages[i], None, status, Vec::new());
-                    skipped.reason =
-                        if cancelled { "interrupted".into() } else { "stopped after a failure (--fail-fast)".into() };
-                    reporter.stage_finished(&skipped);
-                    outcomes[i] = Some(skipped);
-                    slots[i] = Slot::Skipped;
-                }
-            }
-        } else {
-            // Launch ready stages while slots allow, in pipeline order (i
-            // indexes slots, stages and outcomes alike).
-            #[allow(clippy::needless_range_loop)]
-            for i in 0..n {
-                if !matches!(slots[i], Slot::Ready { .. }) {
-                    continue;
-                }
-                let stage = &pipeline.stages[i];
-                // A remote stage's threads are the cluster's: it takes one of the `-j` job slots.
-                let cost = if remote.is_some() { 1 } else { stage.resources.threads.unwrap_or(1).clamp(1, jobs) };
-                if used + cost > jobs {
-                    continue;
-                }
-                let gpu = if stage.wants_gpu() && options.gpus > 0 {
-                    match free_gpus.pop() {
-                        Some(gpu) => Some(gpu),
-                        None => continue,
-                    }
-                } else {
-                    None
-                };
-                let Slot::Ready { record, key, reasons } = std::mem::replace(&mut slots[i], Slot::Running) else {
-                    unreachable!()
-                };
-                used += cost;
-                running += 1;
-                reporter.stage_started(&stage.name);
-                let inputs = input_artifacts(pipeline, store, stage, &upstream);
-                let sender = sender.clone();
-                let force = options.force.covers(i);
-                let job = Job {
-                    pipeline,
-                    stage,
-                    store,
-                    key,
-                    record,
-                    inputs,
-                    gpu,
-                    cost,
-                    threads: cost,
-                    cancel,
-                    reporter,
-                    force,
-                    remote,
-                };
-                std::thread::Builder::new()
-                    .name(format!("voxflow-stage-{i}"))
-                    .spawn_scoped(scope, move || {
-                        let finished = job.execute(i, reasons);
-                        let _ = sender.send(finished);
-                    })
-                    .expect("spawn a stage thread");
-            }
-        }
-
-        if running == 0 {
-            break;
-        }
-        let finished = match receiver.recv_timeout(Duration::from_millis(100)) {
-            Ok(finished) => finished,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        running -= 1;
-        used -= finished.cost;
-        if let Some(gpu) = finished.gpu {
-            free_gpus.push(gpu);
-        }
-        let i = finished.index;
-        let stage = &pipeline.stages[i];
-        match finished.result {
-            Ok((manifest, ran)) => {
-                let manifest = Arc::new(manifest);
-                let status = if ran { Status::Ran } else { Status::Cached };
-                let reasons = if ran { finished.reasons } else { vec![Reason::Cached] };
-                let mut done = outcome(stage, Some(finished.key.clone()), status, reasons);
-                done.seconds = finished.seconds;
-                done.warnings = manifest.warnings.clone();
-                reporter.stage_finished(&done);
-                outcomes[i] = Some(done);
-                updates.insert(stage.name.clone(), StageState { key: finished.key, record: finished.record });
-                upstream[i] = Some(manifest);
-                slots[i] = Slot::Done;
-            }
-            Err(error) => {
-                let cancelled = matches!(error, StageError::Cancelled);
-                let status = if cancelled { Status::Cancelled } else { Status::Failed };
-                let mut failed = outcome(stage, Some(finished.key), status, finished.reasons);
-                failed.seconds = finished.seconds;
-                failed.hint = error.hint().map(str::to_string);
-                failed.error = Some(error.to_string());
-                reporter.stage_finished(&failed);
-                outcomes[i] = Some(failed);
-                slots[i] = Slot::Failed;
-                if options.fail_fast && !cancelled {
-                    stop = true;
-                }
-            }
-        }
-    });
-
-    if let Err(error) = store.update_state(&pipeline.name, updates) {
-        tracing::warn!("could not record the run state: {error}");
-    }
-    if let Err(error) = store.save_memo() {
-        tracing::warn!("could not save the digest memo: {error}");
-    }
-    let summary = RunSummary {
-        pipeline: pipeline.name.clone(),
-        file: pipeline.file.clone(),
-        finished_at: now_rfc3339(),
-        seconds: started.elapsed().as_secs_f64(),
-        stages: outcomes.into_iter().flatten().collect(),
-        cancelled: cancel.load(Ordering::Relaxed),
-    };
-    let text = serde_json::to_vec(&summary).expect("summary serialises");
-    if let Err(error) = crate::store::write_atomic(&store.last_run_path(&pipeline.name), &text) {
-        tracing::warn!("could not record the run summary: {error}");
-    }
-    summary
 }
 
 struct Job<'a> {
@@ -613,7 +344,39 @@ struct Job<'a> {
     remote: Option<&'a dyn RemoteExecutor>,
 }
 
-impl Job<'_> {
+impl<'a> Job<'a> {
+    /// The job for stage `index` of `pipeline`, whose upstream results
+    /// (`upstream`) are known: its inputs taken from the store, run here on
+    /// the CPU with the stage's own thread count, reporting nothing, not
+    /// forced. The scheduler overrides what a run decides.
+    fn new(
+        pipeline: &'a Pipeline,
+        store: &'a Store,
+        index: usize,
+        upstream: &[Option<Arc<Manifest>>],
+        key: String,
+        record: KeyRecord,
+        cancel: &'a AtomicBool,
+    ) -> Job<'a> {
+        let stage = &pipeline.stages[index];
+        let threads = stage.resources.threads.unwrap_or(1).max(1);
+        Job {
+            pipeline,
+            stage,
+            store,
+            key,
+            record,
+            inputs: input_artifacts(pipeline, store, stage, upstream),
+            gpu: None,
+            cost: threads,
+            threads,
+            cancel,
+            reporter: &Silent,
+            force: false,
+            remote: None,
+        }
+    }
+
     fn execute(self, index: usize, reasons: Vec<Reason>) -> Finished {
         let started = Instant::now();
         let result = self.build();
@@ -745,14 +508,7 @@ pub fn exec_stage(
     cancel: &AtomicBool,
 ) -> Result<(Manifest, bool), StageError> {
     let mut manifests: Vec<Option<Arc<Manifest>>> = vec![None; pipeline.stages.len()];
-    let mut needed = vec![false; pipeline.stages.len()];
-    let mut stack = vec![index];
-    while let Some(i) = stack.pop() {
-        if !needed[i] {
-            needed[i] = true;
-            stack.extend(pipeline.stages[i].inputs.iter().map(|input| input.upstream));
-        }
-    }
+    let needed = needed(pipeline, &Some(vec![index]));
     for i in 0..index {
         if !needed[i] {
             continue;
@@ -776,23 +532,7 @@ pub fn exec_stage(
                 .with_hint("the pipeline file or its inputs changed after the job was submitted; run again"));
         }
     }
-    let inputs = input_artifacts(pipeline, store, stage, &manifests);
-    let threads = stage.resources.threads.unwrap_or(1).max(1);
-    let job = Job {
-        pipeline,
-        stage,
-        store,
-        key,
-        record,
-        inputs,
-        gpu: None,
-        cost: threads,
-        threads,
-        cancel,
-        reporter: &Silent,
-        force,
-        remote: None,
-    };
+    let job = Job { force, ..Job::new(pipeline, store, index, &manifests, key, record, cancel) };
     let result = job.build();
     let _ = store.save_memo();
     result
@@ -829,13 +569,71 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// This machine's host name, for the manifest (`unknown` if it cannot be read).
 pub fn host_name() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: gethostname writes at most buffer.len() bytes.
-    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr() as *mut libc::c_char, buffer.len()) };
-    if rc != 0 {
-        return "unknown".into();
+    hostname::get().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Scratch;
+
+    /// `fit` (ridge, with a `device` param it does not key) and `other` wait on `prep`.
+    const FAN: &str = r#"
+name: fan
+stages:
+  prep:
+    kind: command
+    run: echo {params.x} > {outputs.out}
+    outputs: {out: prep.txt}
+    params: {x: 1}
+  fit:
+    kind: ridge
+    inputs: {data: prep}
+    params: {alphas: [1, 10]}
+  other:
+    kind: command
+    inputs: [prep]
+    run: cat {inputs.prep} > {outputs.out}
+    outputs: {out: other.txt}
+    params: {y: 1}
+"#;
+
+    #[test]
+    fn a_stage_waiting_on_its_upstream_names_only_what_changed() {
+        let dir = Scratch::new("pending");
+        let pipeline = dir.pipeline(FAN, &[]).unwrap_or_else(|problems| panic!("{problems}"));
+        let store = Store::open(&pipeline.store_dir).unwrap();
+        // The state a run leaves: each stage's record as it was keyed.
+        let mut updates = BTreeMap::new();
+        for stage in &pipeline.stages {
+            let inputs = stage.inputs.iter().map(|i| (i.role.clone(), "0123".to_string())).collect();
+            let record = key::record(stage, &store, Some(inputs)).unwrap();
+            updates.insert(stage.name.clone(), StageState { key: record.key(), record });
+        }
+        store.update_state(&pipeline.name, updates).unwrap();
+
+        let changed = dir.pipeline(FAN, &["prep.x=2", "other.y=2"]).unwrap_or_else(|problems| panic!("{problems}"));
+        let outcomes = plan(&changed, &store, &Force::Nothing);
+        let reasons: BTreeMap<&str, Vec<String>> =
+            outcomes.iter().map(|o| (o.name.as_str(), o.reasons.iter().map(ToString::to_string).collect())).collect();
+        assert_eq!(reasons["prep"], ["param `x` changed: 1 -> 2"]);
+        assert_eq!(reasons["fit"], ["upstream `prep` runs first"], "no `device` reason");
+        assert_eq!(reasons["other"], ["upstream `prep` runs first", "param `y` changed: 1 -> 2"]);
+        assert!(outcomes.iter().all(|o| o.status == Status::Dirty && o.key.is_none() == (o.name != "prep")));
     }
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
-    String::from_utf8_lossy(&buffer[..end]).to_string()
+
+    #[test]
+    fn needed_follows_inputs_upstream() {
+        let dir = Scratch::new("needed");
+        let pipeline = dir.pipeline(FAN, &[]).unwrap_or_else(|problems| panic!("{problems}"));
+        assert_eq!(needed(&pipeline, &None), [true, true, true]);
+        let fit = pipeline.index_of("fit").unwrap();
+        let keep = needed(&pipeline, &Some(vec![fit]));
+        assert_eq!(
+            pipeline.stages.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s.name.as_str()).collect::<Vec<_>>(),
+            ["prep", "fit"]
+        );
+    }
 }

@@ -1,0 +1,254 @@
+//! The scheduler loop of [`run_with`]: stages are resolved in dependency
+//! order as their inputs settle (cached results are taken at once), ready
+//! stages launch in pipeline order while `-j` slots and GPU slots allow, each
+//! on its own scoped thread, and finished stages feed their dependents. The
+//! run's state and summary are written to the store at the end.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use super::{
+    dirty_reasons, key_record, needed, now_rfc3339, outcome, Finished, Job, RemoteExecutor, Reporter, RunOptions,
+    RunSummary, StageOutcome, Status,
+};
+use crate::key::{KeyRecord, Reason};
+use crate::plan::Pipeline;
+use crate::stages::StageError;
+use crate::store::{Lookup, Manifest, StageState, Store};
+
+enum Slot {
+    Waiting,
+    Ready { record: KeyRecord, key: String, reasons: Vec<Reason> },
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+/// Runs the pipeline: everything not cached, in parallel, in this process.
+pub fn run(
+    pipeline: &Pipeline,
+    store: &Store,
+    options: &RunOptions,
+    reporter: &dyn Reporter,
+    cancel: &AtomicBool,
+) -> RunSummary {
+    run_with(pipeline, store, options, reporter, cancel, None)
+}
+
+/// Like [`run`], with stages handed to `remote` (a cluster) when given.
+pub fn run_with(
+    pipeline: &Pipeline,
+    store: &Store,
+    options: &RunOptions,
+    reporter: &dyn Reporter,
+    cancel: &AtomicBool,
+    remote: Option<&dyn RemoteExecutor>,
+) -> RunSummary {
+    use std::sync::atomic::Ordering;
+    let started = Instant::now();
+    let n = pipeline.stages.len();
+    let state = store.load_state(&pipeline.name);
+    let needed = needed(pipeline, &options.targets);
+    let jobs = options.jobs.max(1);
+    reporter.start(&pipeline.name, needed.iter().filter(|&&k| k).count());
+    let mut slots: Vec<Slot> = (0..n).map(|_| Slot::Waiting).collect();
+    let mut outcomes: Vec<Option<StageOutcome>> = vec![None; n];
+    let mut upstream: Vec<Option<Arc<Manifest>>> = vec![None; n];
+    let mut free_gpus: Vec<usize> = (0..options.gpus).rev().collect();
+    let mut used = 0usize;
+    let mut running = 0usize;
+    let mut stop = false;
+    let (sender, receiver) = mpsc::channel::<Finished>();
+    let mut updates = BTreeMap::new();
+
+    // Each running stage has its own scoped thread (at most `jobs` of them);
+    // numerical work inside a stage uses rayon's shared pool.
+    std::thread::scope(|scope| loop {
+        // Resolve every waiting stage whose inputs are settled.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for i in 0..n {
+                if !needed[i] || !matches!(slots[i], Slot::Waiting) {
+                    continue;
+                }
+                let stage = &pipeline.stages[i];
+                if let Some(bad) =
+                    stage.inputs.iter().find(|input| matches!(slots[input.upstream], Slot::Failed | Slot::Skipped))
+                {
+                    let mut skipped = outcome(stage, None, Status::Skipped, Vec::new());
+                    skipped.reason = format!("upstream `{}` did not finish", pipeline.stages[bad.upstream].name);
+                    reporter.stage_finished(&skipped);
+                    outcomes[i] = Some(skipped);
+                    slots[i] = Slot::Skipped;
+                    progressed = true;
+                    continue;
+                }
+                if !stage.inputs.iter().all(|input| matches!(slots[input.upstream], Slot::Done)) {
+                    continue;
+                }
+                progressed = true;
+                let record = match key_record(stage, store, &upstream) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        let mut failed = outcome(stage, None, Status::Failed, Vec::new());
+                        failed.error = Some(error);
+                        reporter.stage_finished(&failed);
+                        outcomes[i] = Some(failed);
+                        slots[i] = Slot::Failed;
+                        continue;
+                    }
+                };
+                let key = record.key();
+                let lookup = store.lookup(&key);
+                if !options.force.covers(i) {
+                    if let Lookup::Fresh(manifest) = lookup {
+                        let manifest: Arc<Manifest> = Arc::from(manifest);
+                        upstream[i] = Some(manifest.clone());
+                        updates.insert(stage.name.clone(), StageState { key: key.clone(), record });
+                        let cached = outcome(stage, Some(key), Status::Cached, vec![Reason::Cached]);
+                        reporter.stage_finished(&cached);
+                        outcomes[i] = Some(cached);
+                        slots[i] = Slot::Done;
+                        continue;
+                    }
+                }
+                let reasons = if options.force.covers(i) {
+                    vec![Reason::Forced]
+                } else {
+                    dirty_reasons(state.stages.get(&stage.name), &record, &key, &lookup)
+                };
+                slots[i] = Slot::Ready { record, key, reasons };
+            }
+        }
+
+        let cancelled = cancel.load(Ordering::Relaxed);
+        if cancelled || stop {
+            for i in 0..n {
+                if needed[i] && matches!(slots[i], Slot::Waiting | Slot::Ready { .. }) {
+                    let status = if cancelled { Status::Cancelled } else { Status::Skipped };
+                    let mut skipped = outcome(&pipeline.stages[i], None, status, Vec::new());
+                    skipped.reason =
+                        if cancelled { "interrupted".into() } else { "stopped after a failure (--fail-fast)".into() };
+                    reporter.stage_finished(&skipped);
+                    outcomes[i] = Some(skipped);
+                    slots[i] = Slot::Skipped;
+                }
+            }
+        } else {
+            // Launch ready stages while slots allow, in pipeline order (i
+            // indexes slots, stages and outcomes alike).
+            #[allow(clippy::needless_range_loop)]
+            for i in 0..n {
+                if !matches!(slots[i], Slot::Ready { .. }) {
+                    continue;
+                }
+                let stage = &pipeline.stages[i];
+                // A remote stage's threads are the cluster's: it takes one of the `-j` job slots.
+                let cost = if remote.is_some() { 1 } else { stage.resources.threads.unwrap_or(1).clamp(1, jobs) };
+                if used + cost > jobs {
+                    continue;
+                }
+                let gpu = if stage.wants_gpu() && options.gpus > 0 {
+                    match free_gpus.pop() {
+                        Some(gpu) => Some(gpu),
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
+                let Slot::Ready { record, key, reasons } = std::mem::replace(&mut slots[i], Slot::Running) else {
+                    unreachable!()
+                };
+                used += cost;
+                running += 1;
+                reporter.stage_started(&stage.name);
+                let sender = sender.clone();
+                let job = Job {
+                    gpu,
+                    cost,
+                    threads: cost,
+                    reporter,
+                    force: options.force.covers(i),
+                    remote,
+                    ..Job::new(pipeline, store, i, &upstream, key, record, cancel)
+                };
+                std::thread::Builder::new()
+                    .name(format!("voxflow-stage-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let finished = job.execute(i, reasons);
+                        let _ = sender.send(finished);
+                    })
+                    .expect("spawn a stage thread");
+            }
+        }
+
+        if running == 0 {
+            break;
+        }
+        let finished = match receiver.recv_timeout(Duration::from_millis(100)) {
+            Ok(finished) => finished,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        running -= 1;
+        used -= finished.cost;
+        if let Some(gpu) = finished.gpu {
+            free_gpus.push(gpu);
+        }
+        let i = finished.index;
+        let stage = &pipeline.stages[i];
+        match finished.result {
+            Ok((manifest, ran)) => {
+                let manifest = Arc::new(manifest);
+                let status = if ran { Status::Ran } else { Status::Cached };
+                let reasons = if ran { finished.reasons } else { vec![Reason::Cached] };
+                let mut done = outcome(stage, Some(finished.key.clone()), status, reasons);
+                done.seconds = finished.seconds;
+                done.warnings = manifest.warnings.clone();
+                reporter.stage_finished(&done);
+                outcomes[i] = Some(done);
+                updates.insert(stage.name.clone(), StageState { key: finished.key, record: finished.record });
+                upstream[i] = Some(manifest);
+                slots[i] = Slot::Done;
+            }
+            Err(error) => {
+                let cancelled = matches!(error, StageError::Cancelled);
+                let status = if cancelled { Status::Cancelled } else { Status::Failed };
+                let mut failed = outcome(stage, Some(finished.key), status, finished.reasons);
+                failed.seconds = finished.seconds;
+                failed.hint = error.hint().map(str::to_string);
+                failed.error = Some(error.to_string());
+                reporter.stage_finished(&failed);
+                outcomes[i] = Some(failed);
+                slots[i] = Slot::Failed;
+                if options.fail_fast && !cancelled {
+                    stop = true;
+                }
+            }
+        }
+    });
+
+    if let Err(error) = store.update_state(&pipeline.name, updates) {
+        tracing::warn!("could not record the run state: {error}");
+    }
+    if let Err(error) = store.save_memo() {
+        tracing::warn!("could not save the digest memo: {error}");
+    }
+    let summary = RunSummary {
+        pipeline: pipeline.name.clone(),
+        file: pipeline.file.clone(),
+        finished_at: now_rfc3339(),
+        seconds: started.elapsed().as_secs_f64(),
+        stages: outcomes.into_iter().flatten().collect(),
+        cancelled: cancel.load(Ordering::Relaxed),
+    };
+    let text = serde_json::to_vec(&summary).expect("summary serialises");
+    if let Err(error) = crate::store::write_atomic(&store.last_run_path(&pipeline.name), &text) {
+        tracing::warn!("could not record the run summary: {error}");
+    }
+    summary
+}
