@@ -117,12 +117,16 @@ impl Design<'_> {
     }
 }
 
+/// What the downdate route's scoring gives: the score table, the
+/// decomposition for the refit, and the route that prepared each fold.
+pub(super) type DowndateScores = (Vec<f64>, FullSpectrum, Vec<PreparedBy>);
+
 /// The score table (as [`cv_score_table`](super::scoring::cv_score_table)) on
-/// the downdate route, the decomposition for the refit, and the route that
-/// prepared each fold. Each
-/// fold's operator is prepared while the previous fold is scored. `None`
-/// when the route cannot serve these alphas (a tiny alpha, a failed
-/// factorisation): the caller then prepares the folds one by one.
+/// the downdate route, with the decomposition for the refit and the route
+/// that prepared each fold. Each fold's operator is prepared while the
+/// previous fold is scored. `None` when the route cannot serve these alphas
+/// (a tiny alpha, a failed factorisation): the caller then prepares the
+/// folds one by one.
 pub(super) fn downdate_score_table(
     design: &Design<'_>,
     y: &Matrix,
@@ -130,7 +134,7 @@ pub(super) fn downdate_score_table(
     alphas: &[f64],
     score: CvScore,
     target_batch: usize,
-) -> Result<Option<(Vec<f64>, FullSpectrum, Vec<PreparedBy>)>, RidgeError> {
+) -> Result<Option<DowndateScores>, RidgeError> {
     let started = std::time::Instant::now();
     let Some(spectrum) = design.downdate_spectrum(alphas, Par::rayon(0))? else {
         return Ok(None);

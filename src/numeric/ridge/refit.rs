@@ -1,9 +1,9 @@
 //! The refit: after the scoring, with each target's alpha known, the
 //! weights on all rows. Each alpha takes one of two solvers (see
 //! [`RefitRoute`]):
-//! - a direct operator, `A = X^T (K + alpha I)^-1` (kernel path) or `(X^T X
-//!   + alpha I)^-1 X^T` (SVD path), p x n, from one Cholesky factorisation
-//!   and a solve with X (f64, or f32 for well-conditioned alphas, see
+//! - a direct operator, `A = X^T (K + alpha I)^-1` (kernel path) or
+//!   `(X^T X + alpha I)^-1 X^T` (SVD path), p x n, from one Cholesky
+//!   factorisation and a solve with X (f64, or f32 for well-conditioned alphas, see
 //!   precision.rs); each target then costs `2 n p` f32 flops. Taken for the
 //!   alphas that many targets chose (the usual case: at n = 3000, p = 3072
 //!   the flop count favours it from about 7000 targets per alpha, and when
