@@ -2,7 +2,7 @@
 //! terminal, plain lines otherwise. Each finished stage gets one line on
 //! stderr as it ends; `voxflow run` prints the table of all stages on stdout
 //! at the end only when stdout is not where stderr goes (see
-//! `cli::same_destination`), so a log of both shows each stage once.
+//! `cli::run::same_destination`), so a log of both shows each stage once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,0 +1,230 @@
+//! The command line as clap derive structs: the subcommands, their flags and
+//! the options several of them share (`PipelineArgs`, `--format`). Parsing
+//! only; what each subcommand does is in its own file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "voxflow",
+    version,
+    about = "Content-addressed dataflow pipelines for encoding models and brain-alignment research"
+)]
+pub struct Cli {
+    /// Log detail on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check a pipeline file and report every problem at once.
+    Validate(PipelineArgs),
+    /// Show what `run` would do and why, without running anything.
+    Plan(PlanArgs),
+    /// Run every stage whose result is not cached.
+    Run(RunArgs),
+    /// Explain why a stage is (or is not) fresh.
+    Why(StageArgs),
+    /// Show a stage's artifacts: paths, shapes, digests, logs.
+    Show(StageArgs),
+    /// Gather the summaries of a sweep into one table and plot.
+    Compare(CompareArgs),
+    /// Write an HTML page of the last run.
+    Report(ReportArgs),
+    /// Remove store objects that no given pipeline references.
+    Gc(GcArgs),
+    /// Re-hash every stored artifact and report mismatches.
+    Verify(VerifyArgs),
+    /// List the stage kinds.
+    Kinds,
+    /// Build one stage whose inputs are in the store (what a cluster job runs).
+    Exec(ExecArgs),
+    /// Write the generated dataset as files in the LeBel 2023 (ds003020) layout.
+    ExampleData(ExampleDataArgs),
+}
+
+#[derive(Args)]
+pub struct ExampleDataArgs {
+    /// Output directory (created).
+    pub out: PathBuf,
+    /// synth.stories params as YAML, e.g. '{stories: 4, voxels: 200}'.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// Subject directory name under derivative/preprocessed_data/.
+    #[arg(long, default_value = "UTS01")]
+    pub subject: String,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// The expanded stage name.
+    pub stage: String,
+    /// Fail unless the stage's key is this one.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Rebuild even if the result is in the store.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Override a param: `--set stage.param=value` (repeatable).
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    pub set: Vec<String>,
+    /// Store directory (default: `store:` in the file, else .voxflow/ beside it).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Treat these stages (or all, with no value) as dirty.
+    #[arg(long, num_args = 0.., value_name = "STAGE")]
+    pub force: Option<Vec<String>>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Stages to run at once (default: the number of cores; with Slurm, jobs
+    /// in the queue at once, default `slurm: max_jobs`, else 100).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Rebuild these stages (or all, with no value) even if cached.
+    #[arg(long, num_args = 0.., value_name = "STAGE")]
+    pub force: Option<Vec<String>>,
+    /// Stop starting stages after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Run only these stages and what they need.
+    #[arg(long = "stage", value_name = "STAGE")]
+    pub stages: Vec<String>,
+    /// Where stages run (default: `executor:` in the file, else local).
+    #[arg(long, value_enum)]
+    pub executor: Option<ExecutorKind>,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// This machine.
+    Local,
+    /// One sbatch job per stage; the store must be on a shared file system.
+    Slurm,
+}
+
+/// Override the file's `slurm:` block.
+#[derive(Args)]
+#[command(next_help_heading = "Slurm (with --executor slurm)")]
+pub struct SlurmArgs {
+    /// Partition to submit to (`slurm: partition`).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Account to charge (`slurm: account`).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Quality of service (`slurm: qos`).
+    #[arg(long)]
+    pub qos: Option<String>,
+    /// Default time limit of a job (`30`, `01:00:00`, `2h`).
+    #[arg(long = "slurm-time", value_name = "TIME")]
+    pub time: Option<String>,
+    /// Default memory of a job (`4G`).
+    #[arg(long = "slurm-mem", value_name = "MEM")]
+    pub mem: Option<String>,
+    /// One more sbatch argument (repeatable): `--sbatch-arg=--constraint=avx2`.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+}
+
+impl SlurmArgs {
+    pub fn given(&self) -> bool {
+        self.partition.is_some()
+            || self.account.is_some()
+            || self.qos.is_some()
+            || self.time.is_some()
+            || self.mem.is_some()
+            || !self.sbatch_args.is_empty()
+    }
+}
+
+#[derive(Args)]
+pub struct StageArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Stage name (an expanded name, or a base name for all its expansions).
+    pub stage: String,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// The metric to plot (default: mean_r when present).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Metrics to print, comma-separated (default: all); the stage and the
+    /// swept axes are always printed, and the files and JSON keep every column.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Where to write compare.parquet/.csv/.svg (default: <store>/compare/<pipeline>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Output file (default: <store>/reports/<pipeline>.html).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Pipelines whose current and last-run results are kept.
+    #[arg(required = true)]
+    pub pipelines: Vec<PathBuf>,
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// A pipeline file whose store to verify.
+    pub pipeline: Option<PathBuf>,
+    /// A store directory (instead of a pipeline).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Remove damaged objects so the next run rebuilds them.
+    #[arg(long)]
+    pub fix: bool,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}

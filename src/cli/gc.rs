@@ -1,0 +1,61 @@
+//! `voxflow gc`: removes the store objects that none of the given pipelines
+//! references, now or at its last run. All the pipelines must share one
+//! store.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use voxflow::exec::{self, Force};
+use voxflow::store::Store;
+
+use super::args::{Format, GcArgs};
+use super::error::{CliError, EXIT_INVALID};
+
+pub fn gc(args: &GcArgs) -> Result<(), CliError> {
+    let mut keep = BTreeSet::new();
+    let mut store_dir: Option<PathBuf> = args.store.clone();
+    for path in &args.pipelines {
+        let pipeline = voxflow::load_pipeline(path, &[], args.store.clone())
+            .map_err(|diagnostics| CliError::invalid_pipeline(diagnostics, Format::Human))?;
+        let store = Store::open(&pipeline.store_dir)?;
+        match &store_dir {
+            Some(dir) if !same_dir(dir, &pipeline.store_dir) => {
+                return Err(CliError::usage(format!(
+                    "{} uses store {}, not {}",
+                    path.display(),
+                    pipeline.store_dir.display(),
+                    dir.display()
+                ))
+                .with_hint("run gc once per store, or pass --store"));
+            }
+            _ => store_dir = Some(pipeline.store_dir.clone()),
+        }
+        for outcome in exec::plan(&pipeline, &store, &Force::Nothing) {
+            if let Some(key) = outcome.key {
+                keep.insert(key);
+            }
+        }
+        keep.extend(store.load_state(&pipeline.name).stages.into_values().map(|s| s.key));
+    }
+    // clap requires at least one pipeline, so there is a store.
+    let Some(store_dir) = store_dir else { return Err(CliError::quiet(EXIT_INVALID)) };
+    let store = Store::open(&store_dir)?;
+    let (removed, bytes) = store.gc(&keep, args.dry_run)?;
+    for key in &removed {
+        println!("{} {key}", if args.dry_run { "would remove" } else { "removed" });
+    }
+    eprintln!(
+        "{} entries, {:.1} MB{}",
+        removed.len(),
+        bytes as f64 / 1e6,
+        if args.dry_run { " (dry run)" } else { "" }
+    );
+    Ok(())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
