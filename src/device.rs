@@ -9,7 +9,9 @@
 
 use std::fmt;
 
-/// A `device:` param as written.
+/// A `device:` param as written: `auto`, `cpu`, `cuda` (or its alias `gpu`)
+/// or `cuda:N`. It deserialises from those spellings and serialises to the
+/// same ones (`gpu` as `cuda`); `device` never enters a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceRequest {
     Auto,
@@ -34,6 +36,43 @@ impl fmt::Display for Device {
     }
 }
 
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRequest::Auto => write!(f, "auto"),
+            DeviceRequest::Cpu => write!(f, "cpu"),
+            DeviceRequest::Cuda(None) => write!(f, "cuda"),
+            DeviceRequest::Cuda(Some(i)) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// The spellings a `device:` param takes, for error messages.
+const DEVICE_SPELLINGS: &[&str] = &["auto", "cpu", "cuda", "cuda:N"];
+
+impl serde::Serialize for DeviceRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<DeviceRequest, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DeviceRequest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a device: auto, cpu, cuda or cuda:N")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DeviceRequest, E> {
+                // Reported like an enum's unknown value (see `stages::parse_params`).
+                DeviceRequest::parse(text).map_err(|_| E::unknown_variant(text, DEVICE_SPELLINGS))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 impl DeviceRequest {
     pub fn parse(text: &str) -> Result<DeviceRequest, String> {
         match text {
@@ -52,26 +91,15 @@ impl DeviceRequest {
         !matches!(self, DeviceRequest::Cpu)
     }
 
-    /// `Stage::wants_gpu` for a kind with a `device` param: true unless it
-    /// reads `cpu` (or does not parse, which validation reports).
-    pub fn param_wants_gpu(params: &serde_json::Value) -> bool {
-        params
-            .get("device")
-            .and_then(serde_json::Value::as_str)
-            .and_then(|d| DeviceRequest::parse(d).ok())
-            .is_some_and(DeviceRequest::wants_gpu)
-    }
-
     /// Checks the request against this machine at validation time: a CUDA
     /// request where no CUDA device is visible is an error with the fix.
     pub fn validate(self) -> Result<(), (String, String)> {
         // Only a CUDA request needs the count (its first call initialises CUDA).
         let count = if matches!(self, DeviceRequest::Cuda(_)) { cuda_device_count() } else { 0 };
         match self {
-            DeviceRequest::Cuda(index) if count == 0 => Err((
+            DeviceRequest::Cuda(_) if count == 0 => Err((
                 format!(
-                    "device `{}` asked for, but {}",
-                    index.map_or("cuda".to_string(), |i| format!("cuda:{i}")),
+                    "device `{self}` asked for, but {}",
                     if cfg!(feature = "torch") {
                         "no CUDA device is visible to libtorch on this machine"
                     } else {
@@ -90,9 +118,12 @@ impl DeviceRequest {
     }
 
     /// The device to compute on, given the one the scheduler assigned
-    /// (`StageContext::device`: `cpu` or `cuda:N`).
-    pub fn resolve(self, assigned: &str) -> Device {
-        let assigned_gpu = assigned.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok());
+    /// (`StageContext::device`: the CPU, or the GPU slot it got).
+    pub fn resolve(self, assigned: Device) -> Device {
+        let assigned_gpu = match assigned {
+            Device::Cuda(i) => Some(i),
+            Device::Cpu => None,
+        };
         match self {
             DeviceRequest::Cpu => Device::Cpu,
             DeviceRequest::Auto => match assigned_gpu {
@@ -199,15 +230,36 @@ mod tests {
     fn parses_and_resolves() {
         assert_eq!(DeviceRequest::parse("cuda:1").unwrap(), DeviceRequest::Cuda(Some(1)));
         assert!(DeviceRequest::parse("tpu").unwrap_err().contains("auto, cpu, cuda"));
-        assert_eq!(DeviceRequest::Cpu.resolve("cuda:0"), Device::Cpu);
-        assert_eq!(DeviceRequest::Auto.resolve("cuda:2"), Device::Cuda(2));
-        assert_eq!(DeviceRequest::Cuda(None).resolve("cuda:3"), Device::Cuda(3));
-        assert_eq!(DeviceRequest::Cuda(Some(1)).resolve("cpu"), Device::Cuda(1));
+        assert_eq!(DeviceRequest::Cpu.resolve(Device::Cuda(0)), Device::Cpu);
+        assert_eq!(DeviceRequest::Auto.resolve(Device::Cuda(2)), Device::Cuda(2));
+        assert_eq!(DeviceRequest::Cuda(None).resolve(Device::Cuda(3)), Device::Cuda(3));
+        assert_eq!(DeviceRequest::Cuda(Some(1)).resolve(Device::Cpu), Device::Cuda(1));
         if cuda_device_count() == 0 {
-            assert_eq!(DeviceRequest::Auto.resolve("cpu"), Device::Cpu);
+            assert_eq!(DeviceRequest::Auto.resolve(Device::Cpu), Device::Cpu);
             let (message, hint) = DeviceRequest::Cuda(None).validate().unwrap_err();
             assert!(message.contains("device `cuda`"), "{message}");
             assert!(hint.contains("device: auto"), "{hint}");
         }
+    }
+
+    /// The param spellings round-trip through serde as canonical params
+    /// wrote them (`gpu` is `cuda`); anything else is an unknown value.
+    #[test]
+    fn deserialises_and_serialises_the_param_spellings() {
+        for (text, request) in [
+            ("auto", DeviceRequest::Auto),
+            ("cpu", DeviceRequest::Cpu),
+            ("cuda", DeviceRequest::Cuda(None)),
+            ("gpu", DeviceRequest::Cuda(None)),
+            ("cuda:2", DeviceRequest::Cuda(Some(2))),
+        ] {
+            let parsed: DeviceRequest = serde_json::from_value(serde_json::json!(text)).unwrap();
+            assert_eq!(parsed, request, "{text}");
+            let written = serde_json::to_value(parsed).unwrap();
+            assert_eq!(written, serde_json::json!(if text == "gpu" { "cuda" } else { text }));
+        }
+        let error = serde_json::from_value::<DeviceRequest>(serde_json::json!("tpu")).unwrap_err().to_string();
+        assert!(error.contains("unknown variant `tpu`, expected one of `auto`, `cpu`, `cuda`, `cuda:N`"), "{error}");
+        assert!(serde_json::from_value::<DeviceRequest>(serde_json::json!(0)).is_err());
     }
 }

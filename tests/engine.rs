@@ -205,6 +205,63 @@ fn inputs_that_the_params_ask_for_are_checked_at_validation() {
     assert!(!dir.join(".voxflow").exists());
 }
 
+/// Params with a fixed set of values are enums: a value outside the set is
+/// reported with the allowed values and the nearest one. Outputs that depend
+/// on the params follow them: `band_weights` is an output of a banded ridge
+/// only, so naming it on any other is a validation error, not a run failure.
+#[test]
+fn enum_params_and_param_dependent_outputs_are_checked_at_validation() {
+    let dir = Scratch::new("typed-params");
+    let pipeline = dir.write(
+        "p.yaml",
+        r#"name: p
+stages:
+  trs:
+    kind: align.trs
+    params: {source: counts, counts: {s: 10}}
+  ds:
+    kind: downsample
+    inputs: {features: trs, words: trs, trs: trs}
+    params: {method: lanczo}
+  folds:
+    kind: ridge
+    inputs: {x_train: trs, y_train: trs, x_test: trs}
+    params: {folds: {by: stroy}}
+  dev:
+    kind: ridge
+    inputs: {x_train: trs, y_train: trs, x_test: trs}
+    params: {device: tpu}
+  fit:
+    kind: ridge
+    inputs: {x_train: trs, y_train: trs, x_test: trs}
+  w:
+    kind: lag
+    inputs: {features: fit.band_weights}
+  banded:
+    kind: ridge
+    inputs: {x_train: trs, y_train: trs, x_test: trs}
+    params: {banded: true}
+  wb:
+    kind: lag
+    inputs: {features: banded.band_weights}
+"#,
+    );
+    let output = voxflow(&["validate", pipeline.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    let file = pipeline.display().to_string();
+    for expected in [
+        "stage `ds`: param `method`: unknown value `lanczo`: expected one of rect, average, sum, last, lanczos, sinc\n  hint: did you mean `lanczos`?".to_string(),
+        "stage `folds`: param `folds.by`: unknown value `stroy`: expected one of story, contiguous, chunked\n  hint: did you mean `story`?".to_string(),
+        "stage `dev`: param `device`: unknown value `tpu`: expected one of auto, cpu, cuda, cuda:N".to_string(),
+        format!("{file}:23: stage `w`: stage `fit` has no output `band_weights`\n  hint: its outputs: alphas, cv_scores, weights, predictions"),
+        "4 errors found".to_string(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("stage `wb`"), "{text}");
+}
+
 #[test]
 fn validation_reports_every_error_with_file_and_line() {
     let dir = Scratch::new("validate");

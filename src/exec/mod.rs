@@ -424,8 +424,8 @@ impl<'a> Job<'a> {
         let reporter = self.reporter;
         let progress = move |done: u64, total: u64| reporter.stage_progress(&name, done, total);
         let device = match self.gpu {
-            Some(gpu) => format!("cuda:{gpu}"),
-            None => "cpu".to_string(),
+            Some(gpu) => crate::device::Device::Cuda(gpu),
+            None => crate::device::Device::Cpu,
         };
         let mut ctx = StageContext {
             name: &self.stage.name,
@@ -482,7 +482,7 @@ impl<'a> Job<'a> {
             voxflow_version: env!("CARGO_PKG_VERSION").to_string(),
             host: host_name(),
             // The device the stage says it used (`device: auto` may fall back to the CPU).
-            device: ctx.device.clone(),
+            device: ctx.device.to_string(),
             warnings: ctx.warnings.clone(),
             logs: ctx.logs.clone(),
             figures: ctx.figures.clone(),

@@ -13,18 +13,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::tables::{self, StoryTrs, StoryWords, TrGrid};
-use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::formats::{self, textgrid};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlignWordsParams {
     /// `table` (the `words` input), `textgrid`, `gentle` or `tsv`.
-    #[serde(default = "default_source")]
-    pub source: String,
+    #[serde(default)]
+    pub source: WordSource,
     /// Directory with one file per story (for textgrid, gentle, tsv).
     #[serde(default)]
     pub dir: Option<String>,
@@ -39,72 +38,73 @@ pub struct AlignWordsParams {
     pub drop: Option<Vec<String>>,
 }
 
-fn default_source() -> String {
-    "table".into()
+/// Where word timings come from: a `words` table input, or a directory of
+/// TextGrids, Gentle CSVs or TSVs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WordSource {
+    #[default]
+    Table,
+    TextGrid,
+    Gentle,
+    Tsv,
+}
+
+impl WordSource {
+    fn name(self) -> &'static str {
+        match self {
+            WordSource::Table => "table",
+            WordSource::TextGrid => "textgrid",
+            WordSource::Gentle => "gentle",
+            WordSource::Tsv => "tsv",
+        }
+    }
 }
 fn default_tier() -> String {
     "word".into()
 }
 
-const WORD_SOURCES: &[&str] = &["table", "textgrid", "gentle", "tsv"];
-
 pub struct AlignWords;
 
-impl Stage for AlignWords {
-    fn kind(&self) -> &'static str {
-        "align.words"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "word timings from TextGrids, Gentle CSVs, TSVs or a table; silence markers dropped"
-    }
-    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
+impl Kind for AlignWords {
+    type Params = AlignWordsParams;
+    const NAME: &'static str = "align.words";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "word timings from TextGrids, Gentle CSVs, TSVs or a table; silence markers dropped";
+    const OUTPUTS: &'static [&'static str] = &["words"];
+
+    fn required_inputs(&self, params: &AlignWordsParams) -> Vec<&'static str> {
         // source: table reads the `words` input; the others read files.
-        if params.get("source").and_then(Value::as_str) == Some("table") {
-            vec!["words"]
-        } else {
-            Vec::new()
+        match params.source {
+            WordSource::Table => vec!["words"],
+            WordSource::TextGrid | WordSource::Gentle | WordSource::Tsv => Vec::new(),
         }
     }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["words".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (p, canonical) = parse_params::<AlignWordsParams>(params)?;
+    fn validate(&self, p: &AlignWordsParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        if !WORD_SOURCES.contains(&p.source.as_str()) {
-            errors.push(
-                ParamError::new("source", format!("unknown source `{}`", p.source))
-                    .hint(format!("sources: {}", WORD_SOURCES.join(", "))),
-            );
-        }
-        if p.source != "table" && p.dir.is_none() {
+        if p.source != WordSource::Table && p.dir.is_none() {
             errors.push(ParamError::new(
                 "dir",
-                format!("source `{}` needs `dir`: a directory with one file per story", p.source),
+                format!("source `{}` needs `dir`: a directory with one file per story", p.source.name()),
             ));
         }
-        checked(canonical, errors)
+        errors
     }
-    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
-        params.get("dir").and_then(Value::as_str).map(|d| vec![("dir".to_string(), d.to_string())]).unwrap_or_default()
+    fn file_params(&self, params: &AlignWordsParams) -> Vec<(String, String)> {
+        params.dir.iter().map(|d| ("dir".to_string(), d.clone())).collect()
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: AlignWordsParams = typed_params(ctx.params)?;
+    fn run(&self, params: &AlignWordsParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let drop_owned: Vec<String> =
             params.drop.clone().unwrap_or_else(|| textgrid::LEBEL_DROP_WORDS.iter().map(|s| s.to_string()).collect());
         let drop: Vec<&str> = drop_owned.iter().map(String::as_str).collect();
-        let mut stories: Vec<StoryWords> = if params.source == "table" {
-            tables::words_from_batch(&ctx.input_table("words")?)?
-        } else {
+        let extension = match params.source {
+            WordSource::Table => None,
+            WordSource::TextGrid => Some("textgrid"),
+            WordSource::Gentle => Some("csv"),
+            WordSource::Tsv => Some("tsv"),
+        };
+        let mut stories: Vec<StoryWords> = if let Some(extension) = extension {
             let dir = ctx.resolve(params.dir.as_deref().unwrap_or("."));
-            let extension = match params.source.as_str() {
-                "textgrid" => "textgrid",
-                "gentle" => "csv",
-                _ => "tsv",
-            };
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map_err(|e| StageError::failed(format!("{}: {e}", dir.display())))?
                 .flatten()
@@ -121,11 +121,13 @@ impl Stage for AlignWords {
                 if !params.stories.is_empty() && !params.stories.contains(&story) {
                     continue;
                 }
-                let words = read_word_file(&file, &params.source, &params.tier, &drop)
+                let words = read_word_file(&file, params.source, &params.tier, &drop)
                     .map_err(|e| StageError::failed(e.to_string()))?;
                 out.push(StoryWords { story, words });
             }
             out
+        } else {
+            tables::words_from_batch(&ctx.input_table("words")?)?
         };
         if !params.stories.is_empty() {
             for wanted in &params.stories {
@@ -165,16 +167,17 @@ impl Stage for AlignWords {
     }
 }
 
+/// The words of one file of a directory source (never `table`).
 fn read_word_file(
     path: &Path,
-    source: &str,
+    source: WordSource,
     tier: &str,
     drop: &[&str],
 ) -> Result<Vec<formats::words::Word>, formats::FormatError> {
     match source {
-        "textgrid" => textgrid::words_from_textgrid(path, tier, drop),
-        "gentle" => formats::words::words_from_gentle_csv(path),
-        _ => formats::words::words_from_tsv(path),
+        WordSource::TextGrid => textgrid::words_from_textgrid(path, tier, drop),
+        WordSource::Gentle => formats::words::words_from_gentle_csv(path),
+        WordSource::Tsv | WordSource::Table => formats::words::words_from_tsv(path),
     }
 }
 
@@ -182,8 +185,8 @@ fn read_word_file(
 #[serde(deny_unknown_fields)]
 pub struct AlignTrsParams {
     /// `responses` (TR counts of the `responses` input), `respdict`, `counts` or `bids`.
-    #[serde(default = "default_tr_source")]
-    pub source: String,
+    #[serde(default)]
+    pub source: TrSource,
     /// Repetition time in seconds (ignored for `bids`, which reads RepetitionTime).
     #[serde(default = "default_tr")]
     pub tr: f64,
@@ -215,8 +218,16 @@ pub struct AlignTrsParams {
     pub stories: Vec<String>,
 }
 
-fn default_tr_source() -> String {
-    "responses".into()
+/// Where the TR grid comes from: the TR counts of a `responses` input, a
+/// respdict.json, explicit `counts`, or a BIDS bold.json + events.tsv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrSource {
+    #[default]
+    Responses,
+    Respdict,
+    Counts,
+    Bids,
 }
 fn default_tr() -> f64 {
     2.0
@@ -228,65 +239,49 @@ fn default_offset() -> f64 {
     0.5
 }
 
-const TR_SOURCES: &[&str] = &["responses", "respdict", "counts", "bids"];
-
 pub struct AlignTrs;
 
-impl Stage for AlignTrs {
-    fn kind(&self) -> &'static str {
-        "align.trs"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "TR grid per story from response TR counts, respdict.json, explicit counts or BIDS bold.json + events.tsv"
-    }
-    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
+impl Kind for AlignTrs {
+    type Params = AlignTrsParams;
+    const NAME: &'static str = "align.trs";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "TR grid per story from response TR counts, respdict.json, explicit counts or BIDS bold.json + events.tsv";
+    const OUTPUTS: &'static [&'static str] = &["trs"];
+
+    fn required_inputs(&self, params: &AlignTrsParams) -> Vec<&'static str> {
         // source: responses counts the TRs of the `responses` input.
-        if params.get("source").and_then(Value::as_str) == Some("responses") {
-            vec!["responses"]
-        } else {
-            Vec::new()
+        match params.source {
+            TrSource::Responses => vec!["responses"],
+            TrSource::Respdict | TrSource::Counts | TrSource::Bids => Vec::new(),
         }
     }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["trs".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (p, canonical) = parse_params::<AlignTrsParams>(params)?;
+    fn validate(&self, p: &AlignTrsParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        if !TR_SOURCES.contains(&p.source.as_str()) {
-            errors.push(
-                ParamError::new("source", format!("unknown source `{}`", p.source))
-                    .hint(format!("sources: {}", TR_SOURCES.join(", "))),
-            );
-        }
         if !(p.tr.is_finite() && p.tr > 0.0) {
             errors.push(ParamError::new("tr", "tr must be a positive number of seconds"));
         }
-        match p.source.as_str() {
-            "respdict" if p.respdict.is_none() => {
+        match p.source {
+            TrSource::Respdict if p.respdict.is_none() => {
                 errors.push(ParamError::new("respdict", "source `respdict` needs `respdict: path/to/respdict.json`"))
             }
-            "counts" if p.counts.is_empty() => {
+            TrSource::Counts if p.counts.is_empty() => {
                 errors.push(ParamError::new("counts", "source `counts` needs `counts: {story: n_trs, ...}`"))
             }
-            "bids" if p.bold_json.is_none() || p.events.is_none() || p.story.is_none() || p.n_trs.is_none() => {
+            TrSource::Bids if p.bold_json.is_none() || p.events.is_none() || p.story.is_none() || p.n_trs.is_none() => {
                 errors.push(ParamError::new("", "source `bids` needs `bold_json`, `events`, `story` and `n_trs`"))
             }
             _ => {}
         }
-        checked(canonical, errors)
+        errors
     }
-    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
-        ["respdict", "bold_json", "events"]
-            .iter()
-            .filter_map(|key| params.get(*key).and_then(Value::as_str).map(|p| (key.to_string(), p.to_string())))
+    fn file_params(&self, p: &AlignTrsParams) -> Vec<(String, String)> {
+        [("respdict", &p.respdict), ("bold_json", &p.bold_json), ("events", &p.events)]
+            .into_iter()
+            .filter_map(|(key, path)| path.as_ref().map(|path| (key.to_string(), path.clone())))
             .collect()
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let p: AlignTrsParams = typed_params(ctx.params)?;
+    fn run(&self, p: &AlignTrsParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let grid_from = |counts: Vec<(String, usize)>| TrGrid {
             tr_seconds: p.tr,
             stories: counts
@@ -294,21 +289,21 @@ impl Stage for AlignTrs {
                 .map(|(story, n)| StoryTrs { story, times: tables::tr_times(n, p.tr, p.lead_in, p.offset) })
                 .collect(),
         };
-        let mut grid = match p.source.as_str() {
-            "responses" => {
+        let mut grid = match p.source {
+            TrSource::Responses => {
                 let segments = ctx.input_segments("responses")?;
                 if segments.is_empty() {
                     return Err(StageError::failed("the responses have no story segments"));
                 }
                 grid_from(segments.into_iter().map(|s| (s.name, s.rows)).collect())
             }
-            "respdict" => {
+            TrSource::Respdict => {
                 let path = ctx.resolve(p.respdict.as_deref().unwrap_or_default());
                 let counts = formats::respdict::read_respdict(&path).map_err(|e| StageError::failed(e.to_string()))?;
                 grid_from(counts.into_iter().collect())
             }
-            "counts" => grid_from(p.counts.clone().into_iter().collect()),
-            _ => {
+            TrSource::Counts => grid_from(p.counts.clone().into_iter().collect()),
+            TrSource::Bids => {
                 let bold = ctx.resolve(p.bold_json.as_deref().unwrap_or_default());
                 let events = ctx.resolve(p.events.as_deref().unwrap_or_default());
                 let timing = formats::bids::run_timing(&bold, &events, p.n_trs.unwrap_or(0), p.trial_type.as_deref())

@@ -16,40 +16,35 @@
 //! file's directory with `VOXFLOW_OUT` and `VOXFLOW_THREADS` set. Its text,
 //! params and the content of the files listed in `files` are in the key;
 //! stdout and stderr are kept as logs beside the outputs.
+//!
+//! Its params are open by design (any `{params.KEY}` may be used), so they
+//! stay a JSON mapping, checked by [`Kind::validate`].
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{checked, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 
 pub struct Command;
 
-impl Stage for Command {
-    fn kind(&self) -> &'static str {
-        "command"
-    }
+impl Kind for Command {
+    /// `run`, `outputs`, `files`, `shell` and any params the command line uses.
+    type Params = Map<String, Value>;
+    const NAME: &'static str = "command";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "run an external program; its declared output files are hashed and stored";
 
-    fn version(&self) -> u32 {
-        1
-    }
-
-    fn summary(&self) -> &'static str {
-        "run an external program; its declared output files are hashed and stored"
-    }
-
-    fn outputs(&self, params: &Value) -> Vec<String> {
+    fn outputs(&self, params: &Map<String, Value>) -> Vec<String> {
         output_files(params).into_iter().map(|(name, _)| name).collect()
     }
 
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+    fn validate(&self, map: &Map<String, Value>) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        let Value::Object(map) = params else {
-            return Err(vec![ParamError::new("", "params must be a mapping")]);
-        };
+        let params = map;
         match map.get("run") {
             Some(Value::String(run)) if !run.trim().is_empty() => {
                 for placeholder in placeholders(run) {
@@ -98,10 +93,10 @@ impl Stage for Command {
                 errors.push(ParamError::new("shell", "`shell` must be a program name such as bash"));
             }
         }
-        checked(crate::key::canonical_value(params), errors)
+        errors
     }
 
-    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
+    fn file_params(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         params
             .get("files")
             .and_then(Value::as_array)
@@ -115,8 +110,7 @@ impl Stage for Command {
             .unwrap_or_default()
     }
 
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params = ctx.params;
+    fn run(&self, params: &Map<String, Value>, ctx: &mut StageContext) -> Result<(), StageError> {
         let template = params.get("run").and_then(Value::as_str).unwrap_or_default();
         let outputs = output_files(params);
         let mut text = String::new();
@@ -131,7 +125,7 @@ impl Stage for Command {
             let Some(end) = rest[start..].find('}') else { break };
             text.push_str(&rest[..start].replace("}}", "}"));
             let placeholder = &rest[start + 1..start + end];
-            text.push_str(&self.expand(ctx, placeholder, &outputs)?);
+            text.push_str(&expand(ctx, params, placeholder, &outputs)?);
             rest = &rest[start + end + 1..];
         }
         text.push_str(&rest.replace("}}", "}"));
@@ -215,44 +209,43 @@ impl Stage for Command {
     }
 }
 
-impl Command {
-    fn expand(
-        &self,
-        ctx: &StageContext,
-        placeholder: &str,
-        outputs: &[(String, String)],
-    ) -> Result<String, StageError> {
-        let (scope, name) = placeholder.split_once('.').unwrap_or((placeholder, ""));
-        let path = match scope {
-            "inputs" => {
-                let input = ctx.input(name)?;
-                match input.single_output() {
-                    Ok((_, path)) => path,
-                    Err(_) => input.dir.clone(),
-                }
+/// The text a placeholder of the command line stands for.
+fn expand(
+    ctx: &StageContext,
+    params: &Map<String, Value>,
+    placeholder: &str,
+    outputs: &[(String, String)],
+) -> Result<String, StageError> {
+    let (scope, name) = placeholder.split_once('.').unwrap_or((placeholder, ""));
+    let path = match scope {
+        "inputs" => {
+            let input = ctx.input(name)?;
+            match input.single_output() {
+                Ok((_, path)) => path,
+                Err(_) => input.dir.clone(),
             }
-            "outputs" => {
-                let file = outputs.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone()).unwrap_or_default();
-                ctx.out_dir.join(file)
-            }
-            "params" => {
-                return Ok(match ctx.params.get(name) {
-                    Some(Value::String(s)) => quote(s),
-                    Some(other) => quote(&other.to_string()),
-                    None => String::new(),
-                })
-            }
-            "threads" => return Ok(ctx.threads.to_string()),
-            "out_dir" => ctx.out_dir.to_path_buf(),
-            _ => return Err(StageError::failed(format!("unknown placeholder `{{{placeholder}}}`"))),
-        };
-        let absolute = std::path::absolute(&path).unwrap_or(path);
-        Ok(quote(&absolute.to_string_lossy()))
-    }
+        }
+        "outputs" => {
+            let file = outputs.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone()).unwrap_or_default();
+            ctx.out_dir.join(file)
+        }
+        "params" => {
+            return Ok(match params.get(name) {
+                Some(Value::String(s)) => quote(s),
+                Some(other) => quote(&other.to_string()),
+                None => String::new(),
+            })
+        }
+        "threads" => return Ok(ctx.threads.to_string()),
+        "out_dir" => ctx.out_dir.to_path_buf(),
+        _ => return Err(StageError::failed(format!("unknown placeholder `{{{placeholder}}}`"))),
+    };
+    let absolute = std::path::absolute(&path).unwrap_or(path);
+    Ok(quote(&absolute.to_string_lossy()))
 }
 
 /// Declared outputs as (name, file), from a mapping or a list of file names.
-fn output_files(params: &Value) -> Vec<(String, String)> {
+fn output_files(params: &Map<String, Value>) -> Vec<(String, String)> {
     match params.get("outputs") {
         Some(Value::Object(map)) => {
             map.iter().map(|(name, file)| (name.clone(), file.as_str().unwrap_or_default().to_string())).collect()

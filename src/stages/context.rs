@@ -11,6 +11,7 @@ use arrow::array::RecordBatch;
 use serde_json::Value;
 
 use crate::artifact::{self, MatrixArtifact};
+use crate::device::Device;
 use crate::store::Manifest;
 
 /// An input of a running stage: an upstream result in the store, and the
@@ -116,7 +117,10 @@ pub struct StageContext<'a> {
     /// The staging directory outputs go into.
     pub out_dir: &'a Path,
     pub threads: usize,
-    pub device: String,
+    /// The device the scheduler assigned (the CPU, or the GPU slot the stage
+    /// got); a stage that resolves its `device` param writes the device it
+    /// used back here, and the manifest records it.
+    pub device: Device,
     pub inputs: &'a BTreeMap<String, InputArtifact>,
     pub(crate) outputs: Vec<WrittenOutput>,
     pub(crate) warnings: Vec<String>,

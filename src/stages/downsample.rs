@@ -4,10 +4,9 @@
 //! `L(t) = w sin(pi t) sin(pi t / w) / (pi^2 t^2)`, `cutoff = cutoff_mult / TR`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::tables::{self};
-use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::tables::{self, WordTime};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::signal::{self, DownsampleMethod};
 use crate::numeric::Matrix;
@@ -15,88 +14,89 @@ use crate::numeric::Matrix;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DownsampleParams {
-    /// rect, average, sum, last, lanczos or sinc.
-    #[serde(default = "default_method")]
-    pub method: String,
+    #[serde(default)]
+    pub method: Method,
     /// Lobes of the lanczos/sinc kernel.
     #[serde(default = "default_window")]
     pub window: usize,
     /// Kernel cutoff as a multiple of 1/TR.
     #[serde(default = "default_cutoff")]
     pub cutoff_mult: f64,
-    /// Which time stands for a word: midpoint, onset or offset.
-    #[serde(default = "default_word_time")]
-    pub word_time: String,
+    /// Which time stands for a word.
+    #[serde(default)]
+    pub word_time: WordTime,
 }
 
-fn default_method() -> String {
-    "lanczos".into()
+/// LITcoder's downsampling methods; lanczos by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Rect,
+    Average,
+    Sum,
+    Last,
+    #[default]
+    Lanczos,
+    Sinc,
 }
+
+impl Method {
+    /// The name as written in params (and in the output's metadata).
+    fn name(self) -> &'static str {
+        match self {
+            Method::Rect => "rect",
+            Method::Average => "average",
+            Method::Sum => "sum",
+            Method::Last => "last",
+            Method::Lanczos => "lanczos",
+            Method::Sinc => "sinc",
+        }
+    }
+}
+
 fn default_window() -> usize {
     3
 }
 fn default_cutoff() -> f64 {
     1.0
 }
-fn default_word_time() -> String {
-    "midpoint".into()
-}
-
-const METHODS: &[&str] = &["rect", "average", "sum", "last", "lanczos", "sinc"];
 
 impl DownsampleParams {
     fn method(&self) -> DownsampleMethod {
-        match self.method.as_str() {
-            "rect" => DownsampleMethod::Rect,
-            "average" => DownsampleMethod::Average,
-            "sum" => DownsampleMethod::Sum,
-            "last" => DownsampleMethod::Last,
-            "sinc" => DownsampleMethod::Sinc { window: self.window, cutoff_mult: self.cutoff_mult },
-            _ => DownsampleMethod::Lanczos { window: self.window, cutoff_mult: self.cutoff_mult },
+        let (window, cutoff_mult) = (self.window, self.cutoff_mult);
+        match self.method {
+            Method::Rect => DownsampleMethod::Rect,
+            Method::Average => DownsampleMethod::Average,
+            Method::Sum => DownsampleMethod::Sum,
+            Method::Last => DownsampleMethod::Last,
+            Method::Sinc => DownsampleMethod::Sinc { window, cutoff_mult },
+            Method::Lanczos => DownsampleMethod::Lanczos { window, cutoff_mult },
         }
     }
 }
 
 pub struct Downsample;
 
-impl Stage for Downsample {
-    fn kind(&self) -> &'static str {
-        "downsample"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "word-level features to the TR grid (rect, average, sum, last, lanczos, sinc), per story"
-    }
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        vec!["features", "words", "trs"]
-    }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["features".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (parsed, canonical) = parse_params::<DownsampleParams>(params)?;
+impl Kind for Downsample {
+    type Params = DownsampleParams;
+    const NAME: &'static str = "downsample";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "word-level features to the TR grid (rect, average, sum, last, lanczos, sinc), per story";
+    const INPUTS: &'static [&'static str] = &["features", "words", "trs"];
+    const OUTPUTS: &'static [&'static str] = &["features"];
+
+    fn validate(&self, params: &DownsampleParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        if !METHODS.contains(&parsed.method.as_str()) {
-            let hint = crate::spec::nearest(&parsed.method, METHODS.iter().copied())
-                .map(|n| format!("did you mean `{n}`?"))
-                .unwrap_or_else(|| format!("methods: {}", METHODS.join(", ")));
-            errors.push(ParamError::new("method", format!("unknown method `{}`", parsed.method)).hint(hint));
-        }
-        if parsed.window == 0 {
+        if params.window == 0 {
             errors.push(ParamError::new("window", "window must be at least 1"));
         }
-        if !(parsed.cutoff_mult.is_finite() && parsed.cutoff_mult > 0.0) {
+        if !(params.cutoff_mult.is_finite() && params.cutoff_mult > 0.0) {
             errors.push(ParamError::new("cutoff_mult", "cutoff_mult must be positive"));
         }
-        if !["midpoint", "onset", "offset"].contains(&parsed.word_time.as_str()) {
-            errors.push(ParamError::new("word_time", "word_time must be midpoint, onset or offset"));
-        }
-        checked(canonical, errors)
+        errors
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: DownsampleParams = typed_params(ctx.params)?;
+    fn run(&self, params: &DownsampleParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let features = ctx.input_matrix("features")?;
         if features.metadata.get("level").map(String::as_str) == Some("tr") {
             return Err(StageError::failed("these features are already at TR level")
@@ -127,15 +127,7 @@ impl Stage for Downsample {
                 ))
                 .with_hint("features and words must come from the same word table"));
             }
-            let times: Vec<f64> = story_words
-                .words
-                .iter()
-                .map(|w| match params.word_time.as_str() {
-                    "onset" => w.onset,
-                    "offset" => w.offset,
-                    _ => 0.5 * (w.onset + w.offset),
-                })
-                .collect();
+            let times: Vec<f64> = story_words.words.iter().map(|w| params.word_time.of(w)).collect();
             let values = features.matrix.select_rows(&range.collect::<Vec<_>>());
             let out = signal::downsample(&values, &times, &trs.times, grid.tr_seconds, &method)
                 .map_err(|e| StageError::failed(format!("story `{story}`: {e}")))?;
@@ -147,7 +139,7 @@ impl Stage for Downsample {
         let mut artifact = MatrixArtifact::with_segments(Matrix::vstack(&refs), segments);
         artifact.metadata = features.metadata.clone();
         artifact.metadata.insert("level".into(), "tr".into());
-        artifact.metadata.insert("downsample".into(), params.method.clone());
+        artifact.metadata.insert("downsample".into(), params.method.name().into());
         ctx.write_matrix("features", &artifact)
     }
 }

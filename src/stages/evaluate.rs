@@ -11,9 +11,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::numeric::{stats, Matrix};
 use crate::plot;
 
@@ -60,32 +59,23 @@ fn mean(values: &[f64]) -> f64 {
     }
 }
 
-impl Stage for Evaluate {
-    fn kind(&self) -> &'static str {
-        "evaluate"
-    }
-    fn version(&self) -> u32 {
-        // 2: n_voxels and n_test_trs are Int64 counts (were Float64).
-        2
-    }
-    fn summary(&self) -> &'static str {
-        "per-voxel r, R^2, FDR-corrected p, noise ceiling on the test story; one summary row for compare"
-    }
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        vec!["predictions", "actual"]
-    }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["scores".into(), "summary".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (p, canonical) = parse_params::<EvaluateParams>(params)?;
+impl Kind for Evaluate {
+    type Params = EvaluateParams;
+    const NAME: &'static str = "evaluate";
+    // 2: n_voxels and n_test_trs are Int64 counts (were Float64).
+    const VERSION: u32 = 2;
+    const SUMMARY: &'static str =
+        "per-voxel r, R^2, FDR-corrected p, noise ceiling on the test story; one summary row for compare";
+    const INPUTS: &'static [&'static str] = &["predictions", "actual"];
+    const OUTPUTS: &'static [&'static str] = &["scores", "summary"];
+
+    fn validate(&self, p: &EvaluateParams) -> Vec<ParamError> {
         if !(p.fdr > 0.0 && p.fdr < 1.0) {
-            return Err(vec![ParamError::new("fdr", "fdr must be between 0 and 1")]);
+            return vec![ParamError::new("fdr", "fdr must be between 0 and 1")];
         }
-        Ok(canonical)
+        Vec::new()
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: EvaluateParams = typed_params(ctx.params)?;
+    fn run(&self, params: &EvaluateParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let predictions = ctx.input_matrix("predictions")?.matrix;
         let actual = ctx.input_matrix("actual")?.matrix;
         if (predictions.rows, predictions.cols) != (actual.rows, actual.cols) {

@@ -20,10 +20,9 @@ use arrow::datatypes::{DataType, Float64Type};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::tables::{self, StoryWords};
-use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::{signal, Matrix};
 
@@ -63,26 +62,15 @@ pub struct WordRateParams {}
 
 pub struct WordRate;
 
-impl Stage for WordRate {
-    fn kind(&self) -> &'static str {
-        "features.word_rate"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "word rate: a column of ones per word (downsample with sum for words per TR)"
-    }
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        vec!["words"]
-    }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["features".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        parse_params::<WordRateParams>(params).map(|(_, v)| v)
-    }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+impl Kind for WordRate {
+    type Params = WordRateParams;
+    const NAME: &'static str = "features.word_rate";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "word rate: a column of ones per word (downsample with sum for words per TR)";
+    const INPUTS: &'static [&'static str] = &["words"];
+    const OUTPUTS: &'static [&'static str] = &["features"];
+
+    fn run(&self, _params: &WordRateParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let words = read_words(ctx)?;
         let mut artifact = word_level(&words, 1, |_| vec![1.0]);
         artifact.metadata.insert("columns".into(), "[\"word_rate\"]".into());
@@ -111,31 +99,21 @@ fn yes() -> bool {
 
 pub struct RandomEmbedding;
 
-impl Stage for RandomEmbedding {
-    fn kind(&self) -> &'static str {
-        "features.random_embedding"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "a fixed random vector per word (hash of its text): a content-free lexical control"
-    }
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        vec!["words"]
-    }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["features".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (parsed, canonical) = parse_params::<RandomEmbeddingParams>(params)?;
-        if parsed.dim == 0 || parsed.dim > 100_000 {
-            return Err(vec![ParamError::new("dim", format!("dim must be between 1 and 100000, got {}", parsed.dim))]);
+impl Kind for RandomEmbedding {
+    type Params = RandomEmbeddingParams;
+    const NAME: &'static str = "features.random_embedding";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "a fixed random vector per word (hash of its text): a content-free lexical control";
+    const INPUTS: &'static [&'static str] = &["words"];
+    const OUTPUTS: &'static [&'static str] = &["features"];
+
+    fn validate(&self, params: &RandomEmbeddingParams) -> Vec<ParamError> {
+        if params.dim == 0 || params.dim > 100_000 {
+            return vec![ParamError::new("dim", format!("dim must be between 1 and 100000, got {}", params.dim))];
         }
-        Ok(canonical)
+        Vec::new()
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: RandomEmbeddingParams = typed_params(ctx.params)?;
+    fn run(&self, params: &RandomEmbeddingParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let words = read_words(ctx)?;
         let mut cache: HashMap<String, Vec<f32>> = HashMap::new();
         let artifact = word_level(&words, params.dim, |word| {
@@ -162,35 +140,26 @@ fn default_length_scale() -> f64 {
 
 pub struct TemporalBaseline;
 
-impl Stage for TemporalBaseline {
-    fn kind(&self) -> &'static str {
-        "features.temporal_baseline"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "LITcoder's temporal baseline: TR-level features whose correlation decays exponentially with distance"
-    }
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        vec!["trs"]
-    }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["features".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (parsed, canonical) = parse_params::<TemporalBaselineParams>(params)?;
+impl Kind for TemporalBaseline {
+    type Params = TemporalBaselineParams;
+    const NAME: &'static str = "features.temporal_baseline";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "LITcoder's temporal baseline: TR-level features whose correlation decays exponentially with distance";
+    const INPUTS: &'static [&'static str] = &["trs"];
+    const OUTPUTS: &'static [&'static str] = &["features"];
+
+    fn validate(&self, params: &TemporalBaselineParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        if parsed.n_features == 0 {
+        if params.n_features == 0 {
             errors.push(ParamError::new("n_features", "n_features must be at least 1"));
         }
-        if !(parsed.length_scale.is_finite() && parsed.length_scale > 0.0) {
+        if !(params.length_scale.is_finite() && params.length_scale > 0.0) {
             errors.push(ParamError::new("length_scale", "length_scale must be a positive number of TRs"));
         }
-        checked(canonical, errors)
+        errors
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: TemporalBaselineParams = typed_params(ctx.params)?;
+    fn run(&self, params: &TemporalBaselineParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let grid = tables::grid_from_batch(&ctx.input_table("trs")?)?;
         let lengths: Vec<usize> = grid.stories.iter().map(|s| s.times.len()).collect();
         let matrix = signal::temporal_baseline(&lengths, params.n_features, params.length_scale, 0)
@@ -208,45 +177,43 @@ pub struct FromTableParams {
     /// Feature columns; empty means every numeric column except story/tr/onset/offset.
     #[serde(default)]
     pub columns: Vec<String>,
-    /// `word`: one row per word of the `words` input, in order; `tr`: one row per TR of the `trs` input.
-    #[serde(default = "default_level")]
-    pub level: String,
+    #[serde(default)]
+    pub level: Level,
 }
 
-fn default_level() -> String {
-    "word".into()
+/// What a row of a feature table stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// One row per word of the `words` input, in order.
+    #[default]
+    Word,
+    /// One row per TR of the `trs` input.
+    Tr,
+}
+
+impl Level {
+    /// The name as written in params and in the `level` metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Word => "word",
+            Level::Tr => "tr",
+        }
+    }
 }
 
 pub struct FromTable;
 
-impl Stage for FromTable {
-    fn kind(&self) -> &'static str {
-        "features.from_table"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "word- or TR-level feature vectors from a table the user brings (story column + numeric columns)"
-    }
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        vec!["table"]
-    }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["features".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (parsed, canonical) = parse_params::<FromTableParams>(params)?;
-        if parsed.level != "word" && parsed.level != "tr" {
-            return Err(vec![ParamError::new(
-                "level",
-                format!("level must be `word` or `tr`, got `{}`", parsed.level),
-            )]);
-        }
-        Ok(canonical)
-    }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: FromTableParams = typed_params(ctx.params)?;
+impl Kind for FromTable {
+    type Params = FromTableParams;
+    const NAME: &'static str = "features.from_table";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "word- or TR-level feature vectors from a table the user brings (story column + numeric columns)";
+    const INPUTS: &'static [&'static str] = &["table"];
+    const OUTPUTS: &'static [&'static str] = &["features"];
+
+    fn run(&self, params: &FromTableParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let table = ctx.input_table("table")?;
         let story = tables::text_column(&table, "story", "the feature table")?;
         let reserved = ["story", "tr", "onset", "offset", "word", "time"];
@@ -293,31 +260,28 @@ impl Stage for FromTable {
         }
         let segments = tables::story_segments(&story, "the feature table")?;
         // Check the rows line up with the words or TRs they describe.
-        let expected: Vec<(String, usize)> = if params.level == "word" {
-            match ctx.has_input("words") {
-                true => read_words(ctx)?.into_iter().map(|s| (s.story, s.words.len())).collect(),
-                false => Vec::new(),
+        let expected: Vec<(String, usize)> = match params.level {
+            Level::Word if ctx.has_input("words") => {
+                read_words(ctx)?.into_iter().map(|s| (s.story, s.words.len())).collect()
             }
-        } else if ctx.has_input("trs") {
-            tables::grid_from_batch(&ctx.input_table("trs")?)?
+            Level::Tr if ctx.has_input("trs") => tables::grid_from_batch(&ctx.input_table("trs")?)?
                 .stories
                 .into_iter()
                 .map(|s| (s.story, s.times.len()))
-                .collect()
-        } else {
-            Vec::new()
+                .collect(),
+            Level::Word | Level::Tr => Vec::new(),
         };
         for (name, count) in &expected {
             let have = segments.iter().find(|s| &s.name == name).map(|s| s.rows).unwrap_or(0);
             if have != *count {
                 return Err(StageError::failed(format!(
                     "story `{name}`: the feature table has {have} rows but there are {count} {}s",
-                    params.level
+                    params.level.name()
                 )));
             }
         }
         let mut artifact = MatrixArtifact::with_segments(Matrix::from_vec(rows, columns.len(), data), segments);
-        artifact.metadata.insert("level".into(), params.level.clone());
+        artifact.metadata.insert("level".into(), params.level.name().into());
         artifact.metadata.insert("columns".into(), serde_json::to_string(&columns).expect("names"));
         ctx.write_matrix("features", &artifact)
     }

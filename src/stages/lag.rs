@@ -4,9 +4,8 @@
 //! delay-major: `[delay_1 features | delay_2 features | ...]`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::{parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::MatrixArtifact;
 use crate::numeric::signal;
 
@@ -23,31 +22,21 @@ fn default_delays() -> Vec<usize> {
 
 pub struct Lag;
 
-impl Stage for Lag {
-    fn kind(&self) -> &'static str {
-        "lag"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "FIR delays (default 1-4 TRs) within each story, delay-major column blocks"
-    }
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        vec!["features"]
-    }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["features".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (parsed, canonical) = parse_params::<LagParams>(params)?;
-        if parsed.delays.is_empty() {
-            return Err(vec![ParamError::new("delays", "give at least one delay, e.g. [1, 2, 3, 4]")]);
+impl Kind for Lag {
+    type Params = LagParams;
+    const NAME: &'static str = "lag";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "FIR delays (default 1-4 TRs) within each story, delay-major column blocks";
+    const INPUTS: &'static [&'static str] = &["features"];
+    const OUTPUTS: &'static [&'static str] = &["features"];
+
+    fn validate(&self, params: &LagParams) -> Vec<ParamError> {
+        if params.delays.is_empty() {
+            return vec![ParamError::new("delays", "give at least one delay, e.g. [1, 2, 3, 4]")];
         }
-        Ok(canonical)
+        Vec::new()
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: LagParams = typed_params(ctx.params)?;
+    fn run(&self, params: &LagParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let features = ctx.input_matrix("features")?;
         if features.segments.is_empty() {
             return Err(StageError::failed(

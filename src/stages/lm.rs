@@ -13,10 +13,11 @@
 //! still exists so that validation can say what is missing.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::{checked, parse_params, ParamError, Stage, StageContext, StageError};
+use super::tables::WordTime;
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::device::DeviceRequest;
+use crate::lm::windows::ContextMode;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,77 +25,87 @@ pub struct LmParams {
     /// The model directory (Hugging Face layout), relative to the pipeline file.
     pub model: String,
     pub layers: Vec<usize>,
-    #[serde(default = "default_context")]
-    pub context: String,
+    #[serde(default)]
+    pub context: Context,
     #[serde(default = "default_lookback")]
     pub lookback: usize,
-    #[serde(default = "default_pool")]
-    pub pool: String,
-    #[serde(default = "default_word_time")]
-    pub word_time: String,
+    #[serde(default)]
+    pub pool: Pooling,
+    #[serde(default)]
+    pub word_time: WordTime,
     /// Padded tokens per forward pass; default 2048 on the CPU (larger
     /// batches of long windows run slower there) and 16384 on CUDA.
     #[serde(default)]
     pub batch_tokens: Option<usize>,
     #[serde(default = "default_device")]
-    pub device: String,
+    pub device: DeviceRequest,
 }
 
-fn default_context() -> String {
-    "fullcontext".into()
+/// How much context precedes each word (`lm::windows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Context {
+    #[default]
+    FullContext,
+    NoContext,
+    HalfContext,
 }
+
+impl From<Context> for ContextMode {
+    fn from(context: Context) -> ContextMode {
+        match context {
+            Context::FullContext => ContextMode::Full,
+            Context::NoContext => ContextMode::None,
+            Context::HalfContext => ContextMode::Half,
+        }
+    }
+}
+
+/// How tokens become rows: the word's last token, the mean of the word's
+/// tokens, or the mean of every token in a TR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    #[default]
+    Last,
+    Mean,
+    Tr,
+}
+
 fn default_lookback() -> usize {
     128
 }
-fn default_pool() -> String {
-    "last".into()
-}
-fn default_word_time() -> String {
-    "midpoint".into()
-}
-fn default_device() -> String {
-    "auto".into()
+fn default_device() -> DeviceRequest {
+    DeviceRequest::Auto
 }
 
 pub struct FeaturesLm;
 
-impl Stage for FeaturesLm {
-    fn kind(&self) -> &'static str {
-        "features.lm"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "language-model hidden states per word or per TR (BERT or GPT-2 layout, libtorch, CPU or CUDA)"
-    }
-    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
+impl Kind for FeaturesLm {
+    type Params = LmParams;
+    const NAME: &'static str = "features.lm";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "language-model hidden states per word or per TR (BERT or GPT-2 layout, libtorch, CPU or CUDA)";
+    const INPUTS: &'static [&'static str] = &["words"];
+
+    fn required_inputs(&self, params: &LmParams) -> Vec<&'static str> {
         // pool: tr averages the tokens of each TR of the `trs` grid.
-        if params.get("pool").and_then(Value::as_str) == Some("tr") {
-            vec!["words", "trs"]
-        } else {
-            vec!["words"]
+        match params.pool {
+            Pooling::Tr => vec!["words", "trs"],
+            Pooling::Last | Pooling::Mean => vec!["words"],
         }
     }
-    fn outputs(&self, params: &Value) -> Vec<String> {
-        params
-            .get("layers")
-            .and_then(Value::as_array)
-            .map(|layers| layers.iter().filter_map(Value::as_u64).map(|l| format!("layer{l}")).collect())
-            .unwrap_or_default()
+    fn outputs(&self, params: &LmParams) -> Vec<String> {
+        params.layers.iter().map(|l| format!("layer{l}")).collect()
     }
-    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
-        params
-            .get("model")
-            .and_then(Value::as_str)
-            .map(|m| vec![("model".to_string(), m.to_string())])
-            .unwrap_or_default()
+    fn file_params(&self, params: &LmParams) -> Vec<(String, String)> {
+        vec![("model".to_string(), params.model.clone())]
     }
-    fn wants_gpu(&self, params: &Value) -> bool {
-        DeviceRequest::param_wants_gpu(params)
+    fn wants_gpu(&self, params: &LmParams) -> bool {
+        params.device.wants_gpu()
     }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (p, canonical) = parse_params::<LmParams>(params)?;
+    fn validate(&self, p: &LmParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
         if !cfg!(feature = "torch") {
             errors.push(
@@ -114,42 +125,25 @@ impl Stage for FeaturesLm {
         if sorted.len() != p.layers.len() {
             errors.push(ParamError::new("layers", "a layer is listed twice"));
         }
-        if crate::lm::windows::ContextMode::parse(&p.context).is_none() {
-            errors.push(ParamError::new(
-                "context",
-                format!("unknown context `{}`: use fullcontext, nocontext or halfcontext", p.context),
-            ));
-        }
         if p.lookback < 2 {
             errors.push(ParamError::new("lookback", "lookback must be at least 2 tokens"));
-        }
-        if !["last", "mean", "tr"].contains(&p.pool.as_str()) {
-            errors.push(ParamError::new("pool", format!("unknown pool `{}`: use last, mean or tr", p.pool)));
-        }
-        if !["midpoint", "onset", "offset"].contains(&p.word_time.as_str()) {
-            errors.push(ParamError::new("word_time", "word_time must be midpoint, onset or offset"));
         }
         if p.batch_tokens == Some(0) {
             errors.push(ParamError::new("batch_tokens", "batch_tokens must be positive"));
         }
-        match DeviceRequest::parse(&p.device) {
-            Err(message) => errors.push(ParamError::new("device", message)),
-            Ok(request) => {
-                if let Err((message, hint)) = request.validate() {
-                    errors.push(ParamError::new("device", message).hint(hint));
-                }
-            }
+        if let Err((message, hint)) = p.device.validate() {
+            errors.push(ParamError::new("device", message).hint(hint));
         }
-        checked(canonical, errors)
+        errors
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+    fn run(&self, params: &LmParams, ctx: &mut StageContext) -> Result<(), StageError> {
         #[cfg(feature = "torch")]
         {
-            torch::run(ctx)
+            torch::run(params, ctx)
         }
         #[cfg(not(feature = "torch"))]
         {
-            let _ = ctx;
+            let _ = (params, ctx);
             Err(StageError::failed("features.lm needs the `torch` feature")
                 .with_hint("build with the default features"))
         }
@@ -162,31 +156,27 @@ mod torch {
     use crate::artifact::{MatrixArtifact, Segment};
     use crate::lm::extract::{extract_story, ExtractOptions, Pool, Strategy};
     use crate::lm::model::LanguageModel;
-    use crate::lm::windows::ContextMode;
     use crate::numeric::{signal, Matrix};
     use crate::stages::tables;
-    use crate::stages::typed_params;
 
-    pub fn run(ctx: &mut StageContext) -> Result<(), StageError> {
+    pub fn run(p: &LmParams, ctx: &mut StageContext) -> Result<(), StageError> {
         crate::device::init_torch();
-        let p: LmParams = typed_params(ctx.params)?;
-        let request = DeviceRequest::parse(&p.device).map_err(StageError::failed)?;
         // A CUDA device asked for by name was checked at validation.
-        let device = request.resolve(&ctx.device);
-        ctx.device = device.to_string();
+        let device = p.device.resolve(ctx.device);
+        ctx.device = device;
         tch::set_num_threads(ctx.threads.max(1) as i32);
         let dir = ctx.resolve(&p.model);
         let fix = "point `model:` at a directory with config.json, model.safetensors and tokenizer.json";
         let model = LanguageModel::load(&dir, device.into())
             .map_err(|e| StageError::failed(format!("model {}: {e}", dir.display())).with_hint(fix))?;
-        let pool = match p.pool.as_str() {
-            "mean" => Pool::Mean,
-            "tr" => Pool::Tokens,
-            _ => Pool::Last,
+        let pool = match p.pool {
+            Pooling::Last => Pool::Last,
+            Pooling::Mean => Pool::Mean,
+            Pooling::Tr => Pool::Tokens,
         };
         let options = ExtractOptions {
             layers: p.layers.clone(),
-            mode: ContextMode::parse(&p.context).expect("checked"),
+            mode: p.context.into(),
             lookback: p.lookback,
             pool,
             batch_tokens: p.batch_tokens.unwrap_or(if device == crate::device::Device::Cpu { 2048 } else { 16384 }),
@@ -238,11 +228,7 @@ mod torch {
                     // Each token at its word's time; the TR's row is the mean of its tokens.
                     let mut times = Vec::with_capacity(tokenized.ids.len());
                     for (word, span) in story.words.iter().zip(&tokenized.spans) {
-                        let t = match p.word_time.as_str() {
-                            "onset" => word.onset,
-                            "offset" => word.offset,
-                            _ => 0.5 * (word.onset + word.offset),
-                        };
+                        let t = p.word_time.of(word);
                         times.extend(std::iter::repeat_n(t, span.len()));
                     }
                     for (out, m) in per_layer.iter_mut().zip(states.layers) {

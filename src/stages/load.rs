@@ -6,9 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{self, MatrixArtifact};
 use crate::numeric::matrix::first_non_finite;
 use crate::numeric::Matrix;
@@ -32,25 +31,14 @@ fn yes() -> bool {
 
 pub struct LoadTable;
 
-impl Stage for LoadTable {
-    fn kind(&self) -> &'static str {
-        "load.table"
-    }
+impl Kind for LoadTable {
+    type Params = LoadTableParams;
+    const NAME: &'static str = "load.table";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "read a CSV, TSV or Parquet table into the store";
+    const OUTPUTS: &'static [&'static str] = &["table"];
 
-    fn version(&self) -> u32 {
-        1
-    }
-
-    fn summary(&self) -> &'static str {
-        "read a CSV, TSV or Parquet table into the store"
-    }
-
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["table".into()]
-    }
-
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (parsed, canonical) = parse_params::<LoadTableParams>(params)?;
+    fn validate(&self, parsed: &LoadTableParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
         if let Some(delimiter) = &parsed.delimiter {
             if delimiter != "\\t" && delimiter.len() != 1 {
@@ -64,15 +52,14 @@ impl Stage for LoadTable {
                     .hint("use .csv, .tsv, .parquet or .arrow/.feather"),
             );
         }
-        checked(canonical, errors)
+        errors
     }
 
-    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
-        path_param(params)
+    fn file_params(&self, params: &LoadTableParams) -> Vec<(String, String)> {
+        vec![("path".to_string(), params.path.clone())]
     }
 
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: LoadTableParams = typed_params(ctx.params)?;
+    fn run(&self, params: &LoadTableParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let path = ctx.resolve(&params.path);
         let batch = if ["parquet", "arrow", "feather"].contains(&extension(&params.path).as_str()) {
             artifact::read_batch(&path)?
@@ -113,39 +100,28 @@ pub struct LoadMatrixParams {
 
 pub struct LoadMatrix;
 
-impl Stage for LoadMatrix {
-    fn kind(&self) -> &'static str {
-        "load.matrix"
-    }
+impl Kind for LoadMatrix {
+    type Params = LoadMatrixParams;
+    const NAME: &'static str = "load.matrix";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "read a .npy file, a voxflow matrix, or a table of numeric columns (.arrow/.parquet) into the store";
+    const OUTPUTS: &'static [&'static str] = &["matrix"];
 
-    fn version(&self) -> u32 {
-        1
-    }
-
-    fn summary(&self) -> &'static str {
-        "read a .npy file, a voxflow matrix, or a table of numeric columns (.arrow/.parquet) into the store"
-    }
-
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["matrix".into()]
-    }
-
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (parsed, canonical) = parse_params::<LoadMatrixParams>(params)?;
+    fn validate(&self, parsed: &LoadMatrixParams) -> Vec<ParamError> {
         let extension = extension(&parsed.path);
         if !["npy", "arrow", "feather", "parquet"].contains(&extension.as_str()) {
-            return Err(vec![ParamError::new("path", format!("cannot load `.{extension}` files as matrices"))
-                .hint("use .npy, .arrow or .parquet")]);
+            return vec![ParamError::new("path", format!("cannot load `.{extension}` files as matrices"))
+                .hint("use .npy, .arrow or .parquet")];
         }
-        Ok(canonical)
+        Vec::new()
     }
 
-    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
-        path_param(params)
+    fn file_params(&self, params: &LoadMatrixParams) -> Vec<(String, String)> {
+        vec![("path".to_string(), params.path.clone())]
     }
 
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: LoadMatrixParams = typed_params(ctx.params)?;
+    fn run(&self, params: &LoadMatrixParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let path = ctx.resolve(&params.path);
         let matrix = if extension(&params.path) == "npy" {
             let matrix: Matrix = crate::formats::npy::read_npy(&path).map_err(|e| StageError::failed(e.to_string()))?;
@@ -223,10 +199,6 @@ fn matrix_from_table(path: &Path) -> Result<MatrixArtifact, StageError> {
     let mut matrix = MatrixArtifact::new(Matrix::from_vec(rows, cols, data));
     matrix.segments = segments;
     Ok(matrix)
-}
-
-fn path_param(params: &Value) -> Vec<(String, String)> {
-    params.get("path").and_then(Value::as_str).map(|p| vec![("path".to_string(), p.to_string())]).unwrap_or_default()
 }
 
 fn extension(path: &str) -> String {

@@ -2,11 +2,15 @@
 //! adding a kind is one file here, one line in that list, one test and one
 //! example under pipelines/.
 //!
-//! A kind implements [`Stage`]: it checks and canonicalises its params
-//! (defaults filled in, so writing a default explicitly does not change the
-//! key), names the files its params point at (hashed by content), and runs
-//! with a [`StageContext`] that hands it its inputs and takes its outputs.
-//! Kinds never print: they report through the context (progress, warnings).
+//! A kind implements [`Kind`] against its typed params (a serde struct that
+//! denies unknown fields and fills defaults; params with a fixed set of
+//! values are enums): what it needs and writes given those params, the
+//! checks serde cannot express, and `run`. The blanket `impl<K: Kind> Stage
+//! for K` turns it into the object-safe [`Stage`] the registry, the planner
+//! and the executor use: it parses and canonicalises the params (defaults
+//! filled in, so writing a default explicitly does not change the key) and
+//! hands `run` the typed params. Kinds never print: they report through the
+//! [`StageContext`] (progress, warnings).
 
 mod align;
 mod command;
@@ -29,7 +33,58 @@ use serde_json::Value;
 
 pub use context::{InputArtifact, StageContext, StageError};
 
-/// One kind of stage.
+/// One kind of stage, written against its typed params. Every `Kind` is a
+/// [`Stage`] through the blanket impl below.
+pub trait Kind: Sync {
+    /// The params: `#[serde(deny_unknown_fields)]`, defaults filled in, enums
+    /// for params with a fixed set of values. Their serialised form, made
+    /// canonical, is what enters the key.
+    type Params: DeserializeOwned + Serialize;
+    /// The name used as `kind:` in a pipeline file.
+    const NAME: &'static str;
+    /// Bumped whenever the kind's output changes for the same inputs and params.
+    const VERSION: u32;
+    /// One line for `voxflow kinds`.
+    const SUMMARY: &'static str;
+    /// Input roles every stage of the kind needs, whatever its params.
+    const INPUTS: &'static [&'static str] = &[];
+    /// The outputs every stage of the kind writes, whatever its params.
+    const OUTPUTS: &'static [&'static str] = &[];
+
+    /// Input roles that must be present, given the params (checked at
+    /// validation, before anything runs): [`Kind::INPUTS`] unless overridden.
+    fn required_inputs(&self, _params: &Self::Params) -> Vec<&'static str> {
+        Self::INPUTS.to_vec()
+    }
+    /// Problems with the input roles given that `required_inputs` cannot
+    /// express (one of several ways to give them), as (message, hint);
+    /// checked at validation like the required ones.
+    fn input_problems(&self, _params: &Self::Params, _roles: &[&str]) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// The names of the outputs a stage with these params writes:
+    /// [`Kind::OUTPUTS`] unless overridden.
+    fn outputs(&self, _params: &Self::Params) -> Vec<String> {
+        Self::OUTPUTS.iter().map(|name| name.to_string()).collect()
+    }
+    /// Params that name input files or directories: (param path, path as written).
+    fn file_params(&self, _params: &Self::Params) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Whether the stage wants a GPU slot (`device: auto|cuda`).
+    fn wants_gpu(&self, _params: &Self::Params) -> bool {
+        false
+    }
+    /// The checks serde cannot express (ranges, combinations), each with the
+    /// param's path.
+    fn validate(&self, _params: &Self::Params) -> Vec<ParamError> {
+        Vec::new()
+    }
+    fn run(&self, params: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError>;
+}
+
+/// One kind of stage, as the registry, the planner and the executor see it:
+/// params as JSON (canonical once `check_params` has accepted them).
 pub trait Stage: Sync {
     /// The name used as `kind:` in a pipeline file.
     fn kind(&self) -> &'static str;
@@ -38,30 +93,72 @@ pub trait Stage: Sync {
     /// One line for `voxflow kinds`.
     fn summary(&self) -> &'static str;
     /// Input roles that must be present, given canonical params (checked
-    /// at validation, before anything runs).
-    fn required_inputs(&self, _params: &Value) -> Vec<&'static str> {
-        Vec::new()
-    }
+    /// at validation, before anything runs); with params that do not parse
+    /// (`Value::Null`), the ones every stage of the kind needs.
+    fn required_inputs(&self, params: &Value) -> Vec<&'static str>;
     /// Problems with the input roles given that `required_inputs` cannot
-    /// express (one of several ways to give them), as (message, hint);
-    /// checked at validation like the required ones.
-    fn input_problems(&self, _params: &Value, _roles: &[&str]) -> Vec<(String, String)> {
-        Vec::new()
-    }
+    /// express, as (message, hint).
+    fn input_problems(&self, params: &Value, roles: &[&str]) -> Vec<(String, String)>;
     /// The names of the outputs this stage writes, given canonical params.
     fn outputs(&self, params: &Value) -> Vec<String>;
     /// Parses params, fills defaults and returns the canonical form, or every
     /// problem found, each with the param's path.
     fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>>;
     /// Params that name input files or directories: (param path, path as written).
-    fn file_params(&self, _params: &Value) -> Vec<(String, String)> {
-        Vec::new()
-    }
+    fn file_params(&self, params: &Value) -> Vec<(String, String)>;
     /// Whether the stage wants a GPU slot (`device: auto|cuda`).
-    fn wants_gpu(&self, _params: &Value) -> bool {
-        false
-    }
+    fn wants_gpu(&self, params: &Value) -> bool;
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError>;
+}
+
+/// Canonical params read back into the kind's type; None if they do not
+/// parse (they were checked at validation).
+fn typed<K: Kind>(params: &Value) -> Option<K::Params> {
+    serde_json::from_value(params.clone()).ok()
+}
+
+impl<K: Kind> Stage for K {
+    fn kind(&self) -> &'static str {
+        K::NAME
+    }
+    fn version(&self) -> u32 {
+        K::VERSION
+    }
+    fn summary(&self) -> &'static str {
+        K::SUMMARY
+    }
+    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
+        match typed::<K>(params) {
+            Some(params) => Kind::required_inputs(self, &params),
+            None => K::INPUTS.to_vec(),
+        }
+    }
+    fn input_problems(&self, params: &Value, roles: &[&str]) -> Vec<(String, String)> {
+        typed::<K>(params).map(|params| Kind::input_problems(self, &params, roles)).unwrap_or_default()
+    }
+    fn outputs(&self, params: &Value) -> Vec<String> {
+        typed::<K>(params).map(|params| Kind::outputs(self, &params)).unwrap_or_default()
+    }
+    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
+        let (parsed, canonical) = parse_params::<K::Params>(params)?;
+        let errors = Kind::validate(self, &parsed);
+        if errors.is_empty() {
+            Ok(canonical)
+        } else {
+            Err(errors)
+        }
+    }
+    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
+        typed::<K>(params).map(|params| Kind::file_params(self, &params)).unwrap_or_default()
+    }
+    fn wants_gpu(&self, params: &Value) -> bool {
+        typed::<K>(params).is_some_and(|params| Kind::wants_gpu(self, &params))
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let params: K::Params =
+            serde_json::from_value(ctx.params.clone()).map_err(|e| StageError::failed(format!("params: {e}")))?;
+        Kind::run(self, &params, ctx)
+    }
 }
 
 /// A problem with one param of a stage.
@@ -116,23 +213,55 @@ pub fn parse_params<P: DeserializeOwned + Serialize>(params: &Value) -> Result<(
     let parsed: P = serde_path_to_error::deserialize(params.clone()).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        let message = error.into_inner().to_string();
-        vec![ParamError { path, message, hint: None }]
+        vec![param_error(path, error.into_inner().to_string())]
     })?;
     let canonical = crate::key::canonical_value(&serde_json::to_value(&parsed).expect("params serialise"));
     Ok((parsed, canonical))
 }
 
-/// The canonical params when no problem was found, else the problems.
-pub fn checked(canonical: Value, errors: Vec<ParamError>) -> Result<Value, Vec<ParamError>> {
-    if errors.is_empty() {
-        Ok(canonical)
-    } else {
-        Err(errors)
+/// A serde error as a [`ParamError`]. A value outside an enum's set
+/// (serde's "unknown variant `x`, expected one of `a`, `b`") becomes
+/// "unknown value `x`: expected one of a, b" with the nearest allowed value
+/// as a hint; an unknown field gets the nearest field name as a hint.
+fn param_error(path: String, message: String) -> ParamError {
+    let listed = |rest: &str| -> Vec<String> { rest.split('`').skip(1).step_by(2).map(str::to_string).collect() };
+    let did_you_mean = |unknown: &str, known: &[String]| {
+        crate::spec::nearest(unknown, known.iter().map(String::as_str)).map(|n| format!("did you mean `{n}`?"))
+    };
+    for (prefix, field) in [("unknown variant `", false), ("unknown field `", true)] {
+        let Some((unknown, rest)) = message.strip_prefix(prefix).and_then(|rest| rest.split_once('`')) else {
+            continue;
+        };
+        let known = listed(rest);
+        let hint = did_you_mean(unknown, &known);
+        if field {
+            return ParamError { path, message, hint };
+        }
+        let message = format!("unknown value `{unknown}`: expected one of {}", known.join(", "));
+        return ParamError { path, message, hint };
     }
+    ParamError { path, message, hint: None }
 }
 
-/// Reads canonical params back into the kind's params type at run time.
-pub fn typed_params<P: DeserializeOwned>(params: &Value) -> Result<P, StageError> {
-    serde_json::from_value(params.clone()).map_err(|e| StageError::failed(format!("params: {e}")))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde's unknown-variant and unknown-field messages become the enum
+    /// error with the allowed values and the nearest-name hint.
+    #[test]
+    fn enum_errors_list_the_values_and_suggest_the_nearest() {
+        let error = param_error(
+            "method".into(),
+            "unknown variant `lanczo`, expected one of `rect`, `average`, `sum`, `last`, `lanczos`, `sinc`".into(),
+        );
+        assert_eq!(error.message, "unknown value `lanczo`: expected one of rect, average, sum, last, lanczos, sinc");
+        assert_eq!(error.hint.as_deref(), Some("did you mean `lanczos`?"));
+        let error = param_error("score".into(), "unknown variant `xyz`, expected `l2` or `pearson`".into());
+        assert_eq!(error.message, "unknown value `xyz`: expected one of l2, pearson");
+        assert_eq!(error.hint, None);
+        let error = param_error("".into(), "unknown field `windw`, expected one of `method`, `window`".into());
+        assert_eq!(error.message, "unknown field `windw`, expected one of `method`, `window`");
+        assert_eq!(error.hint.as_deref(), Some("did you mean `window`?"));
+    }
 }

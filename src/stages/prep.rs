@@ -18,41 +18,86 @@ use std::collections::BTreeMap;
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Float64Type};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::matrix::first_non_finite;
 use crate::numeric::signal::{self, ZScore};
 use crate::numeric::Matrix;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// `trim`: a preset name or explicit row counts.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum TrimSpec {
-    /// `lebel` ([10:-5]) or `none`.
-    Preset(String),
-    Rows {
-        start: usize,
-        end: usize,
-    },
+    Preset(TrimPreset),
+    Rows { start: usize, end: usize },
+}
+
+/// The trim presets: `lebel` ([10:-5]) or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrimPreset {
+    Lebel,
+    None,
+}
+
+impl<'de> Deserialize<'de> for TrimSpec {
+    /// A string is a preset (an unknown one is reported like an enum's
+    /// unknown value, the row form listed beside the presets); a mapping
+    /// gives the rows.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Named like the outer type: serde's "did not match any variant of
+        // untagged enum TrimSpec" stays what it was.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum TrimSpec {
+            Preset(String),
+            Rows { start: usize, end: usize },
+        }
+        match TrimSpec::deserialize(deserializer)? {
+            TrimSpec::Preset(name) => match name.as_str() {
+                "lebel" => Ok(Self::Preset(TrimPreset::Lebel)),
+                "none" => Ok(Self::Preset(TrimPreset::None)),
+                _ => Err(serde::de::Error::unknown_variant(&name, &["lebel", "none", "{start: N, end: M}"])),
+            },
+            TrimSpec::Rows { start, end } => Ok(Self::Rows { start, end }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MotionParams {
-    /// `none`, `regress` (regress confounds out of the responses, per story)
-    /// or `drop` (remove training TRs whose framewise displacement exceeds `threshold`).
-    #[serde(default = "default_mode")]
-    pub mode: String,
+    #[serde(default)]
+    pub mode: MotionMode,
     #[serde(default = "default_threshold")]
     pub threshold: f64,
     #[serde(default = "default_confounds")]
     pub columns: Vec<String>,
 }
 
-fn default_mode() -> String {
-    "none".into()
+/// What prep does about head motion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MotionMode {
+    #[default]
+    None,
+    /// Regress the confounds out of the responses, per story.
+    Regress,
+    /// Remove training TRs whose framewise displacement exceeds `threshold`.
+    Drop,
 }
+
+impl MotionMode {
+    fn name(self) -> &'static str {
+        match self {
+            MotionMode::None => "none",
+            MotionMode::Regress => "regress",
+            MotionMode::Drop => "drop",
+        }
+    }
+}
+
 fn default_threshold() -> f64 {
     0.5
 }
@@ -65,7 +110,7 @@ fn default_confounds() -> Vec<String> {
 
 impl Default for MotionParams {
     fn default() -> Self {
-        MotionParams { mode: default_mode(), threshold: default_threshold(), columns: default_confounds() }
+        MotionParams { mode: MotionMode::default(), threshold: default_threshold(), columns: default_confounds() }
     }
 }
 
@@ -105,7 +150,7 @@ fn default_test() -> Vec<String> {
     vec![super::synth::TEST_STORY.to_string()]
 }
 fn default_trim() -> TrimSpec {
-    TrimSpec::Preset("none".into())
+    TrimSpec::Preset(TrimPreset::None)
 }
 fn yes() -> bool {
     true
@@ -114,8 +159,8 @@ fn yes() -> bool {
 impl PrepParams {
     fn trim(&self) -> (usize, usize) {
         match &self.trim {
-            TrimSpec::Preset(name) if name == "lebel" => (10, 5),
-            TrimSpec::Preset(_) => (0, 0),
+            TrimSpec::Preset(TrimPreset::Lebel) => (10, 5),
+            TrimSpec::Preset(TrimPreset::None) => (0, 0),
             TrimSpec::Rows { start, end } => (*start, *end),
         }
     }
@@ -131,57 +176,35 @@ const NO_FEATURES: (&str, &str) = (
 
 pub struct Prep;
 
-impl Stage for Prep {
-    fn kind(&self) -> &'static str {
-        "prep"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "match stories, trim, handle head motion, split train/test by story, z-score with training statistics"
-    }
-    fn required_inputs(&self, params: &Value) -> Vec<&'static str> {
-        let motion = params.get("motion").and_then(|m| m.get("mode")).and_then(Value::as_str).unwrap_or("none");
-        if motion == "none" {
-            vec!["responses"]
-        } else {
-            vec!["responses", "confounds"]
+impl Kind for Prep {
+    type Params = PrepParams;
+    const NAME: &'static str = "prep";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "match stories, trim, handle head motion, split train/test by story, z-score with training statistics";
+    const INPUTS: &'static [&'static str] = &["responses"];
+    const OUTPUTS: &'static [&'static str] = &["x_train", "y_train", "x_test", "y_test", "y_test_repeats"];
+
+    fn required_inputs(&self, params: &PrepParams) -> Vec<&'static str> {
+        match params.motion.mode {
+            MotionMode::None => vec!["responses"],
+            MotionMode::Regress | MotionMode::Drop => vec!["responses", "confounds"],
         }
     }
-    fn input_problems(&self, _params: &Value, roles: &[&str]) -> Vec<(String, String)> {
+    fn input_problems(&self, _params: &PrepParams, roles: &[&str]) -> Vec<(String, String)> {
         if roles.iter().any(|r| !RESERVED.contains(r)) {
             return Vec::new();
         }
         vec![(NO_FEATURES.0.into(), NO_FEATURES.1.into())]
     }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        ["x_train", "y_train", "x_test", "y_test", "y_test_repeats"].iter().map(|s| s.to_string()).collect()
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (p, canonical) = parse_params::<PrepParams>(params)?;
+    fn validate(&self, p: &PrepParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        if let TrimSpec::Preset(name) = &p.trim {
-            if name != "lebel" && name != "none" {
-                errors.push(
-                    ParamError::new("trim", format!("unknown trim preset `{name}`"))
-                        .hint("use `lebel` ([10:-5]), `none`, or {start: N, end: M}"),
-                );
-            }
-        }
-        if !["none", "regress", "drop"].contains(&p.motion.mode.as_str()) {
-            errors.push(ParamError::new(
-                "motion.mode",
-                format!("unknown mode `{}`: use none, regress or drop", p.motion.mode),
-            ));
-        }
         if p.test_stories.is_empty() {
             errors.push(ParamError::new("test_stories", "name at least one held-out story"));
         }
-        checked(canonical, errors)
+        errors
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: PrepParams = typed_params(ctx.params)?;
+    fn run(&self, params: &PrepParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let mut responses = ctx.input_matrix("responses")?;
         if responses.segments.is_empty() {
             return Err(StageError::failed("the responses have no story segments"));
@@ -215,10 +238,10 @@ impl Stage for Prep {
         let (trim_start, trim_end) = params.trim();
         let confounds = match ctx.has_input("confounds") {
             true => Some(read_confounds(&ctx.input_table("confounds")?, &params.motion.columns)?),
-            false if params.motion.mode != "none" => {
+            false if params.motion.mode != MotionMode::None => {
                 return Err(StageError::failed(format!(
                     "motion mode `{}` needs a `confounds` input",
-                    params.motion.mode
+                    params.motion.mode.name()
                 )))
             }
             false => None,
@@ -257,7 +280,7 @@ impl Stage for Prep {
             if let Some(null) = &params.shuffle {
                 x = shuffle_blocks(&x, null.block.max(1), null.seed, &story);
             }
-            if let (Some(confounds), "regress") = (&confounds, params.motion.mode.as_str()) {
+            if let (Some(confounds), MotionMode::Regress) = (&confounds, params.motion.mode) {
                 let c = confounds
                     .get(&story)
                     .ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;
@@ -280,7 +303,7 @@ impl Stage for Prep {
             })?;
             let mut rows: Vec<usize> = signal::trimmed_rows(&kept);
             let is_test = params.test_stories.contains(&story);
-            if let (Some(confounds), "drop", false) = (&confounds, params.motion.mode.as_str(), is_test) {
+            if let (Some(confounds), MotionMode::Drop, false) = (&confounds, params.motion.mode, is_test) {
                 let c = confounds
                     .get(&story)
                     .ok_or_else(|| StageError::failed(format!("story `{story}` has no rows in the confounds table")))?;

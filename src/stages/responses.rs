@@ -8,9 +8,8 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::formats;
 use crate::numeric::matrix::first_non_finite;
@@ -19,8 +18,7 @@ use crate::numeric::Matrix;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadResponsesParams {
-    /// `hf5`, `nifti` or `npy`.
-    pub format: String,
+    pub format: ResponseFormat,
     /// Directory with one file per story, named `<story>.<ext>`.
     pub dir: String,
     /// For `nifti`: the brain mask (3-D image).
@@ -29,67 +27,79 @@ pub struct LoadResponsesParams {
     /// Only these stories (default: every file in `dir`).
     #[serde(default)]
     pub stories: Vec<String>,
-    /// `error` (default) or `zero`: what to do with NaN/inf values.
-    #[serde(default = "default_nan")]
-    pub nan: String,
+    #[serde(default)]
+    pub nan: NanPolicy,
 }
 
-fn default_nan() -> String {
-    "error".into()
+/// The file format of the responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseFormat {
+    /// LeBel's HDF5 (dataset `data`, TRs x voxels).
+    Hf5,
+    /// 4-D NIfTI images with a 3-D `mask`.
+    Nifti,
+    /// NumPy arrays (TRs x voxels).
+    Npy,
+}
+
+impl ResponseFormat {
+    fn name(self) -> &'static str {
+        match self {
+            ResponseFormat::Hf5 => "hf5",
+            ResponseFormat::Nifti => "nifti",
+            ResponseFormat::Npy => "npy",
+        }
+    }
+
+    fn extensions(self) -> &'static [&'static str] {
+        match self {
+            ResponseFormat::Hf5 => &[".hf5", ".h5"],
+            ResponseFormat::Nifti => &[".nii.gz", ".nii"],
+            ResponseFormat::Npy => &[".npy"],
+        }
+    }
+}
+
+/// What to do with NaN/inf values: fail (default) or set them to 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NanPolicy {
+    #[default]
+    Error,
+    Zero,
 }
 
 pub struct LoadResponses;
 
-fn extensions(format: &str) -> &'static [&'static str] {
-    match format {
-        "hf5" => &[".hf5", ".h5"],
-        "nifti" => &[".nii.gz", ".nii"],
-        _ => &[".npy"],
-    }
-}
+impl Kind for LoadResponses {
+    type Params = LoadResponsesParams;
+    const NAME: &'static str = "load.responses";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "voxel responses per story from LeBel .hf5, NIfTI + mask, or .npy files";
+    const OUTPUTS: &'static [&'static str] = &["responses"];
 
-impl Stage for LoadResponses {
-    fn kind(&self) -> &'static str {
-        "load.responses"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "voxel responses per story from LeBel .hf5, NIfTI + mask, or .npy files"
-    }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        vec!["responses".into()]
-    }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (p, canonical) = parse_params::<LoadResponsesParams>(params)?;
+    fn validate(&self, p: &LoadResponsesParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        if !["hf5", "nifti", "npy"].contains(&p.format.as_str()) {
-            errors.push(ParamError::new("format", format!("unknown format `{}`: use hf5, nifti or npy", p.format)));
-        }
-        if p.format == "nifti" && p.mask.is_none() {
+        if p.format == ResponseFormat::Nifti && p.mask.is_none() {
             errors.push(ParamError::new("mask", "NIfTI responses need `mask`: a 3-D brain mask image"));
         }
-        if p.nan != "error" && p.nan != "zero" {
-            errors.push(ParamError::new("nan", "nan must be `error` or `zero`"));
-        }
-        checked(canonical, errors)
+        errors
     }
-    fn file_params(&self, params: &Value) -> Vec<(String, String)> {
-        ["dir", "mask"]
-            .iter()
-            .filter_map(|k| params.get(*k).and_then(Value::as_str).map(|p| (k.to_string(), p.to_string())))
-            .collect()
+    fn file_params(&self, p: &LoadResponsesParams) -> Vec<(String, String)> {
+        let mut files = vec![("dir".to_string(), p.dir.clone())];
+        files.extend(p.mask.iter().map(|mask| ("mask".to_string(), mask.clone())));
+        files
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let p: LoadResponsesParams = typed_params(ctx.params)?;
+    fn run(&self, p: &LoadResponsesParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let dir = ctx.resolve(&p.dir);
         let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
             .map_err(|e| StageError::failed(format!("{}: {e}", dir.display())))?
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().to_string_lossy().to_string();
-                extensions(&p.format)
+                p.format
+                    .extensions()
                     .iter()
                     .find_map(|ext| name.strip_suffix(ext).map(|story| (story.to_string(), entry.path())))
             })
@@ -99,7 +109,7 @@ impl Stage for LoadResponses {
             if !files.iter().any(|(story, _)| story == wanted) {
                 return Err(StageError::failed(format!(
                     "story `{wanted}` has no {} file in {}",
-                    p.format,
+                    p.format.name(),
                     dir.display()
                 )));
             }
@@ -111,12 +121,12 @@ impl Stage for LoadResponses {
             return Err(StageError::failed(format!(
                 "{} has no {} files ({})",
                 dir.display(),
-                p.format,
-                extensions(&p.format).join(", ")
+                p.format.name(),
+                p.format.extensions().join(", ")
             )));
         }
-        let mask = match (&p.format[..], &p.mask) {
-            ("nifti", Some(mask)) => {
+        let mask = match (p.format, &p.mask) {
+            (ResponseFormat::Nifti, Some(mask)) => {
                 let path = ctx.resolve(mask);
                 Some((formats::nifti::read_mask(&path).map_err(|e| StageError::failed(e.to_string()))?, path))
             }
@@ -129,13 +139,15 @@ impl Stage for LoadResponses {
         let mut segments = Vec::new();
         for (i, (story, path)) in files.iter().enumerate() {
             let fail = |e: formats::FormatError| StageError::failed(format!("story `{story}`: {e}"));
-            let mut matrix = match p.format.as_str() {
-                "hf5" => formats::hdf5::read_hf5(path).map_err(fail)?,
-                "nifti" => {
+            let mut matrix = match p.format {
+                ResponseFormat::Hf5 => formats::hdf5::read_hf5(path).map_err(fail)?,
+                ResponseFormat::Nifti => {
                     let (mask, mask_path) = mask.as_ref().expect("checked");
                     formats::nifti::read_masked_with(path, mask, mask_path).map_err(fail)?
                 }
-                _ => formats::npy::read_npy(path).map_err(|e| StageError::failed(format!("story `{story}`: {e}")))?,
+                ResponseFormat::Npy => {
+                    formats::npy::read_npy(path).map_err(|e| StageError::failed(format!("story `{story}`: {e}")))?
+                }
             };
             if let Some(first) = n_voxels {
                 if first != matrix.cols {
@@ -149,7 +161,7 @@ impl Stage for LoadResponses {
                 }
             }
             if let Some(position) = first_non_finite(&matrix.data) {
-                if p.nan == "zero" {
+                if p.nan == NanPolicy::Zero {
                     let count = matrix.data.iter().filter(|v| !v.is_finite()).count();
                     matrix.data.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
                     ctx.warn(format!("story `{story}`: {count} non-finite values set to 0"));

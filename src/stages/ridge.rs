@@ -15,18 +15,17 @@ use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::MatrixArtifact;
+use crate::device::{Device, DeviceRequest};
 use crate::numeric::ridge::{self, BandedConfig, CvScore, Fold, RidgeConfig};
 use crate::numeric::Matrix;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FoldParams {
-    /// `story` (leave one story out), `contiguous` (k blocks) or `chunked`
-    /// (chunks of `chunk` TRs dealt into k folds with `seed`).
-    #[serde(default = "default_by")]
-    pub by: String,
+    #[serde(default)]
+    pub by: FoldBy,
     #[serde(default = "default_k")]
     pub k: usize,
     #[serde(default = "default_chunk")]
@@ -35,9 +34,29 @@ pub struct FoldParams {
     pub seed: u64,
 }
 
-fn default_by() -> String {
-    "story".into()
+/// How the training rows are split into folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FoldBy {
+    /// Leave one story out.
+    #[default]
+    Story,
+    /// k contiguous blocks.
+    Contiguous,
+    /// Chunks of `chunk` TRs dealt into k folds with `seed`.
+    Chunked,
 }
+
+impl FoldBy {
+    fn name(self) -> &'static str {
+        match self {
+            FoldBy::Story => "story",
+            FoldBy::Contiguous => "contiguous",
+            FoldBy::Chunked => "chunked",
+        }
+    }
+}
+
 fn default_k() -> usize {
     5
 }
@@ -47,7 +66,34 @@ fn default_chunk() -> usize {
 
 impl Default for FoldParams {
     fn default() -> Self {
-        FoldParams { by: default_by(), k: default_k(), chunk: default_chunk(), seed: 0 }
+        FoldParams { by: FoldBy::default(), k: default_k(), chunk: default_chunk(), seed: 0 }
+    }
+}
+
+/// How alphas are scored on the validation folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Score {
+    #[default]
+    L2,
+    Pearson,
+}
+
+impl Score {
+    fn name(self) -> &'static str {
+        match self {
+            Score::L2 => "l2",
+            Score::Pearson => "pearson",
+        }
+    }
+}
+
+impl From<Score> for CvScore {
+    fn from(score: Score) -> CvScore {
+        match score {
+            Score::L2 => CvScore::L2,
+            Score::Pearson => CvScore::Pearson,
+        }
     }
 }
 
@@ -59,9 +105,8 @@ pub struct RidgeParams {
     /// One alpha per voxel (true) or one for all voxels.
     #[serde(default = "yes")]
     pub per_voxel: bool,
-    /// How alphas are scored on the validation folds: `l2` or `pearson`.
-    #[serde(default = "default_score")]
-    pub score: String,
+    #[serde(default)]
+    pub score: Score,
     #[serde(default)]
     pub folds: FoldParams,
     #[serde(default = "default_batch")]
@@ -78,7 +123,7 @@ pub struct RidgeParams {
     /// `cpu` (default), `auto`, `cuda` or `cuda:N`: the CUDA path runs the
     /// same algorithm in libtorch (`numeric::ridge_torch`).
     #[serde(default = "default_device")]
-    pub device: String,
+    pub device: DeviceRequest,
 }
 
 fn default_alphas() -> Vec<f64> {
@@ -86,9 +131,6 @@ fn default_alphas() -> Vec<f64> {
 }
 fn yes() -> bool {
     true
-}
-fn default_score() -> String {
-    "l2".into()
 }
 fn default_batch() -> usize {
     ridge::DEFAULT_TARGET_BATCH
@@ -99,27 +141,24 @@ fn default_iter() -> usize {
 fn default_concentration() -> f64 {
     1.0
 }
-fn default_device() -> String {
-    "cpu".into()
+fn default_device() -> DeviceRequest {
+    DeviceRequest::Cpu
 }
 
 pub struct Ridge;
 
-impl Stage for Ridge {
-    fn kind(&self) -> &'static str {
-        "ridge"
+impl Kind for Ridge {
+    type Params = RidgeParams;
+    const NAME: &'static str = "ridge";
+    // 2: weights are voxel-major (one row per voxel), written block by block.
+    const VERSION: u32 = 2;
+    const SUMMARY: &'static str =
+        "cross-validated ridge for many voxels: per-voxel alphas, folds by story, banded option";
+
+    fn wants_gpu(&self, params: &RidgeParams) -> bool {
+        params.device.wants_gpu()
     }
-    fn version(&self) -> u32 {
-        // 2: weights are voxel-major (one row per voxel), written block by block.
-        2
-    }
-    fn summary(&self) -> &'static str {
-        "cross-validated ridge for many voxels: per-voxel alphas, folds by story, banded option"
-    }
-    fn wants_gpu(&self, params: &Value) -> bool {
-        crate::device::DeviceRequest::param_wants_gpu(params)
-    }
-    fn input_problems(&self, _params: &Value, roles: &[&str]) -> Vec<(String, String)> {
+    fn input_problems(&self, _params: &RidgeParams, roles: &[&str]) -> Vec<(String, String)> {
         // Either a prep stage as `data`, or the three matrices by name.
         let named = ["x_train", "y_train", "x_test"];
         if roles.contains(&"data") || named.iter().all(|n| roles.contains(n)) {
@@ -131,11 +170,16 @@ impl Stage for Ridge {
             "add `inputs: {data: <prep stage>}`, or `inputs: {x_train: ..., y_train: ..., x_test: ...}` with load.matrix stages".into(),
         )]
     }
-    fn outputs(&self, _params: &Value) -> Vec<String> {
-        ["alphas", "cv_scores", "weights", "predictions", "band_weights"].iter().map(|s| s.to_string()).collect()
+    /// `band_weights` only for a banded fit.
+    fn outputs(&self, params: &RidgeParams) -> Vec<String> {
+        let mut outputs: Vec<String> =
+            ["alphas", "cv_scores", "weights", "predictions"].iter().map(|s| s.to_string()).collect();
+        if params.banded {
+            outputs.push("band_weights".into());
+        }
+        outputs
     }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (p, canonical) = parse_params::<RidgeParams>(params)?;
+    fn validate(&self, p: &RidgeParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
         if p.alphas.is_empty() {
             errors.push(ParamError::new("alphas", "give at least one alpha"));
@@ -143,39 +187,24 @@ impl Stage for Ridge {
         if let Some(bad) = p.alphas.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
             errors.push(ParamError::new("alphas", format!("alphas must be positive, found {bad}")));
         }
-        if p.score != "l2" && p.score != "pearson" {
-            errors.push(ParamError::new("score", format!("score must be `l2` or `pearson`, got `{}`", p.score)));
-        }
-        if !["story", "contiguous", "chunked"].contains(&p.folds.by.as_str()) {
-            errors.push(ParamError::new(
-                "folds.by",
-                format!("unknown fold scheme `{}`: use story, contiguous or chunked", p.folds.by),
-            ));
-        }
-        if p.folds.by != "story" && p.folds.k < 2 {
+        if p.folds.by != FoldBy::Story && p.folds.k < 2 {
             errors.push(ParamError::new("folds.k", "k must be at least 2"));
         }
         if p.folds.chunk == 0 || p.target_batch == 0 {
             errors.push(ParamError::new("folds.chunk", "chunk and target_batch must be at least 1"));
         }
-        match crate::device::DeviceRequest::parse(&p.device) {
-            Err(message) => errors.push(ParamError::new("device", message)),
-            Ok(request) => {
-                if let Err((message, hint)) = request.validate() {
-                    errors.push(ParamError::new("device", message).hint(hint));
-                }
-                if p.banded && request != crate::device::DeviceRequest::Cpu {
-                    errors.push(
-                        ParamError::new("device", "banded ridge runs on the CPU only")
-                            .hint("use `device: cpu` with `banded: true`"),
-                    );
-                }
-            }
+        if let Err((message, hint)) = p.device.validate() {
+            errors.push(ParamError::new("device", message).hint(hint));
         }
-        checked(canonical, errors)
+        if p.banded && p.device != DeviceRequest::Cpu {
+            errors.push(
+                ParamError::new("device", "banded ridge runs on the CPU only")
+                    .hint("use `device: cpu` with `banded: true`"),
+            );
+        }
+        errors
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let p: RidgeParams = typed_params(ctx.params)?;
+    fn run(&self, p: &RidgeParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let x_train = matrix_input(ctx, "x_train")?;
         let y_train = matrix_input(ctx, "y_train")?;
         let x_test = matrix_input(ctx, "x_test")?;
@@ -192,7 +221,7 @@ impl Stage for Ridge {
             )));
         }
         let folds = make_folds(&p.folds, &x_train)?;
-        let score = if p.score == "pearson" { CvScore::Pearson } else { CvScore::L2 };
+        let score = CvScore::from(p.score);
         let fail = |e: ridge::RidgeError| StageError::failed(e.to_string());
         let n_voxels = y_train.matrix.cols;
         let n_features = x_train.matrix.cols;
@@ -240,16 +269,15 @@ impl Stage for Ridge {
                 score,
                 target_batch: p.target_batch,
             };
-            let device =
-                crate::device::DeviceRequest::parse(&p.device).map_err(StageError::failed)?.resolve(&ctx.device);
-            ctx.device = device.to_string();
+            let device = p.device.resolve(ctx.device);
+            ctx.device = device;
             let (alphas, scores) = match device {
-                crate::device::Device::Cpu => {
+                Device::Cpu => {
                     ridge::ridge_cv_streaming(&x_train.matrix, &y_train.matrix, &folds, &config, &mut take_block)
                         .map_err(fail)?
                 }
                 #[cfg(feature = "torch")]
-                crate::device::Device::Cuda(_) => {
+                Device::Cuda(_) => {
                     let result = crate::numeric::ridge_torch::ridge_cv_torch(
                         &x_train.matrix,
                         &y_train.matrix,
@@ -262,7 +290,7 @@ impl Stage for Ridge {
                     (result.best_alphas, result.cv_scores)
                 }
                 #[cfg(not(feature = "torch"))]
-                crate::device::Device::Cuda(_) => {
+                Device::Cuda(_) => {
                     return Err(StageError::failed("ridge on CUDA needs the `torch` feature"));
                 }
             };
@@ -293,7 +321,7 @@ impl Stage for Ridge {
         ctx.write_table("alphas", &table)?;
         let mut scores = MatrixArtifact::new(cv_scores);
         scores.metadata.insert("alphas".into(), serde_json::to_string(&p.alphas).expect("alphas"));
-        scores.metadata.insert("score".into(), p.score.clone());
+        scores.metadata.insert("score".into(), p.score.name().into());
         ctx.write_matrix("cv_scores", &scores)?;
         ctx.write_matrix("predictions", &MatrixArtifact::with_segments(predictions, x_test.segments.clone()))?;
         if let Some(gammas) = band_weights {
@@ -333,8 +361,8 @@ fn matrix_input(ctx: &StageContext, name: &str) -> Result<MatrixArtifact, StageE
 
 fn make_folds(params: &FoldParams, x_train: &MatrixArtifact) -> Result<Vec<Fold>, StageError> {
     let n = x_train.matrix.rows;
-    let folds = match params.by.as_str() {
-        "story" => {
+    let folds = match params.by {
+        FoldBy::Story => {
             if x_train.segments.len() < 2 {
                 return Err(StageError::failed(format!(
                     "folds by story need at least 2 training stories, found {}",
@@ -348,11 +376,11 @@ fn make_folds(params: &FoldParams, x_train: &MatrixArtifact) -> Result<Vec<Fold>
             }
             ridge::folds_by_group(&groups)
         }
-        "contiguous" => {
+        FoldBy::Contiguous => {
             refuse_too_many_folds(params, n, None)?;
             ridge::folds_contiguous(n, params.k)
         }
-        _ => {
+        FoldBy::Chunked => {
             refuse_too_many_folds(params, n, Some(n.div_ceil(params.chunk.max(1))))?;
             ridge::folds_chunked(n, params.k, params.chunk, params.seed)
         }
@@ -377,7 +405,7 @@ fn refuse_too_many_folds(params: &FoldParams, n: usize, chunks: Option<usize>) -
         "{} folds need at least {} {what}, the training set has {units}{rows}",
         params.k, params.k
     ))
-    .with_hint(format!("use `folds: {{by: {}, k: {}}}` or fewer", params.by, units.max(2))))
+    .with_hint(format!("use `folds: {{by: {}, k: {}}}` or fewer", params.by.name(), units.max(2))))
 }
 
 /// Column ranges of the feature bands recorded by prep.

@@ -24,11 +24,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal, StandardNormal};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::features::random_embedding;
 use super::tables::{self, StoryTrs, StoryWords, TrGrid};
-use super::{checked, parse_params, typed_params, ParamError, Stage, StageContext, StageError};
+use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::formats::words::Word;
 use crate::numeric::signal::{self, DownsampleMethod, ZScore};
@@ -501,26 +500,22 @@ fn write_lebel_files(root: &std::path::Path, params: &SynthParams, subject: &str
 
 pub struct Synth;
 
-impl Stage for Synth {
-    fn kind(&self) -> &'static str {
-        "synth.stories"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn summary(&self) -> &'static str {
-        "the built-in dataset: stories, TR grid, voxel responses from a known encoding model, ground truth"
-    }
-    fn outputs(&self, params: &Value) -> Vec<String> {
+impl Kind for Synth {
+    type Params = SynthParams;
+    const NAME: &'static str = "synth.stories";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "the built-in dataset: stories, TR grid, voxel responses from a known encoding model, ground truth";
+
+    fn outputs(&self, params: &SynthParams) -> Vec<String> {
         let mut outputs: Vec<String> =
             ["words", "trs", "responses", "repeats", "truth", "weights"].iter().map(|s| s.to_string()).collect();
-        if params.get("motion").and_then(Value::as_bool).unwrap_or(false) {
+        if params.motion {
             outputs.push("confounds".into());
         }
         outputs
     }
-    fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>> {
-        let (p, canonical) = parse_params::<SynthParams>(params)?;
+    fn validate(&self, p: &SynthParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
         if p.stories < 2 {
             errors.push(ParamError::new("stories", "need at least 2 training stories (folds are by story)"));
@@ -548,11 +543,10 @@ impl Stage for Synth {
         if p.delays.is_empty() {
             errors.push(ParamError::new("delays", "give at least one delay"));
         }
-        checked(canonical, errors)
+        errors
     }
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let params: SynthParams = typed_params(ctx.params)?;
-        let data = generate(&params).map_err(StageError::failed)?;
+    fn run(&self, params: &SynthParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let data = generate(params).map_err(StageError::failed)?;
         ctx.write_table("words", &tables::words_to_batch(&data.words))?;
         ctx.write_table("trs", &tables::grid_to_batch(&data.grid))?;
         ctx.write_matrix("responses", &data.responses)?;

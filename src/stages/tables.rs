@@ -12,6 +12,26 @@ use super::StageError;
 use crate::artifact::Segment;
 use crate::formats::words::Word;
 
+/// Which time stands for a word (`word_time`): its midpoint, onset or offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WordTime {
+    #[default]
+    Midpoint,
+    Onset,
+    Offset,
+}
+
+impl WordTime {
+    pub fn of(self, word: &Word) -> f64 {
+        match self {
+            WordTime::Midpoint => 0.5 * (word.onset + word.offset),
+            WordTime::Onset => word.onset,
+            WordTime::Offset => word.offset,
+        }
+    }
+}
+
 /// The words of one story, in time order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoryWords {
