@@ -2,7 +2,7 @@
 //! research. A pipeline file ([`spec`]) becomes a checked DAG ([`plan`]); each
 //! stage gets a content key ([`key`]); results live in a content-addressed
 //! store ([`store`]) as Arrow/Parquet ([`artifact`]); the scheduler ([`exec`])
-//! runs what is not cached. Stage kinds live in [`stages`], their numerical
+//! runs what is not cached. The stage API is [`stage`], the kinds [`kinds`], their numerical
 //! kernels in [`numeric`], file formats in [`formats`].
 //!
 //! The library never prints: the `voxflow` binary (src/main.rs, src/cli/)
@@ -15,14 +15,14 @@ pub mod device;
 pub mod exec;
 pub mod formats;
 pub mod key;
+pub mod kinds;
 pub mod lm;
 pub mod numeric;
 pub mod plan;
 pub mod plot;
 pub mod report;
-pub mod slurm;
 pub mod spec;
-pub mod stages;
+pub mod stage;
 pub mod store;
 #[cfg(test)]
 mod testing;

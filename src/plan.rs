@@ -16,7 +16,7 @@ use petgraph::graph::DiGraph;
 use serde_json::{Map, Value};
 
 use crate::spec::{nearest, Diagnostic, Diagnostics, PipelineSpec, Resources};
-use crate::stages::{self, Stage};
+use crate::stage::{self, Stage};
 
 /// A checked pipeline, stages in a topological order.
 pub struct Pipeline {
@@ -106,9 +106,9 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
     // Kinds.
     let mut kinds: Vec<Option<&'static dyn Stage>> = Vec::new();
     for stage in &spec.stages {
-        let kind = stages::lookup(&stage.kind);
+        let kind = stage::lookup(&stage.kind);
         if kind.is_none() && !stage.kind.is_empty() {
-            let known = stages::KINDS.iter().map(|k| k.kind());
+            let known = stage::KINDS.iter().map(|k| k.kind());
             let hint = match nearest(&stage.kind, known) {
                 Some(near) => format!("did you mean `{near}`? (`voxflow kinds` lists them all)"),
                 None => "`voxflow kinds` lists the stage kinds".into(),
@@ -382,7 +382,7 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
 }
 
 /// The line path and message of a param problem of stage `stage`.
-fn param_problem(stage: &str, problem: &crate::stages::ParamError) -> (String, String) {
+fn param_problem(stage: &str, problem: &crate::stage::ParamError) -> (String, String) {
     if problem.path.is_empty() {
         (format!("stages.{stage}.params"), problem.message.clone())
     } else {

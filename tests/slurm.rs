@@ -634,7 +634,7 @@ stages:
 /// Needs no cluster: the limits sbatch gets.
 #[test]
 fn time_and_memory_limits_convert_to_slurm_units() {
-    use voxflow::slurm::{parse_mem_mb, parse_time_minutes};
+    use voxflow::exec::slurm::{parse_mem_mb, parse_time_minutes};
     for (text, minutes) in [
         ("1", 1),
         ("90", 90),

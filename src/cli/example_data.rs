@@ -2,8 +2,8 @@
 //! the given params) as files in the LeBel 2023 (ds003020) layout, and
 //! prints the output directory.
 
-use voxflow::stages::synth::{Synth, SynthParams};
-use voxflow::stages::Stage;
+use voxflow::kinds::synth::{Synth, SynthParams};
+use voxflow::stage::Stage;
 
 use super::args::ExampleDataArgs;
 use super::error::{CliError, Problem};
@@ -27,7 +27,7 @@ pub fn example_data(args: &ExampleDataArgs) -> Result<(), CliError> {
     let params: SynthParams = serde_json::from_value(canonical).map_err(|error| {
         CliError::usage(format!("--params: {error}")).with_hint("the keys are those of the synth.stories stage")
     })?;
-    voxflow::stages::synth::write_lebel_layout(&args.out, &params, &args.subject).map_err(CliError::failed)?;
+    voxflow::kinds::synth::write_lebel_layout(&args.out, &params, &args.subject).map_err(CliError::failed)?;
     println!("{}", args.out.display());
     Ok(())
 }

@@ -3,7 +3,7 @@
 use super::error::CliError;
 
 pub fn kinds() -> Result<(), CliError> {
-    for kind in voxflow::stages::KINDS {
+    for kind in voxflow::stage::KINDS {
         println!("{:<28} v{}  {}", kind.kind(), kind.version(), kind.summary());
     }
     Ok(())

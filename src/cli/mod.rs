@@ -37,7 +37,7 @@ use error::{CliError, EXIT_INTERRUPTED, EXIT_INVALID};
 /// Set by the first Ctrl-C: running stages stop, no new ones start.
 static CANCEL: AtomicBool = AtomicBool::new(false);
 /// The Slurm jobs of this run, cancelled by a second Ctrl-C before exiting.
-static SLURM_JOBS: OnceLock<voxflow::slurm::LiveJobs> = OnceLock::new();
+static SLURM_JOBS: OnceLock<voxflow::exec::slurm::LiveJobs> = OnceLock::new();
 
 /// Runs the CLI and returns the exit code.
 pub fn main() -> i32 {

@@ -4,9 +4,9 @@
 
 use std::io::IsTerminal;
 
+use voxflow::exec::slurm::SlurmExecutor;
 use voxflow::exec::{self, RunOptions, RunSummary, Status};
 use voxflow::plan::Pipeline;
-use voxflow::slurm::SlurmExecutor;
 
 use super::args::{ExecutorKind, Format, RunArgs};
 use super::error::{CliError, EXIT_FAILED, EXIT_INTERRUPTED};
@@ -59,7 +59,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
 
 /// The Slurm executor and its default `-j` when the run uses Slurm.
 fn slurm_executor(args: &RunArgs, pipeline: &Pipeline) -> Result<Option<(SlurmExecutor, usize)>, CliError> {
-    let settings = voxflow::slurm::FileSettings::load(pipeline, &args.pipeline.set)
+    let settings = voxflow::exec::slurm::FileSettings::load(pipeline, &args.pipeline.set)
         .map_err(|diagnostics| CliError::invalid_pipeline(diagnostics, args.pipeline.format))?;
     let slurm = match args.executor {
         Some(kind) => kind == ExecutorKind::Slurm,
@@ -82,13 +82,13 @@ fn slurm_executor(args: &RunArgs, pipeline: &Pipeline) -> Result<Option<(SlurmEx
         }
     }
     if let Some(time) = &cli.time {
-        voxflow::slurm::parse_time_minutes(time).map_err(|error| {
+        voxflow::exec::slurm::parse_time_minutes(time).map_err(|error| {
             CliError::usage(format!("--slurm-time: {error}")).with_hint("write minutes (`30`), `HH:MM:SS` or `2h`")
         })?;
         options.time = Some(time.clone());
     }
     if let Some(mem) = &cli.mem {
-        voxflow::slurm::parse_mem_mb(mem)
+        voxflow::exec::slurm::parse_mem_mb(mem)
             .map_err(|error| CliError::usage(format!("--slurm-mem: {error}")).with_hint("write a size such as `4G`"))?;
         options.mem = Some(mem.clone());
     }

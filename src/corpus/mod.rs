@@ -70,6 +70,7 @@ pub mod facts;
 pub mod grammar;
 pub mod lexicon;
 pub mod stimuli;
+mod words;
 
 #[cfg(test)]
 mod check;

@@ -24,10 +24,11 @@ use serde_json::Value;
 
 use crate::key::{self, KeyRecord, Reason};
 use crate::plan::{Pipeline, PlannedStage};
-use crate::stages::{InputArtifact, StageContext, StageError};
+use crate::stage::{InputArtifact, StageContext, StageError};
 use crate::store::{combined_digest, Lookup, Manifest, OutputEntry, StageState, Store};
 
 mod schedule;
+pub mod slurm;
 
 pub use schedule::{run, run_with};
 

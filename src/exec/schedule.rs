@@ -15,7 +15,7 @@ use super::{
 };
 use crate::key::{KeyRecord, Reason};
 use crate::plan::Pipeline;
-use crate::stages::StageError;
+use crate::stage::StageError;
 use crate::store::{Lookup, Manifest, StageState, Store};
 
 enum Slot {

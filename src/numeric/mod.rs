@@ -1,6 +1,6 @@
 //! Numerical kernels behind the stages: pure functions on dense matrices and
 //! slices, with no knowledge of the store, the scheduler or the YAML. Each
-//! stage in `crate::stages` converts its artifacts to these types, calls one
+//! stage in `crate::stage` converts its artifacts to these types, calls one
 //! of these functions and writes the result back.
 
 pub mod matrix;

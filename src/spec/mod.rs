@@ -481,9 +481,9 @@ impl SpecParser {
             }
         };
         let checked = if key == "time" {
-            crate::slurm::parse_time_minutes(&text).map(|_| ())
+            crate::exec::slurm::parse_time_minutes(&text).map(|_| ())
         } else {
-            crate::slurm::parse_mem_mb(&text).map(|_| ())
+            crate::exec::slurm::parse_mem_mb(&text).map(|_| ())
         };
         match checked {
             Ok(()) => Some(text),
@@ -609,7 +609,7 @@ impl SpecParser {
         };
         for key in ["run", "outputs"] {
             if let Some(value) = map.get(key) {
-                if kind != "command" && crate::stages::lookup(&kind).is_some() {
+                if kind != "command" && crate::stage::lookup(&kind).is_some() {
                     self.error(
                         &format!("{path}.{key}"),
                         Some(name),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::{AttemptFailure, SlurmExecutor, ACTIVE, LOG_TAIL_LINES, LOST_CONTACT_AFTER};
 use crate::exec::RemoteRequest;
 use crate::plan::PlannedStage;
-use crate::stages::StageError;
+use crate::stage::StageError;
 use crate::store::{Lookup, Store};
 
 /// The latest `squeue` answer, shared by all stage threads.

@@ -19,11 +19,11 @@ use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Float64Type};
 use serde::{Deserialize, Serialize};
 
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::matrix::first_non_finite;
 use crate::numeric::signal::{self, ZScore};
 use crate::numeric::Matrix;
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 /// `trim`: a preset name or explicit row counts.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::formats;
 use crate::numeric::matrix::first_non_finite;
 use crate::numeric::Matrix;
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

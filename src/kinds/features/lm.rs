@@ -14,10 +14,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::tables::WordTime;
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::device::DeviceRequest;
+use crate::kinds::tables::WordTime;
 use crate::lm::windows::ContextMode;
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,10 +154,10 @@ impl Kind for FeaturesLm {
 mod torch {
     use super::*;
     use crate::artifact::{MatrixArtifact, Segment};
+    use crate::kinds::tables;
     use crate::lm::extract::{extract_story, ExtractOptions, Pool, Strategy};
     use crate::lm::model::LanguageModel;
     use crate::numeric::{signal, Matrix};
-    use crate::stages::tables;
 
     pub fn run(p: &LmParams, ctx: &mut StageContext) -> Result<(), StageError> {
         crate::device::init_torch();

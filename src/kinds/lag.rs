@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::MatrixArtifact;
 use crate::numeric::signal;
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

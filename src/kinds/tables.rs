@@ -8,9 +8,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 
-use super::StageError;
 use crate::artifact::Segment;
 use crate::formats::words::Word;
+use crate::stage::StageError;
 
 /// Which time stands for a word (`word_time`): its midpoint, onset or offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

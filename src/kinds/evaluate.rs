@@ -12,9 +12,9 @@ use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, In
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use serde::{Deserialize, Serialize};
 
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::numeric::{stats, Matrix};
 use crate::plot;
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

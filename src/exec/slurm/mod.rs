@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use crate::exec::{RemoteExecutor, RemoteRequest};
 use crate::plan::Pipeline;
 use crate::spec::{Diagnostics, RetrySpec, SlurmSpec};
-use crate::stages::StageError;
+use crate::stage::StageError;
 use crate::store::{Lookup, Store};
 
 mod poll;

@@ -15,11 +15,11 @@ use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::MatrixArtifact;
 use crate::device::{Device, DeviceRequest};
 use crate::numeric::ridge::{self, BandedConfig, CvScore, Fold, RidgeConfig};
 use crate::numeric::Matrix;
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

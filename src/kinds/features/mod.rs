@@ -13,6 +13,8 @@
 //! - `features.from_table`: word- or TR-level vectors a user brings (for
 //!   example from their own script through a `command` stage).
 
+pub mod lm;
+
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray};
@@ -21,10 +23,10 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::tables::{self, StoryWords};
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
+use crate::kinds::tables::{self, StoryWords};
 use crate::numeric::{signal, Matrix};
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 /// The random embedding of `word`: `dim` standard normal values from a
 /// ChaCha8 generator seeded by BLAKE3 of (seed, word).

@@ -1,6 +1,6 @@
-//! Stage kinds. [`KINDS`] is the one list of every kind voxflow knows;
-//! adding a kind is one file here, one line in that list, one test and one
-//! example under pipelines/.
+//! The stage API: what a stage kind implements and what a running stage
+//! sees. The kinds themselves live in `crate::kinds`; [`registry::KINDS`]
+//! is the one list of them.
 //!
 //! A kind implements [`Kind`] against its typed params (a serde struct that
 //! denies unknown fields and fills defaults; params with a fixed set of
@@ -12,26 +12,15 @@
 //! hands `run` the typed params. Kinds never print: they report through the
 //! [`StageContext`] (progress, warnings).
 
-mod align;
-mod command;
 mod context;
-mod downsample;
-mod evaluate;
-pub mod features;
-mod lag;
-mod lm;
-mod load;
-mod prep;
-mod responses;
-mod ridge;
-pub mod synth;
-pub mod tables;
+pub mod registry;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
 pub use context::{InputArtifact, StageContext, StageError};
+pub use registry::{lookup, KINDS};
 
 /// One kind of stage, written against its typed params. Every `Kind` is a
 /// [`Stage`] through the blanket impl below.
@@ -179,32 +168,6 @@ impl ParamError {
         self.hint = Some(hint.into());
         self
     }
-}
-
-/// Every stage kind. Keep sorted by name.
-pub static KINDS: &[&dyn Stage] = &[
-    &align::AlignTrs,
-    &align::AlignWords,
-    &command::Command,
-    &downsample::Downsample,
-    &evaluate::Evaluate,
-    &features::FromTable,
-    &lm::FeaturesLm,
-    &features::RandomEmbedding,
-    &features::TemporalBaseline,
-    &features::WordRate,
-    &lag::Lag,
-    &load::LoadMatrix,
-    &responses::LoadResponses,
-    &load::LoadTable,
-    &prep::Prep,
-    &ridge::Ridge,
-    &synth::Synth,
-];
-
-/// The kind named `kind`.
-pub fn lookup(kind: &str) -> Option<&'static dyn Stage> {
-    KINDS.iter().copied().find(|stage| stage.kind() == kind)
 }
 
 /// Deserialises params into `P` (which denies unknown fields and has

@@ -5,11 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::tables::{self, WordTime};
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
+use crate::kinds::tables::{self, WordTime};
 use crate::numeric::signal::{self, DownsampleMethod};
 use crate::numeric::Matrix;
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{Kind, ParamError, StageContext, StageError};
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 pub struct Command;
 

@@ -25,13 +25,13 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::features::random_embedding;
-use super::tables::{self, StoryTrs, StoryWords, TrGrid};
-use super::{Kind, ParamError, StageContext, StageError};
 use crate::artifact::{MatrixArtifact, Segment};
 use crate::formats::words::Word;
+use crate::kinds::features::random_embedding;
+use crate::kinds::tables::{self, StoryTrs, StoryWords, TrGrid};
 use crate::numeric::signal::{self, DownsampleMethod, ZScore};
 use crate::numeric::Matrix;
+use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

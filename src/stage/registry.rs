@@ -1,0 +1,32 @@
+//! The registry: [`KINDS`] lists every stage kind voxflow knows, one line
+//! each. Adding a kind is one file under src/kinds/, one line here, one
+//! test and one example under pipelines/.
+
+use super::Stage;
+use crate::kinds;
+
+/// Every stage kind. Keep sorted by name.
+pub static KINDS: &[&dyn Stage] = &[
+    &kinds::align::AlignTrs,
+    &kinds::align::AlignWords,
+    &kinds::command::Command,
+    &kinds::downsample::Downsample,
+    &kinds::evaluate::Evaluate,
+    &kinds::features::FromTable,
+    &kinds::features::lm::FeaturesLm,
+    &kinds::features::RandomEmbedding,
+    &kinds::features::TemporalBaseline,
+    &kinds::features::WordRate,
+    &kinds::lag::Lag,
+    &kinds::load::LoadMatrix,
+    &kinds::load::responses::LoadResponses,
+    &kinds::load::LoadTable,
+    &kinds::prep::Prep,
+    &kinds::ridge::Ridge,
+    &kinds::synth::Synth,
+];
+
+/// The kind named `kind`.
+pub fn lookup(kind: &str) -> Option<&'static dyn Stage> {
+    KINDS.iter().copied().find(|stage| stage.kind() == kind)
+}
