@@ -10,6 +10,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::align::AlignTrs,
     &kinds::align::AlignWords,
     &kinds::command::Command,
+    &kinds::corpus::CorpusGrammar,
     &kinds::downsample::Downsample,
     &kinds::evaluate::Evaluate,
     &kinds::features::FromTable,
