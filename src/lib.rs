@@ -25,6 +25,8 @@ pub mod stages;
 pub mod store;
 #[cfg(test)]
 mod testing;
+#[cfg(feature = "torch")]
+pub mod train;
 
 use std::path::{Path, PathBuf};
 
