@@ -331,6 +331,37 @@ mod tests {
     }
 
     #[test]
+    fn an_auxiliary_loss_on_the_sublayers_is_added_and_reported() {
+        let model = GptConfig {
+            vocab_size: 13,
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 8,
+            context_length: 5,
+            dropout: 0.0,
+            layer_norm_epsilon: 1e-5,
+        };
+        let config = TrainConfig { steps: 2, warmup_steps: 0, batch_size: 2, grad_clip: 0.0, ..TrainConfig::default() };
+        let tokens: Vec<u32> = (0..100).map(|i| (i * 5 % 13) as u32).collect();
+        let mut plain = Trainer::new(&model, config.clone(), Device::Cpu).unwrap();
+        let mut topo = Trainer::new(&model, config, Device::Cpu).unwrap();
+        let batch = plain.next_batch(&tokens).unwrap();
+        let a = plain.train_step(&batch);
+        let mut seen = 0;
+        let b = topo.train_step_with(&batch, |sublayers| {
+            seen = sublayers.len();
+            Some(sublayers[3].pow_tensor_scalar(2).mean(tch::Kind::Float))
+        });
+        assert_eq!(seen, 4);
+        assert_eq!(a.loss, b.loss);
+        assert!(a.aux_loss.is_none() && b.aux_loss.unwrap() > 0.0);
+        // The auxiliary term reached the gradients (Adam's first update is
+        // about lr sign(g), so compare gradients, not weights).
+        assert!((b.grad_norm - a.grad_norm).abs() > 1e-4, "{a:?} {b:?}");
+        assert!(!plain.model.parameters()[2].1.grad().equal(&topo.model.parameters()[2].1.grad()));
+    }
+
+    #[test]
     fn dropout_runs_are_reproducible() {
         let model = GptConfig {
             vocab_size: 13,
