@@ -26,6 +26,8 @@ pub mod stage;
 pub mod store;
 #[cfg(test)]
 mod testing;
+#[cfg(feature = "torch")]
+pub mod train;
 
 use std::path::{Path, PathBuf};
 
