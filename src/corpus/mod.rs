@@ -1,5 +1,5 @@
 //! Generated corpora for training small language models in the engine (the
-//! future stage kind `corpus.grammar`): an English-like language with known
+//! generator behind `corpus.grammar`, src/kinds/corpus/): an English-like language with known
 //! word categories, deterministic from a seed, and stimuli made from the same
 //! lexicon and grammar.
 //!
