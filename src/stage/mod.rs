@@ -171,15 +171,59 @@ impl ParamError {
 }
 
 /// Deserialises params into `P` (which denies unknown fields and has
-/// defaults) and returns `P` together with its canonical JSON.
+/// defaults) and returns `P` together with its canonical JSON, or every
+/// problem found. serde stops at the first problem, so each one's entry is
+/// left out and the params parsed again, until they parse or the problem
+/// cannot be left out (a missing field): one stage's problems are reported
+/// together, like the pipeline's.
 pub fn parse_params<P: DeserializeOwned + Serialize>(params: &Value) -> Result<(P, Value), Vec<ParamError>> {
-    let parsed: P = serde_path_to_error::deserialize(params.clone()).map_err(|error| {
+    const MOST: usize = 32;
+    let mut remaining = params.clone();
+    let mut errors = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, P>(remaining.clone()) {
+            Ok(parsed) if errors.is_empty() => {
+                let canonical = crate::key::canonical_value(&serde_json::to_value(&parsed).expect("params serialise"));
+                return Ok((parsed, canonical));
+            }
+            Ok(_) => return Err(errors),
+            Err(error) => error,
+        };
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        vec![param_error(path, error.into_inner().to_string())]
-    })?;
-    let canonical = crate::key::canonical_value(&serde_json::to_value(&parsed).expect("params serialise"));
-    Ok((parsed, canonical))
+        let message = error.into_inner().to_string();
+        let unknown_field =
+            message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')).map(|(f, _)| f);
+        let entry = match unknown_field {
+            Some(field) if path.is_empty() => field.to_string(),
+            Some(field) => format!("{path}.{field}"),
+            None => path.clone(),
+        };
+        errors.push(param_error(path, message));
+        if errors.len() >= MOST || !remove_entry(&mut remaining, &entry) {
+            return Err(errors);
+        }
+    }
+}
+
+/// Removes the map entry at a dotted path; false when there is none (the
+/// params as a whole, a list item, a path that does not exist).
+fn remove_entry(value: &mut Value, path: &str) -> bool {
+    if path.is_empty() || path.contains('[') {
+        return false;
+    }
+    let (parent, key) = match path.rsplit_once('.') {
+        Some((parent, key)) => (Some(parent), key),
+        None => (None, path),
+    };
+    let mut current = value;
+    for part in parent.into_iter().flat_map(|p| p.split('.')) {
+        match current.get_mut(part) {
+            Some(next) => current = next,
+            None => return false,
+        }
+    }
+    current.as_object_mut().is_some_and(|map| map.remove(key).is_some())
 }
 
 /// A serde error as a [`ParamError`]. A value outside an enum's set
@@ -209,6 +253,48 @@ fn param_error(path: String, message: String) -> ParamError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Example {
+        #[serde(default)]
+        method: Option<Method>,
+        #[serde(default)]
+        window: usize,
+        #[serde(default)]
+        folds: Folds,
+    }
+
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Method {
+        Lanczos,
+        Sinc,
+    }
+
+    #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Folds {
+        #[serde(default)]
+        k: usize,
+    }
+
+    /// Every problem of one stage's params is reported, not only serde's first.
+    #[test]
+    fn every_problem_of_one_stages_params_is_reported() {
+        let params =
+            serde_json::json!({"method": "lanczo", "window": "three", "windw": 1, "folds": {"k": -1, "by": "x"}});
+        let errors = parse_params::<Example>(&params).err().expect("bad params parsed");
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        for path in ["method", "window", "folds.k", "folds"] {
+            assert!(paths.contains(&path), "no error at `{path}`: {errors:#?}");
+        }
+        assert!(errors.iter().any(|e| e.message.contains("unknown field `windw`")), "{errors:#?}");
+        assert!(errors.iter().any(|e| e.message.contains("unknown field `by`")), "{errors:#?}");
+        let (parsed, _) = parse_params::<Example>(&serde_json::json!({"method": "sinc", "window": 3})).unwrap();
+        assert!(matches!(parsed.method, Some(Method::Sinc)) && parsed.window == 3);
+    }
 
     /// serde's unknown-variant and unknown-field messages become the enum
     /// error with the allowed values and the nearest-name hint.
