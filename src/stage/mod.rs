@@ -180,6 +180,7 @@ pub fn parse_params<P: DeserializeOwned + Serialize>(params: &Value) -> Result<(
     const MOST: usize = 32;
     let mut remaining = params.clone();
     let mut errors = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
     loop {
         let error = match serde_path_to_error::deserialize::<_, P>(remaining.clone()) {
             Ok(parsed) if errors.is_empty() => {
@@ -192,17 +193,26 @@ pub fn parse_params<P: DeserializeOwned + Serialize>(params: &Value) -> Result<(
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let message = error.into_inner().to_string();
-        let unknown_field =
-            message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')).map(|(f, _)| f);
-        let entry = match unknown_field {
-            Some(field) if path.is_empty() => field.to_string(),
-            Some(field) => format!("{path}.{field}"),
-            None => path.clone(),
-        };
-        errors.push(param_error(path, message));
-        if errors.len() >= MOST || !remove_entry(&mut remaining, &entry) {
+        // A required entry left out for its own problem is not a second one.
+        let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')).map(|(f, _)| f);
+        if missing.is_some_and(|field| removed.contains(&join_path(&path, field))) {
             return Err(errors);
         }
+        // The path names the bad entry itself, an unknown field included.
+        let left_out = remove_entry(&mut remaining, &path);
+        removed.push(path.clone());
+        errors.push(param_error(path, message));
+        if errors.len() >= MOST || !left_out {
+            return Err(errors);
+        }
+    }
+}
+
+fn join_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
     }
 }
 
@@ -279,6 +289,12 @@ mod tests {
         k: usize,
     }
 
+    #[derive(Debug, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Required {
+        path: String,
+    }
+
     /// Every problem of one stage's params is reported, not only serde's first.
     #[test]
     fn every_problem_of_one_stages_params_is_reported() {
@@ -287,11 +303,13 @@ mod tests {
         let errors = parse_params::<Example>(&params).err().expect("bad params parsed");
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(errors.len(), 5, "{errors:#?}");
-        for path in ["method", "window", "folds.k", "folds"] {
+        for path in ["method", "window", "windw", "folds.k", "folds.by"] {
             assert!(paths.contains(&path), "no error at `{path}`: {errors:#?}");
         }
         assert!(errors.iter().any(|e| e.message.contains("unknown field `windw`")), "{errors:#?}");
         assert!(errors.iter().any(|e| e.message.contains("unknown field `by`")), "{errors:#?}");
+        let errors = parse_params::<Required>(&serde_json::json!({"path": 5})).err().expect("bad params parsed");
+        assert_eq!(errors.len(), 1, "a required entry left out counts as a second problem: {errors:#?}");
         let (parsed, _) = parse_params::<Example>(&serde_json::json!({"method": "sinc", "window": 3})).unwrap();
         assert!(matches!(parsed.method, Some(Method::Sinc)) && parsed.window == 3);
     }
