@@ -8,7 +8,7 @@ cd "$VOXFLOW_ROOT"
 install_system_packages pkg-config libhdf5-dev
 # libtorch (torch==2.13.0) and the MiniLM model live in $VOXFLOW_VENV.
 bash scripts/setup-python.sh
-cargo build --release --bin voxflow
+cargo build --release --bins
 "$VOXFLOW_BIN" run pipelines/demo.yaml "$@"
 "$VOXFLOW_BIN" compare pipelines/demo.yaml
 "$VOXFLOW_BIN" report pipelines/demo.yaml

@@ -21,4 +21,4 @@ else
   $as_root bash scripts/slurm-start.sh >&2
 fi
 
-cargo test --release --no-fail-fast "$@"
+cargo test --release --workspace --no-fail-fast "$@"

@@ -1,9 +1,8 @@
 //! Where a stage computes: `device: auto | cpu | cuda | cuda:N`.
 //!
 //! The scheduler gives a stage that wants a GPU one slot per visible GPU and
-//! hands it `cuda:<slot>` (see `exec.rs`); `auto` then means that GPU, and the
-//! CPU when the stage got no GPU slot (no GPU on the machine, or a build
-//! without the `torch` feature). `cuda` and `cuda:N` insist: validation fails
+//! hands it `cuda:<slot>` (see `exec/`); `auto` then means that GPU, and the
+//! CPU when the stage got no GPU slot (no GPU on the machine). `cuda` and `cuda:N` insist: validation fails
 //! where no CUDA device is visible. The device used goes into the manifest;
 //! `device` is never part of a cache key.
 
@@ -32,6 +31,16 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => write!(f, "cpu"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl Device {
+    /// Reads back what `Display` writes (`cpu`, `cuda:N`).
+    pub fn parse(text: &str) -> Option<Device> {
+        match text {
+            "cpu" => Some(Device::Cpu),
+            other => other.strip_prefix("cuda:")?.parse().ok().map(Device::Cuda),
         }
     }
 }
@@ -94,18 +103,10 @@ impl DeviceRequest {
     /// Checks the request against this machine at validation time: a CUDA
     /// request where no CUDA device is visible is an error with the fix.
     pub fn validate(self) -> Result<(), (String, String)> {
-        // Only a CUDA request needs the count (its first call initialises CUDA).
-        let count = if matches!(self, DeviceRequest::Cuda(_)) { cuda_device_count() } else { 0 };
+        let count = if matches!(self, DeviceRequest::Cuda(_)) { gpu_count() } else { 0 };
         match self {
             DeviceRequest::Cuda(_) if count == 0 => Err((
-                format!(
-                    "device `{self}` asked for, but {}",
-                    if cfg!(feature = "torch") {
-                        "no CUDA device is visible to libtorch on this machine"
-                    } else {
-                        "this voxflow was built without the `torch` feature"
-                    }
-                ),
+                format!("device `{self}` asked for, but no NVIDIA GPU is visible on this machine (CUDA_VISIBLE_DEVICES, /proc/driver/nvidia/gpus)"),
                 "use `device: auto` to run on the GPU when there is one and on the CPU otherwise, or `device: cpu`"
                     .into(),
             )),
@@ -128,7 +129,7 @@ impl DeviceRequest {
             DeviceRequest::Cpu => Device::Cpu,
             DeviceRequest::Auto => match assigned_gpu {
                 Some(i) => Device::Cuda(i),
-                None if cuda_device_count() > 0 => Device::Cuda(0),
+                None if gpu_count() > 0 => Device::Cuda(0),
                 None => Device::Cpu,
             },
             DeviceRequest::Cuda(Some(i)) => Device::Cuda(i),
@@ -137,89 +138,38 @@ impl DeviceRequest {
     }
 }
 
-/// Loads libtorch's CUDA backend (libtorch_cuda.so) into the process, once.
-/// Every code path that calls into libtorch calls this first: libtorch looks
-/// its CUDA backend up the first time anything asks about CUDA and keeps the
-/// answer, so a backend loaded after that would never be seen (and the
-/// autograd engine sizes its device threads on the first backward pass).
-///
-/// The binary does not link libtorch_cuda (see build.rs): a process that never
-/// touches libtorch, such as a CPU ridge fit, is spared its ~0.27 GB of
-/// relocated pages and CUDA libraries. Returns whether the CUDA backend is
-/// loaded; false with a CPU-only libtorch (no libtorch_cuda.so beside
-/// libtorch_cpu.so), and with a warning if the library is there but does not
-/// load.
-#[cfg(feature = "torch")]
-pub fn init_torch() -> bool {
-    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *LOADED.get_or_init(|| {
-        let baked = option_env!("VOXFLOW_LIBTORCH_LIB").map(|dir| std::path::Path::new(dir).join("libtorch_cuda.so"));
-        // The directory libtorch was linked from, else the rpath and
-        // LD_LIBRARY_PATH (a libtorch moved after the build).
-        let candidate = match baked {
-            Some(path) if path.exists() => path,
-            _ => std::path::PathBuf::from("libtorch_cuda.so"),
-        };
-        match dlopen_global(&candidate) {
-            Ok(()) => {
-                tracing::debug!("loaded {}", candidate.display());
-                true
-            }
-            Err(error) if candidate.is_absolute() => {
-                tracing::warn!("libtorch's CUDA backend did not load, torch stages run on the CPU only: {error}");
-                false
-            }
-            Err(error) => {
-                tracing::debug!("no libtorch CUDA backend (CPU-only libtorch): {error}");
-                false
-            }
-        }
+/// NVIDIA GPUs visible to this process, found without loading libtorch (the
+/// CLI never maps it; see ARCHITECTURE.md "Worker processes"): the entries
+/// of `CUDA_VISIBLE_DEVICES` when it is set (empty, or starting with `-1`:
+/// none), else the GPUs the NVIDIA driver lists in /proc/driver/nvidia/gpus.
+/// The worker checks again with libtorch when a stage starts; a GPU that the
+/// driver lists but CUDA cannot use fails that stage with libtorch's error.
+pub fn gpu_count() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let driver = std::fs::read_dir("/proc/driver/nvidia/gpus").map(|entries| entries.count()).unwrap_or(0);
+        visible_gpus(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(), driver)
     })
 }
 
-/// `dlopen(path, RTLD_NOW | RTLD_GLOBAL)`, never closed: the library's
-/// symbols must stay visible to libtorch for the life of the process.
-#[cfg(feature = "torch")]
-fn dlopen_global(path: &std::path::Path) -> Result<(), String> {
-    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
-    // SAFETY: loading runs the library's initialisers; libtorch_cuda's only
-    // register its CUDA backend with libtorch, which is what is wanted here.
-    let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| e.to_string())?;
-    // Never unloaded: dropping the handle would dlclose it.
-    std::mem::forget(library);
-    Ok(())
-}
-
-/// CUDA devices libtorch sees (0 without the `torch` feature). Cached: the
-/// first call initialises CUDA.
-pub fn cuda_device_count() -> usize {
-    #[cfg(feature = "torch")]
-    {
-        static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *COUNT.get_or_init(|| {
-            init_torch();
-            if tch::Cuda::is_available() {
-                tch::Cuda::device_count().max(0) as usize
-            } else {
-                0
-            }
-        })
-    }
-    #[cfg(not(feature = "torch"))]
-    {
-        0
-    }
-}
-
-#[cfg(feature = "torch")]
-impl From<Device> for tch::Device {
-    fn from(device: Device) -> tch::Device {
-        init_torch();
-        match device {
-            Device::Cpu => tch::Device::Cpu,
-            Device::Cuda(i) => tch::Device::Cuda(i),
+/// The GPUs a process sees, given `CUDA_VISIBLE_DEVICES` and the number the
+/// driver lists. CUDA stops reading the list at the first entry that is not
+/// a valid device.
+fn visible_gpus(visible: Option<&str>, driver: usize) -> usize {
+    let Some(list) = visible else { return driver };
+    let mut count = 0;
+    for entry in list.split(',').map(str::trim) {
+        let valid = match entry.parse::<i64>() {
+            Ok(index) => index >= 0 && (index as usize) < driver,
+            // A GPU UUID (GPU-..., MIG-...) names a device the driver has.
+            Err(_) => (entry.starts_with("GPU-") || entry.starts_with("MIG-")) && driver > 0,
+        };
+        if !valid {
+            break;
         }
+        count += 1;
     }
+    count.min(driver)
 }
 
 #[cfg(test)]
@@ -234,12 +184,25 @@ mod tests {
         assert_eq!(DeviceRequest::Auto.resolve(Device::Cuda(2)), Device::Cuda(2));
         assert_eq!(DeviceRequest::Cuda(None).resolve(Device::Cuda(3)), Device::Cuda(3));
         assert_eq!(DeviceRequest::Cuda(Some(1)).resolve(Device::Cpu), Device::Cuda(1));
-        if cuda_device_count() == 0 {
+        if gpu_count() == 0 {
             assert_eq!(DeviceRequest::Auto.resolve(Device::Cpu), Device::Cpu);
             let (message, hint) = DeviceRequest::Cuda(None).validate().unwrap_err();
             assert!(message.contains("device `cuda`"), "{message}");
             assert!(hint.contains("device: auto"), "{hint}");
         }
+    }
+
+    #[test]
+    fn visible_gpus_follow_cuda_visible_devices() {
+        assert_eq!(visible_gpus(None, 2), 2);
+        assert_eq!(visible_gpus(Some(""), 2), 0);
+        assert_eq!(visible_gpus(Some("-1"), 2), 0);
+        assert_eq!(visible_gpus(Some("1"), 2), 1);
+        assert_eq!(visible_gpus(Some("0,1"), 2), 2);
+        // CUDA stops at the first invalid entry.
+        assert_eq!(visible_gpus(Some("0,5,1"), 2), 1);
+        assert_eq!(visible_gpus(Some("GPU-8a1b,GPU-77c2"), 4), 2);
+        assert_eq!(visible_gpus(Some("0"), 0), 0);
     }
 
     /// The param spellings round-trip through serde as canonical params

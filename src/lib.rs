@@ -3,7 +3,9 @@
 //! stage gets a content key ([`key`]); results live in a content-addressed
 //! store ([`store`]) as Arrow/Parquet ([`artifact`]); the scheduler ([`exec`])
 //! runs what is not cached. The stage API is [`stage`], the kinds [`kinds`], their numerical
-//! kernels in [`numeric`], file formats in [`formats`].
+//! kernels in [`numeric`], file formats in [`formats`]. Kinds that call
+//! libtorch run in a worker process ([`worker`]); their libtorch code is the
+//! `voxflow-torch` crate (crates/voxflow-torch).
 //!
 //! The library never prints: the `voxflow` binary (src/main.rs, src/cli/)
 //! owns the terminal.
@@ -26,8 +28,7 @@ pub mod stage;
 pub mod store;
 #[cfg(test)]
 mod testing;
-#[cfg(feature = "torch")]
-pub mod train;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,6 @@
 //! `transformers.BertModel` / `GPT2Model` on the same tokens, max abs diff
 //! below 1e-4, on several layers, context modes, pools and fresh texts; the
 //! libtorch ridge against the faer ridge; and the bad-input messages.
-#![cfg(feature = "torch")]
 
 mod common;
 
@@ -343,7 +342,7 @@ fn bad_models_and_text_get_clear_messages() {
     assert!(warnings.contains("unknown token") && warnings.contains('\u{1F642}'), "{warnings}");
 
     // CUDA where there is none: refused at validation, with the fix.
-    if voxflow::device::cuda_device_count() == 0 {
+    if voxflow::device::gpu_count() == 0 {
         let error = failing_run(&dir, &format!("{head}    params: {{model: {model}, layers: [1], device: cuda}}\n"), 2);
         assert!(error.contains("device `cuda`") && error.contains("device: auto"), "{error}");
     }

@@ -39,7 +39,7 @@ np.save(f"{d}/x_train.npy", x[:200]); np.save(f"{d}/y_train.npy", y[:200]); np.s
     let many_folds = many_folds.to_str().unwrap();
     voxflow_json(&["run", many_folds, "--format", "json"], 0);
     compare_with_scikit_learn(&dir, many_folds, "cpu");
-    if voxflow::device::cuda_device_count() > 0 {
+    if voxflow::device::gpu_count() > 0 {
         // The device is not part of the key: switching it finds the CPU result...
         let run = voxflow_json(&["run", pipeline, "--format", "json", "--set", "fit.device=cuda"], 0);
         assert_eq!(common::statuses(&run)["fit"], "cached", "{run}");

@@ -28,10 +28,10 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     };
     let options = RunOptions {
         jobs: args.jobs.unwrap_or(default_jobs).max(1),
-        // One GPU slot per visible CUDA device, asked only when a stage wants
-        // one (the first call initialises CUDA).
+        // One GPU slot per visible GPU, asked only when a stage wants one
+        // (counted without libtorch: `device::gpu_count`).
         gpus: if executor.is_none() && pipeline.stages.iter().any(|s| s.wants_gpu()) {
-            voxflow::device::cuda_device_count()
+            voxflow::device::gpu_count()
         } else {
             0
         },

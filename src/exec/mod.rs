@@ -38,6 +38,8 @@ pub trait Reporter: Sync {
     fn start(&self, _pipeline: &str, _stages: usize) {}
     fn stage_started(&self, _name: &str) {}
     fn stage_progress(&self, _name: &str, _done: u64, _total: u64) {}
+    /// A line about where a running stage stands ("resuming from step 500").
+    fn stage_note(&self, _name: &str, _text: &str) {}
     fn stage_finished(&self, _outcome: &StageOutcome) {}
 }
 
@@ -421,9 +423,10 @@ impl<'a> Job<'a> {
         }
         let staging = self.store.staging_dir(&self.key).map_err(store_error)?;
         let started = Instant::now();
-        let name = self.stage.name.clone();
+        let name = self.stage.name.as_str();
         let reporter = self.reporter;
-        let progress = move |done: u64, total: u64| reporter.stage_progress(&name, done, total);
+        let progress = move |done: u64, total: u64| reporter.stage_progress(name, done, total);
+        let note = move |text: &str| reporter.stage_note(name, text);
         let device = match self.gpu {
             Some(gpu) => crate::device::Device::Cuda(gpu),
             None => crate::device::Device::Cpu,
@@ -436,23 +439,21 @@ impl<'a> Job<'a> {
             threads: self.threads,
             device,
             inputs: &self.inputs,
+            work_dir: None,
             outputs: Vec::new(),
             warnings: Vec::new(),
             logs: Vec::new(),
             figures: Vec::new(),
             cancel: self.cancel,
             progress: &progress,
+            note: &note,
         };
-        let result =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.stage.kind.run(&mut ctx))).unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(StageError::failed(format!("the stage panicked: {message}"))
-                    .with_hint("this is a bug in voxflow; please report it with the pipeline file"))
-            });
+        let result = if self.stage.kind.in_worker(&self.stage.params, device) {
+            crate::worker::run_in_worker(&mut ctx, self.stage.kind.kind())
+        } else {
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.stage.kind.run(&mut ctx)))
+                .unwrap_or_else(|panic| Err(panic_error(panic)))
+        };
         if let Err(error) = result {
             return Err(self.keep_failed(&staging, error));
         }
@@ -564,6 +565,17 @@ impl Job<'_> {
             other => other,
         }
     }
+}
+
+/// The error of a stage that panicked.
+pub(crate) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> StageError {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    StageError::failed(format!("the stage panicked: {message}"))
+        .with_hint("this is a bug in voxflow; please report it with the pipeline file")
 }
 
 pub fn now_rfc3339() -> String {

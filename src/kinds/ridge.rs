@@ -121,7 +121,7 @@ pub struct RidgeParams {
     #[serde(default)]
     pub seed: u64,
     /// `cpu` (default), `auto`, `cuda` or `cuda:N`: the CUDA path runs the
-    /// same algorithm in libtorch (`numeric::ridge_torch`).
+    /// same algorithm in libtorch (`voxflow_torch::ridge`), in the worker process.
     #[serde(default = "default_device")]
     pub device: DeviceRequest,
 }
@@ -157,6 +157,10 @@ impl Kind for Ridge {
 
     fn wants_gpu(&self, params: &RidgeParams) -> bool {
         params.device.wants_gpu()
+    }
+    /// On a GPU the fit is libtorch's, in the worker; on the CPU it runs here.
+    fn in_worker(&self, params: &RidgeParams, assigned: Device) -> bool {
+        !params.banded && params.device.resolve(assigned) != Device::Cpu
     }
     fn input_problems(&self, _params: &RidgeParams, roles: &[&str]) -> Vec<(String, String)> {
         // Either a prep stage as `data`, or the three matrices by name.
@@ -276,22 +280,12 @@ impl Kind for Ridge {
                     ridge::ridge_cv_streaming(&x_train.matrix, &y_train.matrix, &folds, &config, &mut take_block)
                         .map_err(fail)?
                 }
-                #[cfg(feature = "torch")]
                 Device::Cuda(_) => {
-                    let result = crate::numeric::ridge_torch::ridge_cv_torch(
-                        &x_train.matrix,
-                        &y_train.matrix,
-                        &folds,
-                        &config,
-                        device.into(),
-                    )
-                    .map_err(fail)?;
+                    let result = crate::worker::runtime(Self::NAME)?
+                        .ridge_cv(&x_train.matrix, &y_train.matrix, &folds, &config, device)
+                        .map_err(fail)?;
                     feed_dense(&result.weights, p.target_batch, &mut take_block);
                     (result.best_alphas, result.cv_scores)
-                }
-                #[cfg(not(feature = "torch"))]
-                Device::Cuda(_) => {
-                    return Err(StageError::failed("ridge on CUDA needs the `torch` feature"));
                 }
             };
             (alphas, scores, None)

@@ -1,9 +1,6 @@
 //! Language models for `features.lm`: which tokens each word's features see
-//! ([`windows`], plain Rust), and with the `torch` feature the models in
-//! libtorch ([`model`]) and the batched extraction ([`extract`]).
+//! ([`windows`], plain Rust). The models in libtorch and the batched
+//! extraction are `voxflow_torch::lm` (crates/voxflow-torch), run in the
+//! worker process.
 
-#[cfg(feature = "torch")]
-pub mod extract;
-#[cfg(feature = "torch")]
-pub mod model;
 pub mod windows;

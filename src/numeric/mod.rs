@@ -5,9 +5,6 @@
 
 pub mod matrix;
 pub mod ridge;
-/// The libtorch twin of [`ridge::ridge_cv`], at its former path.
-#[cfg(feature = "torch")]
-pub use ridge::torch as ridge_torch;
 pub mod signal;
 pub mod stats;
 

@@ -101,7 +101,7 @@ impl From<artifact::ArtifactError> for StageError {
 }
 
 /// A written output, before hashing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WrittenOutput {
     pub name: String,
     pub file: String,
@@ -122,12 +122,17 @@ pub struct StageContext<'a> {
     /// used back here, and the manifest records it.
     pub device: Device,
     pub inputs: &'a BTreeMap<String, InputArtifact>,
+    /// The stage's work directory (`.voxflow/work/<key>/`) when its kind is
+    /// resumable: it survives a failed or killed attempt and is removed when
+    /// the result is committed.
+    pub work_dir: Option<&'a Path>,
     pub(crate) outputs: Vec<WrittenOutput>,
     pub(crate) warnings: Vec<String>,
     pub(crate) logs: Vec<String>,
     pub(crate) figures: Vec<String>,
     pub(crate) cancel: &'a AtomicBool,
     pub(crate) progress: &'a (dyn Fn(u64, u64) + Sync),
+    pub(crate) note: &'a (dyn Fn(&str) + Sync),
 }
 
 impl<'a> StageContext<'a> {
@@ -254,6 +259,12 @@ impl<'a> StageContext<'a> {
 
     pub fn progress(&self, done: u64, total: u64) {
         (self.progress)(done, total);
+    }
+
+    /// A line for the terminal about where the stage stands ("resuming from
+    /// step 500"); not kept in the manifest.
+    pub fn note(&self, text: &str) {
+        (self.note)(text);
     }
 
     pub fn is_cancelled(&self) -> bool {

@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use context::{InputArtifact, StageContext, StageError};
+use crate::device::Device;
+pub use context::{InputArtifact, StageContext, StageError, WrittenOutput};
 pub use registry::{lookup, KINDS};
 
 /// One kind of stage, written against its typed params. Every `Kind` is a
@@ -66,6 +67,12 @@ pub trait Kind: Sync {
     }
     /// The checks serde cannot express (ranges, combinations), each with the
     /// param's path.
+    /// Whether the stage runs in a worker process (`voxflow-worker`, linked
+    /// with libtorch) rather than in the scheduler's process, given the
+    /// device the scheduler assigned. Kinds that call libtorch say yes.
+    fn in_worker(&self, _params: &Self::Params, _assigned: Device) -> bool {
+        false
+    }
     fn validate(&self, _params: &Self::Params) -> Vec<ParamError> {
         Vec::new()
     }
@@ -97,6 +104,8 @@ pub trait Stage: Sync {
     fn file_params(&self, params: &Value) -> Vec<(String, String)>;
     /// Whether the stage wants a GPU slot (`device: auto|cuda`).
     fn wants_gpu(&self, params: &Value) -> bool;
+    /// See [`Kind::in_worker`].
+    fn in_worker(&self, params: &Value, assigned: Device) -> bool;
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
@@ -142,6 +151,9 @@ impl<K: Kind> Stage for K {
     }
     fn wants_gpu(&self, params: &Value) -> bool {
         typed::<K>(params).is_some_and(|params| Kind::wants_gpu(self, &params))
+    }
+    fn in_worker(&self, params: &Value, assigned: Device) -> bool {
+        typed::<K>(params).is_some_and(|params| Kind::in_worker(self, &params, assigned))
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: K::Params =

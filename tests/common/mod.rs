@@ -43,7 +43,15 @@ impl Drop for Scratch {
 }
 
 pub fn voxflow_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_voxflow"))
+    match option_env!("CARGO_BIN_EXE_voxflow") {
+        Some(path) => PathBuf::from(path),
+        // Tests of crates/voxflow-torch: the workspace's `voxflow`, one
+        // directory above the test binary (target/release/deps/).
+        None => {
+            let exe = std::env::current_exe().expect("the test binary's path");
+            exe.parent().and_then(|deps| deps.parent()).expect("target/release").join("voxflow")
+        }
+    }
 }
 
 /// Runs `voxflow ARGS` and returns its output.

@@ -9,12 +9,12 @@
 //! `lookback` (tokens), `pool`, `word_time` (for `pool: tr`),
 //! `batch_tokens` (padded tokens per forward pass), `device`.
 //!
-//! Needs the `torch` cargo feature (on by default); without it the kind
-//! still exists so that validation can say what is missing.
+//! Runs in the worker process (`voxflow-worker`): the extraction is
+//! `voxflow_torch::kinds::features_lm`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::DeviceRequest;
+use crate::device::{Device, DeviceRequest};
 use crate::kinds::tables::WordTime;
 use crate::lm::windows::ContextMode;
 use crate::stage::{Kind, ParamError, StageContext, StageError};
@@ -107,15 +107,6 @@ impl Kind for FeaturesLm {
     }
     fn validate(&self, p: &LmParams) -> Vec<ParamError> {
         let mut errors = Vec::new();
-        if !cfg!(feature = "torch") {
-            errors.push(
-                ParamError::new(
-                    "",
-                    "features.lm needs libtorch, and this voxflow was built without the `torch` feature",
-                )
-                .hint("build with the default features (`cargo build --release`, after scripts/setup-python.sh)"),
-            );
-        }
         if p.layers.is_empty() {
             errors.push(ParamError::new("layers", "give at least one layer (0 = embeddings)"));
         }
@@ -136,153 +127,10 @@ impl Kind for FeaturesLm {
         }
         errors
     }
-    fn run(&self, params: &LmParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        #[cfg(feature = "torch")]
-        {
-            torch::run(params, ctx)
-        }
-        #[cfg(not(feature = "torch"))]
-        {
-            let _ = (params, ctx);
-            Err(StageError::failed("features.lm needs the `torch` feature")
-                .with_hint("build with the default features"))
-        }
+    fn in_worker(&self, _params: &LmParams, _assigned: Device) -> bool {
+        true
     }
-}
-
-#[cfg(feature = "torch")]
-mod torch {
-    use super::*;
-    use crate::artifact::{MatrixArtifact, Segment};
-    use crate::kinds::tables;
-    use crate::lm::extract::{extract_story, ExtractOptions, Pool, Strategy};
-    use crate::lm::model::LanguageModel;
-    use crate::numeric::{signal, Matrix};
-
-    pub fn run(p: &LmParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        crate::device::init_torch();
-        // A CUDA device asked for by name was checked at validation.
-        let device = p.device.resolve(ctx.device);
-        ctx.device = device;
-        tch::set_num_threads(ctx.threads.max(1) as i32);
-        let dir = ctx.resolve(&p.model);
-        let fix = "point `model:` at a directory with config.json, model.safetensors and tokenizer.json";
-        let model = LanguageModel::load(&dir, device.into())
-            .map_err(|e| StageError::failed(format!("model {}: {e}", dir.display())).with_hint(fix))?;
-        let pool = match p.pool {
-            Pooling::Last => Pool::Last,
-            Pooling::Mean => Pool::Mean,
-            Pooling::Tr => Pool::Tokens,
-        };
-        let options = ExtractOptions {
-            layers: p.layers.clone(),
-            mode: p.context.into(),
-            lookback: p.lookback,
-            pool,
-            batch_tokens: p.batch_tokens.unwrap_or(if device == crate::device::Device::Cpu { 2048 } else { 16384 }),
-            strategy: Strategy::Shared,
-        };
-        crate::lm::extract::check_options(&model, &options).map_err(|e| StageError::failed(e.to_string()))?;
-        let words = tables::words_from_batch(&ctx.input_table("words")?)?;
-        let grid = if pool == Pool::Tokens {
-            if !ctx.has_input("trs") {
-                return Err(StageError::failed("`pool: tr` needs the TR grid")
-                    .with_hint("add `trs: <align.trs stage>` to the inputs, or use pool: last or mean"));
-            }
-            Some(tables::grid_from_batch(&ctx.input_table("trs")?)?)
-        } else {
-            None
-        };
-
-        let hidden = model.config.hidden;
-        let mut per_layer: Vec<Vec<Matrix>> = p.layers.iter().map(|_| Vec::new()).collect();
-        let mut segments = Vec::new();
-        let mut unknown: Vec<String> = Vec::new();
-        let mut empty_words = 0usize;
-        let (mut passes, mut tokens, mut processed) = (0usize, 0usize, 0usize);
-        let total_stories = words.len() as u64;
-        for (done, story) in words.iter().enumerate() {
-            let texts: Vec<&str> = story.words.iter().map(|w| w.word.as_str()).collect();
-            let tokenized = model
-                .tokenize_words(&texts)
-                .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
-            unknown.extend(tokenized.unknown_words.iter().cloned());
-            empty_words += tokenized.spans.iter().filter(|s| s.is_empty()).count();
-            // Progress in thousandths of the stories, updated after every forward pass.
-            let states = extract_story(&model, &tokenized, &options, |pass, passes| {
-                ctx.progress(done as u64 * 1000 + (pass * 1000 / passes.max(1)) as u64, total_stories * 1000)
-            })
-            .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
-            passes += states.passes;
-            tokens += tokenized.ids.len();
-            processed += states.tokens_processed;
-            match &grid {
-                None => {
-                    segments.push(Segment { name: story.story.clone(), rows: story.words.len() });
-                    for (out, m) in per_layer.iter_mut().zip(states.layers) {
-                        out.push(m);
-                    }
-                }
-                Some(grid) => {
-                    let Some(trs) = grid.story(&story.story) else { continue };
-                    // Each token at its word's time; the TR's row is the mean of its tokens.
-                    let mut times = Vec::with_capacity(tokenized.ids.len());
-                    for (word, span) in story.words.iter().zip(&tokenized.spans) {
-                        let t = p.word_time.of(word);
-                        times.extend(std::iter::repeat_n(t, span.len()));
-                    }
-                    for (out, m) in per_layer.iter_mut().zip(states.layers) {
-                        let binned = signal::downsample(
-                            &m,
-                            &times,
-                            &trs.times,
-                            grid.tr_seconds,
-                            &signal::DownsampleMethod::Average,
-                        )
-                        .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
-                        out.push(binned);
-                    }
-                    segments.push(Segment { name: story.story.clone(), rows: trs.times.len() });
-                }
-            }
-            ctx.check_cancelled()?;
-        }
-        if let Some(grid) = &grid {
-            if let Some(missing) = grid.stories.iter().find(|s| !words.iter().any(|w| w.story == s.story)) {
-                return Err(tables::story_without_words(&missing.story, words.iter().map(|w| w.story.as_str())));
-            }
-        }
-        if !unknown.is_empty() {
-            unknown.sort();
-            unknown.dedup();
-            let shown: Vec<&str> = unknown.iter().take(8).map(String::as_str).collect();
-            ctx.warn(format!(
-                "{} distinct word(s) map to the tokenizer's unknown token, e.g. {}; their features carry no word identity (check the text's encoding, or use a model whose vocabulary covers it)",
-                unknown.len(),
-                shown.join(", ")
-            ));
-        }
-        if empty_words > 0 {
-            ctx.warn(format!("{empty_words} word(s) have no tokens (empty text); their rows are zero"));
-        }
-        tracing::info!(
-            stage = ctx.name,
-            "{}",
-            format!(
-                "{tokens} tokens, {passes} forward passes, {processed} padded tokens processed ({:.2} per token) on {}",
-                processed as f64 / tokens.max(1) as f64,
-                ctx.device
-            )
-        );
-        for (layer, parts) in p.layers.iter().zip(per_layer) {
-            let refs: Vec<&Matrix> = parts.iter().collect();
-            let matrix = if refs.is_empty() { Matrix::zeros(0, hidden) } else { Matrix::vstack(&refs) };
-            let mut artifact = MatrixArtifact::with_segments(matrix, segments.clone());
-            artifact.metadata.insert("level".into(), if grid.is_some() { "tr" } else { "word" }.into());
-            artifact.metadata.insert("layer".into(), layer.to_string());
-            artifact.metadata.insert("model".into(), p.model.clone());
-            ctx.write_matrix(&format!("layer{layer}"), &artifact)?;
-        }
-        Ok(())
+    fn run(&self, params: &LmParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        crate::worker::runtime(Self::NAME)?.features_lm(params, ctx)
     }
 }

@@ -21,8 +21,8 @@
 //! shared_inverse.rs, downdate.rs, shared_projection.rs), picks each
 //! target's alpha and refits on all rows (refit.rs). precision.rs holds the
 //! rule for f32 factorisations, linalg.rs the small dense helpers,
-//! banded.rs the banded search, folds.rs the splits, and torch.rs (feature
-//! `torch`) the libtorch twin for CUDA. `VOXFLOW_LOG=voxflow=debug` prints
+//! banded.rs the banded search, folds.rs the splits, and the libtorch twin for CUDA
+//! is `voxflow_torch::ridge` (crates/voxflow-torch). `VOXFLOW_LOG=voxflow=debug` prints
 //! the plan and each phase's time.
 
 mod banded;
@@ -44,8 +44,6 @@ mod shared_inverse;
 mod shared_projection;
 #[cfg(test)]
 mod test_helpers;
-#[cfg(feature = "torch")]
-pub mod torch;
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -54,7 +52,7 @@ pub use banded::{banded_ridge_cv, dirichlet_samples, BandedConfig, BandedResult}
 pub use folds::{folds_by_group, folds_chunked, folds_contiguous, Fold};
 pub use precision::{factorises_in_f32, largest_eigenvalue_estimate, F32_CONDITION_LIMIT, F32_SPIKE_LIMIT};
 pub use refit::inner_parallelism;
-pub(crate) use scoring::best_alpha;
+pub use scoring::best_alpha;
 
 use crate::numeric::Matrix;
 use design::Design;
@@ -324,7 +322,7 @@ fn fit_ridge_with(x: &Matrix, y: &Matrix, alphas: &[f64], forced: &PartialPlan) 
     Ok(weights)
 }
 
-pub(crate) fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), RidgeError> {
+pub fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), RidgeError> {
     for (name, m) in xs.iter().copied().chain([("Y", y)]) {
         if m.data.len() != m.rows * m.cols {
             return Err(RidgeError::Shape(format!(
@@ -351,7 +349,7 @@ pub(crate) fn check_inputs(xs: &[(&str, &Matrix)], y: &Matrix) -> Result<(), Rid
     Ok(())
 }
 
-pub(crate) fn check_folds(folds: &[Fold], n_rows: usize) -> Result<(), RidgeError> {
+pub fn check_folds(folds: &[Fold], n_rows: usize) -> Result<(), RidgeError> {
     if folds.is_empty() {
         return Err(RidgeError::NoFolds);
     }
@@ -373,7 +371,7 @@ pub(crate) fn check_folds(folds: &[Fold], n_rows: usize) -> Result<(), RidgeErro
     Ok(())
 }
 
-pub(crate) fn check_alphas(alphas: &[f64]) -> Result<(), RidgeError> {
+pub fn check_alphas(alphas: &[f64]) -> Result<(), RidgeError> {
     if alphas.is_empty() {
         return Err(RidgeError::NoAlphas);
     }
@@ -383,7 +381,7 @@ pub(crate) fn check_alphas(alphas: &[f64]) -> Result<(), RidgeError> {
     }
 }
 
-pub(crate) fn check_batch(target_batch: usize) -> Result<(), RidgeError> {
+pub fn check_batch(target_batch: usize) -> Result<(), RidgeError> {
     if target_batch == 0 {
         return Err(RidgeError::Config("target_batch must be at least 1".into()));
     }

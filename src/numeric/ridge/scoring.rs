@@ -405,7 +405,7 @@ pub(super) fn centred_pearson(target: &[f32], target_norm: f64, prediction: &[f3
 
 /// himalaya's choice: the argmax of `score + 1e-10 ln(alpha)`, first on ties;
 /// returns the index and that tilted score.
-pub(crate) fn best_alpha(scores: &[f64], alphas: &[f64]) -> (usize, f64) {
+pub fn best_alpha(scores: &[f64], alphas: &[f64]) -> (usize, f64) {
     let mut best = (0, f64::NEG_INFINITY);
     for (a, (&score, &alpha)) in scores.iter().zip(alphas).enumerate() {
         let tilted = score + 1e-10 * alpha.ln();

@@ -8,8 +8,8 @@ use std::ops::Range;
 use tch::{Kind, Tensor};
 
 use super::model::{LanguageModel, LmError, TokenizedWords};
-use super::windows::{plan_windows, pooled_tokens, ContextMode, Window};
-use crate::numeric::Matrix;
+use voxflow::lm::windows::{plan_windows, pooled_tokens, ContextMode, Window};
+use voxflow::numeric::Matrix;
 
 /// How a word's tokens become one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

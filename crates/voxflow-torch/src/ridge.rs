@@ -1,7 +1,7 @@
 //! The libtorch twin: cross-validated ridge in libtorch, for `ridge` with a
 //! CUDA device (the way himalaya's `torch_cuda` backend works). Same
-//! convention, folds, scores and alpha choice as [`super::ridge_cv`], which
-//! stays the CPU path. Also reachable as `crate::numeric::ridge_torch`.
+//! convention, folds, scores and alpha choice as [`voxflow::numeric::ridge::ridge_cv`],
+//! which stays the CPU path.
 //!
 //! Per fold, the training Gram matrix (`X^T X` when `n_train >= p`, else
 //! `X X^T`) is decomposed once in f64, `G = Q diag(lambda) Q^T`, dropping
@@ -15,9 +15,11 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{best_alpha, check_alphas, check_batch, check_folds, check_inputs, CvScore, Fold, RidgeConfig};
-use super::{RidgeCvResult, RidgeError};
-use crate::numeric::Matrix;
+use voxflow::numeric::ridge::{
+    best_alpha, check_alphas, check_batch, check_folds, check_inputs, CvScore, Fold, RidgeConfig,
+};
+use voxflow::numeric::ridge::{RidgeCvResult, RidgeError};
+use voxflow::numeric::Matrix;
 
 fn to_device(m: &Matrix, device: Device) -> Tensor {
     Tensor::from_slice(&m.data).view([m.rows as i64, m.cols as i64]).to_device(device)

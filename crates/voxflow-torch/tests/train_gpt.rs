@@ -3,16 +3,16 @@
 //! on the same batches with `torch.optim.AdamW` and `clip_grad_norm_` gives
 //! the same loss curve; checkpoints open in transformers and in voxflow's
 //! own `LanguageModel`; runs are deterministic and resume exactly.
-#![cfg(feature = "torch")]
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use common::{fresh_seed, run_python, Scratch};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
-use voxflow::lm::model::LanguageModel;
-use voxflow::train::{GptConfig, GptModel, TrainConfig, Trainer};
+use voxflow_torch::lm::model::LanguageModel;
+use voxflow_torch::train::{GptConfig, GptModel, TrainConfig, Trainer};
 
 fn tiny(dropout: f64) -> GptConfig {
     GptConfig {
@@ -140,7 +140,7 @@ fn training_matches_pytorch_adamw_on_gpt2lmheadmodel() {
         .model
         .parameters()
         .iter()
-        .filter(|(n, _)| voxflow::train::gpt::decays(n))
+        .filter(|(n, _)| voxflow_torch::train::gpt::decays(n))
         .map(|(n, _)| format!("transformer.{n}"))
         .collect();
     let mut sorted = decayed.clone();

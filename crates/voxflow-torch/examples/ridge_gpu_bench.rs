@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use voxflow::numeric::ridge::{folds_contiguous, predict, ridge_cv, CvScore, RidgeConfig};
-use voxflow::numeric::ridge_torch::ridge_cv_torch;
 use voxflow::numeric::Matrix;
+use voxflow_torch::ridge::ridge_cv_torch;
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -23,7 +23,7 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 
 fn main() {
     // Before any libtorch call: loads libtorch's CUDA backend.
-    voxflow::device::init_torch();
+    voxflow_torch::device::init_torch();
     let args: Vec<String> = std::env::args().collect();
     let (n, p, v) = (arg(&args, "--n", 3000), arg(&args, "--p", 3072), arg(&args, "--v", 20000));
     let n_alphas = arg(&args, "--alphas", 10);

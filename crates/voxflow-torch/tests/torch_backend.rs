@@ -2,7 +2,6 @@
 //! (`device::init_torch`), not linked: a process that never touches libtorch
 //! does not carry it. One test in its own binary, since it looks at what the
 //! process has mapped before and after the first call.
-#![cfg(feature = "torch")]
 
 use std::path::PathBuf;
 
@@ -26,14 +25,14 @@ fn libtorch_cuda_loads_at_the_first_libtorch_call_and_registers_its_backend() {
     let cuda_build = cpu.with_file_name("libtorch_cuda.so").exists();
     assert!(!is_mapped("libtorch_cuda.so"), "libtorch_cuda.so is mapped before any libtorch call: is it linked again?");
 
-    assert_eq!(voxflow::device::init_torch(), cuda_build);
+    assert_eq!(voxflow_torch::device::init_torch(), cuda_build);
     assert_eq!(is_mapped("libtorch_cuda.so"), cuda_build);
-    assert_eq!(voxflow::device::init_torch(), cuda_build, "a second call changes nothing");
+    assert_eq!(voxflow_torch::device::init_torch(), cuda_build, "a second call changes nothing");
 
     // With the backend registered, a CUDA tensor either is made (a GPU is
     // there) or fails for want of a device or driver, not for want of
     // libtorch's CUDA library.
-    let count = voxflow::device::cuda_device_count();
+    let count = voxflow_torch::device::cuda_device_count();
     match tch::Tensor::f_ones([3], (tch::Kind::Float, tch::Device::Cuda(0))) {
         Ok(ones) => {
             assert!(count > 0);

@@ -2,15 +2,15 @@
 //! the same random data and folds: the same score table (within float32
 //! rounding), the same alphas except near ties, held-out prediction r within
 //! 1e-4. Runs on libtorch's CPU device everywhere and on CUDA where there is one.
-#![cfg(feature = "torch")]
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use voxflow::numeric::ridge::{folds_chunked, predict, ridge_cv, CvScore, RidgeConfig};
-use voxflow::numeric::ridge_torch::ridge_cv_torch;
 use voxflow::numeric::Matrix;
+use voxflow_torch::ridge::ridge_cv_torch;
 
 fn random(rng: &mut rand_chacha::ChaCha8Rng, rows: usize, cols: usize) -> Matrix {
     Matrix::from_vec(rows, cols, (0..rows * cols).map(|_| rng.sample::<f32, _>(StandardNormal)).collect())
@@ -83,7 +83,7 @@ fn compare(n: usize, p: usize, score: CvScore, device: tch::Device, seed: u64) {
 fn libtorch_ridge_equals_the_faer_ridge() {
     let seed = common::fresh_seed();
     let mut devices = vec![tch::Device::Cpu];
-    if voxflow::device::cuda_device_count() > 0 {
+    if voxflow_torch::device::cuda_device_count() > 0 {
         devices.push(tch::Device::Cuda(0));
     }
     for device in devices {

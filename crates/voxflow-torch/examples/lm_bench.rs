@@ -17,9 +17,9 @@ use std::time::Instant;
 
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
-use voxflow::lm::extract::{extract_story, floor_pass, ExtractOptions, Pool, Strategy};
-use voxflow::lm::model::LanguageModel;
 use voxflow::lm::windows::ContextMode;
+use voxflow_torch::lm::extract::{extract_story, floor_pass, ExtractOptions, Pool, Strategy};
+use voxflow_torch::lm::model::LanguageModel;
 
 const WORDS: &[&str] = &[
     "the",
@@ -80,7 +80,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 
 fn main() {
     // Before any libtorch call: loads libtorch's CUDA backend.
-    voxflow::device::init_torch();
+    voxflow_torch::device::init_torch();
     let args: Vec<String> = std::env::args().collect();
     let model_dir: PathBuf = arg(&args, "--model", PathBuf::from("models/all-MiniLM-L6-v2"));
     let n_words: usize = arg(&args, "--words", 2000);

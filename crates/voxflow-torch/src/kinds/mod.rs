@@ -1,0 +1,3 @@
+//! The libtorch part of the kinds that run in the worker.
+
+pub mod features_lm;

@@ -1,0 +1,49 @@
+//! voxflow's libtorch side: everything that calls tch, run by the
+//! `voxflow-worker` binary (src/main.rs) that the scheduler starts for each
+//! stage whose kind needs it (see `voxflow::worker`).
+//!
+//! - [`lm`]: transformer language models (BERT and GPT-2 layouts) and the
+//!   batched hidden-state extraction behind `features.lm`.
+//! - [`train`]: training GPT-2-layout models, behind `train.gpt`.
+//! - [`ridge`]: cross-validated ridge in libtorch, the CUDA path of `ridge`.
+//! - [`kinds`]: the runs of the kinds above, given their typed params.
+//! - [`device`]: loading libtorch's CUDA backend; voxflow's `Device` in tch.
+//!
+//! [`Runtime`] is the [`voxflow::worker::TorchRuntime`] these make up.
+
+pub mod device;
+pub mod kinds;
+pub mod lm;
+pub mod ridge;
+pub mod train;
+
+use voxflow::device::Device;
+use voxflow::kinds::features::lm::LmParams;
+use voxflow::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
+use voxflow::numeric::Matrix;
+use voxflow::stage::{StageContext, StageError};
+
+/// The libtorch runtime the worker installs.
+pub struct Runtime;
+
+impl voxflow::worker::TorchRuntime for Runtime {
+    fn features_lm(&self, params: &LmParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::features_lm::features_lm(params, ctx)
+    }
+    fn ridge_cv(
+        &self,
+        x: &Matrix,
+        y: &Matrix,
+        folds: &[Fold],
+        config: &RidgeConfig,
+        device: Device,
+    ) -> Result<RidgeCvResult, RidgeError> {
+        ridge::ridge_cv_torch(x, y, folds, config, device::to_tch(device))
+    }
+}
+
+/// Installs [`Runtime`] in this process, for tests that run a torch kind
+/// without a worker.
+pub fn install() {
+    voxflow::worker::install(&Runtime);
+}
