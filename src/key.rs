@@ -86,6 +86,10 @@ pub fn input_digests(
 
 /// The key record of `stage`: kind, version, [`keyed_params`], `inputs` (from
 /// [`input_digests`]) and the content digest of each file its params name.
+/// An input whose role is one of the kind's `file_inputs` (a model given as
+/// an upstream output) is recorded as that file param: the output's digest
+/// (a directory's `store::tree_digest`) under `files`, the param as the
+/// placeholder, so the key is the one the same directory named by path gets.
 ///
 /// `inputs` is `None` where an upstream has not run yet: the record then has
 /// no inputs, its key means nothing, and it serves only to compare the
@@ -101,13 +105,18 @@ pub fn record(
         let digest = store.content_digest(path).map_err(|e| format!("param `{param}`: {e}"))?;
         files.insert(param.clone(), digest);
     }
-    Ok(KeyRecord {
-        kind: stage.kind.kind().to_string(),
-        version: stage.kind.version(),
-        params: keyed_params(stage),
-        inputs: inputs.unwrap_or_default(),
-        files,
-    })
+    let mut params = keyed_params(stage);
+    let mut inputs = inputs.unwrap_or_default();
+    // A file param given as an input is keyed as the file param would be.
+    for role in stage.kind.file_inputs() {
+        if let Some(digest) = inputs.remove(*role) {
+            files.insert(role.to_string(), digest);
+            if let Value::Object(map) = &mut params {
+                map.insert(role.to_string(), Value::String(FILE_PLACEHOLDER.into()));
+            }
+        }
+    }
+    Ok(KeyRecord { kind: stage.kind.kind().to_string(), version: stage.kind.version(), params, inputs, files })
 }
 
 /// Sets the value at dotted `path` (`a.b.0`) if it exists.

@@ -9,6 +9,7 @@
 //!   tmp/<key>.<pid>.<n>/          a stage being written (never read as a result)
 //!   failed/<key>/                 the staging directory (logs) of a failed stage
 //!   slurm-logs/<pipeline>/        logs of cluster jobs until their result lands
+//!   work/<key>/                   a resumable stage's work (checkpoints) across attempts
 //!   locks/<key>.lock              one writer per key across processes
 //!   runs/<pipeline>.state.json    each stage's last key record (for `why`)
 //!   runs/<pipeline>.last.json     the last run's outcome (for `report`)
@@ -49,10 +50,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 pub struct OutputEntry {
     /// File name inside the object directory.
     pub file: String,
-    /// BLAKE3 of the file's bytes (128 bits, hex).
+    /// BLAKE3 of the file's bytes (128 bits, hex); for a directory, its
+    /// [`tree_digest`].
     pub digest: String,
+    /// The file's size; for a directory, the sum of its files' sizes.
     pub bytes: u64,
-    /// `matrix`, `table` or `file`.
+    /// `matrix`, `table`, `file` or `dir` (a directory: a model checkpoint).
     pub format: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub shape: Option<Vec<usize>>,
@@ -81,6 +84,10 @@ pub struct Manifest {
     /// SVG figures (relative paths) for the run report.
     #[serde(default)]
     pub figures: Vec<String>,
+    /// Why a rerun may not write the same bytes (GPU training), when the
+    /// stage says so; absent for stages whose reruns are identical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nondeterministic: Option<String>,
 }
 
 impl Manifest {
@@ -179,13 +186,12 @@ impl Store {
         };
         for (name, output) in &manifest.outputs {
             let path = dir.join(&output.file);
-            match fs::metadata(&path) {
-                Ok(meta) if meta.len() == output.bytes => {}
-                Ok(meta) => {
+            match output_size(&path) {
+                Ok(bytes) if bytes == output.bytes => {}
+                Ok(bytes) => {
                     return Lookup::Damaged(format!(
-                        "output `{name}` ({}) has {} bytes, the manifest says {}",
+                        "output `{name}` ({}) has {bytes} bytes, the manifest says {}",
                         path.display(),
-                        meta.len(),
                         output.bytes
                     ))
                 }
@@ -229,6 +235,39 @@ impl Store {
         Ok(())
     }
 
+    /// The work directory of `key` (`work/<key>/`), created if needed: what
+    /// a resumable stage keeps across attempts. The caller holds the key's lock.
+    pub fn work_dir(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.work_path(key);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(dir)
+    }
+
+    pub fn work_path(&self, key: &str) -> PathBuf {
+        self.root.join("work").join(key)
+    }
+
+    /// Removes the work directory of `key` (its result is committed).
+    pub fn remove_work(&self, key: &str) -> Result<(), StoreError> {
+        let dir = self.work_path(key);
+        match fs::remove_dir_all(&dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The work directories there are, with their sizes in bytes.
+    pub fn work_dirs(&self) -> Vec<(String, u64)> {
+        let root = self.root.join("work");
+        let Ok(entries) = fs::read_dir(&root) else { return Vec::new() };
+        let mut dirs: Vec<(String, u64)> = entries
+            .filter_map(|e| e.ok())
+            .map(|entry| (entry.file_name().to_string_lossy().to_string(), dir_size(&entry.path())))
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
     /// Removes the result of `key` (used before a forced or repaired rebuild).
     pub fn remove(&self, key: &str) -> Result<(), StoreError> {
         let dir = self.object_dir(key);
@@ -242,18 +281,7 @@ impl Store {
     pub fn content_digest(&self, path: &Path) -> Result<String, StoreError> {
         let meta = fs::metadata(path).map_err(io(path))?;
         if meta.is_dir() {
-            let mut entries: Vec<PathBuf> = Vec::new();
-            collect_files(path, &mut entries).map_err(io(path))?;
-            entries.sort();
-            let mut hasher = blake3::Hasher::new();
-            for entry in entries {
-                let relative = entry.strip_prefix(path).unwrap_or(&entry);
-                hasher.update(relative.to_string_lossy().as_bytes());
-                hasher.update(b"\0");
-                hasher.update(self.content_digest(&entry)?.as_bytes());
-                hasher.update(b"\n");
-            }
-            return Ok(hasher.finalize().to_hex()[..32].to_string());
+            return tree_digest(path, |file| self.content_digest(file));
         }
         let absolute = fs::canonicalize(path).map_err(io(path))?;
         let id = absolute.to_string_lossy().to_string();
@@ -324,8 +352,9 @@ impl Store {
         Ok(keys)
     }
 
-    /// Removes every object whose key is not in `keep`, and abandoned staging
-    /// directories. Returns the removed keys and the bytes freed.
+    /// Removes every object whose key is not in `keep`, the work directories
+    /// of other keys, and abandoned staging directories. Returns the removed
+    /// keys (`work/<key>`, `tmp/<name>` for the others) and the bytes freed.
     pub fn gc(&self, keep: &BTreeSet<String>, dry_run: bool) -> Result<(Vec<String>, u64), StoreError> {
         let mut removed = Vec::new();
         let mut bytes = 0;
@@ -340,6 +369,21 @@ impl Store {
                 fs::remove_dir_all(&dir).map_err(io(&dir))?;
             }
             removed.push(key);
+        }
+        // Work directories of keys no pipeline references, unless a live run holds them.
+        for (key, size) in self.work_dirs() {
+            if keep.contains(&key) {
+                continue;
+            }
+            let lock_path = self.root.join("locks").join(format!("{key}.lock"));
+            let free = File::create(&lock_path).map(|f| f.try_lock().is_ok()).unwrap_or(false);
+            if free {
+                bytes += size;
+                if !dry_run {
+                    self.remove_work(&key)?;
+                }
+                removed.push(format!("work/{key}"));
+            }
         }
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(io(&tmp))?.filter_map(|e| e.ok()) {
@@ -385,9 +429,9 @@ impl Store {
             }
             for (name, output) in &manifest.outputs {
                 let path = dir.join(&output.file);
-                match file_digest(&path) {
-                    Ok(digest) if digest == output.digest => {}
-                    Ok(digest) => problems.push(VerifyProblem {
+                match output_digest(&path) {
+                    Ok((digest, _)) if digest == output.digest => {}
+                    Ok((digest, _)) => problems.push(VerifyProblem {
                         key: key.clone(),
                         stage: Some(manifest.stage.clone()),
                         detail: format!("output `{name}` digest {digest} != recorded {}", output.digest),
@@ -409,6 +453,47 @@ pub struct VerifyProblem {
     pub key: String,
     pub stage: Option<String>,
     pub detail: String,
+}
+
+/// The digest of a directory: BLAKE3 over its files in sorted order, each as
+/// its path relative to `dir`, a NUL, the file's own digest (`digest`) and
+/// a newline. Names and contents (hence sizes) enter it; mtimes do not. The
+/// same for a directory a param names (keyed by content) and a directory a
+/// stage writes as an output, so a model fed by path and the same model fed
+/// as an upstream output key the same.
+pub fn tree_digest(
+    dir: &Path,
+    mut digest: impl FnMut(&Path) -> Result<String, StoreError>,
+) -> Result<String, StoreError> {
+    let mut entries: Vec<PathBuf> = Vec::new();
+    collect_files(dir, &mut entries).map_err(io(dir))?;
+    entries.sort();
+    let mut hasher = blake3::Hasher::new();
+    for entry in entries {
+        let relative = entry.strip_prefix(dir).unwrap_or(&entry);
+        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(digest(&entry)?.as_bytes());
+        hasher.update(b"\n");
+    }
+    Ok(hasher.finalize().to_hex()[..32].to_string())
+}
+
+/// The digest and size of an output: a file's [`file_digest`], or a
+/// directory's [`tree_digest`] and the sum of its files' sizes.
+pub fn output_digest(path: &Path) -> Result<(String, u64), StoreError> {
+    let meta = fs::metadata(path).map_err(io(path))?;
+    if meta.is_dir() {
+        Ok((tree_digest(path, file_digest)?, dir_size(path)))
+    } else {
+        Ok((file_digest(path)?, meta.len()))
+    }
+}
+
+/// The size of an output as the manifest records it (a directory: its files' sum).
+fn output_size(path: &Path) -> std::io::Result<u64> {
+    let meta = fs::metadata(path)?;
+    Ok(if meta.is_dir() { dir_size(path) } else { meta.len() })
 }
 
 /// BLAKE3 of a file's bytes (128 bits, hex).
@@ -525,6 +610,7 @@ mod tests {
             warnings: Vec::new(),
             logs: Vec::new(),
             figures: Vec::new(),
+            nondeterministic: None,
         };
         (manifest, staging)
     }
@@ -568,6 +654,55 @@ mod tests {
         let Lookup::Damaged(detail) = store.lookup(&manifest.key) else { panic!("a missing output passed") };
         assert!(detail.contains("is missing"), "{detail}");
         fs::write(store.object_dir(&manifest.key).join("manifest.json"), b"{ not json").unwrap();
+        assert!(matches!(store.lookup(&manifest.key), Lookup::Damaged(_)));
+    }
+
+    /// A directory output (a checkpoint): its digest is the tree digest a
+    /// param naming the same directory gets, one changed byte changes it,
+    /// `verify` finds it, and a missing file makes the object damaged.
+    #[test]
+    fn a_directory_output_is_hashed_by_its_tree() {
+        let mut rng = fresh_rng("a_directory_output_is_hashed_by_its_tree");
+        let scratch = Scratch::new("store-dir-output");
+        let store = Store::open(&scratch.path.join("store")).unwrap();
+        let (mut manifest, staging) = staged(&store, &mut rng, 11);
+        let checkpoint = staging.join("step5");
+        fs::create_dir_all(checkpoint.join("sub")).unwrap();
+        let mut total = 0;
+        for name in ["config.json", "model.safetensors", "sub/tokenizer.json"] {
+            let bytes: Vec<u8> = (0..rng.random_range(1..4096)).map(|_| rng.random()).collect();
+            total += bytes.len() as u64;
+            fs::write(checkpoint.join(name), &bytes).unwrap();
+        }
+        let (digest, bytes) = output_digest(&checkpoint).unwrap();
+        assert_eq!(bytes, total);
+        // The same directory copied elsewhere and named by a param.
+        let copy = scratch.path.join("copy");
+        fs::create_dir_all(copy.join("sub")).unwrap();
+        for name in ["config.json", "model.safetensors", "sub/tokenizer.json"] {
+            fs::copy(checkpoint.join(name), copy.join(name)).unwrap();
+        }
+        assert_eq!(store.content_digest(&copy).unwrap(), digest);
+        let entry =
+            OutputEntry { file: "step5".into(), digest: digest.clone(), bytes, format: "dir".into(), shape: None };
+        manifest.outputs.insert("step5".into(), entry);
+        manifest.digest = combined_digest(&manifest.outputs);
+        let _lock = store.lock(&manifest.key).unwrap();
+        store.commit(&staging, &manifest).unwrap();
+        assert!(matches!(store.lookup(&manifest.key), Lookup::Fresh(_)));
+        assert!(store.verify().unwrap().is_empty());
+
+        let weights = store.object_dir(&manifest.key).join("step5/model.safetensors");
+        let mut data = fs::read(&weights).unwrap();
+        let at = rng.random_range(0..data.len());
+        data[at] ^= 0x01;
+        fs::write(&weights, &data).unwrap();
+        assert_ne!(output_digest(&weights.parent().unwrap().to_path_buf()).unwrap().0, digest);
+        let problems = store.verify().unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].detail.starts_with("output `step5` digest"), "{}", problems[0].detail);
+
+        fs::remove_file(store.object_dir(&manifest.key).join("step5/sub/tokenizer.json")).unwrap();
         assert!(matches!(store.lookup(&manifest.key), Lookup::Damaged(_)));
     }
 

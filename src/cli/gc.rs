@@ -1,6 +1,7 @@
-//! `voxflow gc`: removes the store objects that none of the given pipelines
-//! references, now or at its last run. All the pipelines must share one
-//! store.
+//! `voxflow gc`: removes the store objects (and work directories of
+//! resumable stages) that none of the given pipelines references, now or at
+//! its last run, and says how much the kept work directories take. All the
+//! pipelines must share one store.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,19 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
         bytes as f64 / 1e6,
         if args.dry_run { " (dry run)" } else { "" }
     );
+    // What stays: the work of interrupted resumable stages the pipelines still use.
+    let removed: BTreeSet<&String> = removed.iter().collect();
+    let kept: Vec<(String, u64)> =
+        store.work_dirs().into_iter().filter(|(key, _)| !removed.contains(&format!("work/{key}"))).collect();
+    if !kept.is_empty() {
+        let total: u64 = kept.iter().map(|(_, size)| size).sum();
+        eprintln!(
+            "kept {} work director{} of interrupted stages the pipelines still use: {:.1} MB (a rerun resumes from them)",
+            kept.len(),
+            if kept.len() == 1 { "y" } else { "ies" },
+            total as f64 / 1e6
+        );
+    }
     Ok(())
 }
 

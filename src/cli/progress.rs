@@ -1,5 +1,6 @@
 //! The terminal reporter: progress bars (indicatif) when stderr is a
-//! terminal, plain lines otherwise. Each finished stage gets one line on
+//! terminal, one per running stage with its rate and ETA, plain lines
+//! otherwise (a stage's notes, such as "resuming from step 500", either way). Each finished stage gets one line on
 //! stderr as it ends; `voxflow run` prints the table of all stages on stdout
 //! at the end only when stdout is not where stderr goes (see
 //! `cli::run::same_destination`), so a log of both shows each stage once.
@@ -63,7 +64,10 @@ impl Reporter for TerminalReporter {
             Some(bars) => {
                 let bar = bars.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("  {spinner} {msg} {wide_bar} {pos}/{len}").expect("template"),
+                    ProgressStyle::with_template(
+                        "  {spinner} {msg} {wide_bar} {pos}/{len} {per_sec} eta {eta} ({elapsed})",
+                    )
+                    .expect("template"),
                 );
                 bar.set_message(name.to_string());
                 bar.enable_steady_tick(Duration::from_millis(120));
@@ -79,6 +83,16 @@ impl Reporter for TerminalReporter {
                 bar.set_length(total);
                 bar.set_position(done);
             }
+        }
+    }
+
+    fn stage_note(&self, name: &str, text: &str) {
+        let line = format!("          {name}: {text}");
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.multi.println(line);
+            }
+            None => eprintln!("{line}"),
         }
     }
 

@@ -431,6 +431,12 @@ impl<'a> Job<'a> {
             Some(gpu) => crate::device::Device::Cuda(gpu),
             None => crate::device::Device::Cpu,
         };
+        // A resumable stage keeps its work under its key across attempts.
+        let work_dir = if self.stage.kind.resumable(&self.stage.params) {
+            Some(self.store.work_dir(&self.key).map_err(store_error)?)
+        } else {
+            None
+        };
         let mut ctx = StageContext {
             name: &self.stage.name,
             params: &self.stage.params,
@@ -439,11 +445,12 @@ impl<'a> Job<'a> {
             threads: self.threads,
             device,
             inputs: &self.inputs,
-            work_dir: None,
+            work_dir: work_dir.as_deref(),
             outputs: Vec::new(),
             warnings: Vec::new(),
             logs: Vec::new(),
             figures: Vec::new(),
+            nondeterministic: None,
             cancel: self.cancel,
             progress: &progress,
             note: &note,
@@ -460,8 +467,7 @@ impl<'a> Job<'a> {
         let mut outputs = BTreeMap::new();
         for written in &ctx.outputs {
             let path = staging.join(&written.file);
-            let digest = crate::store::file_digest(&path).map_err(store_error)?;
-            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let (digest, bytes) = crate::store::output_digest(&path).map_err(store_error)?;
             outputs.insert(
                 written.name.clone(),
                 OutputEntry {
@@ -488,10 +494,17 @@ impl<'a> Job<'a> {
             warnings: ctx.warnings.clone(),
             logs: ctx.logs.clone(),
             figures: ctx.figures.clone(),
+            nondeterministic: ctx.nondeterministic.clone(),
         };
         if let Err(error) = self.store.commit(&staging, &manifest) {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(store_error(error));
+        }
+        if work_dir.is_some() {
+            // Committed: the work is done. A leftover directory is harmless (gc removes it).
+            if let Err(error) = self.store.remove_work(&self.key) {
+                tracing::warn!("stage `{}`: {error}", self.stage.name);
+            }
         }
         Ok((manifest, true))
     }

@@ -16,3 +16,4 @@ pub mod prep;
 pub mod ridge;
 pub mod synth;
 pub mod tables;
+pub mod train;

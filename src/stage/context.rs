@@ -130,6 +130,7 @@ pub struct StageContext<'a> {
     pub(crate) warnings: Vec<String>,
     pub(crate) logs: Vec<String>,
     pub(crate) figures: Vec<String>,
+    pub(crate) nondeterministic: Option<String>,
     pub(crate) cancel: &'a AtomicBool,
     pub(crate) progress: &'a (dyn Fn(u64, u64) + Sync),
     pub(crate) note: &'a (dyn Fn(&str) + Sync),
@@ -234,6 +235,18 @@ impl<'a> StageContext<'a> {
         });
     }
 
+    /// Registers a directory the stage wrote into `out_dir` (a model
+    /// checkpoint: config.json, model.safetensors, tokenizer.json). Its
+    /// digest covers every file's name and bytes (`store::tree_digest`).
+    pub fn add_dir(&mut self, name: &str, dir: &str) {
+        self.outputs.push(WrittenOutput {
+            name: name.to_string(),
+            file: dir.to_string(),
+            format: "dir".into(),
+            shape: None,
+        });
+    }
+
     /// Registers a log file (relative to `out_dir`); logs are kept, not hashed.
     pub fn add_log(&mut self, file: &str) {
         self.logs.push(file.to_string());
@@ -248,6 +261,12 @@ impl<'a> StageContext<'a> {
             .map_err(|e| StageError::failed(format!("{}: {e}", dir.display())))?;
         self.figures.push(file);
         Ok(())
+    }
+
+    /// Says that a rerun of this stage may not write the same bytes, and
+    /// why (recorded in the manifest; early cut-off then rarely applies).
+    pub fn nondeterministic(&mut self, reason: impl Into<String>) {
+        self.nondeterministic = Some(reason.into());
     }
 
     /// A warning kept in the manifest and shown to the user.

@@ -40,6 +40,11 @@ pub trait Kind: Sync {
     const INPUTS: &'static [&'static str] = &[];
     /// The outputs every stage of the kind writes, whatever its params.
     const OUTPUTS: &'static [&'static str] = &[];
+    /// Input roles that stand for the file param of the same name (a model
+    /// directory given as `inputs: {model: train.step500}` instead of
+    /// `params: {model: path}`): the key records either as that param's
+    /// content digest, so the two ways key the same (`key::record`).
+    const FILE_INPUTS: &'static [&'static str] = &[];
 
     /// Input roles that must be present, given the params (checked at
     /// validation, before anything runs): [`Kind::INPUTS`] unless overridden.
@@ -71,6 +76,11 @@ pub trait Kind: Sync {
     /// with libtorch) rather than in the scheduler's process, given the
     /// device the scheduler assigned. Kinds that call libtorch say yes.
     fn in_worker(&self, _params: &Self::Params, _assigned: Device) -> bool {
+        false
+    }
+    /// Whether the stage gets a work directory that survives a failed or
+    /// killed attempt (`StageContext::work_dir`), to resume from.
+    fn resumable(&self, _params: &Self::Params) -> bool {
         false
     }
     fn validate(&self, _params: &Self::Params) -> Vec<ParamError> {
@@ -106,6 +116,10 @@ pub trait Stage: Sync {
     fn wants_gpu(&self, params: &Value) -> bool;
     /// See [`Kind::in_worker`].
     fn in_worker(&self, params: &Value, assigned: Device) -> bool;
+    /// See [`Kind::FILE_INPUTS`].
+    fn file_inputs(&self) -> &'static [&'static str];
+    /// See [`Kind::resumable`].
+    fn resumable(&self, params: &Value) -> bool;
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
@@ -151,6 +165,12 @@ impl<K: Kind> Stage for K {
     }
     fn wants_gpu(&self, params: &Value) -> bool {
         typed::<K>(params).is_some_and(|params| Kind::wants_gpu(self, &params))
+    }
+    fn file_inputs(&self) -> &'static [&'static str] {
+        K::FILE_INPUTS
+    }
+    fn resumable(&self, params: &Value) -> bool {
+        typed::<K>(params).is_some_and(|params| Kind::resumable(self, &params))
     }
     fn in_worker(&self, params: &Value, assigned: Device) -> bool {
         typed::<K>(params).is_some_and(|params| Kind::in_worker(self, &params, assigned))

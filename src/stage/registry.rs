@@ -25,6 +25,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::prep::Prep,
     &kinds::ridge::Ridge,
     &kinds::synth::Synth,
+    &kinds::train::TrainGpt,
 ];
 
 /// The kind named `kind`.

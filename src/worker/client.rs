@@ -171,8 +171,9 @@ pub fn run_in_worker(ctx: &mut StageContext, kind: &str) -> Result<(), StageErro
     }
     let tail: Vec<String> = tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
     match last {
-        Some(Message::Done { outputs, warnings, logs, figures, device }) if status.success() => {
+        Some(Message::Done { outputs, warnings, logs, figures, nondeterministic, device }) if status.success() => {
             ctx.outputs = outputs;
+            ctx.nondeterministic = nondeterministic;
             ctx.warnings.extend(warnings);
             ctx.logs.extend(logs);
             ctx.figures.extend(figures);

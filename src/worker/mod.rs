@@ -34,6 +34,7 @@ pub use serve::serve;
 
 use crate::device::Device;
 use crate::kinds::features::lm::LmParams;
+use crate::kinds::train::TrainGptParams;
 use crate::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use crate::numeric::Matrix;
 use crate::stage::{StageContext, StageError};
@@ -42,6 +43,8 @@ use crate::stage::{StageContext, StageError};
 pub trait TorchRuntime: Sync {
     /// `features.lm`'s whole run.
     fn features_lm(&self, params: &LmParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `train.gpt`'s whole run.
+    fn train_gpt(&self, params: &TrainGptParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// Cross-validated ridge on a libtorch device (the CUDA path of `ridge`).
     fn ridge_cv(
         &self,

@@ -58,6 +58,8 @@ pub enum Message {
         warnings: Vec<String>,
         logs: Vec<String>,
         figures: Vec<String>,
+        #[serde(default)]
+        nondeterministic: Option<String>,
         /// The device the stage computed on.
         device: String,
     },

@@ -19,6 +19,7 @@ pub mod train;
 
 use voxflow::device::Device;
 use voxflow::kinds::features::lm::LmParams;
+use voxflow::kinds::train::TrainGptParams;
 use voxflow::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use voxflow::numeric::Matrix;
 use voxflow::stage::{StageContext, StageError};
@@ -29,6 +30,9 @@ pub struct Runtime;
 impl voxflow::worker::TorchRuntime for Runtime {
     fn features_lm(&self, params: &LmParams, ctx: &mut StageContext) -> Result<(), StageError> {
         kinds::features_lm::features_lm(params, ctx)
+    }
+    fn train_gpt(&self, params: &TrainGptParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::train_gpt::train_gpt(params, ctx)
     }
     fn ridge_cv(
         &self,

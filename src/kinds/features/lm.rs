@@ -22,8 +22,11 @@ use crate::stage::{Kind, ParamError, StageContext, StageError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LmParams {
-    /// The model directory (Hugging Face layout), relative to the pipeline file.
-    pub model: String,
+    /// The model directory (Hugging Face layout), relative to the pipeline
+    /// file; or none, with the model as the input `model` (a checkpoint
+    /// output of `train.gpt`).
+    #[serde(default)]
+    pub model: Option<String>,
     pub layers: Vec<usize>,
     #[serde(default)]
     pub context: Context,
@@ -88,6 +91,7 @@ impl Kind for FeaturesLm {
     const SUMMARY: &'static str =
         "language-model hidden states per word or per TR (BERT or GPT-2 layout, libtorch, CPU or CUDA)";
     const INPUTS: &'static [&'static str] = &["words"];
+    const FILE_INPUTS: &'static [&'static str] = &["model"];
 
     fn required_inputs(&self, params: &LmParams) -> Vec<&'static str> {
         // pool: tr averages the tokens of each TR of the `trs` grid.
@@ -99,8 +103,21 @@ impl Kind for FeaturesLm {
     fn outputs(&self, params: &LmParams) -> Vec<String> {
         params.layers.iter().map(|l| format!("layer{l}")).collect()
     }
+    fn input_problems(&self, params: &LmParams, roles: &[&str]) -> Vec<(String, String)> {
+        match (&params.model, roles.contains(&"model")) {
+            (None, false) => vec![(
+                "kind `features.lm` needs a model: the param `model` or an input named `model`".into(),
+                "add `params: {model: <directory with config.json, model.safetensors, tokenizer.json>}`, or `inputs: {model: <train.gpt stage>.step<N>}`".into(),
+            )],
+            (Some(_), true) => vec![(
+                "features.lm has both the param `model` and an input `model`".into(),
+                "keep one: the param for a model on disk, the input for a checkpoint another stage writes".into(),
+            )],
+            _ => Vec::new(),
+        }
+    }
     fn file_params(&self, params: &LmParams) -> Vec<(String, String)> {
-        vec![("model".to_string(), params.model.clone())]
+        params.model.iter().map(|model| ("model".to_string(), model.clone())).collect()
     }
     fn wants_gpu(&self, params: &LmParams) -> bool {
         params.device.wants_gpu()

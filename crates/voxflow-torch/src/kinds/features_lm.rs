@@ -14,7 +14,10 @@ pub fn features_lm(p: &LmParams, ctx: &mut StageContext) -> Result<(), StageErro
     let device = p.device.resolve(ctx.device);
     ctx.device = device;
     tch::set_num_threads(ctx.threads.max(1) as i32);
-    let dir = ctx.resolve(&p.model);
+    let dir = match &p.model {
+        Some(model) => ctx.resolve(model),
+        None => ctx.input("model")?.single_output()?.1,
+    };
     let fix = "point `model:` at a directory with config.json, model.safetensors and tokenizer.json";
     let model = LanguageModel::load(&dir, crate::device::to_tch(device))
         .map_err(|e| StageError::failed(format!("model {}: {e}", dir.display())).with_hint(fix))?;
@@ -123,7 +126,9 @@ pub fn features_lm(p: &LmParams, ctx: &mut StageContext) -> Result<(), StageErro
         let mut artifact = MatrixArtifact::with_segments(matrix, segments.clone());
         artifact.metadata.insert("level".into(), if grid.is_some() { "tr" } else { "word" }.into());
         artifact.metadata.insert("layer".into(), layer.to_string());
-        artifact.metadata.insert("model".into(), p.model.clone());
+        let model =
+            p.model.clone().unwrap_or_else(|| ctx.inputs.get("model").map(|i| i.stage.clone()).unwrap_or_default());
+        artifact.metadata.insert("model".into(), model);
         ctx.write_matrix(&format!("layer{layer}"), &artifact)?;
     }
     Ok(())

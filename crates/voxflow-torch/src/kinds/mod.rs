@@ -1,3 +1,4 @@
 //! The libtorch part of the kinds that run in the worker.
 
 pub mod features_lm;
+pub mod train_gpt;

@@ -45,7 +45,7 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    pub(crate) fn file(path: &std::path::Path, message: impl std::fmt::Display) -> TrainError {
+    pub fn file(path: &std::path::Path, message: impl std::fmt::Display) -> TrainError {
         TrainError::File { path: path.to_path_buf(), message: message.to_string() }
     }
 }

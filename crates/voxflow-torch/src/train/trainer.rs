@@ -268,7 +268,12 @@ impl Trainer {
 
     /// Writes everything a resumed run needs into `dir`, atomically.
     pub fn save_state(&self, dir: &Path) -> Result<(), TrainError> {
-        super::checkpoint::write_dir_atomically(dir, |tmp| {
+        super::checkpoint::write_dir_atomically(dir, |tmp| self.save_state_into(tmp))
+    }
+
+    /// The files of [`Trainer::save_state`], written into an existing directory.
+    pub fn save_state_into(&self, tmp: &Path) -> Result<(), TrainError> {
+        {
             self.model.write_hf_files(tmp, None)?;
             self.optimizer.save(&tmp.join("optimizer.safetensors"))?;
             let state = StateFile {
@@ -281,7 +286,7 @@ impl Trainer {
             let path = tmp.join("trainer.json");
             let text = serde_json::to_string_pretty(&state).expect("JSON") + "\n";
             std::fs::write(&path, text).map_err(|e| TrainError::file(&path, e))
-        })
+        }
     }
 
     /// A trainer from a state written by [`Trainer::save_state`], on `device`.
