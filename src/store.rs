@@ -45,6 +45,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.display().to_string(), source }
 }
 
+/// Where a resumable stage stands: its last reported progress and note.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    /// The last note ("resuming from step 500 of 2000"), if any.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// When it was reported (RFC 3339).
+    pub at: String,
+}
+
 /// One output of a stage, as recorded in its manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputEntry {
@@ -254,6 +266,19 @@ impl Store {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(error)),
             _ => Ok(()),
         }
+    }
+
+    /// Records where the stage of `key` stands (`work/<key>/progress.json`),
+    /// for `voxflow show` and for a scheduler following a cluster job.
+    pub fn save_progress(&self, key: &str, progress: &Progress) -> Result<(), StoreError> {
+        let text = serde_json::to_vec(progress).expect("progress serialises");
+        write_atomic(&self.work_path(key).join("progress.json"), &text)
+    }
+
+    /// The last progress the stage of `key` reported, if it kept a work directory.
+    pub fn load_progress(&self, key: &str) -> Option<Progress> {
+        let bytes = fs::read(self.work_path(key).join("progress.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// The work directories there are, with their sizes in bytes.

@@ -1,5 +1,6 @@
 //! `voxflow show`: a stage's current result: its directory, outputs (paths,
-//! shapes, digests), logs, figures and warnings. Exits 1 when a selected
+//! shapes, digests), logs, figures and warnings; for a resumable stage that
+//! is running or was interrupted, its last reported progress. Exits 1 when a selected
 //! stage has no current result.
 
 use serde_json::json;
@@ -25,10 +26,24 @@ pub fn show(args: &StageArgs) -> Result<(), CliError> {
         });
         let Some(manifest) = manifest else {
             missing = true;
+            // A resumable stage that is running, or was interrupted, left its progress.
+            let progress = outcome.key.as_ref().and_then(|key| store.load_progress(key));
             if human {
                 println!("{}: no current result ({}); run the pipeline first", outcome.name, outcome.reason);
+                if let (Some(progress), Some(key)) = (&progress, &outcome.key) {
+                    println!(
+                        "  running or interrupted: last reported {}/{} at {}{}; work directory {} (a run resumes from it)",
+                        progress.done,
+                        progress.total,
+                        progress.at,
+                        progress.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+                        store.work_path(key).display()
+                    );
+                }
             }
-            documents.push(json!({"name": outcome.name, "status": outcome.status, "reason": outcome.reason}));
+            documents.push(
+                json!({"name": outcome.name, "status": outcome.status, "reason": outcome.reason, "progress": progress}),
+            );
             continue;
         };
         let dir = store.object_dir(&manifest.key);

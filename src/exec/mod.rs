@@ -60,6 +60,9 @@ pub struct RemoteRequest<'a> {
     pub cancel: &'a AtomicBool,
     /// Rebuild even if the store has the result (`run --force`).
     pub force: bool,
+    /// Progress the remote side reports (a resumable stage's
+    /// `work/<key>/progress.json` in the shared store).
+    pub progress: &'a (dyn Fn(u64, u64) + Sync),
 }
 
 /// A reporter that ignores everything.
@@ -406,6 +409,7 @@ impl<'a> Job<'a> {
                 store: self.store,
                 cancel: self.cancel,
                 force: self.force,
+                progress: &|done, total| self.reporter.stage_progress(&self.stage.name, done, total),
             };
             remote.run_stage(&request)?;
             return match self.store.lookup(&self.key) {
@@ -423,19 +427,32 @@ impl<'a> Job<'a> {
         }
         let staging = self.store.staging_dir(&self.key).map_err(store_error)?;
         let started = Instant::now();
-        let name = self.stage.name.as_str();
-        let reporter = self.reporter;
-        let progress = move |done: u64, total: u64| reporter.stage_progress(name, done, total);
-        let note = move |text: &str| reporter.stage_note(name, text);
-        let device = match self.gpu {
-            Some(gpu) => crate::device::Device::Cuda(gpu),
-            None => crate::device::Device::Cpu,
-        };
         // A resumable stage keeps its work under its key across attempts.
         let work_dir = if self.stage.kind.resumable(&self.stage.params) {
             Some(self.store.work_dir(&self.key).map_err(store_error)?)
         } else {
             None
+        };
+        let name = self.stage.name.as_str();
+        let reporter = self.reporter;
+        // A resumable stage's progress is also kept in its work directory
+        // (at most twice a second), for `voxflow show` and cluster runs.
+        let kept = work_dir.as_ref().map(|_| ProgressFile::new(self.store, &self.key));
+        let progress = |done: u64, total: u64| {
+            reporter.stage_progress(name, done, total);
+            if let Some(kept) = &kept {
+                kept.progress(done, total);
+            }
+        };
+        let note = |text: &str| {
+            reporter.stage_note(name, text);
+            if let Some(kept) = &kept {
+                kept.note(text);
+            }
+        };
+        let device = match self.gpu {
+            Some(gpu) => crate::device::Device::Cuda(gpu),
+            None => crate::device::Device::Cpu,
         };
         let mut ctx = StageContext {
             name: &self.stage.name,
@@ -576,6 +593,45 @@ impl Job<'_> {
                 StageError::Failed { message: message.replace(&from, &to), hint: hint.map(|h| h.replace(&from, &to)) }
             }
             other => other,
+        }
+    }
+}
+
+/// Writes a stage's progress to its work directory, at most twice a second
+/// (and every note at once).
+struct ProgressFile<'a> {
+    store: &'a Store,
+    key: &'a str,
+    state: std::sync::Mutex<(crate::store::Progress, Option<Instant>)>,
+}
+
+impl<'a> ProgressFile<'a> {
+    fn new(store: &'a Store, key: &'a str) -> ProgressFile<'a> {
+        ProgressFile { store, key, state: std::sync::Mutex::new(Default::default()) }
+    }
+
+    fn progress(&self, done: u64, total: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0.done = done;
+        state.0.total = total;
+        let due = state.1.is_none_or(|at| at.elapsed().as_millis() >= 500) || done == total;
+        if due {
+            state.1 = Some(Instant::now());
+            self.save(&mut state.0);
+        }
+    }
+
+    fn note(&self, text: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0.note = Some(text.to_string());
+        self.save(&mut state.0);
+    }
+
+    fn save(&self, progress: &mut crate::store::Progress) {
+        progress.at = now_rfc3339();
+        // Progress is advice: a failed write costs nothing but the report.
+        if let Err(error) = self.store.save_progress(self.key, progress) {
+            tracing::debug!("{error}");
         }
     }
 }

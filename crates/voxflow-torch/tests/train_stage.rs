@@ -178,6 +178,10 @@ fn a_killed_training_resumes_and_ends_with_the_bytes_of_an_uninterrupted_run() {
         let work = store.join("work").join(&key);
         std::fs::create_dir_all(work.join(format!(".state-{}.tmp-1-2", step + 20))).unwrap();
         std::fs::write(work.join(format!(".state-{}.tmp-1-2/trainer.json", step + 20)), "{\"trunc").unwrap();
+        // `show` tells where the interrupted stage stands.
+        let show = voxflow(&["show", path, "--store", store.to_str().unwrap(), "train"]);
+        let shown = common::stdout(&show);
+        assert!(shown.contains("running or interrupted: last reported ") && shown.contains("/240 at "), "{shown}");
         let output = voxflow(&["run", path, "--store", store.to_str().unwrap(), "--format", "json"]);
         assert!(output.status.success(), "{}", stderr(&output));
         let said = stderr(&output);

@@ -85,6 +85,10 @@ impl SlurmExecutor {
             match self.state(id, round) {
                 Ok(Some(state)) if ACTIVE.contains(&state.as_str()) => {
                     failing_since = None;
+                    // A resumable stage reports its progress through the shared store.
+                    if let Some(progress) = request.store.load_progress(request.key) {
+                        (request.progress)(progress.done, progress.total);
+                    }
                     if state == "RUNNING" && !seen_running {
                         seen_running = true;
                         tracing::info!(
