@@ -11,6 +11,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::align::AlignWords,
     &kinds::command::Command,
     &kinds::corpus::CorpusGrammar,
+    &kinds::corpus::CorpusText,
     &kinds::downsample::Downsample,
     &kinds::evaluate::Evaluate,
     &kinds::features::FromTable,
