@@ -720,6 +720,31 @@ impl SpecParser {
             Ok(yaml) => self.yaml_to_json(&yaml, ""),
             Err(_) => Value::String(raw_value.to_string()),
         };
+        // `--set matrix.AXIS=[values]` replaces a sweep's values (a stage
+        // named `matrix` keeps its own meaning).
+        if stage_name == "matrix" && !spec.stages.iter().any(|s| s.name == "matrix") {
+            let axes: Vec<String> = spec.matrix.iter().map(|(axis, _)| axis.clone()).collect();
+            let Some(entry) = spec.matrix.iter_mut().find(|(axis, _)| keys.len() == 1 && axis == keys[0]) else {
+                let hint = nearest(keys[0], axes.iter().map(String::as_str))
+                    .map(|n| format!("did you mean `matrix.{n}`?"))
+                    .or_else(|| Some(format!("the matrix axes are: {}", axes.join(", "))));
+                fail(self, format!("`--set {assignment}`: no matrix axis `{}`", keys.join(".")), hint);
+                return;
+            };
+            match value {
+                Value::Array(values)
+                    if !values.is_empty() && values.iter().all(|v| !v.is_array() && !v.is_object()) =>
+                {
+                    entry.1 = values
+                }
+                _ => fail(
+                    self,
+                    format!("`--set {assignment}`: a matrix axis takes a non-empty list"),
+                    Some(format!("write `--set 'matrix.{}=[a, b]'`", entry.0)),
+                ),
+            }
+            return;
+        }
         let names: Vec<String> = spec.stages.iter().map(|s| s.name.clone()).collect();
         let Some(stage) = spec.stages.iter_mut().find(|s| s.name == stage_name) else {
             let hint = nearest(stage_name, names.iter().map(String::as_str)).map(|n| format!("did you mean `{n}`?"));

@@ -116,6 +116,17 @@ fn a_set_override_of_an_unknown_stage_suggests_the_nearest_and_is_blamed_on_set(
 }
 
 #[test]
+fn set_replaces_a_matrix_axis_and_names_a_wrong_one() {
+    let spec = parse_text(VALID, &["matrix.method=[average]"]).unwrap();
+    assert_eq!(spec.matrix, vec![("method".to_string(), vec![json!("average")])]);
+    let found = problems(VALID, &["matrix.methd=[a]", "matrix.method=lanczos", "matrix.method=[[1]]"]);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].message.contains("no matrix axis `methd`"), "{found:#?}");
+    assert_eq!(found[0].hint.as_deref(), Some("did you mean `matrix.method`?"));
+    assert!(found[1..].iter().all(|d| d.message.ends_with("a matrix axis takes a non-empty list")), "{found:#?}");
+}
+
+#[test]
 fn a_missing_file_is_one_diagnostic_naming_it() {
     let missing = Path::new("/nonexistent/voxflow/pipeline.yaml");
     let Err(found) = load(missing, &[]) else { panic!("a missing file loaded") };

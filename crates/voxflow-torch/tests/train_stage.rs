@@ -318,3 +318,42 @@ fn bad_training_input_names_the_stage_the_param_and_the_fix() {
     assert!(train["error"].as_str().unwrap().contains("tokenizer.json"), "{train}");
     assert!(train["hint"].as_str().unwrap().contains("tokenizer.json that the tokenizers library loads"), "{train}");
 }
+
+/// pipelines/train-gpt.yaml, shrunk with --set: corpus.grammar, corpus.text,
+/// train.gpt, features.lm at each checkpoint, the encoding-model path, and
+/// `compare` by checkpoint.
+#[test]
+fn the_train_gpt_pipeline_runs_shrunk_and_compares_by_checkpoint() {
+    let dir = Scratch::new("train-gpt-pipeline");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/train-gpt.yaml");
+    let store = dir.join("store");
+    let sets = [
+        "grammar.documents=300",
+        "train.steps=80",
+        "train.warmup_steps=10",
+        "train.eval_every=20",
+        "train.checkpoints=[0, 80]",
+        "matrix.step=[0, 80]",
+        "synth.voxels=200",
+    ];
+    let mut args = vec!["run", file.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "json"];
+    for set in &sets {
+        args.extend(["--set", set]);
+    }
+    let summary = voxflow_json(&args, 0);
+    assert!(statuses(&summary).values().all(|s| s == "ran"), "{summary}");
+    let train = key_of(&summary, "train");
+    let metrics = common::run_python(
+        "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]).to_pydict(); v = [x for x in t['val_loss'] if x is not None]; print(len(t['step']), v[0], v[-1])",
+        &[store.join("objects").join(&train).join("metrics.parquet").to_str().unwrap()],
+    );
+    let fields: Vec<f64> = metrics.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(fields[0], 80.0);
+    assert!(fields[2] < fields[1], "the validation loss falls: {metrics}");
+
+    args[0] = "compare";
+    let compare = voxflow_json(&args, 0);
+    let rows = compare["rows"].as_array().unwrap_or_else(|| panic!("{compare}"));
+    let steps: Vec<&str> = rows.iter().map(|row| row["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["0", "80"], "{compare}");
+}
