@@ -306,6 +306,17 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
         ctx.add_dir(&name, &name);
     }
     ctx.write_table("metrics", &metrics_table(&metrics))?;
+    // The loss curves, for `voxflow report` (figures are kept, not hashed).
+    let curve = |name: &str, points: Vec<(f64, f64)>| voxflow::plot::Series { name: name.to_string(), points };
+    let mut series = vec![curve("training loss", metrics.iter().map(|r| (r.step as f64, r.loss)).collect())];
+    let validation: Vec<(f64, f64)> = metrics.iter().filter_map(|r| Some((r.step as f64, r.val_loss?))).collect();
+    if !validation.is_empty() {
+        series.push(curve("validation loss", validation));
+    }
+    ctx.add_figure(
+        "loss",
+        &voxflow::plot::line_chart("train.gpt: loss by step", "step", "cross-entropy", &series, None),
+    )?;
     let logs = ctx.out_dir.join("logs");
     std::fs::create_dir_all(&logs)
         .and_then(|_| std::fs::write(logs.join("train.log"), log))
