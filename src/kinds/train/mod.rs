@@ -10,6 +10,13 @@
 //! grad_norm, val_loss where validation ran). Timings (tokens/s) go to the
 //! stage's log, not to the metrics, so that a rerun writes identical bytes.
 //!
+//! `spatial` (optional): TopoLM's spatial smoothness loss, e.g.
+//! `spatial: {alpha: 2.5, neighborhoods: 5, radius: 5, positions: preoptimized}`
+//! (those are the defaults; `spatial: {}` takes them all); n_embd must be a
+//! square. The metrics then gain a column `spatial_loss` (the unweighted
+//! loss; the training loss adds alpha times it) and the run a figure of it.
+//! See [`SpatialParams`].
+//!
 //! Resumable: it runs in the worker with a work directory under its key
 //! (`.voxflow/work/<key>/`) and saves its whole state there every
 //! `save_every` steps (weights, AdamW moments, sampler position and RNG
@@ -83,6 +90,62 @@ pub struct TrainGptParams {
     pub save_every: usize,
     #[serde(default = "default_device")]
     pub device: DeviceRequest,
+    /// TopoLM's spatial smoothness loss ([`SpatialParams`]); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spatial: Option<SpatialParams>,
+}
+
+/// Neighbourhoods in each spatial output's fixed pool (the TopoLM reference
+/// code's `num_neighborhoods`; `voxflow_torch::train::spatial::POOL`).
+pub const SPATIAL_POOL: usize = 50;
+
+/// `train.gpt`'s `spatial` param: TopoLM (arXiv 2410.11516). Each layer's
+/// units sit on a sqrt(n_embd) x sqrt(n_embd) grid; the loss adds, for each
+/// block's attention and MLP outputs (after their residual adds),
+/// 0.5 (1 - corr(r, D)) averaged over `neighborhoods` neighbourhoods drawn
+/// each step from a fixed pool of 50 (r: the units' activation
+/// correlations over the batch's tokens, D: 1 / (1 + grid distance)),
+/// weighted by `alpha`. Details and where the paper and the authors' code
+/// differ: `voxflow_torch::train::spatial`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpatialParams {
+    /// Weight of the spatial loss; 0 is the control (the loss is computed
+    /// for the metrics, not trained on).
+    #[serde(default = "default_spatial_alpha")]
+    pub alpha: f64,
+    /// Neighbourhoods drawn per layer output and step (1 to 50).
+    #[serde(default = "default_spatial_neighborhoods")]
+    pub neighborhoods: usize,
+    /// A neighbourhood: the units at Chebyshev distance below `radius` from
+    /// its centre, (2 radius - 1)^2 units.
+    #[serde(default = "default_spatial_radius")]
+    pub radius: usize,
+    /// `grid` (unit u on cell u, row-major) or `preoptimized` (the grid,
+    /// then swaps within neighbourhoods that lower the loss on the initial
+    /// model, as the reference code does before training).
+    #[serde(default = "default_spatial_positions")]
+    pub positions: SpatialPositions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpatialPositions {
+    Grid,
+    Preoptimized,
+}
+
+fn default_spatial_alpha() -> f64 {
+    2.5
+}
+fn default_spatial_neighborhoods() -> usize {
+    5
+}
+fn default_spatial_radius() -> usize {
+    5
+}
+fn default_spatial_positions() -> SpatialPositions {
+    SpatialPositions::Preoptimized
 }
 
 fn default_n_layer() -> usize {
@@ -250,6 +313,41 @@ impl Kind for TrainGpt {
         }
         if p.vocab_size == Some(0) {
             fail("vocab_size", "vocab_size is 0".into(), "leave it out to use the tokenizer's vocabulary");
+        }
+        if let Some(spatial) = &p.spatial {
+            let side = (p.n_embd as f64).sqrt().round() as usize;
+            if p.n_embd > 0 && side * side != p.n_embd {
+                let floor = (p.n_embd as f64).sqrt().floor() as usize;
+                let (below, above) = (floor * floor, (floor + 1) * (floor + 1));
+                fail(
+                    "n_embd",
+                    format!("spatial: n_embd ({}) is not a square number, so the units do not fill a grid", p.n_embd),
+                    &format!("use a square n_embd (e.g. {below} or {above}) that n_head divides"),
+                );
+            } else if p.n_embd > 0 && (spatial.radius < 2 || 2 * spatial.radius > side + 1) {
+                fail(
+                    "spatial.radius",
+                    format!(
+                        "spatial.radius {} does not fit the {side} x {side} grid (a neighbourhood is 2 radius - 1 units wide)",
+                        spatial.radius
+                    ),
+                    &format!("use a radius from 2 to {}, or a larger n_embd", (side + 1) / 2),
+                );
+            }
+            if spatial.neighborhoods == 0 || spatial.neighborhoods > SPATIAL_POOL {
+                fail(
+                    "spatial.neighborhoods",
+                    format!("spatial.neighborhoods is {}", spatial.neighborhoods),
+                    &format!("draw 1 to {SPATIAL_POOL} neighbourhoods per step (5 is the paper's)"),
+                );
+            }
+            if !(spatial.alpha >= 0.0 && spatial.alpha.is_finite()) {
+                fail(
+                    "spatial.alpha",
+                    format!("spatial.alpha is {}", spatial.alpha),
+                    "use 0 (the control) or a positive weight (2.5 is the paper's)",
+                );
+            }
         }
         if let Err((message, hint)) = p.device.validate() {
             fail("device", message, &hint);

@@ -28,7 +28,45 @@ use voxflow::device::Device;
 use voxflow::kinds::train::TrainGptParams;
 use voxflow::stage::{StageContext, StageError};
 
-use crate::train::{checkpoint, GptConfig, TrainConfig, TrainError, Trainer};
+use crate::train::spatial::{self, PositionsInit, SpatialConfig, SpatialLayout, SpatialLoss};
+use crate::train::{checkpoint, data, GptConfig, TrainConfig, TrainError, Trainer};
+
+const _: () = assert!(spatial::POOL == voxflow::kinds::train::SPATIAL_POOL);
+
+/// The state directory's file with the spatial layout (unit cells and neighbourhoods).
+const SPATIAL_FILE: &str = "spatial.json";
+
+fn spatial_config(p: &TrainGptParams) -> Option<SpatialConfig> {
+    use voxflow::kinds::train::SpatialPositions;
+    p.spatial.as_ref().map(|s| SpatialConfig {
+        alpha: s.alpha,
+        neighborhoods: s.neighborhoods,
+        radius: s.radius,
+        positions: match s.positions {
+            SpatialPositions::Grid => PositionsInit::Grid,
+            SpatialPositions::Preoptimized => PositionsInit::Preoptimized,
+        },
+    })
+}
+
+/// The layout of a fresh run: neighbourhoods from the seed; with
+/// `preoptimized`, cells swapped on the initial model's spatial outputs for
+/// the first `batch_size` windows of the training tokens.
+fn fresh_layout(config: &SpatialConfig, trainer: &Trainer, train: &[u32]) -> Result<SpatialLayout, TrainError> {
+    let model = &trainer.model;
+    let side = config.validate(model.config.n_embd)?;
+    let seed = trainer.config.seed;
+    let mut layout = SpatialLayout::grid(side, config.radius, 2 * model.config.n_layer, seed);
+    if config.positions == PositionsInit::Preoptimized {
+        let windows = data::validation_windows(train, model.config.context_length, trainer.config.batch_size);
+        let batch = data::Batch::from_windows(&windows, model.device);
+        let outputs = tch::no_grad(|| model.forward_with_sublayers(&batch.inputs, false).1);
+        let flat: Vec<tch::Tensor> = outputs.iter().map(|o| o.reshape([-1, model.config.n_embd as i64])).collect();
+        let kept = layout.preoptimize(&flat, seed);
+        tracing::info!("spatial: pre-optimised positions, {kept} swaps kept");
+    }
+    Ok(layout)
+}
 
 /// One row of the metrics table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +76,8 @@ pub struct MetricsRow {
     pub lr: f64,
     pub grad_norm: f64,
     pub val_loss: Option<f64>,
+    /// TopoLM's spatial loss (unweighted), when `spatial` is set.
+    pub spatial_loss: Option<f64>,
 }
 
 /// A metrics row as the saved state holds it: floats as their bits, so a
@@ -50,6 +90,8 @@ struct SavedRow {
     lr: u64,
     grad_norm: u64,
     val_loss: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spatial_loss: Option<u64>,
 }
 
 impl From<&MetricsRow> for SavedRow {
@@ -60,6 +102,7 @@ impl From<&MetricsRow> for SavedRow {
             lr: row.lr.to_bits(),
             grad_norm: row.grad_norm.to_bits(),
             val_loss: row.val_loss.map(f64::to_bits),
+            spatial_loss: row.spatial_loss.map(f64::to_bits),
         }
     }
 }
@@ -72,6 +115,7 @@ impl From<SavedRow> for MetricsRow {
             lr: f64::from_bits(row.lr),
             grad_norm: f64::from_bits(row.grad_norm),
             val_loss: row.val_loss.map(f64::from_bits),
+            spatial_loss: row.spatial_loss.map(f64::from_bits),
         }
     }
 }
@@ -194,6 +238,8 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
     };
     let torch_device = crate::device::to_tch(device);
 
+    let spatial_config = spatial_config(p);
+    let mut layout: Option<SpatialLayout> = None;
     // Resume from the last complete state, if an earlier attempt left one.
     let (mut trainer, mut metrics) = match states(&work).pop() {
         Some((step, dir)) => {
@@ -211,11 +257,29 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
             let saved: Vec<SavedRow> =
                 serde_json::from_str(&text).map_err(|e| StageError::failed(format!("{}: {e}", path.display())))?;
             let metrics = saved.into_iter().map(MetricsRow::from).collect();
+            if spatial_config.is_some() {
+                let path = dir.join(SPATIAL_FILE);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| StageError::failed(format!("{}: {e}", path.display())))?;
+                layout = Some(
+                    serde_json::from_str(&text).map_err(|e| StageError::failed(format!("{}: {e}", path.display())))?,
+                );
+            }
             ctx.note(&format!("resuming from step {step} of {}", p.steps));
             tracing::info!(stage = ctx.name, "resuming from step {step} ({})", dir.display());
             (trainer, metrics)
         }
         None => (Trainer::new(&model, config, torch_device).map_err(failed)?, Vec::new()),
+    };
+    let spatial = match &spatial_config {
+        None => None,
+        Some(config) => {
+            let layout = match layout {
+                Some(layout) => layout,
+                None => fresh_layout(config, &trainer, &train).map_err(failed)?,
+            };
+            Some(SpatialLoss::new(config.clone(), layout, trainer.config.seed, torch_device))
+        }
     };
     let checkpoints_dir = work.join("checkpoints");
     let save_checkpoint = |trainer: &Trainer| -> Result<(), StageError> {
@@ -237,7 +301,13 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
             let path = tmp.join("metrics.json");
             let saved: Vec<SavedRow> = metrics.iter().map(SavedRow::from).collect();
             std::fs::write(&path, serde_json::to_vec(&saved).expect("metrics serialise"))
-                .map_err(|e| TrainError::file(&path, e))
+                .map_err(|e| TrainError::file(&path, e))?;
+            if let Some(spatial) = &spatial {
+                let path = tmp.join(SPATIAL_FILE);
+                std::fs::write(&path, serde_json::to_vec(&spatial.layout).expect("layout serialises"))
+                    .map_err(|e| TrainError::file(&path, e))?;
+            }
+            Ok(())
         })
         .map_err(failed)?;
         for (old, path) in states(&work) {
@@ -260,7 +330,26 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
             return Err(StageError::Cancelled);
         }
         let step_started = Instant::now();
-        let stats = trainer.train_on(&train).map_err(failed)?;
+        let mut spatial_loss = None;
+        let stats = match &spatial {
+            None => trainer.train_on(&train).map_err(failed)?,
+            Some(spatial) => {
+                let batch = trainer.next_batch(&train).map_err(failed)?;
+                let step = trainer.step();
+                let alpha = spatial.config.alpha;
+                trainer.train_step_with(&batch, |outputs| {
+                    if alpha > 0.0 {
+                        let loss = spatial.loss(outputs, step);
+                        spatial_loss = Some(loss.double_value(&[]));
+                        Some(loss * alpha)
+                    } else {
+                        // The control: the curve, without training on it.
+                        spatial_loss = Some(tch::no_grad(|| spatial.loss(outputs, step)).double_value(&[]));
+                        None
+                    }
+                })
+            }
+        };
         let step_seconds = step_started.elapsed().as_secs_f64();
         let val_loss = if trainer.eval_due() { Some(trainer.eval_loss(&valid).map_err(failed)?) } else { None };
         if !stats.loss.is_finite() {
@@ -268,13 +357,14 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
                 .with_hint("lower `learning_rate` or raise `warmup_steps`; `grad_clip` 1.0 helps"));
         }
         log.push_str(&format!(
-            "step {} loss {:.6} lr {:.3e} grad_norm {:.4} tokens/s {:.0}{}\n",
+            "step {} loss {:.6} lr {:.3e} grad_norm {:.4} tokens/s {:.0}{}{}\n",
             stats.step,
             stats.loss,
             stats.lr,
             stats.grad_norm,
             tokens_per_step / step_seconds.max(1e-9),
-            val_loss.map(|v| format!(" val_loss {v:.6}")).unwrap_or_default()
+            val_loss.map(|v| format!(" val_loss {v:.6}")).unwrap_or_default(),
+            spatial_loss.map(|v| format!(" spatial_loss {v:.6}")).unwrap_or_default()
         ));
         metrics.push(MetricsRow {
             step: stats.step,
@@ -282,6 +372,7 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
             lr: stats.lr,
             grad_norm: stats.grad_norm,
             val_loss,
+            spatial_loss,
         });
         ctx.progress(trainer.step() as u64, p.steps as u64);
         if trainer.step() % p.save_every == 0 && !trainer.finished() {
@@ -305,7 +396,7 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
             .map_err(|e| StageError::failed(format!("moving {} into the result: {e}", from.display())))?;
         ctx.add_dir(&name, &name);
     }
-    ctx.write_table("metrics", &metrics_table(&metrics))?;
+    ctx.write_table("metrics", &metrics_table(&metrics, spatial.is_some()))?;
     // The loss curves, for `voxflow report` (figures are kept, not hashed).
     let curve = |name: &str, points: Vec<(f64, f64)>| voxflow::plot::Series { name: name.to_string(), points };
     let mut series = vec![curve("training loss", metrics.iter().map(|r| (r.step as f64, r.loss)).collect())];
@@ -317,6 +408,19 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
         "loss",
         &voxflow::plot::line_chart("train.gpt: loss by step", "step", "cross-entropy", &series, None),
     )?;
+    if spatial.is_some() {
+        let points = metrics.iter().filter_map(|r| Some((r.step as f64, r.spatial_loss?))).collect();
+        ctx.add_figure(
+            "spatial_loss",
+            &voxflow::plot::line_chart(
+                "train.gpt: spatial loss by step (unweighted)",
+                "step",
+                "spatial loss",
+                &[curve("spatial loss", points)],
+                None,
+            ),
+        )?;
+    }
     let logs = ctx.out_dir.join("logs");
     std::fs::create_dir_all(&logs)
         .and_then(|_| std::fs::write(logs.join("train.log"), log))
@@ -326,21 +430,26 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
 }
 
 /// The metrics as a table: step, loss, lr, grad_norm, val_loss (null where
-/// no validation ran).
-pub fn metrics_table(rows: &[MetricsRow]) -> RecordBatch {
-    let schema = Schema::new(vec![
+/// no validation ran), and with `spatial` spatial_loss (nullable).
+pub fn metrics_table(rows: &[MetricsRow], spatial: bool) -> RecordBatch {
+    let mut fields = vec![
         Field::new("step", DataType::Int64, false),
         Field::new("loss", DataType::Float64, false),
         Field::new("lr", DataType::Float64, false),
         Field::new("grad_norm", DataType::Float64, false),
         Field::new("val_loss", DataType::Float64, true),
-    ]);
-    let columns: Vec<ArrayRef> = vec![
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.step as i64))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.loss))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.lr))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.grad_norm))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.val_loss))),
     ];
+    if spatial {
+        fields.push(Field::new("spatial_loss", DataType::Float64, true));
+        columns.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.spatial_loss))));
+    }
+    let schema = Schema::new(fields);
     RecordBatch::try_new(Arc::new(schema), columns).expect("metrics schema")
 }

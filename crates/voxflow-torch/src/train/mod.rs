@@ -11,6 +11,8 @@
 //! - [`trainer`]: [`TrainConfig`] and [`Trainer`]: the training step, the
 //!   validation loss, and the resumable state ([`Trainer::save_state`],
 //!   [`Trainer::load_state`]).
+//! - [`spatial`]: TopoLM's spatial smoothness loss (unit positions on a
+//!   grid, neighbourhoods, the loss on sampled neighbourhoods).
 //! - [`checkpoint`]: directories written atomically (temp dir, then rename).
 //!
 //! Determinism: on the CPU, with the same seed and the same
@@ -21,11 +23,13 @@ pub mod checkpoint;
 pub mod data;
 pub mod gpt;
 pub mod optim;
+pub mod spatial;
 pub mod trainer;
 
 pub use data::{Batch, BatchSampler, SamplerState};
 pub use gpt::{GptConfig, GptModel};
 pub use optim::{AdamW, Schedule};
+pub use spatial::{PositionsInit, SpatialConfig, SpatialLayout, SpatialLoss};
 pub use trainer::{StepStats, TrainConfig, Trainer};
 
 use std::path::PathBuf;
