@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! state-<step>/      the whole training state after <step> steps (weights,
-//!                    AdamW moments, sampler, metrics.json); written to a
+//!                    AdamW moments, sampler, metrics.json, and with
+//!                    `spatial` spatial.json: unit cells and neighbourhoods,
+//!                    fixed at the start); written to a
 //!                    temporary name and renamed, so a directory with this
 //!                    name is complete; older ones are removed after it
 //! checkpoints/step<N>/  the outputs, written when training passes step N

@@ -274,8 +274,11 @@ pub fn correlation_pairs(x: &Tensor) -> Tensor {
     let size = x.size();
     let (m, k) = (size[0], size[2] as usize);
     let centred = x - x.mean_dim(&[1i64][..], true, x.kind());
-    let z = &centred / centred.square().sum_dim_intlist(&[1i64][..], true, x.kind()).sqrt();
-    let r = z.transpose(1, 2).bmm(&z).view([m, -1]);
+    // Covariances first, then scaled by the standard deviations: the
+    // elementwise work (and its backward) is on [M, k, k], not [M, N, k].
+    let cov = centred.transpose(1, 2).bmm(&centred);
+    let inv = cov.diagonal(0, 1, 2).rsqrt();
+    let r = (cov * inv.unsqueeze(2) * inv.unsqueeze(1)).view([m, -1]);
     r.index_select(1, &Tensor::from_slice(&pair_index(k)).to_device(x.device()))
 }
 
@@ -346,17 +349,21 @@ impl SpatialLoss {
         let drawn = self.drawn(step);
         let m = self.config.neighborhoods as i64;
         let e = (self.layout.side * self.layout.side) as i64;
-        let stacked = Tensor::stack(&outputs.iter().map(|o| o.reshape([-1, e])).collect::<Vec<_>>(), 0);
-        let (s, n) = (stacked.size()[0], stacked.size()[1]);
-        let device = stacked.device();
+        // Units as rows ([S * n_embd, N]), so one index_select takes every
+        // drawn neighbourhood's members of every output.
+        let units = Tensor::stack(&outputs.iter().map(|o| o.reshape([-1, e])).collect::<Vec<_>>(), 0)
+            .transpose(1, 2)
+            .reshape([-1, outputs[0].numel() as i64 / e]);
+        let s = outputs.len() as i64;
+        let device = units.device();
         // Flat indices (output * POOL + neighbourhood) of the drawn ones.
         let flat: Vec<i64> =
             drawn.iter().enumerate().flat_map(|(l, d)| d.iter().map(move |&i| (l * POOL + i) as i64)).collect();
         let flat = Tensor::from_slice(&flat).to_device(device);
         let k = self.members.size()[2];
-        let members =
-            self.members.view([-1, k]).index_select(0, &flat).view([s, 1, m * k]).expand([s, n, m * k], false);
-        let acts = stacked.gather(2, &members, false).view([s, n, m, k]).permute([0, 2, 1, 3]).reshape([s * m, n, k]);
+        let offsets = Tensor::arange(s, (Kind::Int64, device)).view([s, 1, 1]) * e;
+        let rows = (&self.members + &offsets).view([-1, k]).index_select(0, &flat).view([-1]);
+        let acts = units.index_select(0, &rows).view([s * m, k, -1]).transpose(1, 2);
         let similarity = self.similarity.view([s * POOL as i64, -1]).index_select(0, &flat);
         let losses = neighborhood_losses(&acts, &similarity).view([s, m]);
         losses.mean_dim(&[1i64][..], false, losses.kind()).sum(losses.kind())
