@@ -416,6 +416,72 @@ stages:
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
+/// Ctrl-C while a command runs: its process group is stopped at once (the
+/// stage does not wait for `sleep` to end), the stage is cancelled, the
+/// stage after it never starts, and nothing is stored for either.
+#[test]
+fn ctrl_c_stops_a_running_command_and_stores_nothing() {
+    let dir = Scratch::new("ctrl-c");
+    let marker = dir.join("after-sleep");
+    let pipeline = dir.write(
+        "slow.yaml",
+        &format!(
+            r#"
+name: slow
+stages:
+  slow:
+    kind: command
+    run: echo partial > {{outputs.out}}; sleep 29.75; touch {marker}
+    outputs: {{out: s.txt}}
+  later:
+    kind: command
+    inputs: [slow]
+    run: cat {{inputs.slow}} > {{outputs.out}}
+    outputs: {{out: l.txt}}
+"#,
+            marker = marker.display()
+        ),
+    );
+    let child = Command::new(common::voxflow_bin())
+        .args(["run", pipeline.to_str().unwrap(), "-j", "2", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp = dir.join(".voxflow/tmp");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&tmp).map(|d| d.flatten().any(|e| e.path().join("s.txt").exists())).unwrap_or(false) {
+        assert!(Instant::now() < deadline, "the slow stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let interrupted = Instant::now();
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let output = child.wait_with_output().unwrap();
+    let seconds = interrupted.elapsed().as_secs_f64();
+    assert_eq!(output.status.code(), Some(130));
+    assert!(seconds < 10.0, "the run took {seconds:.1}s to stop");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let status = statuses(&summary);
+    assert_eq!(status["slow"], "cancelled", "{summary}");
+    // Whichever the scheduler sees first: the interruption, or `slow` ending.
+    assert!(["cancelled", "skipped"].contains(&status["later"].as_str()), "{summary}");
+    // Neither the shell (its command line names the marker) nor its `sleep` is left.
+    let marker_text = marker.display().to_string();
+    let alive = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            cmdline == b"sleep\x0029.75\0" || String::from_utf8_lossy(&cmdline).contains(&marker_text)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive() {
+        assert!(Instant::now() < deadline, "the command's processes outlived the cancelled run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!marker.exists());
+    assert_eq!(std::fs::read_dir(dir.join(".voxflow/objects")).unwrap().count(), 0);
+}
+
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, signal: i32) -> i32;

@@ -4,7 +4,7 @@
 //! on its own scoped thread, and finished stages feed their dependents. The
 //! run's state and summary are written to the store at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -64,69 +64,103 @@ pub fn run_with(
     let (sender, receiver) = mpsc::channel::<Finished>();
     let mut updates = BTreeMap::new();
 
+    // Each event touches only the stages it concerns: `dependents[i]` are
+    // the needed stages that read stage i (once per input that does),
+    // `unsettled[j]` counts stage j's inputs not yet done, `settled` holds
+    // the waiting stages to look at again (an input finished or failed),
+    // `ready` the stages to launch. Both sets are ordered, so stages are
+    // resolved and launched in pipeline order as before, without scanning
+    // all n stages for every finished one.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut unsettled: Vec<usize> = vec![0; n];
+    for (i, stage) in pipeline.stages.iter().enumerate() {
+        if needed[i] {
+            for input in &stage.inputs {
+                dependents[input.upstream].push(i);
+            }
+            unsettled[i] = stage.inputs.len();
+        }
+    }
+    let mut settled: BTreeSet<usize> = (0..n).filter(|&i| needed[i] && unsettled[i] == 0).collect();
+    let mut ready: BTreeSet<usize> = BTreeSet::new();
+    // Stage `i` is done (`ok`) or failed or skipped: its dependents learn it.
+    let settle = |i: usize, ok: bool, unsettled: &mut Vec<usize>, settled: &mut BTreeSet<usize>| {
+        for &j in &dependents[i] {
+            if ok {
+                unsettled[j] -= 1;
+                if unsettled[j] == 0 {
+                    settled.insert(j);
+                }
+            } else {
+                settled.insert(j);
+            }
+        }
+    };
+
     // Each running stage has its own scoped thread (at most `jobs` of them);
     // numerical work inside a stage uses rayon's shared pool.
     std::thread::scope(|scope| loop {
-        // Resolve every waiting stage whose inputs are settled.
-        let mut progressed = true;
-        while progressed {
-            progressed = false;
-            for i in 0..n {
-                if !needed[i] || !matches!(slots[i], Slot::Waiting) {
-                    continue;
-                }
-                let stage = &pipeline.stages[i];
-                if let Some(bad) =
-                    stage.inputs.iter().find(|input| matches!(slots[input.upstream], Slot::Failed | Slot::Skipped))
-                {
-                    let mut skipped = outcome(stage, None, Status::Skipped, Vec::new());
-                    skipped.reason = format!("upstream `{}` did not finish", pipeline.stages[bad.upstream].name);
-                    reporter.stage_finished(&skipped);
-                    outcomes[i] = Some(skipped);
-                    slots[i] = Slot::Skipped;
-                    progressed = true;
-                    continue;
-                }
-                if !stage.inputs.iter().all(|input| matches!(slots[input.upstream], Slot::Done)) {
-                    continue;
-                }
-                progressed = true;
-                let record = match key_record(stage, store, &upstream) {
-                    Ok(record) => record,
-                    Err(error) => {
-                        let mut failed = outcome(stage, None, Status::Failed, Vec::new());
-                        failed.error = Some(error);
-                        reporter.stage_finished(&failed);
-                        outcomes[i] = Some(failed);
-                        slots[i] = Slot::Failed;
-                        continue;
-                    }
-                };
-                let key = record.key();
-                let lookup = store.lookup(&key);
-                if !options.force.covers(i) {
-                    if let Lookup::Fresh(manifest) = lookup {
-                        let manifest: Arc<Manifest> = Arc::from(manifest);
-                        upstream[i] = Some(manifest.clone());
-                        updates.insert(stage.name.clone(), StageState { key: key.clone(), record });
-                        let cached = outcome(stage, Some(key), Status::Cached, vec![Reason::Cached]);
-                        reporter.stage_finished(&cached);
-                        outcomes[i] = Some(cached);
-                        slots[i] = Slot::Done;
-                        continue;
-                    }
-                }
-                let reasons = if options.force.covers(i) {
-                    vec![Reason::Forced]
-                } else {
-                    dirty_reasons(state.stages.get(&stage.name), &record, &key, &lookup)
-                };
-                slots[i] = Slot::Ready { record, key, reasons };
+        // Resolve every waiting stage whose inputs are settled (lowest index
+        // first: a stage's inputs come before it, so one resolved here can
+        // settle later ones in the same pass).
+        while let Some(i) = settled.pop_first() {
+            if !needed[i] || !matches!(slots[i], Slot::Waiting) {
+                continue;
             }
+            let stage = &pipeline.stages[i];
+            if let Some(bad) =
+                stage.inputs.iter().find(|input| matches!(slots[input.upstream], Slot::Failed | Slot::Skipped))
+            {
+                let mut skipped = outcome(stage, None, Status::Skipped, Vec::new());
+                skipped.reason = format!("upstream `{}` did not finish", pipeline.stages[bad.upstream].name);
+                reporter.stage_finished(&skipped);
+                outcomes[i] = Some(skipped);
+                slots[i] = Slot::Skipped;
+                settle(i, false, &mut unsettled, &mut settled);
+                continue;
+            }
+            if !stage.inputs.iter().all(|input| matches!(slots[input.upstream], Slot::Done)) {
+                continue;
+            }
+            let record = match key_record(stage, store, &upstream) {
+                Ok(record) => record,
+                Err(error) => {
+                    let mut failed = outcome(stage, None, Status::Failed, Vec::new());
+                    failed.error = Some(error);
+                    reporter.stage_finished(&failed);
+                    outcomes[i] = Some(failed);
+                    slots[i] = Slot::Failed;
+                    settle(i, false, &mut unsettled, &mut settled);
+                    continue;
+                }
+            };
+            let key = record.key();
+            let lookup = store.lookup(&key);
+            if !options.force.covers(i) {
+                if let Lookup::Fresh(manifest) = lookup {
+                    let manifest: Arc<Manifest> = Arc::from(manifest);
+                    upstream[i] = Some(manifest.clone());
+                    updates.insert(stage.name.clone(), StageState { key: key.clone(), record });
+                    let cached = outcome(stage, Some(key), Status::Cached, vec![Reason::Cached]);
+                    reporter.stage_finished(&cached);
+                    outcomes[i] = Some(cached);
+                    slots[i] = Slot::Done;
+                    settle(i, true, &mut unsettled, &mut settled);
+                    continue;
+                }
+            }
+            let reasons = if options.force.covers(i) {
+                vec![Reason::Forced]
+            } else {
+                dirty_reasons(state.stages.get(&stage.name), &record, &key, &lookup)
+            };
+            slots[i] = Slot::Ready { record, key, reasons };
+            ready.insert(i);
         }
 
         let cancelled = cancel.load(Ordering::Relaxed);
         if cancelled || stop {
+            ready.clear();
             for i in 0..n {
                 if needed[i] && matches!(slots[i], Slot::Waiting | Slot::Ready { .. }) {
                     let status = if cancelled { Status::Cancelled } else { Status::Skipped };
@@ -141,10 +175,10 @@ pub fn run_with(
         } else {
             // Launch ready stages while slots allow, in pipeline order (i
             // indexes slots, stages and outcomes alike).
-            #[allow(clippy::needless_range_loop)]
-            for i in 0..n {
-                if !matches!(slots[i], Slot::Ready { .. }) {
-                    continue;
+            let mut launched = Vec::new();
+            for &i in &ready {
+                if used >= jobs {
+                    break;
                 }
                 let stage = &pipeline.stages[i];
                 // A remote stage's threads are the cluster's: it takes one of the `-j` job slots.
@@ -163,6 +197,7 @@ pub fn run_with(
                 let Slot::Ready { record, key, reasons } = std::mem::replace(&mut slots[i], Slot::Running) else {
                     unreachable!()
                 };
+                launched.push(i);
                 used += cost;
                 running += 1;
                 reporter.stage_started(&stage.name);
@@ -183,6 +218,9 @@ pub fn run_with(
                         let _ = sender.send(finished);
                     })
                     .expect("spawn a stage thread");
+            }
+            for i in launched {
+                ready.remove(&i);
             }
         }
 
@@ -214,6 +252,7 @@ pub fn run_with(
                 updates.insert(stage.name.clone(), StageState { key: finished.key, record: finished.record });
                 upstream[i] = Some(manifest);
                 slots[i] = Slot::Done;
+                settle(i, true, &mut unsettled, &mut settled);
             }
             Err(error) => {
                 let cancelled = matches!(error, StageError::Cancelled);
@@ -225,6 +264,7 @@ pub fn run_with(
                 reporter.stage_finished(&failed);
                 outcomes[i] = Some(failed);
                 slots[i] = Slot::Failed;
+                settle(i, false, &mut unsettled, &mut settled);
                 if options.fail_fast && !cancelled {
                     stop = true;
                 }

@@ -22,7 +22,7 @@
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::process::{Command as Process, Stdio};
+use std::process::{Child, Command as Process, ExitStatus, Stdio};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -138,7 +138,12 @@ impl Kind for Command {
             File::create(path).map_err(|e| StageError::failed(format!("{}: {e}", path.display())))
         };
         let shell = params.get("shell").and_then(Value::as_str).unwrap_or("bash");
-        let mut child = Process::new(shell)
+        // The shell's path, looked up in PATH once per process rather than
+        // by every child (eight failed execve calls each with this
+        // project's PATH, while the stage thread waits on the vfork).
+        let program = resolved_program(shell);
+        let child = Process::new(program.as_deref().unwrap_or(std::path::Path::new(shell)))
+            .arg0(shell)
             .arg("-c")
             .arg(&text)
             .current_dir(ctx.base_dir)
@@ -153,32 +158,7 @@ impl Kind for Command {
             .map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
         ctx.add_log("logs/stdout.txt");
         ctx.add_log("logs/stderr.txt");
-        let pid = child.id() as i32;
-        // A waiter thread reports the exit at once; this thread watches for Ctrl-C.
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let _ = sender.send(child.wait());
-        });
-        let status = loop {
-            match receiver.recv_timeout(Duration::from_millis(50)) {
-                Ok(Ok(status)) => break status,
-                Ok(Err(e)) => return Err(StageError::failed(format!("waiting for the command: {e}"))),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(StageError::failed("lost track of the command's process"))
-                }
-            }
-            if ctx.is_cancelled() {
-                // SAFETY: kill(2) on the child's own process group.
-                unsafe { libc::kill(-pid, libc::SIGTERM) };
-                if receiver.recv_timeout(Duration::from_millis(500)).is_err() {
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
-                }
-                let _ = waiter.join();
-                return Err(StageError::Cancelled);
-            }
-        };
-        let _ = waiter.join();
+        let status = wait_or_cancel(child, ctx)?;
         if !status.success() {
             let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             let tail: Vec<&str> = stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
@@ -207,6 +187,130 @@ impl Kind for Command {
         }
         Ok(())
     }
+}
+
+/// Waits for the command, or on Ctrl-C stops its process group (SIGTERM,
+/// then SIGKILL after 500 ms) and returns [`StageError::Cancelled`].
+///
+/// On Linux the stage's own thread polls a pidfd of the child (waking at its
+/// exit, or every 50 ms to look at the cancel flag); elsewhere, or where
+/// `pidfd_open` is refused, a waiter thread reports the exit over a channel.
+fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus, StageError> {
+    let pid = child.id() as i32;
+    let stop = |wait_exit: &mut dyn FnMut(Duration) -> bool| {
+        // SAFETY: kill(2) on the child's own process group.
+        unsafe { libc::kill(-pid, libc::SIGTERM) };
+        if !wait_exit(Duration::from_millis(500)) {
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    };
+    #[cfg(target_os = "linux")]
+    if let Some(pidfd) = PidFd::open(pid) {
+        loop {
+            if pidfd.exited_within(Duration::from_millis(50)) {
+                return child.wait().map_err(|e| StageError::failed(format!("waiting for the command: {e}")));
+            }
+            if ctx.is_cancelled() {
+                stop(&mut |timeout| pidfd.exited_within(timeout));
+                let _ = child.wait();
+                return Err(StageError::Cancelled);
+            }
+        }
+    }
+    // A waiter thread reports the exit at once; this thread watches for Ctrl-C.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = sender.send(child.wait());
+    });
+    let status = loop {
+        match receiver.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(status)) => break status,
+            Ok(Err(e)) => return Err(StageError::failed(format!("waiting for the command: {e}"))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(StageError::failed("lost track of the command's process"))
+            }
+        }
+        if ctx.is_cancelled() {
+            stop(&mut |timeout| receiver.recv_timeout(timeout).is_ok());
+            let _ = waiter.join();
+            return Err(StageError::Cancelled);
+        }
+    };
+    let _ = waiter.join();
+    Ok(status)
+}
+
+/// A process's pidfd (Linux 5.3 and later): readable once the process exits.
+#[cfg(target_os = "linux")]
+struct PidFd(std::os::fd::OwnedFd);
+
+#[cfg(target_os = "linux")]
+impl PidFd {
+    fn open(pid: i32) -> Option<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open(2) returns a new descriptor that we own, or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        (fd >= 0).then(|| PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Whether the process has exited, waiting up to `timeout` for it.
+    fn exited_within(&self, timeout: Duration) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut poll = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut poll, 1, left.as_millis() as libc::c_int) };
+            match ready {
+                0 => return false,
+                1.. => return true,
+                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
+                    if left.is_zero() {
+                        return false;
+                    }
+                }
+                // Another poll error: the caller's child.wait() tells.
+                _ => return true,
+            }
+        }
+    }
+}
+
+/// `program` as `execvp` would find it in PATH, remembered for the process
+/// (per PATH value). `None` (spawn by name) where the name has a `/`, PATH
+/// has an empty or relative entry (the child runs in another directory), or
+/// nothing executable is found.
+fn resolved_program(program: &str) -> Option<std::path::PathBuf> {
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
+    type Found = HashMap<(String, OsString), Option<PathBuf>>;
+    static FOUND: OnceLock<Mutex<Found>> = OnceLock::new();
+    if program.is_empty() || program.contains('/') {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    let mut found = FOUND.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    found
+        .entry((program.to_string(), path.clone()))
+        .or_insert_with(|| {
+            let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+            if dirs.iter().any(|dir| !dir.is_absolute()) {
+                return None;
+            }
+            dirs.into_iter().map(|dir| dir.join(program)).find(|candidate| is_executable(candidate))
+        })
+        .clone()
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: a NUL-terminated path. access(X_OK) is execve's permission check.
+    path.is_file() && unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0
 }
 
 /// The text a placeholder of the command line stands for.
