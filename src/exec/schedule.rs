@@ -111,8 +111,15 @@ pub fn run_with(
             if let Some(bad) =
                 stage.inputs.iter().find(|input| matches!(slots[input.upstream], Slot::Failed | Slot::Skipped))
             {
-                let mut skipped = outcome(stage, None, Status::Skipped, Vec::new());
-                skipped.reason = format!("upstream `{}` did not finish", pipeline.stages[bad.upstream].name);
+                // After Ctrl-C, what did not run was interrupted, not skipped.
+                let interrupted = cancel.load(Ordering::Relaxed);
+                let status = if interrupted { Status::Cancelled } else { Status::Skipped };
+                let mut skipped = outcome(stage, None, status, Vec::new());
+                skipped.reason = if interrupted {
+                    "interrupted".into()
+                } else {
+                    format!("upstream `{}` did not finish", pipeline.stages[bad.upstream].name)
+                };
                 reporter.stage_finished(&skipped);
                 outcomes[i] = Some(skipped);
                 slots[i] = Slot::Skipped;
