@@ -12,6 +12,9 @@
 #   NO_HYPERFINE=1  time with a shell loop (date +%s%N) instead of hyperfine
 #   NOOP_RUNS, SMK_NOOP_RUNS, COLD_RUNS, SLEEP_RUNS
 #                   timed runs per measurement (default 20, 10, 3, 2)
+#   COLD_CLEAN=rm   delete the previous run's store (and the baselines'
+#                   files) before each cold run, as this script did until
+#                   2026-12-03, instead of moving it aside (see README.md)
 #   KEEP=1          keep the scratch directory
 #
 # See benches/README.md for what each figure means.
@@ -184,15 +187,39 @@ EOF
 # the plain-bash baselines for benchmark 2: the same 1000 commands, each
 # under its own `bash -c` as voxflow runs them, serially and 2 at a time
 cat >"$WORK/trivial/loop.sh" <<'EOF'
-d=$1/loop; rm -rf "$d"; mkdir -p "$d"
+d=$1/loop; bash "$1/../aside.sh" "$d"; mkdir -p "$d"
 for ((i = 0; i < 1000; i++)); do bash -c ": > $d/$i.txt" </dev/null; done
 EOF
 cat >"$WORK/trivial/xargs.sh" <<'EOF'
-d=$1/xargs; rm -rf "$d"; mkdir -p "$d"
+d=$1/xargs; bash "$1/../aside.sh" "$d"; mkdir -p "$d"
 seq 0 999 | xargs -P 2 -I{} bash -c ": > $d/{}.txt"
 EOF
 
+# aside.sh DIR: empties the place of DIR before a cold run. By default DIR
+# is moved into $WORK/trash (deleted with $WORK at the end): deleting
+# thousands of files just before a timed run slows the run's own file
+# creations on ext4 without a journal, which skips recently freed inodes
+# (benches/README.md). COLD_CLEAN=rm deletes it instead.
+export COLD_CLEAN=${COLD_CLEAN:-move}
+cat >"$WORK/aside.sh" <<'EOF'
+d=$1
+[[ -e $d ]] || exit 0
+if [[ $COLD_CLEAN == rm ]]; then
+    rm -rf "$d"
+else
+    trash=$(dirname "$0")/trash
+    mkdir -p "$trash" && mv "$d" "$trash/$(date +%s%N)"
+fi
+EOF
+ASIDE="bash $WORK/aside.sh"
+
 VF=$VOXFLOW_BIN
+
+# ---------------------------------------------------------------- 0. start-up
+# what every voxflow command pays before main() (libtorch's static
+# initialisers while it is linked in), for reading the figures below
+log "0. start-up"
+time_cmd vf_startup "$NOOP_RUNS" 3 "" "$VF" --version
 
 # ---------------------------------------------------------------- 1. no-op rerun, 200 stages
 log "1. no-op rerun of a 200-stage DAG"
@@ -223,8 +250,8 @@ fi
 log "2. overhead per stage, 1000 trivial stages"
 TRIV=$WORK/trivial/pipeline.yaml
 STORE=$WORK/trivial/store
-time_cmd vf_cold1000_j1 "$COLD_RUNS" 0 "rm -rf '$STORE'" "$VF" run "$TRIV" -j 1 --store "$STORE"
-time_cmd vf_cold1000_j2 "$COLD_RUNS" 0 "rm -rf '$STORE'" "$VF" run "$TRIV" -j 2 --store "$STORE"
+time_cmd vf_cold1000_j1 "$COLD_RUNS" 0 "$ASIDE '$STORE'" "$VF" run "$TRIV" -j 1 --store "$STORE"
+time_cmd vf_cold1000_j2 "$COLD_RUNS" 0 "$ASIDE '$STORE'" "$VF" run "$TRIV" -j 2 --store "$STORE"
 [[ $(ls "$STORE/objects" | wc -l) == 1000 ]] || die "the cold run did not store 1000 results"
 "$VF" run "$TRIV" -j 2 --store "$STORE" --format json >"$WORK/vf_noop1000.json" 2>/dev/null
 expect_status "$WORK/vf_noop1000.json" "cached=1000"
@@ -237,8 +264,8 @@ rm -rf "$STORE"
 log "3. two branches of 4 x sleep 1, -j 1 vs -j 2"
 SLEEP=$WORK/sleep/pipeline.yaml
 SSTORE=$WORK/sleep/store
-time_cmd vf_sleep_j1 "$SLEEP_RUNS" 0 "rm -rf '$SSTORE'" "$VF" run "$SLEEP" -j 1 --store "$SSTORE"
-time_cmd vf_sleep_j2 "$SLEEP_RUNS" 0 "rm -rf '$SSTORE'" "$VF" run "$SLEEP" -j 2 --store "$SSTORE"
+time_cmd vf_sleep_j1 "$SLEEP_RUNS" 0 "$ASIDE '$SSTORE'" "$VF" run "$SLEEP" -j 1 --store "$SSTORE"
+time_cmd vf_sleep_j2 "$SLEEP_RUNS" 0 "$ASIDE '$SSTORE'" "$VF" run "$SLEEP" -j 2 --store "$SSTORE"
 
 # ---------------------------------------------------------------- report
 ms() { awk -v s="$1" 'BEGIN{printf "%.1f ms", s*1000}'; }
@@ -259,9 +286,11 @@ echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr), load average 
 echo "- voxflow: $("$VF" --version 2>/dev/null || echo '?') ($VF)"
 echo "- snakemake: $([[ -n $SNAKEMAKE ]] && "$SNAKEMAKE" --version || echo 'not run')"
 echo "- timer: $([[ -n $HYPERFINE ]] && "$HYPERFINE" --version || echo 'shell loop with date +%s%N'); medians"
+echo "- cold runs: previous store $([[ $COLD_CLEAN == rm ]] && echo deleted || echo 'moved aside') before each"
 echo
 row "Benchmark" "Median" "Range" "Goal"
 row "---" "---:" "---" "---"
+row "0. start-up, \`voxflow --version\`" "$(ms "${T[vf_startup]}")" "$(range vf_startup ms)" ""
 row "1. no-op rerun, 200 stages, voxflow \`run -j 2\`" "$(ms "${T[vf_noop200]}")" "$(range vf_noop200 ms)" "< 100 ms: $(verdict "${T[vf_noop200]}" 0.1 "<")"
 if [[ -n $SNAKEMAKE ]]; then
     row "1. no-op rerun, 200 stages, \`snakemake -j 2 --quiet\`" "$(ms "${T[smk_noop200]}")" "$(range smk_noop200 ms)" ""
@@ -277,6 +306,12 @@ row "2. same 1000 commands, \`xargs -P 2\`" "$(sec "${T[xargs_p2_1000]}")" "$(ra
 row "2. voxflow overhead per stage, -j 1 (vs serial loop)" "$(per_stage "${T[vf_cold1000_j1]}" "${T[bash_loop1000]}")" "" ""
 row "2. voxflow overhead per stage, -j 2 (vs xargs -P 2)" "$(per_stage "${T[vf_cold1000_j2]}" "${T[xargs_p2_1000]}")" "" ""
 row "2. voxflow overhead per stage, -j 2 (vs serial loop)" "$(per_stage "${T[vf_cold1000_j2]}" "${T[bash_loop1000]}")" "" ""
+speedup1000=$(awk -v a="${T[vf_cold1000_j1]}" -v b="${T[vf_cold1000_j2]}" 'BEGIN{printf "%.2f", a/b}')
+row "2. speed-up -j 2 over -j 1, 1000 trivial stages" "${speedup1000}x" "" ">= 1.6x: $(verdict "$speedup1000" 1.6 ">=")"
+vs_xargs=$(awk -v a="${T[vf_cold1000_j2]}" -v b="${T[xargs_p2_1000]}" 'BEGIN{printf "%.2f", a/b}')
+row "2. voxflow -j 2 / \`xargs -P 2\`" "${vs_xargs}x" "" "within 1.3x: $(verdict "$vs_xargs" 1.3 "<")"
+vs_xargs_started=$(awk -v a="${T[vf_cold1000_j2]}" -v s="${T[vf_startup]}" -v b="${T[xargs_p2_1000]}" 'BEGIN{printf "%.2f", (a-s)/b}')
+row "2. (voxflow -j 2 - start-up) / \`xargs -P 2\`" "${vs_xargs_started}x" "" ""
 row "2. no-op rerun, 1000 stages, voxflow -j 2" "$(ms "${T[vf_noop1000]}")" "$(range vf_noop1000 ms)" ""
 row "3. 2 branches x 4 \`sleep 1\`, cold, -j 1" "$(sec "${T[vf_sleep_j1]}")" "$(range vf_sleep_j1 sec)" "ideal 8 s"
 row "3. 2 branches x 4 \`sleep 1\`, cold, -j 2" "$(sec "${T[vf_sleep_j2]}")" "$(range vf_sleep_j2 sec)" "ideal 4 s"

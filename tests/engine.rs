@@ -360,6 +360,92 @@ stages:
     assert_eq!(std::fs::read_dir(dir.join(".voxflow/tmp")).unwrap().count(), 0, "failed staging is moved out of tmp/");
 }
 
+/// The scheduler's bookkeeping: a stage reading one upstream under two roles
+/// waits for it once, a failure skips the whole chain below it (and a stage
+/// with one bad input among good ones), `--stage` runs only what the target
+/// needs, and `--fail-fast` starts nothing after the first failure.
+#[test]
+fn fan_in_skips_targets_and_fail_fast_follow_the_graph() {
+    let dir = Scratch::new("graph");
+    let pipeline = dir.write(
+        "graph.yaml",
+        r#"
+name: graph
+stages:
+  bad:
+    kind: command
+    run: exit 1
+    outputs: {out: o.txt}
+  root:
+    kind: command
+    run: echo root > {outputs.out}
+    outputs: {out: o.txt}
+  left:
+    kind: command
+    inputs: [root]
+    run: cat {inputs.root} > {outputs.out}
+    outputs: {out: o.txt}
+  twice:
+    kind: command
+    inputs: {one: root, two: root}
+    run: cat {inputs.one} {inputs.two} > {outputs.out}
+    outputs: {out: o.txt}
+  join:
+    kind: command
+    inputs: {l: left, t: twice}
+    run: cat {inputs.l} {inputs.t} > {outputs.out}
+    outputs: {out: o.txt}
+  after_bad:
+    kind: command
+    inputs: [root, bad]
+    run: cat {inputs.root} > {outputs.out}
+    outputs: {out: o.txt}
+  deep:
+    kind: command
+    inputs: [after_bad]
+    run: cat {inputs.after_bad} > {outputs.out}
+    outputs: {out: o.txt}
+"#,
+    );
+    let pipeline = pipeline.to_str().unwrap();
+    let store = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let fail_fast_store = store("fail-fast");
+    let fail_fast = statuses(&voxflow_json(
+        &["run", pipeline, "-j", "1", "--fail-fast", "--format", "json", "--store", &fail_fast_store],
+        1,
+    ));
+    assert_eq!(fail_fast["bad"], "failed", "{fail_fast:?}");
+    assert!(fail_fast.iter().filter(|(name, _)| *name != "bad").all(|(_, s)| s == "skipped"), "{fail_fast:?}");
+
+    let targets_store = store("targets");
+    let targets = statuses(&voxflow_json(
+        &["run", pipeline, "-j", "2", "--stage", "join", "--format", "json", "--store", &targets_store],
+        0,
+    ));
+    let names: Vec<&str> = targets.keys().map(String::as_str).collect();
+    assert_eq!(names, ["join", "left", "root", "twice"]);
+    assert!(targets.values().all(|s| s == "ran"), "{targets:?}");
+
+    for jobs in ["1", "2", "8"] {
+        let summary = voxflow_json(&["run", pipeline, "-j", jobs, "--format", "json", "--store", &store(jobs)], 1);
+        let status = statuses(&summary);
+        for name in ["root", "left", "twice", "join"] {
+            assert_eq!(status[name], "ran", "-j {jobs}: {status:?}");
+        }
+        assert_eq!(status["bad"], "failed");
+        assert_eq!((status["after_bad"].as_str(), status["deep"].as_str()), ("skipped", "skipped"));
+        assert_eq!(common::stage(&summary, "deep")["reason"], "upstream `after_bad` did not finish");
+        let twice = std::fs::read_to_string(
+            dir.join(jobs)
+                .join("objects")
+                .join(common::stage(&summary, "twice")["key"].as_str().unwrap())
+                .join("o.txt"),
+        )
+        .unwrap();
+        assert_eq!(twice, "root\nroot\n");
+    }
+}
+
 #[test]
 fn kill_9_during_a_run_then_rerun_completes_with_a_clean_verify() {
     let dir = Scratch::new("kill9");
