@@ -8,6 +8,7 @@
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+mod training;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{fresh_seed, python, run_python, stage, stderr, voxflow, voxflow_bin, voxflow_json, Scratch};
 use tch::{Device, Kind, Tensor};
+use training::{corpus_script, output_digests};
 use voxflow_torch::train::spatial::{PositionsInit, SpatialConfig, SpatialLayout, SpatialLoss};
 
 const REFERENCE: &str = r#"
@@ -131,48 +133,6 @@ fn the_gradient_through_a_tiny_model_matches_finite_differences() {
     assert!(w1.grad().abs().sum(Kind::Double).double_value(&[]) > 0.0);
 }
 
-/// The corpus: documents from a random Markov chain over a small
-/// vocabulary, as crates/voxflow-torch/tests/train_stage.rs makes it.
-fn corpus_script(dir: &Scratch, seed: u64) -> PathBuf {
-    dir.write(
-        "make_corpus.py",
-        &format!(
-            r#"
-import sys, random
-import pyarrow as pa, pyarrow.parquet as pq
-from tokenizers import Tokenizer, models, pre_tokenizers
-out, n_docs = sys.argv[1], int(sys.argv[2])
-rng = random.Random({seed})
-words = "the a dog cat sees runs big small red blue house tree near".split()
-follow = {{w: rng.sample(words, 2) for w in words}}
-def doc():
-    w, out = rng.choice(words), []
-    for _ in range(rng.randint(20, 60)):
-        out.append(w)
-        w = rng.choice(follow[w])
-    return " ".join(out)
-docs = [doc() for _ in range(n_docs)]
-vocab = {{"<|endoftext|>": 0, "[UNK]": 1}}
-for w in words:
-    vocab[w] = len(vocab)
-tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-tok.pre_tokenizer = pre_tokenizers.Whitespace()
-tok.save(f"{{out}}/tokenizer.json")
-def table(ds):
-    doc, ids = [], []
-    for i, d in enumerate(ds):
-        e = tok.encode(d).ids + [0]
-        doc += [i] * len(e)
-        ids += e
-    return pa.table({{"document": pa.array(doc, pa.int32()), "id": pa.array(ids, pa.uint32())}})
-cut = max(1, n_docs // 10)
-pq.write_table(table(docs[cut:]), f"{{out}}/train.parquet")
-pq.write_table(table(docs[:cut]), f"{{out}}/valid.parquet")
-"#
-        ),
-    )
-}
-
 /// Stages `topo` (alpha 2.5, pre-optimised positions) and `control` (alpha 0).
 fn write_pipeline(dir: &Scratch, seed: u64) -> PathBuf {
     let script = corpus_script(dir, seed);
@@ -185,12 +145,6 @@ fn write_pipeline(dir: &Scratch, seed: u64) -> PathBuf {
             script.display()
         ),
     )
-}
-
-fn output_digests(store: &Path, key: &str) -> Vec<(String, String)> {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(store.join("objects").join(key).join("manifest.json")).unwrap()).unwrap();
-    manifest["outputs"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v["digest"].to_string())).collect()
 }
 
 fn saved_step(store: &Path, key: &str) -> Option<usize> {

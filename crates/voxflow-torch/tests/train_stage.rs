@@ -7,57 +7,14 @@
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+mod training;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fresh_seed, python, stage, statuses, stderr, voxflow, voxflow_bin, voxflow_json, Scratch};
-
-/// Writes the corpus script: documents from a random Markov chain over a small vocabulary, a
-/// word-level tokenizer.json (Python `tokenizers`), train and valid token
-/// tables as corpus.text writes them (document int32, id uint32, each
-/// document ended by <|endoftext|>).
-fn corpus_script(dir: &Scratch, seed: u64) -> PathBuf {
-    dir.write(
-        "make_corpus.py",
-        &format!(
-            r#"
-import sys, random
-import pyarrow as pa, pyarrow.parquet as pq
-from tokenizers import Tokenizer, models, pre_tokenizers
-out, n_docs = sys.argv[1], int(sys.argv[2])
-rng = random.Random({seed})
-words = "the a dog cat sees runs big small red blue house tree near".split()
-# A Markov chain in which each word has two successors: learnable (entropy ln 2).
-follow = {{w: rng.sample(words, 2) for w in words}}
-def doc():
-    w, out = rng.choice(words), []
-    for _ in range(rng.randint(20, 60)):
-        out.append(w)
-        w = rng.choice(follow[w])
-    return " ".join(out)
-docs = [doc() for _ in range(n_docs)]
-vocab = {{"<|endoftext|>": 0, "[UNK]": 1}}
-for w in words:
-    vocab[w] = len(vocab)
-tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-tok.pre_tokenizer = pre_tokenizers.Whitespace()
-tok.save(f"{{out}}/tokenizer.json")
-def table(ds):
-    doc, ids = [], []
-    for i, d in enumerate(ds):
-        e = tok.encode(d).ids + [0]
-        doc += [i] * len(e)
-        ids += e
-    return pa.table({{"document": pa.array(doc, pa.int32()), "id": pa.array(ids, pa.uint32())}})
-cut = max(1, n_docs // 10)
-pq.write_table(table(docs[cut:]), f"{{out}}/train.parquet")
-pq.write_table(table(docs[:cut]), f"{{out}}/valid.parquet")
-"#
-        ),
-    )
-}
+use training::{corpus_script, output_digests};
 
 fn write_pipeline(dir: &Scratch, seed: u64, train: &str) -> PathBuf {
     let script = corpus_script(dir, seed);
@@ -73,13 +30,6 @@ fn write_pipeline(dir: &Scratch, seed: u64, train: &str) -> PathBuf {
 
 /// Small enough to train in seconds on one thread, long enough to be killed midway.
 const TRAIN: &str = "n_layer: 2, n_head: 2, n_embd: 32, context_length: 32, batch_tokens: 256, steps: 240, warmup_steps: 20, eval_every: 40, save_every: 20, checkpoints: [0, 120, 240], seed: 7, device: cpu, dropout: 0.1";
-
-/// Output name -> digest of the stage `name` in a run's JSON summary's store.
-fn output_digests(store: &Path, key: &str) -> Vec<(String, String)> {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(store.join("objects").join(key).join("manifest.json")).unwrap()).unwrap();
-    manifest["outputs"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v["digest"].to_string())).collect()
-}
 
 fn key_of(summary: &serde_json::Value, name: &str) -> String {
     stage(summary, name)["key"].as_str().unwrap().to_string()
