@@ -16,4 +16,5 @@ pub mod prep;
 pub mod ridge;
 pub mod synth;
 pub mod tables;
+pub mod topo;
 pub mod train;

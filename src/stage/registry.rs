@@ -26,6 +26,8 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::prep::Prep,
     &kinds::ridge::Ridge,
     &kinds::synth::Synth,
+    &kinds::topo::responses::TopoResponses,
+    &kinds::topo::smoothness::TopoSmoothness,
     &kinds::train::TrainGpt,
 ];
 

@@ -34,6 +34,8 @@ pub use serve::serve;
 
 use crate::device::Device;
 use crate::kinds::features::lm::LmParams;
+use crate::kinds::topo::responses::TopoResponsesParams;
+use crate::kinds::topo::smoothness::TopoSmoothnessParams;
 use crate::kinds::train::TrainGptParams;
 use crate::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use crate::numeric::Matrix;
@@ -45,6 +47,10 @@ pub trait TorchRuntime: Sync {
     fn features_lm(&self, params: &LmParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// `train.gpt`'s whole run.
     fn train_gpt(&self, params: &TrainGptParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `topo.responses`'s whole run.
+    fn topo_responses(&self, params: &TopoResponsesParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `topo.smoothness`'s whole run.
+    fn topo_smoothness(&self, params: &TopoSmoothnessParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// Cross-validated ridge on a libtorch device (the CUDA path of `ridge`).
     fn ridge_cv(
         &self,

@@ -19,6 +19,8 @@ pub mod train;
 
 use voxflow::device::Device;
 use voxflow::kinds::features::lm::LmParams;
+use voxflow::kinds::topo::responses::TopoResponsesParams;
+use voxflow::kinds::topo::smoothness::TopoSmoothnessParams;
 use voxflow::kinds::train::TrainGptParams;
 use voxflow::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use voxflow::numeric::Matrix;
@@ -33,6 +35,12 @@ impl voxflow::worker::TorchRuntime for Runtime {
     }
     fn train_gpt(&self, params: &TrainGptParams, ctx: &mut StageContext) -> Result<(), StageError> {
         kinds::train_gpt::train_gpt(params, ctx)
+    }
+    fn topo_responses(&self, params: &TopoResponsesParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::topo::topo_responses(params, ctx)
+    }
+    fn topo_smoothness(&self, params: &TopoSmoothnessParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::topo::topo_smoothness(params, ctx)
     }
     fn ridge_cv(
         &self,

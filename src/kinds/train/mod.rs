@@ -14,7 +14,10 @@
 //! `spatial: {alpha: 2.5, neighborhoods: 5, radius: 5, positions: preoptimized}`
 //! (those are the defaults; `spatial: {}` takes them all); n_embd must be a
 //! square. The metrics then gain a column `spatial_loss` (the unweighted
-//! loss; the training loss adds alpha times it) and the run a figure of it.
+//! loss; the training loss adds alpha times it) and the run a figure of it;
+//! each checkpoint directory gains spatial.json (`side`, `radius`, and per
+//! spatial output, block 0 attn, block 0 mlp, block 1 attn, ...: `cell`,
+//! unit u's cell row * side + column, and `neighborhoods`, the fixed pool).
 //! See [`SpatialParams`].
 //!
 //! Resumable: it runs in the worker with a work directory under its key
@@ -209,7 +212,9 @@ pub struct TrainGpt;
 impl Kind for TrainGpt {
     type Params = TrainGptParams;
     const NAME: &'static str = "train.gpt";
-    const VERSION: u32 = 1;
+    // 2: with `spatial`, each checkpoint holds spatial.json (the unit cells
+    // and neighbourhood pools).
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "trains a GPT-2-layout language model (libtorch, CPU or CUDA); checkpoints and a metrics table; resumable";
     const INPUTS: &'static [&'static str] = &["corpus"];

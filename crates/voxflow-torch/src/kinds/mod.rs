@@ -1,4 +1,5 @@
 //! The libtorch part of the kinds that run in the worker.
 
 pub mod features_lm;
+pub mod topo;
 pub mod train_gpt;

@@ -11,6 +11,8 @@
 //!                    temporary name and renamed, so a directory with this
 //!                    name is complete; older ones are removed after it
 //! checkpoints/step<N>/  the outputs, written when training passes step N
+//!                    (with `spatial`, spatial.json too: the layout, read
+//!                    by topo.responses and topo.smoothness)
 //! ```
 //!
 //! A new attempt loads the highest `state-<step>`, says "resuming from step
@@ -35,8 +37,9 @@ use crate::train::{checkpoint, data, GptConfig, TrainConfig, TrainError, Trainer
 
 const _: () = assert!(spatial::POOL == voxflow::kinds::train::SPATIAL_POOL);
 
-/// The state directory's file with the spatial layout (unit cells and neighbourhoods).
-const SPATIAL_FILE: &str = "spatial.json";
+/// The file with the spatial layout (unit cells and neighbourhoods), in a
+/// state directory and in a checkpoint ([`SpatialLayout`] as JSON).
+pub const SPATIAL_FILE: &str = "spatial.json";
 
 fn spatial_config(p: &TrainGptParams) -> Option<SpatialConfig> {
     use voxflow::kinds::train::SpatialPositions;
@@ -288,7 +291,18 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
         let step = trainer.step();
         let dir = checkpoints_dir.join(format!("step{step}"));
         if p.checkpoints.contains(&step) && !dir.exists() {
-            trainer.save_hf(&dir, Some(&tokenizer_path)).map_err(failed)?;
+            // With `spatial`, the layout (unit cells, neighbourhood pools)
+            // goes with the weights: topo.responses and topo.smoothness read it.
+            checkpoint::write_dir_atomically(&dir, |tmp| {
+                trainer.model.write_hf_files(tmp, Some(&tokenizer_path))?;
+                if let Some(spatial) = &spatial {
+                    let path = tmp.join(SPATIAL_FILE);
+                    std::fs::write(&path, serde_json::to_vec(&spatial.layout).expect("layout serialises"))
+                        .map_err(|e| TrainError::file(&path, e))?;
+                }
+                Ok(())
+            })
+            .map_err(failed)?;
         }
         Ok(())
     };
