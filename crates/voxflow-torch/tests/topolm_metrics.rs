@@ -303,15 +303,14 @@ fn the_topolm_pipeline_shrunk_trains_both_models_and_measures_them() {
     }
     args.extend(["--store".into(), store.to_str().unwrap().into(), "--format".into(), "json".into()]);
     // The stimuli script runs with $VOXFLOW_PYTHON (pyarrow).
-    let output = std::process::Command::new(common::voxflow_bin())
-        .args(&args)
-        .env("VOXFLOW_PYTHON", python())
-        .output()
-        .unwrap();
+    let output =
+        std::process::Command::new(common::voxflow_bin()).args(&args).env("VOXFLOW_PYTHON", python()).output().unwrap();
     assert!(output.status.success(), "{}\n{}", common::stdout(&output), stderr(&output));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let smooth = |alpha: &str| {
-        store.join("objects").join(stage(&summary, &format!("smoothness[alpha={alpha},steps=150]"))["key"].as_str().unwrap())
+        store
+            .join("objects")
+            .join(stage(&summary, &format!("smoothness[alpha={alpha},steps=150]"))["key"].as_str().unwrap())
     };
     let read = |alpha: &str| -> Vec<f64> {
         // One pyarrow call per table.
@@ -338,4 +337,5 @@ fn the_topolm_pipeline_shrunk_trains_both_models_and_measures_them() {
 }
 
 /// The test's size for pipelines/topolm.yaml.
-const SHRINK: &[&str] = &["matrix.steps=[150]", "grammar.documents=600", "train.warmup_steps=10", "smoothness.batches=2"];
+const SHRINK: &[&str] =
+    &["matrix.steps=[150]", "grammar.documents=600", "train.warmup_steps=10", "smoothness.batches=2"];

@@ -135,7 +135,8 @@ pub fn check_layers(layers: &Option<Vec<usize>>, sublayers: &[Sublayer], errors:
     if sublayers.is_empty() {
         errors.push(ParamError::new("sublayers", "`sublayers` is empty").hint("use [attn, mlp] (the default)"));
     } else if sorted.len() != sublayers.len() {
-        errors.push(ParamError::new("sublayers", "a sublayer is listed twice").hint("use [attn], [mlp] or [attn, mlp]"));
+        errors
+            .push(ParamError::new("sublayers", "a sublayer is listed twice").hint("use [attn], [mlp] or [attn, mlp]"));
     }
 }
 

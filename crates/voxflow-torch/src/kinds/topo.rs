@@ -162,8 +162,9 @@ fn read_stimuli(ctx: &StageContext, kind: &str) -> Result<Stimuli, StageError> {
         Ok(cast)
     };
     let items = column("item", &DataType::UInt32)?.as_primitive::<UInt32Type>().values().to_vec();
-    let strings =
-        |a: ArrayRef| -> Vec<String> { a.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect() };
+    let strings = |a: ArrayRef| -> Vec<String> {
+        a.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect()
+    };
     let texts = strings(column("text", &DataType::Utf8)?);
     let labels = strings(column("label", &DataType::Utf8)?);
     if items.is_empty() {
@@ -192,7 +193,10 @@ pub fn topo_responses(p: &TopoResponsesParams, ctx: &mut StageContext) -> Result
     for (row, text) in stimuli.texts.iter().enumerate() {
         // As corpus.text encodes the training documents: no special tokens.
         let encoding = tokenizer.encode(text.as_str(), false).map_err(|e| {
-            StageError::failed(format!("{KIND}: item {} (row {row}): cannot tokenise {text:?}: {e}", stimuli.items[row]))
+            StageError::failed(format!(
+                "{KIND}: item {} (row {row}): cannot tokenise {text:?}: {e}",
+                stimuli.items[row]
+            ))
         })?;
         let ids: Vec<i64> = encoding.get_ids().iter().map(|&id| id as i64).collect();
         if ids.is_empty() {
@@ -244,7 +248,8 @@ pub fn topo_responses(p: &TopoResponsesParams, ctx: &mut StageContext) -> Result
                     TopoPool::Mean => item.narrow(0, 0, len).mean_dim(&[0i64][..], false, Kind::Double),
                     TopoPool::Last => item.get(len - 1),
                 };
-                let values = Vec::<f64>::try_from(&response).map_err(|e: tch::TchError| StageError::failed(e.to_string()))?;
+                let values =
+                    Vec::<f64>::try_from(&response).map_err(|e: tch::TchError| StageError::failed(e.to_string()))?;
                 for (slot, v) in matrix.row_mut(i)[k * n_embd..(k + 1) * n_embd].iter_mut().zip(values) {
                     *slot = v as f32;
                 }
@@ -316,8 +321,7 @@ fn read_tokens(ctx: &StageContext, kind: &str) -> Result<Vec<u32>, StageError> {
     let stage = ctx.input("tokens")?.stage.clone();
     let table = ctx.input_table("tokens")?;
     let hint = "give the held-out tokens of a corpus.text stage: `inputs: {tokens: <corpus.text stage>.valid}`";
-    let column =
-        table.column_by_name("id").ok_or_else(|| failed_table(kind, &stage, "no column `id`".into(), hint))?;
+    let column = table.column_by_name("id").ok_or_else(|| failed_table(kind, &stage, "no column `id`".into(), hint))?;
     match column.data_type() {
         DataType::UInt32 => Ok(column.as_primitive::<UInt32Type>().values().to_vec()),
         other => Err(failed_table(kind, &stage, format!("column `id` is {other}, not uint32"), hint)),
