@@ -265,6 +265,14 @@ stages:
     kind: topo.responses
     inputs: {{model: plain.step2, stimuli: nolabel}}
     params: {{positions: grid, device: cpu}}
+  beyond:
+    kind: topo.smoothness
+    inputs: {{model: plain.step2, tokens: corpus.valid}}
+    params: {{positions: grid, layers: [3], radius: 2, device: cpu}}
+  short:
+    kind: topo.smoothness
+    inputs: {{model: plain.step2, tokens: corpus.valid}}
+    params: {{positions: grid, radius: 2, batch_size: 5000, device: cpu}}
 "#,
             py = py.display(),
             corpus = corpus.display(),
@@ -281,7 +289,27 @@ stages:
         "use `positions: grid`",
         "the table of `nolabel`: no column `label`",
         "columns item (uint32), text and label",
+        "param `layers` has block 3, but the model of `plain.step2` has 1 block (0 to 0)",
+        "fewer than one batch (5000)",
+        "hold out more text (corpus.text's valid_fraction)",
     ] {
+        assert!(said.contains(needle), "{needle:?} not in:\n{said}");
+    }
+}
+
+#[test]
+fn topo_params_are_checked_before_anything_runs() {
+    let dir = Scratch::new("topolm-metrics-params");
+    let pipeline = dir.write(
+        "bad.yaml",
+        "name: bad\nstages:\n  m:\n    kind: command\n    run: echo\n    outputs: {a: a, b: b}\n  r:\n    kind: topo.responses\n    inputs: {model: m.a, stimuli: m.b}\n    params: {sublayers: [attn, mpl]}\n  r2:\n    kind: topo.responses\n    inputs: {model: m.a, stimuli: m.b}\n    params: {pool: first}\n  r3:\n    kind: topo.responses\n    inputs: {model: m.a, stimuli: m.b}\n    params: {layers: [1, 1], batch_size: 0}\n  s:\n    kind: topo.smoothness\n    inputs: {model: m.a, tokens: m.b}\n    params: {positions: gird}\n  s2:\n    kind: topo.smoothness\n    inputs: {model: m.a, tokens: m.b}\n    params: {batches: 0, radius: 1}\n",
+    );
+    let output = voxflow(&["validate", pipeline.to_str().unwrap()]);
+    let said = format!("{}{}", common::stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    for needle in
+        ["mpl", "mlp", "layers", "listed twice", "batch_size", "pool", "last", "batches", "radius", "gird", "grid"]
+    {
         assert!(said.contains(needle), "{needle:?} not in:\n{said}");
     }
 }

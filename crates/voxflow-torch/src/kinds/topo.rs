@@ -103,8 +103,9 @@ fn chosen(
     layers.sort_unstable();
     if let Some(&beyond) = layers.iter().find(|&&l| l >= n_layer) {
         return Err(StageError::failed(format!(
-            "{kind}: param `layers` has block {beyond}, but the model of `{}` has {n_layer} blocks (0 to {})",
+            "{kind}: param `layers` has block {beyond}, but the model of `{}` has {n_layer} block{} (0 to {})",
             ck.stage,
+            if n_layer == 1 { "" } else { "s" },
             n_layer - 1
         ))
         .with_hint("list blocks from 0 to n_layer - 1, or leave `layers` out for all"));
