@@ -25,7 +25,11 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::load::LoadTable,
     &kinds::prep::Prep,
     &kinds::ridge::Ridge,
+    &kinds::stimuli::contrast::StimuliContrast,
+    &kinds::stimuli::langloc::StimuliLangloc,
     &kinds::synth::Synth,
+    &kinds::topo::moran::TopoMoran,
+    &kinds::topo::selectivity::TopoSelectivity,
     &kinds::train::TrainGpt,
 ];
 
