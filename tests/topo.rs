@@ -372,6 +372,14 @@ fn a_planted_cluster_is_significant_and_the_same_units_spread_apart_are_not() {
         (5..11).flat_map(|r| (5..11).map(move |c| (0, "attn".to_string(), r, c))).collect();
     assert_eq!(selective, block, "top_k 36 is the planted block");
 
+    // The report's figures: each t-map as a heatmap, each null as a histogram.
+    for (name, output, figure) in [("sel", "tmap", "tmap_layer1_mlp"), ("moran", "moran", "null_layer0_attn")] {
+        let path = output_path(&file, name, output);
+        let svg = std::path::Path::new(&path).with_file_name(format!("figures/{figure}.svg"));
+        let text = std::fs::read_to_string(&svg).unwrap_or_else(|e| panic!("{}: {e}", svg.display()));
+        assert!(text.starts_with("<svg") && text.ends_with("</svg>"), "{}", svg.display());
+    }
+
     // The null is the same bytes on one thread and on several.
     let moran_file = output_path(&file, "moran", "moran");
     let before = std::fs::read(&moran_file).unwrap();

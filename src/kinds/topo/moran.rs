@@ -12,7 +12,8 @@
 //! `null_sd` (ddof 0, as esda's `seI_sim`), `z` = (I - null_mean) /
 //! null_sd, `p` = (1 + #{null >= I}) / (1 + permutations), one-sided for
 //! clustering) and `summary` (one row for `voxflow compare`: maps, maps
-//! with p < 0.05, mean and largest I, smallest p, permutations).
+//! with p < 0.05, mean and largest I, smallest p, permutations); for the
+//! report, each map's null as a histogram with I and p in its title.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::selectivity::{
     default_negative, default_positive, float, int, label_errors, response_input_problems, table, ResponseSet,
+    MAX_FIGURES,
 };
 use crate::numeric::spatial::{moran_label_null, GridMap};
 use crate::stage::{Kind, ParamError, StageContext, StageError};
@@ -118,6 +120,12 @@ impl Kind for TopoMoran {
             ("p", column(&|k| tests[k].p)),
         ];
         ctx.write_table("moran", &table(rows))?;
+        for (m, test) in maps.iter().zip(&tests).take(MAX_FIGURES) {
+            let title =
+                format!("layer {} {}: Moran's I {:.3} (p {:.4}) against its null", m.layer, m.sublayer, test.i, test.p);
+            let svg = crate::plot::histogram(&title, "Moran's I of a label-permuted t-map", &test.null, 30);
+            ctx.add_figure(&format!("null_layer{}_{}", m.layer, m.sublayer), &svg)?;
+        }
 
         let n = tests.len() as f64;
         let summary: Vec<(&str, ArrayRef)> = vec![

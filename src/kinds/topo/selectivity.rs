@@ -17,7 +17,7 @@
 //! `scipy.stats.ttest_ind(positive, negative, equal_var=False)`; NaN for a
 //! unit that answers every item alike), `selective`) and `summary` (one
 //! row: units, selective units, items per label, largest t, the smallest
-//! selected t).
+//! selected t); for the report, each map as a heatmap with its scale.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,6 +48,9 @@ pub struct SelectivityParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
 }
+
+/// Maps drawn for the report, at most.
+pub(crate) const MAX_FIGURES: usize = 64;
 
 /// The localizer's sentences.
 pub(crate) fn default_positive() -> String {
@@ -109,6 +112,17 @@ impl Kind for TopoSelectivity {
             ("selective", Arc::new(BooleanArray::from(selective.clone()))),
         ];
         ctx.write_table("tmap", &table(columns))?;
+        for m in set.maps()?.iter().take(MAX_FIGURES) {
+            let grid = m.map.values(&t);
+            let outlined: Vec<bool> = m.map.cells.iter().map(|&c| selective[c]).collect();
+            let (rows, cols) = (m.map.lattice.rows, m.map.lattice.cols);
+            let title = format!(
+                "layer {} {}: t of {} > {} (outlined: selective)",
+                m.layer, m.sublayer, params.positive, params.negative
+            );
+            let svg = crate::plot::heatmap(&title, rows, cols, &grid, &outlined, "Welch t");
+            ctx.add_figure(&format!("tmap_layer{}_{}", m.layer, m.sublayer), &svg)?;
+        }
 
         let chosen: Vec<f64> = t.iter().zip(&selective).filter(|(_, s)| **s).map(|(t, _)| *t).collect();
         let n_positive = contrast.is_positive.iter().filter(|p| **p).count();
