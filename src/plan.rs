@@ -344,7 +344,10 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
                         &format!("stages.{}.params.{param}", stage.name),
                         Some(&stage.name),
                         format!("param `{param}`: {} does not exist", path.display()),
-                        Some("paths are relative to the pipeline file's directory".into()),
+                        Some(match kind.missing_file_hint(param) {
+                            Some(how) => format!("paths are relative to the pipeline file's directory; {how}"),
+                            None => "paths are relative to the pipeline file's directory".into(),
+                        }),
                     );
                 }
             }

@@ -237,3 +237,70 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, xs: &[f64], ys: &[f64]
     out.push_str("</svg>");
     out
 }
+
+/// A rows x cols grid of values (row-major, row 0 at the top) in a
+/// diverging colour scale centred on 0 (blue negative, white 0, red
+/// positive, to ±the largest |value|; NaN grey), with the scale beside it;
+/// cells where `outlined` is true get a black border (selected units).
+pub fn heatmap(title: &str, rows: usize, cols: usize, values: &[f64], outlined: &[bool], scale_label: &str) -> String {
+    let limit = values.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let limit = if limit > 0.0 { limit } else { 1.0 };
+    let colour = |v: f64| -> String {
+        if !v.is_finite() {
+            return "#bbbbbb".into();
+        }
+        let a = (v / limit).clamp(-1.0, 1.0);
+        let fade = |full: f64| (255.0 - (255.0 - full) * a.abs()).round() as u8;
+        if a >= 0.0 {
+            format!("#{:02x}{:02x}{:02x}", fade(178.0), fade(24.0), fade(43.0))
+        } else {
+            format!("#{:02x}{:02x}{:02x}", fade(33.0), fade(102.0), fade(172.0))
+        }
+    };
+    let area = (WIDTH - LEFT - RIGHT).min(HEIGHT - TOP - BOTTOM);
+    let cell = area / rows.max(cols).max(1) as f64;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    for r in 0..rows {
+        for c in 0..cols {
+            let k = r * cols + c;
+            let (x, y) = (LEFT + c as f64 * cell, TOP + r as f64 * cell);
+            let stroke =
+                if outlined.get(k).copied().unwrap_or(false) { r#" stroke="black" stroke-width="1""# } else { "" };
+            let _ = write!(
+                out,
+                r#"<rect x="{x:.2}" y="{y:.2}" width="{cell:.2}" height="{cell:.2}" fill="{}"{stroke}/>"#,
+                colour(values.get(k).copied().unwrap_or(f64::NAN))
+            );
+        }
+    }
+    // The scale: 21 steps from +limit (top) to -limit.
+    let (bar_x, steps) = (LEFT + area + 30.0, 21);
+    let step_height = area / steps as f64;
+    for i in 0..steps {
+        let v = limit * (1.0 - 2.0 * i as f64 / (steps - 1) as f64);
+        let _ = write!(
+            out,
+            r#"<rect x="{bar_x:.1}" y="{:.2}" width="18" height="{:.2}" fill="{}"/>"#,
+            TOP + i as f64 * step_height,
+            step_height + 0.5,
+            colour(v)
+        );
+    }
+    for (v, y) in [(limit, TOP), (0.0, TOP + area / 2.0), (-limit, TOP + area)] {
+        let _ = write!(out, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, bar_x + 24.0, y + 4.0, tick(v));
+    }
+    let _ = write!(
+        out,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text></svg>"#,
+        bar_x + 9.0,
+        TOP + area + 22.0,
+        escape(scale_label)
+    );
+    out
+}

@@ -143,6 +143,7 @@ pub fn minimal_pairs(
 #[serde(rename_all = "snake_case")]
 pub enum Contrast {
     /// Lists of nouns (any class) vs lists of verbs (transitive and intransitive).
+    #[serde(alias = "noun_verb")]
     NounsVerbs,
     /// Lists of animate nouns vs lists of concrete inanimate nouns.
     AnimateInanimate,
@@ -150,6 +151,7 @@ pub enum Contrast {
     /// `vocabulary.nouns_abstract > 0`).
     ConcreteAbstract,
     /// Grammar sentences vs the same words shuffled (a language localizer).
+    #[serde(alias = "sentence_wordlist")]
     SentencesWordLists,
 }
 

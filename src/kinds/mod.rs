@@ -14,6 +14,7 @@ pub mod lag;
 pub mod load;
 pub mod prep;
 pub mod ridge;
+pub mod stimuli;
 pub mod synth;
 pub mod tables;
 pub mod topo;

@@ -6,6 +6,7 @@
 pub mod matrix;
 pub mod ridge;
 pub mod signal;
+pub mod spatial;
 pub mod stats;
 
 pub use matrix::Matrix;

@@ -66,6 +66,11 @@ pub trait Kind: Sync {
     fn file_params(&self, _params: &Self::Params) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// How to get the file a file param names when it does not exist
+    /// (validation adds it to its hint), e.g. the script that installs it.
+    fn missing_file_hint(&self, _param: &str) -> Option<&'static str> {
+        None
+    }
     /// Whether the stage wants a GPU slot (`device: auto|cuda`).
     fn wants_gpu(&self, _params: &Self::Params) -> bool {
         false
@@ -112,6 +117,8 @@ pub trait Stage: Sync {
     fn check_params(&self, params: &Value) -> Result<Value, Vec<ParamError>>;
     /// Params that name input files or directories: (param path, path as written).
     fn file_params(&self, params: &Value) -> Vec<(String, String)>;
+    /// See [`Kind::missing_file_hint`].
+    fn missing_file_hint(&self, param: &str) -> Option<&'static str>;
     /// Whether the stage wants a GPU slot (`device: auto|cuda`).
     fn wants_gpu(&self, params: &Value) -> bool;
     /// See [`Kind::in_worker`].
@@ -162,6 +169,9 @@ impl<K: Kind> Stage for K {
     }
     fn file_params(&self, params: &Value) -> Vec<(String, String)> {
         typed::<K>(params).map(|params| Kind::file_params(self, &params)).unwrap_or_default()
+    }
+    fn missing_file_hint(&self, param: &str) -> Option<&'static str> {
+        Kind::missing_file_hint(self, param)
     }
     fn wants_gpu(&self, params: &Value) -> bool {
         typed::<K>(params).is_some_and(|params| Kind::wants_gpu(self, &params))

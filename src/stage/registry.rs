@@ -25,8 +25,12 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::load::LoadTable,
     &kinds::prep::Prep,
     &kinds::ridge::Ridge,
+    &kinds::stimuli::contrast::StimuliContrast,
+    &kinds::stimuli::langloc::StimuliLangloc,
     &kinds::synth::Synth,
+    &kinds::topo::moran::TopoMoran,
     &kinds::topo::responses::TopoResponses,
+    &kinds::topo::selectivity::TopoSelectivity,
     &kinds::topo::smoothness::TopoSmoothness,
     &kinds::train::TrainGpt,
 ];

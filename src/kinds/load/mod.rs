@@ -10,6 +10,7 @@ mod table;
 use std::path::Path;
 
 pub use matrix::{LoadMatrix, LoadMatrixParams};
+pub(crate) use table::read_csv;
 pub use table::{LoadTable, LoadTableParams};
 
 /// A path's extension, lower-cased ("" without one).

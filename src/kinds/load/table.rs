@@ -74,7 +74,7 @@ impl Kind for LoadTable {
     }
 }
 
-fn read_csv(path: &Path, delimiter: u8, header: bool) -> Result<arrow::array::RecordBatch, StageError> {
+pub(crate) fn read_csv(path: &Path, delimiter: u8, header: bool) -> Result<arrow::array::RecordBatch, StageError> {
     use arrow::csv::reader::{Format, ReaderBuilder};
     let fail = |e: &dyn std::fmt::Display| StageError::failed(format!("{}: {e}", path.display()));
     let format = Format::default().with_header(header).with_delimiter(delimiter);
