@@ -235,6 +235,40 @@ pub fn moran_label_null(
         .collect()
 }
 
+/// Moran's I of each map of `per_unit` values and a null from
+/// `permutations` random permutations of each map's values over its cells
+/// (the randomisation null of esda's `p_sim`: is this map more clustered
+/// than the same values placed at random?). Permutation `p` of map `m`
+/// shuffles with ChaCha8 seeded by `seed` on stream `m * permutations + p`,
+/// so the null does not depend on the thread count.
+pub fn moran_location_null(
+    per_unit: &[f64],
+    maps: &[GridMap],
+    permutations: usize,
+    seed: u64,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Vec<MoranTest> {
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    maps.iter()
+        .enumerate()
+        .map(|(m, map)| {
+            let values = map.values(per_unit);
+            let null: Vec<f64> = (0..permutations)
+                .into_par_iter()
+                .map(|index| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    rng.set_stream((m * permutations + index) as u64);
+                    let mut shuffled = values.clone();
+                    shuffled.shuffle(&mut rng);
+                    progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+                    map.lattice.moran_i(&shuffled)
+                })
+                .collect();
+            summarise(map.lattice.moran_i(&values), map.lattice.cells(), null)
+        })
+        .collect()
+}
+
 fn summarise(i: f64, cells: usize, null: Vec<f64>) -> MoranTest {
     let count = null.len() as f64;
     let null_mean = null.iter().sum::<f64>() / count;

@@ -14,7 +14,7 @@ mod training;
 
 use std::path::{Path, PathBuf};
 
-use common::{fresh_seed, python, run_python, stage, stderr, voxflow, voxflow_json, Scratch};
+use common::{fresh_seed, python, run_python, stage, statuses, stderr, voxflow, voxflow_json, Scratch};
 use training::corpus_script;
 
 /// Random stimuli: items with shuffled ids, 2 to 9 words of the corpus's
@@ -330,9 +330,7 @@ fn the_topolm_pipeline_shrunk_trains_both_models_and_measures_them() {
         args.push(set.to_string());
     }
     args.extend(["--store".into(), store.to_str().unwrap().into(), "--format".into(), "json".into()]);
-    // The stimuli script runs with $VOXFLOW_PYTHON (pyarrow).
-    let output =
-        std::process::Command::new(common::voxflow_bin()).args(&args).env("VOXFLOW_PYTHON", python()).output().unwrap();
+    let output = std::process::Command::new(common::voxflow_bin()).args(&args).output().unwrap();
     assert!(output.status.success(), "{}\n{}", common::stdout(&output), stderr(&output));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let smooth = |alpha: &str| {
@@ -362,8 +360,34 @@ fn the_topolm_pipeline_shrunk_trains_both_models_and_measures_them() {
         &[responses.to_str().unwrap()],
     );
     assert_eq!(out.trim(), "480");
+    // Moran's I of every S > N and noun > verb map (2 layers x 2 sublayers),
+    // against its permutation null: one pyarrow call each.
+    for name in ["moran[alpha=2.5,steps=150]", "moran[alpha=0,steps=150]", "moran_nv[alpha=2.5,steps=150]"] {
+        let table = store.join("objects").join(stage(&summary, name)["key"].as_str().unwrap()).join("moran.parquet");
+        let out = run_python(
+            "import sys, math, pyarrow.parquet as pq\nt = pq.read_table(sys.argv[1]).to_pydict()\nassert all(-1 <= i <= 1 and 0 < p <= 1 for i, p in zip(t['i'], t['p']))\nprint(len(t['i']))",
+            &[table.to_str().unwrap()],
+        );
+        assert_eq!(out.trim(), "4", "{name}");
+    }
+    // Changing only the permutation count reruns only the Moran stages.
+    let args: Vec<String> =
+        args.into_iter().map(|a| if a == "moran.permutations=100" { "moran.permutations=50".into() } else { a }).collect();
+    let output = std::process::Command::new(common::voxflow_bin()).args(&args).output().unwrap();
+    assert!(output.status.success(), "{}\n{}", common::stdout(&output), stderr(&output));
+    let rerun: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (name, status) in statuses(&rerun) {
+        let expected = if name.starts_with("moran[") { "ran" } else { "cached" };
+        assert_eq!(status, expected, "{name}");
+    }
 }
 
 /// The test's size for pipelines/topolm.yaml.
-const SHRINK: &[&str] =
-    &["matrix.steps=[150]", "grammar.documents=600", "train.warmup_steps=10", "smoothness.batches=2"];
+const SHRINK: &[&str] = &[
+    "matrix.steps=[150]",
+    "grammar.documents=600",
+    "train.warmup_steps=10",
+    "smoothness.batches=2",
+    "moran.permutations=100",
+    "moran_nv.permutations=100",
+];

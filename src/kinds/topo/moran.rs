@@ -2,9 +2,15 @@
 //! sublayer) grid, Moran's I of the Welch t-map of `positive` > `negative`
 //! (queen contiguity, row-standardised weights: PySAL esda's `Moran(y,
 //! lat2W(rows, cols, rook=False))` with `transform = 'r'`), and a null
-//! from `permutations` random permutations of the stimulus labels, the
-//! t-maps recomputed each time (`crate::numeric::spatial`). Seeded: the
-//! null is the same for a seed whatever the thread count.
+//! (`crate::numeric::spatial`): `permute: labels` (the default) permutes the
+//! stimulus labels `permutations` times and recomputes the t-maps, asking
+//! whether this contrast is more clustered than a random split of the same
+//! items; `permute: locations` permutes each map's t-values over its cells
+//! (esda's `p_sim`), asking whether the map is more clustered than the same
+//! values placed at random. In a model whose units are smooth on the grid
+//! (a TopoLM) every t-map is smooth, a random split's too, so the two
+//! answer different questions. Seeded: the null is the same for a seed
+//! whatever the thread count.
 //!
 //! Inputs as topo.selectivity's (`responses`, or `responses`, `units`,
 //! `items`). Outputs: `moran` (moran.parquet, one row per map: `layer`,
@@ -24,7 +30,7 @@ use super::selectivity::{
     default_negative, default_positive, float, int, label_errors, response_input_problems, table, ResponseSet,
     MAX_FIGURES,
 };
-use crate::numeric::spatial::{moran_label_null, GridMap};
+use crate::numeric::spatial::{moran_label_null, moran_location_null, GridMap};
 use crate::stage::{Kind, ParamError, StageContext, StageError};
 
 /// The p-value below which a map counts as clustered in the summary.
@@ -41,6 +47,19 @@ pub struct MoranParams {
     pub permutations: usize,
     #[serde(default)]
     pub seed: u64,
+    #[serde(default)]
+    pub permute: Permute,
+}
+
+/// What the null permutes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permute {
+    /// The stimulus labels, the t-maps recomputed each time.
+    #[default]
+    Labels,
+    /// Each map's t-values over its cells (esda's `p_sim`).
+    Locations,
 }
 
 fn default_permutations() -> usize {
@@ -95,14 +114,25 @@ impl Kind for TopoMoran {
                 report(done as u64, total);
             }
         };
-        let tests = moran_label_null(
-            &contrast.responses,
-            &contrast.is_positive,
-            &grids,
-            params.permutations,
-            params.seed,
-            &progress,
-        );
+        let tests = match params.permute {
+            Permute::Labels => moran_label_null(
+                &contrast.responses,
+                &contrast.is_positive,
+                &grids,
+                params.permutations,
+                params.seed,
+                &progress,
+            ),
+            Permute::Locations => {
+                let total = params.permutations * grids.len();
+                let progress = |done: usize| {
+                    if done % 500 == 0 || done == total {
+                        report(done as u64, total as u64);
+                    }
+                };
+                moran_location_null(&observed, &grids, params.permutations, params.seed, &progress)
+            }
+        };
         ctx.check_cancelled()?;
         let column = |f: &dyn Fn(usize) -> f64| -> ArrayRef {
             Arc::new(Float64Array::from((0..maps.len()).map(f).collect::<Vec<_>>()))
@@ -123,7 +153,11 @@ impl Kind for TopoMoran {
         for (m, test) in maps.iter().zip(&tests).take(MAX_FIGURES) {
             let title =
                 format!("layer {} {}: Moran's I {:.3} (p {:.4}) against its null", m.layer, m.sublayer, test.i, test.p);
-            let svg = crate::plot::histogram(&title, "Moran's I of a label-permuted t-map", &test.null, 30);
+            let what = match params.permute {
+                Permute::Labels => "Moran's I of a label-permuted t-map",
+                Permute::Locations => "Moran's I of the t-values placed at random",
+            };
+            let svg = crate::plot::histogram(&title, what, &test.null, 30);
             ctx.add_figure(&format!("null_layer{}_{}", m.layer, m.sublayer), &svg)?;
         }
 
