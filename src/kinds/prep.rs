@@ -179,7 +179,8 @@ pub struct Prep;
 impl Kind for Prep {
     type Params = PrepParams;
     const NAME: &'static str = "prep";
-    const VERSION: u32 = 1;
+    // 2: each band records its delays and feature names (for ridge's weight_columns).
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "match stories, trim, handle head motion, split train/test by story, z-score with training statistics";
     const INPUTS: &'static [&'static str] = &["responses"];
@@ -375,7 +376,15 @@ impl Kind for Prep {
         let mut bands = Vec::new();
         let mut start = 0;
         for (role, features) in &feature_sets {
-            bands.push(serde_json::json!({"name": role, "start": start, "width": features.matrix.cols}));
+            let mut band = serde_json::json!({"name": role, "start": start, "width": features.matrix.cols});
+            // What lag and the feature stage recorded: the delays (delay-major
+            // column blocks) and the feature names.
+            for key in ["delays", "columns"] {
+                if let Some(value) = features.metadata.get(key).and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) {
+                    band[key] = value;
+                }
+            }
+            bands.push(band);
             start += features.matrix.cols;
         }
         let bands = serde_json::to_string(&bands).expect("bands");

@@ -209,7 +209,8 @@ pub struct TrainGpt;
 impl Kind for TrainGpt {
     type Params = TrainGptParams;
     const NAME: &'static str = "train.gpt";
-    const VERSION: u32 = 1;
+    // 2: provenance (stage, key, params) in the Parquet tables' metadata.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "trains a GPT-2-layout language model (libtorch, CPU or CUDA); checkpoints and a metrics table; resumable";
     const INPUTS: &'static [&'static str] = &["corpus"];
