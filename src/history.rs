@@ -273,6 +273,10 @@ pub fn significant(value: f64) -> String {
     if value == 0.0 || !value.is_finite() {
         return format!("{value}");
     }
+    // Counts read as counts.
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        return format!("{}", value as i64);
+    }
     let magnitude = value.abs().log10().floor() as i32;
     if !(-4..6).contains(&magnitude) {
         return format!("{value:.3e}");
@@ -324,8 +328,10 @@ mod tests {
         assert_eq!(significant(0.594_612_3), "0.5946");
         assert_eq!(significant(-0.001_423_9), "-0.001424");
         assert_eq!(significant(1234.56), "1235");
-        assert_eq!(significant(12.0), "12.00");
-        assert_eq!(significant(1.5e7), "1.500e7");
+        assert_eq!(significant(12.0), "12");
+        assert_eq!(significant(12.5), "12.50");
+        assert_eq!(significant(1.5e7), "15000000");
+        assert_eq!(significant(1.25e-7), "1.250e-7");
         assert_eq!(significant(0.0), "0");
     }
 }

@@ -164,10 +164,30 @@ pub fn table_html(batch: &arrow::array::RecordBatch) -> String {
     let options = FormatOptions::default().with_null("");
     let formatters: Vec<_> =
         batch.columns().iter().filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+    // Floats with 4 significant digits, right-aligned.
+    let floats: Vec<Option<arrow::array::Float64Array>> = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            arrow::datatypes::DataType::Float64 | arrow::datatypes::DataType::Float32 => {
+                arrow::compute::cast(c, &arrow::datatypes::DataType::Float64)
+                    .ok()
+                    .and_then(|a| a.as_any().downcast_ref::<arrow::array::Float64Array>().cloned())
+            }
+            _ => None,
+        })
+        .collect();
     for row in 0..batch.num_rows() {
         html.push_str("<tr>");
-        for formatter in &formatters {
-            let _ = write!(html, "<td>{}</td>", escape(&formatter.value(row).to_string()));
+        for (formatter, float) in formatters.iter().zip(&floats) {
+            match float {
+                Some(values) if !arrow::array::Array::is_null(values, row) => {
+                    let _ = write!(html, "<td class=num>{}</td>", crate::history::significant(values.value(row)));
+                }
+                _ => {
+                    let _ = write!(html, "<td>{}</td>", escape(&formatter.value(row).to_string()));
+                }
+            }
         }
         html.push_str("</tr>");
     }

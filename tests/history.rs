@@ -151,6 +151,9 @@ fn runs_diff_why_compare_and_report_follow_the_recorded_runs() {
     assert!(html.contains("<h2>Run 2</h2>"), "no run heading");
     assert!(html.contains("--set fit.alphas=[100000]"));
     assert!(html.contains("alphas: [100000] (--set)"), "the override is marked");
+    // The comparison table: this run's mean r, with 4 significant digits.
+    let cell = format!("<td class=num>{}</td>", voxflow::history::significant(r2));
+    assert!(html.contains(&cell), "no {cell} in the comparison table");
     ok(&["report", pipeline, "--out", out.to_str().unwrap(), "--run", "1"]);
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("<h2>Run 1</h2>") && html.contains("alphas: [1,10,100,1000,10000];"));
@@ -226,6 +229,10 @@ fn kinds_describe_params_store_from_the_environment_and_set_errors_cite_a_real_p
     // A kind with a required param lists it as such.
     let table = ok(&["kinds", "load.table"]);
     assert!(table.lines().any(|l| l.trim_start().starts_with("path") && l.contains("(required)")), "{table}");
+    let lag = ok(&["kinds", "lag"]);
+    assert!(lag.contains("delays") && lag.contains("[1,2,3,4]") && lag.contains("one column block per delay"), "{lag}");
+    let completions = ok(&["completions", "bash"]);
+    assert!(completions.contains("_voxflow()") && completions.contains("--keep-runs"), "not a bash completion script");
     let unknown = voxflow(&["kinds", "rigde"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("did you mean `ridge`?"), "{}", stderr(&unknown));

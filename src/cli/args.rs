@@ -50,6 +50,15 @@ pub enum Command {
     Exec(ExecArgs),
     /// Write the generated dataset as files in the LeBel 2023 (ds003020) layout.
     ExampleData(ExampleDataArgs),
+    /// Print a shell completion script: `voxflow completions bash > ~/.local/share/bash-completion/completions/voxflow`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args)]

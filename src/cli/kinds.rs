@@ -33,8 +33,9 @@ fn describe(kind: &dyn Stage) {
     println!("{} v{}: {}", kind.kind(), kind.version(), kind.summary());
     let (defaults, required) = defaults(kind);
     let mut rows: Vec<[String; 4]> = Vec::new();
-    for doc in kind.param_docs() {
-        let default = match defaults.get(doc.name) {
+    let documented = kind.param_docs();
+    for doc in documented {
+        let default = match lookup(&defaults, doc.name) {
             Some(value) => voxflow::plan::display_value(value),
             None if required.iter().any(|r| r == doc.name) => "(required)".into(),
             None => "(none)".into(),
@@ -43,7 +44,8 @@ fn describe(kind: &dyn Stage) {
     }
     // Params the table does not describe still show, with their defaults.
     for (name, value) in &defaults {
-        if !kind.param_docs().iter().any(|d| d.name == name) {
+        let prefix = format!("{name}.");
+        if !documented.iter().any(|d| d.name == name || d.name.starts_with(&prefix)) {
             rows.push([name.clone(), json_type(value).into(), voxflow::plan::display_value(value), String::new()]);
         }
     }
@@ -120,6 +122,16 @@ fn defaults(kind: &dyn Stage) -> (serde_json::Map<String, Value>, Vec<String>) {
         }
     }
     (serde_json::Map::new(), required)
+}
+
+/// The value at a dotted path (`folds.k`).
+fn lookup<'v>(params: &'v serde_json::Map<String, Value>, path: &str) -> Option<&'v Value> {
+    let mut parts = path.split('.');
+    let mut value = params.get(parts.next()?)?;
+    for part in parts {
+        value = value.get(part)?;
+    }
+    Some(value)
 }
 
 fn json_type(value: &Value) -> &'static str {

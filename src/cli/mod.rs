@@ -75,6 +75,15 @@ pub fn main() -> i32 {
         Command::Kinds(args) => kinds::kinds(&args),
         Command::Exec(args) => exec::exec(&args),
         Command::ExampleData(args) => example_data::example_data(&args),
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into a buffer first: clap_complete panics on a closed pipe (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "voxflow", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => 0,

@@ -23,7 +23,7 @@ use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::matrix::first_non_finite;
 use crate::numeric::signal::{self, ZScore};
 use crate::numeric::Matrix;
-use crate::stage::{Kind, ParamError, StageContext, StageError};
+use crate::stage::{param, Kind, ParamDoc, ParamError, StageContext, StageError};
 
 /// `trim`: a preset name or explicit row counts.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -184,6 +184,15 @@ impl Kind for Prep {
     const SUMMARY: &'static str =
         "match stories, trim, handle head motion, split train/test by story, z-score with training statistics";
     const INPUTS: &'static [&'static str] = &["responses"];
+    const PARAM_DOCS: &'static [ParamDoc] = &[
+        param("test_stories", "list of story names", "stories held out for testing"),
+        param("trim", "lebel | none | {start: N, end: M}", "TRs cut from each story's start and end (lebel: [10:-5])"),
+        param("zscore", "bool", "z-score features and responses with the training statistics"),
+        param("motion.mode", "none | regress | drop", "regress the confounds out, or drop high-motion training TRs"),
+        param("motion.threshold", "number", "framewise displacement above which a TR is dropped (drop)"),
+        param("motion.columns", "list of names", "confound columns regressed out (regress)"),
+        param("shuffle", "{seed, block} or none", "null model: shuffle the features in blocks of TRs within each story"),
+    ];
     const OUTPUTS: &'static [&'static str] = &["x_train", "y_train", "x_test", "y_test", "y_test_repeats"];
 
     fn required_inputs(&self, params: &PrepParams) -> Vec<&'static str> {
