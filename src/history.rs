@@ -75,9 +75,8 @@ pub fn record(
     overrides: &[String],
     started_at: String,
 ) -> RunRecord {
-    let pipeline_digest = fs::read(&pipeline.file)
-        .map(|bytes| blake3::hash(&bytes).to_hex()[..32].to_string())
-        .unwrap_or_default();
+    let pipeline_digest =
+        fs::read(&pipeline.file).map(|bytes| blake3::hash(&bytes).to_hex()[..32].to_string()).unwrap_or_default();
     let mut params = BTreeMap::new();
     let mut metrics = BTreeMap::new();
     for outcome in &summary.stages {

@@ -315,7 +315,12 @@ pub fn explain(old: &KeyRecord, new: &KeyRecord) -> Vec<Reason> {
 
 /// [`explain`] for `stage` of the pipeline in `base_dir`: a changed file
 /// is named by its path (relative to `base_dir`) as well as its param.
-pub fn explain_stage(base_dir: &std::path::Path, stage: &PlannedStage, old: &KeyRecord, new: &KeyRecord) -> Vec<Reason> {
+pub fn explain_stage(
+    base_dir: &std::path::Path,
+    stage: &PlannedStage,
+    old: &KeyRecord,
+    new: &KeyRecord,
+) -> Vec<Reason> {
     let mut reasons = explain(old, new);
     for reason in &mut reasons {
         if let Reason::FileChanged { param, path, .. } = reason {
@@ -423,7 +428,12 @@ mod tests {
                 Reason::ParamChanged { path: "gone".into(), old: Some(json!(true)), new: None },
                 Reason::InputChanged { role: "x".into(), old: Some("aaaa".into()), new: None },
                 Reason::InputChanged { role: "y".into(), old: None, new: Some("bbbb".into()) },
-                Reason::FileChanged { param: "path".into(), path: None, old: Some("f1".into()), new: Some("f2".into()) },
+                Reason::FileChanged {
+                    param: "path".into(),
+                    path: None,
+                    old: Some("f1".into()),
+                    new: Some("f2".into())
+                },
             ]
         );
         assert_eq!(reasons[1].to_string(), "implementation version changed: 1 -> 2");

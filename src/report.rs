@@ -127,7 +127,12 @@ pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>, 
 /// The run's id, its `--set` overrides, and each stage's params, the
 /// overridden ones marked.
 fn params_html(pipeline: &Pipeline, run: &RunRecord) -> String {
-    let mut html = format!("<h2>Run {}</h2><p>started {}; overrides: <code>{}</code></p>", run.id, escape(&run.started_at), escape(&run.overrides_text()));
+    let mut html = format!(
+        "<h2>Run {}</h2><p>started {}; overrides: <code>{}</code></p>",
+        run.id,
+        escape(&run.started_at),
+        escape(&run.overrides_text())
+    );
     // `stage.param=value` overrides name a base stage and a (dotted) param.
     let overridden: Vec<(&str, &str)> = run
         .overrides
@@ -140,7 +145,9 @@ fn params_html(pipeline: &Pipeline, run: &RunRecord) -> String {
         let Some(Value::Object(params)) = run.params.get(&stage.name) else { continue };
         let mut cells = Vec::new();
         for (name, value) in params {
-            let marked = overridden.iter().any(|(base, param)| *base == stage.base && (param == name || param.starts_with(&format!("{name}."))));
+            let marked = overridden
+                .iter()
+                .any(|(base, param)| *base == stage.base && (param == name || param.starts_with(&format!("{name}."))));
             let text = format!("{name}: {}", crate::plan::display_value(value));
             cells.push(if marked {
                 format!("<b title=\"set with --set\">{} (--set)</b>", escape(&text))

@@ -373,7 +373,16 @@ print(json.dumps({
     let features: Vec<&str> = read["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
     assert_eq!(
         features,
-        ["embedding[0]", "embedding[1]", "embedding[2]", "embedding[0]", "embedding[1]", "embedding[2]", "word_rate", "word_rate"]
+        [
+            "embedding[0]",
+            "embedding[1]",
+            "embedding[2]",
+            "embedding[0]",
+            "embedding[1]",
+            "embedding[2]",
+            "word_rate",
+            "word_rate"
+        ]
     );
     assert_eq!(read["delays"], serde_json::json!([2, 2, 2, 4, 4, 4, 1, 2]));
     assert_eq!(read["bands_pd"][7], "rate");

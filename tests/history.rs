@@ -119,7 +119,8 @@ fn runs_diff_why_compare_and_report_follow_the_recorded_runs() {
     let text = ok(&["diff", pipeline]);
     let alphas = text.lines().find(|l| l.starts_with("fit")).unwrap_or_else(|| panic!("{text}"));
     assert!(alphas.contains("alphas") && alphas.contains("[1,10,100,1000,10000]") && alphas.contains("[100000]"));
-    let line = text.lines().find(|l| l.starts_with("score") && l.contains("mean_r ")).unwrap_or_else(|| panic!("{text}"));
+    let line =
+        text.lines().find(|l| l.starts_with("score") && l.contains("mean_r ")).unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains(&voxflow::history::significant(r1)) && line.contains(&voxflow::history::significant(r2)));
     // Explicit runs, in either order.
     let reversed = voxflow_json(&["diff", pipeline, "2", "1", "--format", "json"], 0);
@@ -194,7 +195,9 @@ fn dry_run_plan_flags_and_the_time_column() {
         assert_eq!(plan.lines().count(), 3, "{plan}");
         assert!(plan.lines().all(|l| l.starts_with("dirty") && l.contains(" - ")), "no time yet:\n{plan}");
     }
-    assert!(!dir.join(".voxflow/objects").exists() || std::fs::read_dir(dir.join(".voxflow/objects")).unwrap().count() == 0);
+    assert!(
+        !dir.join(".voxflow/objects").exists() || std::fs::read_dir(dir.join(".voxflow/objects")).unwrap().count() == 0
+    );
     voxflow_json(&["run", pipeline, "--format", "json"], 0);
     // The time column: each stage's measured time.
     let plan = voxflow_json(&["plan", pipeline, "--format", "json"], 0);
@@ -225,7 +228,10 @@ fn kinds_describe_params_store_from_the_environment_and_set_errors_cite_a_real_p
     assert!(alphas.contains("list of numbers") && alphas.contains("[1,3.16"), "{alphas}");
     let folds = kinds.lines().find(|l| l.trim_start().starts_with("folds.by")).unwrap_or_else(|| panic!("{kinds}"));
     assert!(folds.contains("story | contiguous | chunked") && folds.contains(" story "), "{folds}");
-    assert!(kinds.contains("outputs (with the defaults): alphas, cv_scores, weights, weight_columns, predictions"), "{kinds}");
+    assert!(
+        kinds.contains("outputs (with the defaults): alphas, cv_scores, weights, weight_columns, predictions"),
+        "{kinds}"
+    );
     // A kind with a required param lists it as such.
     let table = ok(&["kinds", "load.table"]);
     assert!(table.lines().any(|l| l.trim_start().starts_with("path") && l.contains("(required)")), "{table}");

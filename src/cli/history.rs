@@ -74,12 +74,10 @@ pub fn diff(args: &DiffArgs) -> Result<(), CliError> {
         },
         (None, _) if ids.len() >= 2 => (ids[ids.len() - 2], ids[ids.len() - 1]),
         (None, _) => {
-            return Err(CliError::usage(format!(
-                "diff needs two recorded runs; {} has {}",
-                pipeline.name,
-                ids.len()
-            ))
-            .with_hint(format!("run it again with other params, e.g. `voxflow run {file} --set STAGE.PARAM=VALUE`")))
+            return Err(CliError::usage(format!("diff needs two recorded runs; {} has {}", pipeline.name, ids.len()))
+                .with_hint(format!(
+                    "run it again with other params, e.g. `voxflow run {file} --set STAGE.PARAM=VALUE`"
+                )))
         }
     };
     let load = |id: u64| {

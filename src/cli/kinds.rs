@@ -103,16 +103,26 @@ fn defaults(kind: &dyn Stage) -> (serde_json::Map<String, Value>, Vec<String>) {
             .collect();
         let Some(field) = missing.into_iter().next() else { break };
         // The first placeholder the params accept for this field.
-        let accepted = [Value::from("x"), Value::from(1), Value::from(vec![1]), Value::Object(Default::default()), Value::Bool(true)]
-            .into_iter()
-            .find(|candidate| {
-                let mut trial = params.clone();
-                trial.insert(field.clone(), candidate.clone());
-                match kind.check_params(&Value::Object(trial)) {
-                    Ok(_) => true,
-                    Err(errors) => !errors.iter().any(|e| e.path == field || e.path.starts_with(&format!("{field}.")) || e.message.contains(&format!("`{field}`"))),
-                }
-            });
+        let accepted = [
+            Value::from("x"),
+            Value::from(1),
+            Value::from(vec![1]),
+            Value::Object(Default::default()),
+            Value::Bool(true),
+        ]
+        .into_iter()
+        .find(|candidate| {
+            let mut trial = params.clone();
+            trial.insert(field.clone(), candidate.clone());
+            match kind.check_params(&Value::Object(trial)) {
+                Ok(_) => true,
+                Err(errors) => !errors.iter().any(|e| {
+                    e.path == field
+                        || e.path.starts_with(&format!("{field}."))
+                        || e.message.contains(&format!("`{field}`"))
+                }),
+            }
+        });
         required.push(field.clone());
         match accepted {
             Some(value) => {

@@ -166,7 +166,9 @@ fn chosen_run(
             let ids = voxflow::history::ids(&store, &pipeline.name);
             CliError::usage(format!("no run {id} of {} in {}", pipeline.name, store.root().display())).with_hint(
                 match (ids.first(), ids.last()) {
-                    (Some(first), Some(last)) => format!("recorded runs: {first} to {last} (`voxflow runs {}`)", args.pipeline.display()),
+                    (Some(first), Some(last)) => {
+                        format!("recorded runs: {first} to {last} (`voxflow runs {}`)", args.pipeline.display())
+                    }
                     _ => format!("the pipeline has no recorded run: `voxflow run {}` first", args.pipeline.display()),
                 },
             )

@@ -31,7 +31,8 @@ fn print_rows(outcomes: &[StageOutcome], seconds: &[Option<f64>]) {
             Some(seconds) => format!("{seconds:.2}s"),
             None => "-".into(),
         };
-        let mut line = format!("{:<9} {:<width$} {:>9}  {}", outcome.status.as_str(), outcome.name, time, outcome.reason);
+        let mut line =
+            format!("{:<9} {:<width$} {:>9}  {}", outcome.status.as_str(), outcome.name, time, outcome.reason);
         if let Some(error) = &outcome.error {
             line.push_str(&format!("\n          error: {error}"));
         }

@@ -233,7 +233,10 @@ mod tests {
             "1200/4200 words, 40.0 words/s, eta 1:15"
         );
         // The rate counts from the first count (a resumed run starts at 500).
-        assert_eq!(count_text(700, 2000, Some("steps"), 500, Duration::from_secs(2)), "700/2000 steps, 100 steps/s, eta 0:13");
+        assert_eq!(
+            count_text(700, 2000, Some("steps"), 500, Duration::from_secs(2)),
+            "700/2000 steps, 100 steps/s, eta 0:13"
+        );
         // Without a unit, without a total, and done.
         assert_eq!(count_text(50, 100, None, 0, Duration::from_secs(10)), "50/100, 5.0 units/s, eta 0:10");
         assert_eq!(count_text(7, 0, Some("files"), 0, Duration::from_secs(1)), "7 files, 7.0 files/s");

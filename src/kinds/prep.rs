@@ -191,7 +191,11 @@ impl Kind for Prep {
         param("motion.mode", "none | regress | drop", "regress the confounds out, or drop high-motion training TRs"),
         param("motion.threshold", "number", "framewise displacement above which a TR is dropped (drop)"),
         param("motion.columns", "list of names", "confound columns regressed out (regress)"),
-        param("shuffle", "{seed, block} or none", "null model: shuffle the features in blocks of TRs within each story"),
+        param(
+            "shuffle",
+            "{seed, block} or none",
+            "null model: shuffle the features in blocks of TRs within each story",
+        ),
     ];
     const OUTPUTS: &'static [&'static str] = &["x_train", "y_train", "x_test", "y_test", "y_test_repeats"];
 
@@ -389,7 +393,9 @@ impl Kind for Prep {
             // What lag and the feature stage recorded: the delays (delay-major
             // column blocks) and the feature names.
             for key in ["delays", "columns"] {
-                if let Some(value) = features.metadata.get(key).and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) {
+                if let Some(value) =
+                    features.metadata.get(key).and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                {
                     band[key] = value;
                 }
             }

@@ -170,7 +170,11 @@ impl Kind for Ridge {
         param("alphas", "list of numbers > 0", "the penalties tried: minimise ||Xw - y||^2 + alpha ||w||^2"),
         param("per_voxel", "bool", "one alpha per voxel (true) or one alpha for all voxels"),
         param("score", "l2 | pearson", "how an alpha is scored on the validation folds (l2: minus the squared error)"),
-        param("folds.by", "story | contiguous | chunked", "leave one story out, k contiguous blocks, or chunks dealt into k folds"),
+        param(
+            "folds.by",
+            "story | contiguous | chunked",
+            "leave one story out, k contiguous blocks, or chunks dealt into k folds",
+        ),
         param("folds.k", "integer >= 2", "number of folds (contiguous, chunked)"),
         param("folds.chunk", "integer >= 1", "TRs per chunk (chunked)"),
         param("folds.seed", "integer", "seed that deals the chunks (chunked)"),
@@ -449,13 +453,16 @@ fn refuse_too_many_folds(params: &FoldParams, n: usize, chunks: Option<usize>) -
 /// recorded names, else `band[i]`) and its delay in TRs (where lag recorded
 /// the delays; its column blocks are delay-major).
 fn weight_columns(x: &MatrixArtifact, n_features: usize) -> Result<RecordBatch, StageError> {
-    let bands: Vec<Value> = x.metadata.get("bands").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_else(|| {
-        vec![serde_json::json!({"name": "x", "start": 0, "width": n_features})]
-    });
+    let bands: Vec<Value> = x
+        .metadata
+        .get("bands")
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_else(|| vec![serde_json::json!({"name": "x", "start": 0, "width": n_features})]);
     let (mut index, mut band_names, mut features, mut delays) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for band in &bands {
         let name = band["name"].as_str().unwrap_or("x");
-        let (start, width) = (band["start"].as_u64().unwrap_or(0) as usize, band["width"].as_u64().unwrap_or(0) as usize);
+        let (start, width) =
+            (band["start"].as_u64().unwrap_or(0) as usize, band["width"].as_u64().unwrap_or(0) as usize);
         let band_delays: Vec<i64> =
             band["delays"].as_array().map(|d| d.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
         let blocks = if !band_delays.is_empty() && width % band_delays.len() == 0 { band_delays.len() } else { 1 };
