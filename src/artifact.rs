@@ -3,11 +3,16 @@
 //! - Dense matrices ([`MatrixArtifact`]) are Arrow IPC files (`.arrow`, the
 //!   Feather v2 format): one row per matrix row with a `data` column of
 //!   fixed-size `float32` lists, optional `story`/`row` columns that say which
-//!   story and which row within it, and the shape in the schema metadata
-//!   (`voxflow.shape`), in record batches of about 64 MiB.
+//!   story and which row within it, optional numeric row-label columns
+//!   (`cv_scores`' `alpha`), and the shape in the schema metadata
+//!   (`voxflow.shape`), in record batches of about 64 MiB. Labels are
+//!   columns, not only metadata: polars and pandas drop schema metadata.
 //!   `pyarrow.feather.read_table(path)` or `polars.read_ipc(path)` opens one
 //!   in one call.
-//! - Tables are Parquet files: `pyarrow.parquet.read_table(path)`.
+//! - Tables are Parquet files: `pyarrow.parquet.read_table(path)`. A stage's
+//!   tables carry its provenance (`voxflow.stage`, `voxflow.params`) as
+//!   Parquet key-value metadata and in
+//!   the Arrow schema ([`write_table_with_metadata`]).
 //!
 //! arrow-rs owns the format; other code converts at this edge.
 
@@ -16,8 +21,10 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Float32Type, Schema};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema};
 
 use crate::numeric::Matrix;
 
@@ -44,16 +51,19 @@ pub struct MatrixArtifact {
     pub segments: Vec<Segment>,
     /// Free-form string metadata written into the schema (`voxflow.` prefix added).
     pub metadata: BTreeMap<String, String>,
+    /// Numeric labels of the rows, each written as its own float64 column
+    /// before `data` (name, one value per row).
+    pub row_labels: Vec<(String, Vec<f64>)>,
 }
 
 impl MatrixArtifact {
     pub fn new(matrix: Matrix) -> MatrixArtifact {
-        MatrixArtifact { matrix, segments: Vec::new(), metadata: BTreeMap::new() }
+        MatrixArtifact { matrix, segments: Vec::new(), metadata: BTreeMap::new(), row_labels: Vec::new() }
     }
 
     pub fn with_segments(matrix: Matrix, segments: Vec<Segment>) -> MatrixArtifact {
         debug_assert_eq!(segments.iter().map(|s| s.rows).sum::<usize>(), matrix.rows);
-        MatrixArtifact { matrix, segments, metadata: BTreeMap::new() }
+        MatrixArtifact { matrix, segments, metadata: BTreeMap::new(), row_labels: Vec::new() }
     }
 
     /// The row range of each segment, in order.
@@ -76,7 +86,8 @@ impl MatrixArtifact {
     /// The schema [`write_matrix`] writes.
     fn schema(&self) -> Arc<Schema> {
         let m = &self.matrix;
-        matrix_schema(m.rows, m.cols, &self.metadata, &self.segments)
+        let labels: Vec<&str> = self.row_labels.iter().map(|(name, _)| name.as_str()).collect();
+        matrix_schema(m.rows, m.cols, &self.metadata, &self.segments, &labels)
     }
 
     /// Rows `rows` of the matrix as one record batch of `schema`.
@@ -100,6 +111,9 @@ impl MatrixArtifact {
             columns.push(Arc::new(StringArray::from(stories)));
             columns.push(Arc::new(Int32Array::from(within)));
         }
+        for (_, values) in &self.row_labels {
+            columns.push(Arc::new(Float64Array::from(values[rows.clone()].to_vec())));
+        }
         columns.push(Arc::new(data));
         RecordBatch::try_new(schema.clone(), columns)
     }
@@ -110,7 +124,13 @@ impl MatrixArtifact {
 /// the `voxflow.` prefix) with the type, shape and dtype added, and the
 /// segments (`[{"name", "rows"}, ...]`) so that [`read_matrix_segments`]
 /// needs only the schema.
-fn matrix_schema(rows: usize, cols: usize, metadata: &BTreeMap<String, String>, segments: &[Segment]) -> Arc<Schema> {
+fn matrix_schema(
+    rows: usize,
+    cols: usize,
+    metadata: &BTreeMap<String, String>,
+    segments: &[Segment],
+    row_labels: &[&str],
+) -> Arc<Schema> {
     let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (format!("voxflow.{k}"), v.clone())).collect();
     meta.insert("voxflow.type".into(), "matrix".into());
     meta.insert("voxflow.shape".into(), format!("[{rows}, {cols}]"));
@@ -121,6 +141,9 @@ fn matrix_schema(rows: usize, cols: usize, metadata: &BTreeMap<String, String>, 
         meta.insert("voxflow.segments".into(), serde_json::to_string(segments).expect("segments"));
         fields.push(Field::new("story", DataType::Utf8, false));
         fields.push(Field::new("row", DataType::Int32, false));
+    }
+    for name in row_labels {
+        fields.push(Field::new(*name, DataType::Float64, false));
     }
     fields.push(Field::new("data", DataType::FixedSizeList(item, cols as i32), false));
     Arc::new(Schema::new_with_metadata(fields, meta))
@@ -218,8 +241,18 @@ fn assemble_matrix(
     let mut data: Vec<f32> = Vec::with_capacity(declared_rows.unwrap_or(0).saturating_mul(cols));
     let mut rows = 0;
     let mut segments: Vec<Segment> = Vec::new();
+    let mut row_labels: Vec<(String, Vec<f64>)> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == &DataType::Float64)
+        .map(|f| (f.name().clone(), Vec::new()))
+        .collect();
     for batch in batches {
         let batch = batch?;
+        for (name, values) in &mut row_labels {
+            let column = batch.column_by_name(name).and_then(|c| c.as_primitive_opt::<Float64Type>());
+            values.extend(column.ok_or_else(|| format!("`{name}` is not a float64 column"))?.values().iter());
+        }
         let list = batch.column_by_name("data").and_then(|c| c.as_fixed_size_list_opt()).ok_or("no `data` column")?;
         let values = list.values().as_primitive_opt::<Float32Type>().ok_or("`data` items are not float32")?;
         let start = list.offset() * cols;
@@ -233,7 +266,7 @@ fn assemble_matrix(
         .filter_map(|(k, v)| k.strip_prefix("voxflow.").map(|k| (k.to_string(), v.clone())))
         .filter(|(k, _)| !matches!(k.as_str(), "type" | "shape" | "dtype" | "segments"))
         .collect();
-    Ok(MatrixArtifact { matrix: Matrix::from_vec(rows, cols, data), segments, metadata })
+    Ok(MatrixArtifact { matrix: Matrix::from_vec(rows, cols, data), segments, metadata, row_labels })
 }
 
 /// Adds the rows of a batch's `story` column (if any) to `segments`.
@@ -303,7 +336,7 @@ impl MatrixWriter {
         metadata: &BTreeMap<String, String>,
     ) -> Result<MatrixWriter, ArtifactError> {
         let fail = |message: String| ArtifactError::Write { path: path.display().to_string(), message };
-        let schema = matrix_schema(rows, cols, metadata, &[]);
+        let schema = matrix_schema(rows, cols, metadata, &[], &[]);
         let file = File::create(path).map_err(|e| fail(e.to_string()))?;
         let writer = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &schema)
             .map_err(|e| fail(e.to_string()))?;
@@ -341,11 +374,37 @@ impl MatrixWriter {
 
 /// Writes a table as Parquet (snappy).
 pub fn write_table(path: &Path, batch: &RecordBatch) -> Result<(), ArtifactError> {
+    write_table_with_metadata(path, batch, &BTreeMap::new())
+}
+
+/// Writes a table as Parquet (snappy) with `metadata` (full keys, e.g.
+/// `voxflow.params`) both as the file's key-value metadata, which
+/// `pyarrow.parquet.read_metadata` and `polars.read_parquet_metadata` show,
+/// and in the Arrow schema, which `pyarrow.parquet.read_table` keeps.
+pub fn write_table_with_metadata(
+    path: &Path,
+    batch: &RecordBatch,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), ArtifactError> {
     let fail = |message: String| ArtifactError::Write { path: path.display().to_string(), message };
     let file = File::create(path).map_err(|e| fail(e.to_string()))?;
+    let key_values: Vec<parquet::file::metadata::KeyValue> = metadata
+        .iter()
+        .map(|(key, value)| parquet::file::metadata::KeyValue::new(key.clone(), value.clone()))
+        .collect();
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_key_value_metadata(if key_values.is_empty() { None } else { Some(key_values) })
         .build();
+    let batch = if metadata.is_empty() {
+        batch.clone()
+    } else {
+        let mut schema_metadata = batch.schema().metadata().clone();
+        schema_metadata.extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let schema = Arc::new(batch.schema().as_ref().clone().with_metadata(schema_metadata));
+        batch.clone().with_schema(schema).map_err(|e| fail(e.to_string()))?
+    };
+    let batch = &batch;
     let mut writer =
         parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| fail(e.to_string()))?;
     writer.write(batch).map_err(|e| fail(e.to_string()))?;
@@ -382,6 +441,7 @@ mod tests {
             vec![Segment { name: "a".into(), rows: 3 }, Segment { name: "b".into(), rows: 4 }],
         );
         artifact.metadata.insert("columns".into(), "x".into());
+        artifact.row_labels.push(("alpha".into(), (0..7).map(|i| 10f64.powi(i)).collect()));
         let path = dir.join("m.arrow");
         write_matrix(&path, &artifact).unwrap();
         assert_eq!(read_matrix(&path).unwrap(), artifact);
@@ -421,6 +481,9 @@ mod tests {
                 artifact.segments.clear();
             }
             artifact.metadata.insert("case".into(), case.to_string());
+            if case % 3 == 0 {
+                artifact.row_labels.push(("alpha".into(), (0..rows).map(|_| rng.random_range(0.1..1e4)).collect()));
+            }
             let rows_per_batch = rng.random_range(1..rows.max(1) + 2);
             let path = dir.join(format!("{case}.arrow"));
             write_matrix_in_batches(&path, &artifact, rows_per_batch * cols * 4).unwrap();

@@ -29,7 +29,20 @@ pub struct Comparison {
 
 /// Collects the summary rows of every stage with a current result.
 pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> {
-    let plan = exec::plan(pipeline, store, &Force::Nothing);
+    gather_keys(pipeline, store, None)
+}
+
+/// Like [`gather`], with each stage's result taken from `keys` (a recorded
+/// run's, by stage name) instead of the current plan when given.
+pub fn gather_keys(
+    pipeline: &Pipeline,
+    store: &Store,
+    keys: Option<&BTreeMap<String, String>>,
+) -> Result<Comparison, String> {
+    let plan = match keys {
+        Some(_) => Vec::new(),
+        None => exec::plan(pipeline, store, &Force::Nothing),
+    };
     let mut stages = Vec::new();
     let mut bases = Vec::new();
     let mut axis_values: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
@@ -39,18 +52,25 @@ pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> 
     let mut integral: BTreeMap<String, bool> = BTreeMap::new();
     let mut missing = Vec::new();
     let mut row = 0usize;
-    for (stage, outcome) in pipeline.stages.iter().zip(&plan) {
+    for (i, stage) in pipeline.stages.iter().enumerate() {
         if !stage.kind.outputs(&stage.params).iter().any(|o| o == "summary") {
             continue;
         }
-        let key = match (&outcome.key, outcome.status) {
-            (Some(key), Status::Fresh) => key.clone(),
-            _ => {
-                missing.push(stage.name.clone());
-                continue;
-            }
+        let current = match keys {
+            Some(keys) => keys.get(&stage.name).cloned(),
+            None => match (&plan[i].key, plan[i].status) {
+                (Some(key), Status::Fresh) => Some(key.clone()),
+                _ => None,
+            },
         };
-        let Lookup::Fresh(manifest) = store.lookup(&key) else { continue };
+        let Some(key) = current else {
+            missing.push(stage.name.clone());
+            continue;
+        };
+        let Lookup::Fresh(manifest) = store.lookup(&key) else {
+            missing.push(stage.name.clone());
+            continue;
+        };
         let Some(entry) = manifest.outputs.get("summary") else { continue };
         let batch =
             crate::artifact::read_batch(&store.object_dir(&key).join(&entry.file)).map_err(|e| e.to_string())?;
@@ -102,7 +122,7 @@ pub fn gather(pipeline: &Pipeline, store: &Store) -> Result<Comparison, String> 
     Ok(Comparison { table, axes, metrics, missing })
 }
 
-fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
+pub(crate) fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
     let cast = arrow::compute::cast(column, &DataType::Float64).ok()?;
     if !matches!(
         column.data_type(),

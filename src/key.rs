@@ -220,6 +220,10 @@ pub enum Reason {
     },
     FileChanged {
         param: String,
+        /// The file's path as the pipeline names it (relative to the
+        /// pipeline's directory), where the stage is known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
         old: Option<String>,
         new: Option<String>,
     },
@@ -249,8 +253,15 @@ impl fmt::Display for Reason {
             Reason::InputChanged { role, old, new } => {
                 write!(f, "input `{role}` changed: {} -> {}", short(old.as_deref()), short(new.as_deref()))
             }
-            Reason::FileChanged { param, old, new } => {
+            Reason::FileChanged { param, path: None, old, new } => {
                 write!(f, "file named by `{param}` changed: {} -> {}", short(old.as_deref()), short(new.as_deref()))
+            }
+            // `files.0` says nothing a reader can use: the path alone.
+            Reason::FileChanged { param, path: Some(path), old, new } if param.starts_with("files.") => {
+                write!(f, "file `{path}` changed: {} -> {}", short(old.as_deref()), short(new.as_deref()))
+            }
+            Reason::FileChanged { param, path: Some(path), old, new } => {
+                write!(f, "file `{path}` (`{param}`) changed: {} -> {}", short(old.as_deref()), short(new.as_deref()))
             }
             Reason::OutputMissing { detail } => write!(f, "output missing or damaged: {detail}"),
             Reason::UpstreamPending { stage } => write!(f, "upstream `{stage}` runs first"),
@@ -296,7 +307,26 @@ pub fn explain(old: &KeyRecord, new: &KeyRecord) -> Vec<Reason> {
     for param in old.files.keys().chain(new.files.keys()).collect::<std::collections::BTreeSet<_>>() {
         let (a, b) = (old.files.get(param), new.files.get(param));
         if a != b {
-            reasons.push(Reason::FileChanged { param: param.clone(), old: a.cloned(), new: b.cloned() });
+            reasons.push(Reason::FileChanged { param: param.clone(), path: None, old: a.cloned(), new: b.cloned() });
+        }
+    }
+    reasons
+}
+
+/// [`explain`] for `stage` of the pipeline in `base_dir`: a changed file
+/// is named by its path (relative to `base_dir`) as well as its param.
+pub fn explain_stage(
+    base_dir: &std::path::Path,
+    stage: &PlannedStage,
+    old: &KeyRecord,
+    new: &KeyRecord,
+) -> Vec<Reason> {
+    let mut reasons = explain(old, new);
+    for reason in &mut reasons {
+        if let Reason::FileChanged { param, path, .. } = reason {
+            if let Some((_, file)) = stage.files.iter().find(|(name, _)| name == param) {
+                *path = Some(file.strip_prefix(base_dir).unwrap_or(file).display().to_string());
+            }
         }
     }
     reasons
@@ -398,7 +428,12 @@ mod tests {
                 Reason::ParamChanged { path: "gone".into(), old: Some(json!(true)), new: None },
                 Reason::InputChanged { role: "x".into(), old: Some("aaaa".into()), new: None },
                 Reason::InputChanged { role: "y".into(), old: None, new: Some("bbbb".into()) },
-                Reason::FileChanged { param: "path".into(), old: Some("f1".into()), new: Some("f2".into()) },
+                Reason::FileChanged {
+                    param: "path".into(),
+                    path: None,
+                    old: Some("f1".into()),
+                    new: Some("f2".into())
+                },
             ]
         );
         assert_eq!(reasons[1].to_string(), "implementation version changed: 1 -> 2");

@@ -16,6 +16,7 @@ pub mod corpus;
 pub mod device;
 pub mod exec;
 pub mod formats;
+pub mod history;
 pub mod key;
 pub mod kinds;
 pub mod lm;

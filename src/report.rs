@@ -6,8 +6,10 @@
 use std::fmt::Write;
 
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde_json::Value;
 
 use crate::exec::{RunSummary, StageOutcome};
+use crate::history::RunRecord;
 use crate::plan::Pipeline;
 use crate::plot::escape;
 use crate::store::{Lookup, Store};
@@ -22,8 +24,11 @@ fn color(status: &str) -> &'static str {
     }
 }
 
-/// Renders the report; `summary` is the last run (if any).
-pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>) -> String {
+/// Renders the report of one recorded run (`run`), or of the last run's
+/// `summary` where the store has no record, or of the plan.
+pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>, run: Option<&RunRecord>) -> String {
+    let summary = run.map(|r| &r.summary).or(summary);
+    let keys = run.map(RunRecord::result_keys);
     let outcomes: Vec<Option<&StageOutcome>> = pipeline
         .stages
         .iter()
@@ -58,6 +63,9 @@ pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>) 
         }
         None => html.push_str("; it has not been run with this store yet.</p>"),
     }
+    if let Some(run) = run {
+        html.push_str(&params_html(pipeline, run));
+    }
     html.push_str("<h2>Stages</h2>");
     html.push_str(&dag_svg(pipeline, &outcomes));
     html.push_str(
@@ -83,7 +91,7 @@ pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>) 
     }
     html.push_str("</table>");
 
-    if let Ok(comparison) = crate::compare::gather(pipeline, store) {
+    if let Ok(comparison) = crate::compare::gather_keys(pipeline, store, keys.as_ref()) {
         if comparison.table.num_rows() > 0 {
             html.push_str("<h2>Comparison</h2>");
             html.push_str(&table_html(&comparison.table));
@@ -116,6 +124,43 @@ pub fn render(pipeline: &Pipeline, store: &Store, summary: Option<&RunSummary>) 
     html
 }
 
+/// The run's id, its `--set` overrides, and each stage's params, the
+/// overridden ones marked.
+fn params_html(pipeline: &Pipeline, run: &RunRecord) -> String {
+    let mut html = format!(
+        "<h2>Run {}</h2><p>started {}; overrides: <code>{}</code></p>",
+        run.id,
+        escape(&run.started_at),
+        escape(&run.overrides_text())
+    );
+    // `stage.param=value` overrides name a base stage and a (dotted) param.
+    let overridden: Vec<(&str, &str)> = run
+        .overrides
+        .iter()
+        .filter_map(|o| o.split_once('=').map(|(target, _)| target))
+        .filter_map(|target| target.split_once('.'))
+        .collect();
+    html.push_str("<table><tr><th>stage</th><th>params</th></tr>");
+    for stage in &pipeline.stages {
+        let Some(Value::Object(params)) = run.params.get(&stage.name) else { continue };
+        let mut cells = Vec::new();
+        for (name, value) in params {
+            let marked = overridden
+                .iter()
+                .any(|(base, param)| *base == stage.base && (param == name || param.starts_with(&format!("{name}."))));
+            let text = format!("{name}: {}", crate::plan::display_value(value));
+            cells.push(if marked {
+                format!("<b title=\"set with --set\">{} (--set)</b>", escape(&text))
+            } else {
+                escape(&text).to_string()
+            });
+        }
+        let _ = write!(html, "<tr><td>{}</td><td><code>{}</code></td></tr>", escape(&stage.name), cells.join("; "));
+    }
+    html.push_str("</table>");
+    html
+}
+
 /// An HTML table of a record batch.
 pub fn table_html(batch: &arrow::array::RecordBatch) -> String {
     let mut html = String::from("<table><tr>");
@@ -126,10 +171,30 @@ pub fn table_html(batch: &arrow::array::RecordBatch) -> String {
     let options = FormatOptions::default().with_null("");
     let formatters: Vec<_> =
         batch.columns().iter().filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+    // Floats with 4 significant digits, right-aligned.
+    let floats: Vec<Option<arrow::array::Float64Array>> = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            arrow::datatypes::DataType::Float64 | arrow::datatypes::DataType::Float32 => {
+                arrow::compute::cast(c, &arrow::datatypes::DataType::Float64)
+                    .ok()
+                    .and_then(|a| a.as_any().downcast_ref::<arrow::array::Float64Array>().cloned())
+            }
+            _ => None,
+        })
+        .collect();
     for row in 0..batch.num_rows() {
         html.push_str("<tr>");
-        for formatter in &formatters {
-            let _ = write!(html, "<td>{}</td>", escape(&formatter.value(row).to_string()));
+        for (formatter, float) in formatters.iter().zip(&floats) {
+            match float {
+                Some(values) if !arrow::array::Array::is_null(values, row) => {
+                    let _ = write!(html, "<td class=num>{}</td>", crate::history::significant(values.value(row)));
+                }
+                _ => {
+                    let _ = write!(html, "<td>{}</td>", escape(&formatter.value(row).to_string()));
+                }
+            }
         }
         html.push_str("</tr>");
     }

@@ -12,7 +12,8 @@
 //!   work/<key>/                   a resumable stage's work (checkpoints) across attempts
 //!   locks/<key>.lock              one writer per key across processes
 //!   runs/<pipeline>.state.json    each stage's last key record (for `why`)
-//!   runs/<pipeline>.last.json     the last run's outcome (for `report`)
+//!   runs/<pipeline>.last.json     the last run's outcome (`report` of a store without history)
+//!   runs/<pipeline>/<id>.json     one record per run (`crate::history`)
 //!   memo.json                     (path, size, mtime, inode) -> content digest
 //! ```
 //!

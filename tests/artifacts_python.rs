@@ -301,3 +301,93 @@ open(f"{d}/counts", "w").write(f"{counts['alpha']} {counts['beta']}")
     let error = split["error"].as_str().unwrap();
     assert!(error.contains(&format!("story `alpha` appears again at row {}", expected.rows - 1)), "{split}");
 }
+
+/// Labels travel as columns, which polars and pandas keep: ridge's
+/// `cv_scores` has its `alpha` column (and its score convention in the
+/// metadata), `weight_columns` names each weight's band, feature and delay,
+/// and a stage's Parquet tables carry its stage name, key and params.
+#[test]
+fn labels_and_provenance_survive_polars_and_pandas() {
+    let dir = Scratch::new("labels");
+    let pipeline = dir.write(
+        "labels.yaml",
+        r#"
+name: labels
+stages:
+  synth:
+    kind: synth.stories
+    params: {stories: 3, words_per_story: 200, test_words: 200, voxels: 12, seed: 4}
+  words: {kind: align.words, inputs: {words: synth.words}}
+  trs: {kind: align.trs, inputs: {responses: synth.responses}}
+  rate: {kind: features.word_rate, inputs: [words]}
+  embedding: {kind: features.random_embedding, inputs: [words], params: {dim: 3, seed: 0}}
+  rate_tr: {kind: downsample, inputs: {features: rate, words: words, trs: trs}}
+  embedding_tr: {kind: downsample, inputs: {features: embedding, words: words, trs: trs}}
+  rate_lagged: {kind: lag, inputs: {features: rate_tr}, params: {delays: [1, 2]}}
+  embedding_lagged: {kind: lag, inputs: {features: embedding_tr}, params: {delays: [2, 4]}}
+  prep:
+    kind: prep
+    inputs: {responses: synth.responses, repeats: synth.repeats, embedding: embedding_lagged, rate: rate_lagged}
+    params: {trim: {start: 5, end: 5}}
+  fit:
+    kind: ridge
+    inputs: {data: prep}
+    params: {alphas: [3, 30, 300]}
+"#,
+    );
+    let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 0);
+    let fit = common::stage(&summary, "fit");
+    let key = fit["key"].as_str().unwrap();
+    let object = dir.join(".voxflow/objects").join(key);
+    let script = r#"
+import sys, json
+import polars as pl, pandas as pd, pyarrow.feather as feather
+d = sys.argv[1]
+cv = pl.read_ipc(d + "/cv_scores.arrow")
+cv_pd = pd.read_feather(d + "/cv_scores.arrow")
+meta = feather.read_table(d + "/cv_scores.arrow").schema.metadata
+columns = pl.read_parquet(d + "/weight_columns.parquet")
+columns_pd = pd.read_parquet(d + "/weight_columns.parquet")
+alphas_meta = pl.read_parquet_metadata(d + "/alphas.parquet")
+print(json.dumps({
+    "polars_alpha": cv["alpha"].to_list(),
+    "pandas_alpha": cv_pd["alpha"].tolist(),
+    "pandas_voxels": len(cv_pd["data"][0]),
+    "convention": meta[b"voxflow.score_convention"].decode(),
+    "features": columns["feature"].to_list(),
+    "delays": columns["delay"].to_list(),
+    "bands_pd": columns_pd["band"].tolist(),
+    "stage": alphas_meta.get("voxflow.stage"),
+    "key": alphas_meta.get("voxflow.key"),
+    "params": json.loads(alphas_meta.get("voxflow.params", "null")),
+}))
+"#;
+    let out = run_python(script, &[object.to_str().unwrap()]);
+    let read: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(read["polars_alpha"], serde_json::json!([3.0, 30.0, 300.0]));
+    assert_eq!(read["pandas_alpha"], read["polars_alpha"]);
+    assert_eq!(read["pandas_voxels"], 12);
+    assert!(read["convention"].as_str().unwrap().starts_with("l2: minus the mean squared error"), "{read}");
+    // prep puts the bands in input-role order: embedding (3 features x
+    // delays 2, 4, delay-major), then rate (1 feature x delays 1, 2).
+    let features: Vec<&str> = read["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(
+        features,
+        [
+            "embedding[0]",
+            "embedding[1]",
+            "embedding[2]",
+            "embedding[0]",
+            "embedding[1]",
+            "embedding[2]",
+            "word_rate",
+            "word_rate"
+        ]
+    );
+    assert_eq!(read["delays"], serde_json::json!([2, 2, 2, 4, 4, 4, 1, 2]));
+    assert_eq!(read["bands_pd"][7], "rate");
+    assert_eq!(read["stage"], "fit");
+    assert!(read["key"].is_null(), "the key is not stamped (early cut-off): {}", read["key"]);
+    assert_eq!(read["params"]["alphas"], serde_json::json!([3, 30, 300]));
+    assert!(read["params"].get("device").is_none(), "device is not keyed, so not in the provenance");
+}

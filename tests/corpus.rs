@@ -70,7 +70,7 @@ print(len(t), documents, ",".join(cats), ",".join(numbers), len(f), sum(r["in_tr
     // A forced rerun writes the same bytes: the key's outputs are a function of the params.
     let digest = |document: &serde_json::Value| document["stages"][0]["outputs"].to_string();
     let before = digest(&shown);
-    let rerun = voxflow_json(&["run", file, "--force", "corpus", "--format", "json"], 0);
+    let rerun = voxflow_json(&["run", file, "--force=corpus", "--format", "json"], 0);
     assert_eq!(stage(&rerun, "corpus")["status"], "ran");
     let after = digest(&voxflow_json(&["show", file, "corpus", "--format", "json"], 0));
     assert_eq!(before, after);

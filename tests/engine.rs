@@ -114,7 +114,7 @@ fn why_and_plan_explain_in_words() {
     assert!(stdout(&fresh).contains("b (command): fresh"), "{}", stdout(&fresh));
     let changed = voxflow(&["why", pipeline, "b", "--set", "b.x=5"]);
     assert!(stdout(&changed).contains("param `x` changed: 1 -> 5"), "{}", stdout(&changed));
-    let forced = voxflow_json(&["plan", pipeline, "--format", "json", "--force", "a"], 0);
+    let forced = voxflow_json(&["plan", pipeline, "--format", "json", "--force=a"], 0);
     let a = &forced["stages"][0];
     assert_eq!(
         (a["name"].as_str(), a["status"].as_str(), a["reason"].as_str()),
@@ -254,7 +254,7 @@ stages:
         "stage `ds`: param `method`: unknown value `lanczo`: expected one of rect, average, sum, last, lanczos, sinc\n  hint: did you mean `lanczos`?".to_string(),
         "stage `folds`: param `folds.by`: unknown value `stroy`: expected one of story, contiguous, chunked\n  hint: did you mean `story`?".to_string(),
         "stage `dev`: param `device`: unknown value `tpu`: expected one of auto, cpu, cuda, cuda:N".to_string(),
-        format!("{file}:23: stage `w`: stage `fit` has no output `band_weights`\n  hint: its outputs: alphas, cv_scores, weights, predictions"),
+        format!("{file}:23: stage `w`: stage `fit` has no output `band_weights`\n  hint: its outputs: alphas, cv_scores, weights, weight_columns, predictions"),
         "4 errors found".to_string(),
     ] {
         assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
@@ -646,7 +646,7 @@ fn gc_keeps_current_results_and_removes_the_rest() {
     assert!(gc.status.success(), "{}", stderr(&gc));
     assert_eq!(objects(), 7);
     run_json(pipeline, &[]);
-    let gc = voxflow(&["gc", pipeline]);
+    let gc = voxflow(&["gc", pipeline, "--keep-runs", "1"]);
     assert!(gc.status.success());
     assert_eq!(objects(), 5, "b and c of x=7 are referenced by nothing now:\n{}", stdout(&gc));
     let status = statuses(&run_json(pipeline, &[]));
@@ -673,7 +673,7 @@ fn input_files_are_hashed_by_content() {
     let summary = run_json(pipeline, &[]);
     let table = common::stage(&summary, "table");
     assert_eq!(table["status"], "ran");
-    assert!(table["reason"].as_str().unwrap().starts_with("file named by `path` changed"), "{table}");
+    assert!(table["reason"].as_str().unwrap().starts_with("file `data/table.csv` (`path`) changed"), "{table}");
     // Moving the file (same content) keeps the key.
     std::fs::create_dir_all(dir.join("moved")).unwrap();
     std::fs::rename(dir.join("data/table.csv"), dir.join("moved/t.csv")).unwrap();

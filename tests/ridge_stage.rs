@@ -44,7 +44,7 @@ np.save(f"{d}/x_train.npy", x[:200]); np.save(f"{d}/y_train.npy", y[:200]); np.s
         let run = voxflow_json(&["run", pipeline, "--format", "json", "--set", "fit.device=cuda"], 0);
         assert_eq!(common::statuses(&run)["fit"], "cached", "{run}");
         // ...and a forced rerun on the GPU gives the same weights.
-        voxflow_json(&["run", pipeline, "--format", "json", "--set", "fit.device=cuda", "--force", "fit"], 0);
+        voxflow_json(&["run", pipeline, "--format", "json", "--set", "fit.device=cuda", "--force=fit"], 0);
         compare_with_scikit_learn(&dir, pipeline, "cuda");
     }
 }

@@ -236,7 +236,7 @@ stages:
     assert!(statuses(&again).values().all(|s| s == "cached"), "{again}");
     assert_eq!(jobs_of(&name).len(), 2, "a cached rerun submits nothing");
 
-    let forced = voxflow_json(&["run", pipeline, "--format", "json", "--force", "b"], 0);
+    let forced = voxflow_json(&["run", pipeline, "--format", "json", "--force=b"], 0);
     let status = statuses(&forced);
     assert_eq!((status["a"].as_str(), status["b"].as_str()), ("cached", "ran"));
     let jobs = jobs_of(&name);

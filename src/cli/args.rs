@@ -34,18 +34,31 @@ pub enum Command {
     Show(StageArgs),
     /// Gather the summaries of a sweep into one table and plot.
     Compare(CompareArgs),
-    /// Write an HTML page of the last run.
+    /// Write an HTML page of one run (default: the last).
     Report(ReportArgs),
+    /// List the recorded runs of a pipeline.
+    Runs(PipelineArgs),
+    /// Show the params and summary metrics that differ between two runs.
+    Diff(DiffArgs),
     /// Remove store objects that no given pipeline references.
     Gc(GcArgs),
     /// Re-hash every stored artifact and report mismatches.
     Verify(VerifyArgs),
-    /// List the stage kinds.
-    Kinds,
+    /// List the stage kinds, or one kind's params with their defaults.
+    Kinds(KindsArgs),
     /// Build one stage whose inputs are in the store (what a cluster job runs).
     Exec(ExecArgs),
     /// Write the generated dataset as files in the LeBel 2023 (ds003020) layout.
     ExampleData(ExampleDataArgs),
+    /// Print a shell completion script: `voxflow completions bash > ~/.local/share/bash-completion/completions/voxflow`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args)]
@@ -58,6 +71,22 @@ pub struct ExampleDataArgs {
     /// Subject directory name under derivative/preprocessed_data/.
     #[arg(long, default_value = "UTS01")]
     pub subject: String,
+}
+
+#[derive(Args)]
+pub struct KindsArgs {
+    /// A kind (e.g. `ridge`): print its params, types, defaults and outputs.
+    pub kind: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// The earlier run (default: the one before the last; see `voxflow runs`).
+    pub run_a: Option<u64>,
+    /// The later run (default: the last).
+    pub run_b: Option<u64>,
 }
 
 #[derive(Args)]
@@ -80,7 +109,7 @@ pub enum Format {
     Json,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct PipelineArgs {
     /// The pipeline file.
     pub pipeline: PathBuf,
@@ -88,7 +117,7 @@ pub struct PipelineArgs {
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub set: Vec<String>,
     /// Store directory (default: `store:` in the file, else .voxflow/ beside it).
-    #[arg(long)]
+    #[arg(long, env = "VOXFLOW_STORE")]
     pub store: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -98,9 +127,12 @@ pub struct PipelineArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
-    /// Treat these stages (or all, with no value) as dirty.
-    #[arg(long, num_args = 0.., value_name = "STAGE")]
+    /// Treat a stage as dirty: `--force=STAGE` (repeatable), or all with `--force`.
+    #[arg(long, num_args = 0..=1, require_equals = true, value_name = "STAGE")]
     pub force: Option<Vec<String>>,
+    /// Plan only these stages and what they need (repeatable).
+    #[arg(long = "stage", value_name = "STAGE")]
+    pub stages: Vec<String>,
 }
 
 #[derive(Args)]
@@ -111,9 +143,12 @@ pub struct RunArgs {
     /// in the queue at once, default `slurm: max_jobs`, else 100).
     #[arg(short, long)]
     pub jobs: Option<usize>,
-    /// Rebuild these stages (or all, with no value) even if cached.
-    #[arg(long, num_args = 0.., value_name = "STAGE")]
+    /// Rebuild a stage even if cached: `--force=STAGE` (repeatable), or all with `--force`.
+    #[arg(long, num_args = 0..=1, require_equals = true, value_name = "STAGE")]
     pub force: Option<Vec<String>>,
+    /// Show what would run and why (`voxflow plan`), without running anything.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
     /// Stop starting stages after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
@@ -192,6 +227,10 @@ pub struct CompareArgs {
     /// Where to write compare.parquet/.csv/.svg (default: <store>/compare/<pipeline>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The run to show (`voxflow runs` lists them; default: the last, or
+    /// the current plan when `--set` is given).
+    #[arg(long, value_name = "N")]
+    pub run: Option<u64>,
 }
 
 #[derive(Args)]
@@ -201,15 +240,22 @@ pub struct ReportArgs {
     /// Output file (default: <store>/reports/<pipeline>.html).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The run to show (`voxflow runs` lists them; default: the last, or
+    /// the current plan when `--set` is given).
+    #[arg(long, value_name = "N")]
+    pub run: Option<u64>,
 }
 
 #[derive(Args)]
 pub struct GcArgs {
-    /// Pipelines whose current and last-run results are kept.
+    /// Pipelines whose current results and those of their last runs are kept.
     #[arg(required = true)]
     pub pipelines: Vec<PathBuf>,
-    #[arg(long)]
+    #[arg(long, env = "VOXFLOW_STORE")]
     pub store: Option<PathBuf>,
+    /// Keep the results of each pipeline's last N recorded runs.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub keep_runs: usize,
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,

@@ -9,8 +9,9 @@ use super::error::{CliError, Problem};
 use super::output::pretty_table;
 
 pub fn compare(args: &CompareArgs) -> Result<(), CliError> {
-    let (pipeline, store) = super::open(&args.pipeline)?;
-    let comparison = voxflow::compare::gather(&pipeline, &store).map_err(CliError::failed)?;
+    let (pipeline, store, run) = super::chosen_run(&args.pipeline, args.run)?;
+    let keys = run.as_ref().map(|run| run.result_keys());
+    let comparison = voxflow::compare::gather_keys(&pipeline, &store, keys.as_ref()).map_err(CliError::failed)?;
     if comparison.table.num_rows() == 0 {
         return Err(CliError::failed(format!(
             "no stage of {} has a current `summary` result",
@@ -44,7 +45,7 @@ pub fn compare(args: &CompareArgs) -> Result<(), CliError> {
         let rows: serde_json::Value = serde_json::from_slice(&buffer).unwrap_or(json!([]));
         println!(
             "{}",
-            json!({"pipeline": pipeline.name, "axes": comparison.axes, "metrics": comparison.metrics, "rows": rows, "missing": comparison.missing, "files": written})
+            json!({"pipeline": pipeline.name, "run": run.as_ref().map(|r| r.id), "axes": comparison.axes, "metrics": comparison.metrics, "rows": rows, "missing": comparison.missing, "files": written})
         );
         return Ok(());
     }
@@ -61,6 +62,9 @@ pub fn compare(args: &CompareArgs) -> Result<(), CliError> {
         Ok(table) => println!("{table}"),
         // The files are written: say so below, and exit 0.
         Err(error) => eprintln!("{}", Problem { message: error.to_string(), hint: None }),
+    }
+    if let Some(run) = &run {
+        eprintln!("run {} ({}), overrides: {}", run.id, run.started_at, run.overrides_text());
     }
     for path in &written {
         eprintln!("wrote {}", path.display());

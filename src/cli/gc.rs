@@ -1,9 +1,10 @@
 //! `voxflow gc`: removes the store objects (and work directories of
-//! resumable stages) that none of the given pipelines references, now or at
-//! its last run, and says how much the kept work directories take. All the
-//! pipelines must share one store.
+//! resumable stages) that none of the given pipelines references, now, at
+//! its last run or in its last `--keep-runs` recorded runs, names each
+//! removed result by stage and run, and says how much the kept work
+//! directories take. All the pipelines must share one store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use voxflow::exec::{self, Force};
@@ -14,6 +15,8 @@ use super::error::{CliError, EXIT_INVALID};
 
 pub fn gc(args: &GcArgs) -> Result<(), CliError> {
     let mut keep = BTreeSet::new();
+    // key -> (stage, the runs that made or used it), from every recorded run.
+    let mut known: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     let mut store_dir: Option<PathBuf> = args.store.clone();
     for path in &args.pipelines {
         let pipeline = voxflow::load_pipeline(path, &[], args.store.clone())
@@ -37,13 +40,38 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
             }
         }
         keep.extend(store.load_state(&pipeline.name).stages.into_values().map(|s| s.key));
+        let records = voxflow::history::list(&store, &pipeline.name);
+        let kept_from = records.len().saturating_sub(args.keep_runs);
+        for (n, record) in records.iter().enumerate() {
+            for (stage, key) in record.result_keys() {
+                if n >= kept_from {
+                    keep.insert(key.clone());
+                }
+                let entry = known.entry(key).or_insert_with(|| (stage, Vec::new()));
+                entry.1.push(format!("{} run {}", pipeline.name, record.id));
+            }
+        }
     }
     // clap requires at least one pipeline, so there is a store.
     let Some(store_dir) = store_dir else { return Err(CliError::quiet(EXIT_INVALID)) };
     let store = Store::open(&store_dir)?;
-    let (removed, bytes) = store.gc(&keep, args.dry_run)?;
+    // Stage names of results no run recorded, read before they go.
+    let (candidates, candidate_bytes) = store.gc(&keep, true)?;
+    for key in &candidates {
+        if !known.contains_key(key) {
+            if let Some(stage) = manifest_stage(&store, key) {
+                known.insert(key.clone(), (stage, Vec::new()));
+            }
+        }
+    }
+    let (removed, bytes) = if args.dry_run { (candidates, candidate_bytes) } else { store.gc(&keep, false)? };
     for key in &removed {
-        println!("{} {key}", if args.dry_run { "would remove" } else { "removed" });
+        let verb = if args.dry_run { "would remove" } else { "removed" };
+        match known.get(key) {
+            Some((stage, runs)) if runs.is_empty() => println!("{verb} {stage} {key} (in no recorded run)"),
+            Some((stage, runs)) => println!("{verb} {stage} {key} ({})", runs.join(", ")),
+            None => println!("{verb} {key}"),
+        }
     }
     eprintln!(
         "{} entries, {:.1} MB{}",
@@ -65,6 +93,13 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// The stage a stored result says produced it.
+fn manifest_stage(store: &Store, key: &str) -> Option<String> {
+    let bytes = std::fs::read(store.object_dir(key).join("manifest.json")).ok()?;
+    let manifest: voxflow::store::Manifest = serde_json::from_slice(&bytes).ok()?;
+    Some(manifest.stage)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

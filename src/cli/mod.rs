@@ -11,6 +11,7 @@ mod error;
 mod example_data;
 mod exec;
 mod gc;
+mod history;
 mod kinds;
 mod output;
 mod plan;
@@ -67,11 +68,22 @@ pub fn main() -> i32 {
         Command::Show(args) => show::show(&args),
         Command::Compare(args) => compare::compare(&args),
         Command::Report(args) => report::report(&args),
+        Command::Runs(args) => history::runs(&args),
+        Command::Diff(args) => history::diff(&args),
         Command::Gc(args) => gc::gc(&args),
         Command::Verify(args) => verify::verify(&args),
-        Command::Kinds => kinds::kinds(),
+        Command::Kinds(args) => kinds::kinds(&args),
         Command::Exec(args) => exec::exec(&args),
         Command::ExampleData(args) => example_data::example_data(&args),
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into a buffer first: clap_complete panics on a closed pipe (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "voxflow", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => 0,
@@ -118,6 +130,59 @@ fn force_set(pipeline: &Pipeline, force: &Option<Vec<String>>) -> Result<Force, 
         Some(names) if names.is_empty() => Ok(Force::All),
         Some(names) => Ok(Force::Stages(named_stages(pipeline, "--force", names)?.into_iter().collect())),
     }
+}
+
+/// Which stages `targets` need, themselves included (all when `targets` is empty).
+fn needed_stages(pipeline: &Pipeline, targets: &[usize]) -> Vec<bool> {
+    if targets.is_empty() {
+        return vec![true; pipeline.stages.len()];
+    }
+    let mut keep = vec![false; pipeline.stages.len()];
+    let mut stack = targets.to_vec();
+    while let Some(i) = stack.pop() {
+        if !keep[i] {
+            keep[i] = true;
+            stack.extend(pipeline.stages[i].inputs.iter().map(|input| input.upstream));
+        }
+    }
+    keep
+}
+
+/// The recorded run that `report` and `compare` show, with the pipeline
+/// loaded with that run's `--set` overrides: run `--run N`, else the last
+/// run unless `--set` asks for the current plan of other params. `None`
+/// (the current plan) where the store has no record.
+fn chosen_run(
+    args: &PipelineArgs,
+    run: Option<u64>,
+) -> Result<(Pipeline, Store, Option<voxflow::history::RunRecord>), CliError> {
+    if run.is_some() && !args.set.is_empty() {
+        return Err(CliError::usage("--run shows a recorded run with its own --set overrides; --set cannot change it")
+            .with_hint("drop --set, or drop --run to see the current plan with these overrides"));
+    }
+    let (pipeline, store) = open(args)?;
+    let record = match run {
+        Some(id) => Some(voxflow::history::load(&store, &pipeline.name, id).ok_or_else(|| {
+            let ids = voxflow::history::ids(&store, &pipeline.name);
+            CliError::usage(format!("no run {id} of {} in {}", pipeline.name, store.root().display())).with_hint(
+                match (ids.first(), ids.last()) {
+                    (Some(first), Some(last)) => {
+                        format!("recorded runs: {first} to {last} (`voxflow runs {}`)", args.pipeline.display())
+                    }
+                    _ => format!("the pipeline has no recorded run: `voxflow run {}` first", args.pipeline.display()),
+                },
+            )
+        })?),
+        None if args.set.is_empty() => voxflow::history::last_of_file(&store, &pipeline.name, &pipeline.file),
+        None => None,
+    };
+    let Some(record) = record else { return Ok((pipeline, store, None)) };
+    if record.overrides.is_empty() {
+        return Ok((pipeline, store, Some(record)));
+    }
+    let run_args = PipelineArgs { set: record.overrides.clone(), ..args.clone() };
+    let (pipeline, store) = open(&run_args)?;
+    Ok((pipeline, store, Some(record)))
 }
 
 /// The indices of the stages a repeatable flag (`--force`, `--stage`)

@@ -14,15 +14,25 @@ pub fn outcome_json(outcome: &StageOutcome) -> serde_json::Value {
 /// One line per stage on stdout: status, name, seconds and reason, then the
 /// error and hint of a failed stage on indented lines.
 pub fn print_outcomes(outcomes: &[StageOutcome]) {
+    let seconds: Vec<Option<f64>> = outcomes.iter().map(|o| Some(o.seconds)).collect();
+    print_rows(outcomes, &seconds);
+}
+
+/// [`print_outcomes`] for a plan: the time column is each stage's last
+/// measured time, `-` where none is known.
+pub fn print_plan(outcomes: &[StageOutcome], last_seconds: &[Option<f64>]) {
+    print_rows(outcomes, last_seconds);
+}
+
+fn print_rows(outcomes: &[StageOutcome], seconds: &[Option<f64>]) {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(5).min(60);
-    for outcome in outcomes {
-        let mut line = format!(
-            "{:<9} {:<width$} {:>8.2}s  {}",
-            outcome.status.as_str(),
-            outcome.name,
-            outcome.seconds,
-            outcome.reason
-        );
+    for (outcome, seconds) in outcomes.iter().zip(seconds) {
+        let time = match seconds {
+            Some(seconds) => format!("{seconds:.2}s"),
+            None => "-".into(),
+        };
+        let mut line =
+            format!("{:<9} {:<width$} {:>9}  {}", outcome.status.as_str(), outcome.name, time, outcome.reason);
         if let Some(error) = &outcome.error {
             line.push_str(&format!("\n          error: {error}"));
         }

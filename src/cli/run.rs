@@ -18,6 +18,9 @@ use super::{CANCEL, SLURM_JOBS};
 const DEFAULT_SLURM_JOBS: usize = 100;
 
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    if args.dry_run {
+        return super::plan::show(&args.pipeline, &args.force, &args.stages);
+    }
     let (pipeline, store) = super::open(&args.pipeline)?;
     let force = super::force_set(&pipeline, &args.force)?;
     let targets = super::named_stages(&pipeline, "--stage", &args.stages)?;
@@ -45,9 +48,18 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let table = json_mode || !same_destination();
     let reporter = TerminalReporter::new(std::io::stderr().is_terminal() && !json_mode, !table);
     let remote = executor.as_ref().map(|(executor, _)| executor as &dyn exec::RemoteExecutor);
+    let started_at = exec::now_rfc3339();
     let summary = exec::run_with(&pipeline, &store, &options, &reporter, &CANCEL, remote);
     reporter.finish();
-    print_summary(&summary, json_mode, table);
+    let mut record = voxflow::history::record(&pipeline, &store, &summary, &args.pipeline.set, started_at);
+    let run_id = match voxflow::history::save(&store, &mut record) {
+        Ok(id) => Some(id),
+        Err(error) => {
+            tracing::warn!("could not record the run in the history: {error}");
+            None
+        }
+    };
+    print_summary(&summary, run_id, json_mode, table);
     if summary.cancelled {
         Err(CliError::quiet(EXIT_INTERRUPTED))
     } else if summary.failed() {
@@ -118,21 +130,24 @@ fn same_destination() -> bool {
 
 /// The summary: JSON on stdout, or the table of stages on stdout (when
 /// `table`) and the counts on stderr.
-fn print_summary(summary: &RunSummary, json_mode: bool, table: bool) {
+fn print_summary(summary: &RunSummary, run_id: Option<u64>, json_mode: bool, table: bool) {
     if json_mode {
-        println!("{}", serde_json::to_string(summary).expect("summary serialises"));
+        let mut value = serde_json::to_value(summary).expect("summary serialises");
+        value["run"] = serde_json::json!(run_id);
+        println!("{value}");
         return;
     }
     if table {
         print_outcomes(&summary.stages);
     }
     eprintln!(
-        "{}: {} ran, {} cached, {} failed, {} skipped in {:.2}s",
+        "{}: {} ran, {} cached, {} failed, {} skipped in {:.2}s{}",
         summary.pipeline,
         summary.count(Status::Ran),
         summary.count(Status::Cached),
         summary.count(Status::Failed),
         summary.count(Status::Skipped) + summary.count(Status::Cancelled),
-        summary.seconds
+        summary.seconds,
+        run_id.map(|id| format!(" (run {id})")).unwrap_or_default()
     );
 }

@@ -40,6 +40,10 @@ pub trait Reporter: Sync {
     fn stage_progress(&self, _name: &str, _done: u64, _total: u64) {}
     /// A line about where a running stage stands ("resuming from step 500").
     fn stage_note(&self, _name: &str, _text: &str) {}
+    /// What a running stage is doing while it has no count ("loading model").
+    fn stage_phase(&self, _name: &str, _text: &str) {}
+    /// The unit of a running stage's counts ("words").
+    fn stage_unit(&self, _name: &str, _unit: &str) {}
     fn stage_finished(&self, _outcome: &StageOutcome) {}
 }
 
@@ -211,7 +215,14 @@ fn input_artifacts(
 }
 
 /// Why a stage with `record` (key `key`) has no usable result.
-fn dirty_reasons(previous: Option<&StageState>, record: &KeyRecord, key: &str, lookup: &Lookup) -> Vec<Reason> {
+fn dirty_reasons(
+    pipeline: &Pipeline,
+    stage: &PlannedStage,
+    previous: Option<&StageState>,
+    record: &KeyRecord,
+    key: &str,
+    lookup: &Lookup,
+) -> Vec<Reason> {
     if let Lookup::Damaged(detail) = lookup {
         return vec![Reason::OutputMissing { detail: detail.clone() }];
     }
@@ -221,7 +232,7 @@ fn dirty_reasons(previous: Option<&StageState>, record: &KeyRecord, key: &str, l
             vec![Reason::OutputMissing { detail: "the result was removed from the store".into() }]
         }
         Some(previous) => {
-            let reasons = key::explain(&previous.record, record);
+            let reasons = key::explain_stage(&pipeline.base_dir, stage, &previous.record, record);
             if reasons.is_empty() {
                 vec![Reason::New]
             } else {
@@ -265,7 +276,7 @@ pub fn plan(pipeline: &Pipeline, store: &Store, force: &Force) -> Vec<StageOutco
                 // its inputs are not known until the upstream has run.
                 match key::record(stage, store, None) {
                     Ok(now) => reasons.extend(
-                        key::explain(&previous.record, &now)
+                        key::explain_stage(&pipeline.base_dir, stage, &previous.record, &now)
                             .into_iter()
                             .filter(|r| !matches!(r, Reason::InputChanged { .. })),
                     ),
@@ -301,7 +312,7 @@ pub fn plan(pipeline: &Pipeline, store: &Store, force: &Force) -> Vec<StageOutco
                 outcomes.push(outcome(stage, Some(key), Status::Fresh, vec![Reason::Cached]));
             }
             other => {
-                let reasons = dirty_reasons(previous, &record, &key, &other);
+                let reasons = dirty_reasons(pipeline, stage, previous, &record, &key, &other);
                 outcomes.push(outcome(stage, Some(key), Status::Dirty, reasons));
             }
         }
@@ -450,6 +461,10 @@ impl<'a> Job<'a> {
                 kept.note(text);
             }
         };
+        let activity = |activity: crate::stage::Activity<'_>| match activity {
+            crate::stage::Activity::Phase(text) => reporter.stage_phase(name, text),
+            crate::stage::Activity::Unit(unit) => reporter.stage_unit(name, unit),
+        };
         let device = match self.gpu {
             Some(gpu) => crate::device::Device::Cuda(gpu),
             None => crate::device::Device::Cpu,
@@ -457,6 +472,8 @@ impl<'a> Job<'a> {
         let mut ctx = StageContext {
             name: &self.stage.name,
             params: &self.stage.params,
+            key: &self.key,
+            keyed_params: &self.record.params,
             base_dir: &self.pipeline.base_dir,
             out_dir: &staging,
             threads: self.threads,
@@ -471,6 +488,7 @@ impl<'a> Job<'a> {
             cancel: self.cancel,
             progress: &progress,
             note: &note,
+            activity: &activity,
         };
         let result = if self.stage.kind.in_worker(&self.stage.params, device) {
             crate::worker::run_in_worker(&mut ctx, self.stage.kind.kind())

@@ -159,7 +159,7 @@ pub fn run_with(
             let reasons = if options.force.covers(i) {
                 vec![Reason::Forced]
             } else {
-                dirty_reasons(state.stages.get(&stage.name), &record, &key, &lookup)
+                dirty_reasons(pipeline, stage, state.stages.get(&stage.name), &record, &key, &lookup)
             };
             slots[i] = Slot::Ready { record, key, reasons };
             ready.insert(i);

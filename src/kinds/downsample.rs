@@ -9,7 +9,7 @@ use crate::artifact::{MatrixArtifact, Segment};
 use crate::kinds::tables::{self, WordTime};
 use crate::numeric::signal::{self, DownsampleMethod};
 use crate::numeric::Matrix;
-use crate::stage::{Kind, ParamError, StageContext, StageError};
+use crate::stage::{param, Kind, ParamDoc, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +84,12 @@ impl Kind for Downsample {
     const SUMMARY: &'static str =
         "word-level features to the TR grid (rect, average, sum, last, lanczos, sinc), per story";
     const INPUTS: &'static [&'static str] = &["features", "words", "trs"];
+    const PARAM_DOCS: &'static [ParamDoc] = &[
+        param("method", "rect | average | sum | last | lanczos | sinc", "how the words of a TR become its row"),
+        param("window", "integer", "lobes of the lanczos/sinc kernel"),
+        param("cutoff_mult", "number", "kernel cutoff as a multiple of 1/TR"),
+        param("word_time", "midpoint | onset | offset", "which time stands for a word"),
+    ];
     const OUTPUTS: &'static [&'static str] = &["features"];
 
     fn validate(&self, params: &DownsampleParams) -> Vec<ParamError> {

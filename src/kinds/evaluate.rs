@@ -63,7 +63,8 @@ impl Kind for Evaluate {
     type Params = EvaluateParams;
     const NAME: &'static str = "evaluate";
     // 2: n_voxels and n_test_trs are Int64 counts (were Float64).
-    const VERSION: u32 = 2;
+    // 3: provenance (stage, key, params) in the Parquet tables' metadata.
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str =
         "per-voxel r, R^2, FDR-corrected p, noise ceiling on the test story; one summary row for compare";
     const INPUTS: &'static [&'static str] = &["predictions", "actual"];

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::MatrixArtifact;
 use crate::numeric::signal;
-use crate::stage::{Kind, ParamError, StageContext, StageError};
+use crate::stage::{param, Kind, ParamDoc, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +29,11 @@ impl Kind for Lag {
     const SUMMARY: &'static str = "FIR delays (default 1-4 TRs) within each story, delay-major column blocks";
     const INPUTS: &'static [&'static str] = &["features"];
     const OUTPUTS: &'static [&'static str] = &["features"];
+    const PARAM_DOCS: &'static [ParamDoc] = &[param(
+        "delays",
+        "list of integers",
+        "delays in TRs; the output has one column block per delay, in this order",
+    )];
 
     fn validate(&self, params: &LagParams) -> Vec<ParamError> {
         if params.delays.is_empty() {

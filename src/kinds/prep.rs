@@ -23,7 +23,7 @@ use crate::artifact::{MatrixArtifact, Segment};
 use crate::numeric::matrix::first_non_finite;
 use crate::numeric::signal::{self, ZScore};
 use crate::numeric::Matrix;
-use crate::stage::{Kind, ParamError, StageContext, StageError};
+use crate::stage::{param, Kind, ParamDoc, ParamError, StageContext, StageError};
 
 /// `trim`: a preset name or explicit row counts.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -179,10 +179,24 @@ pub struct Prep;
 impl Kind for Prep {
     type Params = PrepParams;
     const NAME: &'static str = "prep";
-    const VERSION: u32 = 1;
+    // 2: each band records its delays and feature names (for ridge's weight_columns).
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "match stories, trim, handle head motion, split train/test by story, z-score with training statistics";
     const INPUTS: &'static [&'static str] = &["responses"];
+    const PARAM_DOCS: &'static [ParamDoc] = &[
+        param("test_stories", "list of story names", "stories held out for testing"),
+        param("trim", "lebel | none | {start: N, end: M}", "TRs cut from each story's start and end (lebel: [10:-5])"),
+        param("zscore", "bool", "z-score features and responses with the training statistics"),
+        param("motion.mode", "none | regress | drop", "regress the confounds out, or drop high-motion training TRs"),
+        param("motion.threshold", "number", "framewise displacement above which a TR is dropped (drop)"),
+        param("motion.columns", "list of names", "confound columns regressed out (regress)"),
+        param(
+            "shuffle",
+            "{seed, block} or none",
+            "null model: shuffle the features in blocks of TRs within each story",
+        ),
+    ];
     const OUTPUTS: &'static [&'static str] = &["x_train", "y_train", "x_test", "y_test", "y_test_repeats"];
 
     fn required_inputs(&self, params: &PrepParams) -> Vec<&'static str> {
@@ -375,7 +389,17 @@ impl Kind for Prep {
         let mut bands = Vec::new();
         let mut start = 0;
         for (role, features) in &feature_sets {
-            bands.push(serde_json::json!({"name": role, "start": start, "width": features.matrix.cols}));
+            let mut band = serde_json::json!({"name": role, "start": start, "width": features.matrix.cols});
+            // What lag and the feature stage recorded: the delays (delay-major
+            // column blocks) and the feature names.
+            for key in ["delays", "columns"] {
+                if let Some(value) =
+                    features.metadata.get(key).and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                {
+                    band[key] = value;
+                }
+            }
+            bands.push(band);
             start += features.matrix.cols;
         }
         let bands = serde_json::to_string(&bands).expect("bands");

@@ -19,7 +19,7 @@ use crate::artifact::MatrixArtifact;
 use crate::device::{Device, DeviceRequest};
 use crate::numeric::ridge::{self, BandedConfig, CvScore, Fold, RidgeConfig};
 use crate::numeric::Matrix;
-use crate::stage::{Kind, ParamError, StageContext, StageError};
+use crate::stage::{param, Kind, ParamDoc, ParamError, StageContext, StageError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +88,16 @@ impl Score {
     }
 }
 
+impl Score {
+    /// What a `cv_scores` value means (its metadata and the docs say it).
+    fn convention(self) -> &'static str {
+        match self {
+            Score::L2 => "l2: minus the mean squared error of the validation predictions, averaged over folds (himalaya's l2_neg_loss, scikit-learn's neg_mean_squared_error); higher is better, 0 is perfect",
+            Score::Pearson => "pearson: Pearson r between the validation predictions and targets, averaged over folds; higher is better",
+        }
+    }
+}
+
 impl From<Score> for CvScore {
     fn from(score: Score) -> CvScore {
         match score {
@@ -151,9 +161,30 @@ impl Kind for Ridge {
     type Params = RidgeParams;
     const NAME: &'static str = "ridge";
     // 2: weights are voxel-major (one row per voxel), written block by block.
-    const VERSION: u32 = 2;
+    // 3: cv_scores has an `alpha` column and states its score convention;
+    // provenance in the `alphas` table's metadata.
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str =
         "cross-validated ridge for many voxels: per-voxel alphas, folds by story, banded option";
+    const PARAM_DOCS: &'static [ParamDoc] = &[
+        param("alphas", "list of numbers > 0", "the penalties tried: minimise ||Xw - y||^2 + alpha ||w||^2"),
+        param("per_voxel", "bool", "one alpha per voxel (true) or one alpha for all voxels"),
+        param("score", "l2 | pearson", "how an alpha is scored on the validation folds (l2: minus the squared error)"),
+        param(
+            "folds.by",
+            "story | contiguous | chunked",
+            "leave one story out, k contiguous blocks, or chunks dealt into k folds",
+        ),
+        param("folds.k", "integer >= 2", "number of folds (contiguous, chunked)"),
+        param("folds.chunk", "integer >= 1", "TRs per chunk (chunked)"),
+        param("folds.seed", "integer", "seed that deals the chunks (chunked)"),
+        param("target_batch", "integer >= 1", "voxels solved at once (memory)"),
+        param("banded", "bool", "one alpha per feature band (the bands prep recorded), random search"),
+        param("n_iter", "integer", "random-search iterations (banded)"),
+        param("concentration", "number", "Dirichlet concentration of the band weights (banded)"),
+        param("seed", "integer", "seed of the random search (banded)"),
+        param("device", "cpu | auto | cuda | cuda:N", "where the fit runs; not part of the key"),
+    ];
 
     fn wants_gpu(&self, params: &RidgeParams) -> bool {
         params.device.wants_gpu()
@@ -177,7 +208,7 @@ impl Kind for Ridge {
     /// `band_weights` only for a banded fit.
     fn outputs(&self, params: &RidgeParams) -> Vec<String> {
         let mut outputs: Vec<String> =
-            ["alphas", "cv_scores", "weights", "predictions"].iter().map(|s| s.to_string()).collect();
+            ["alphas", "cv_scores", "weights", "weight_columns", "predictions"].iter().map(|s| s.to_string()).collect();
         if params.banded {
             outputs.push("band_weights".into());
         }
@@ -313,10 +344,24 @@ impl Kind for Ridge {
         ];
         let table = RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| StageError::failed(e.to_string()))?;
         ctx.write_table("alphas", &table)?;
+        // One row per alpha, one column per voxel; the alphas as a column
+        // too, which polars and pandas keep (they drop schema metadata).
+        // (A banded fit: one row per random-search sample, an `iteration` column.)
+        let rows = cv_scores.rows;
         let mut scores = MatrixArtifact::new(cv_scores);
+        let layout = if p.banded {
+            scores.row_labels.push(("iteration".into(), (0..rows).map(|i| i as f64).collect()));
+            "row i: random-search sample i (the `iteration` column); column v of `data`: voxel v"
+        } else {
+            scores.row_labels.push(("alpha".into(), p.alphas.clone()));
+            "row a: alpha a (the `alpha` column); column v of `data`: voxel v"
+        };
+        scores.metadata.insert("layout".into(), layout.into());
         scores.metadata.insert("alphas".into(), serde_json::to_string(&p.alphas).expect("alphas"));
         scores.metadata.insert("score".into(), p.score.name().into());
+        scores.metadata.insert("score_convention".into(), p.score.convention().into());
         ctx.write_matrix("cv_scores", &scores)?;
+        ctx.write_table("weight_columns", &weight_columns(&x_train, n_features)?)?;
         ctx.write_matrix("predictions", &MatrixArtifact::with_segments(predictions, x_test.segments.clone()))?;
         if let Some(gammas) = band_weights {
             ctx.write_matrix("band_weights", &MatrixArtifact::new(gammas))?;
@@ -403,6 +448,55 @@ fn refuse_too_many_folds(params: &FoldParams, n: usize, chunks: Option<usize>) -
 }
 
 /// Column ranges of the feature bands recorded by prep.
+/// What each column of the weights is: its index in `data`, its band (the
+/// prep input it came from), its feature (by name where the feature stage
+/// recorded names, else `band[i]`) and its delay in TRs (where lag recorded
+/// the delays; its column blocks are delay-major).
+fn weight_columns(x: &MatrixArtifact, n_features: usize) -> Result<RecordBatch, StageError> {
+    let bands: Vec<Value> = x
+        .metadata
+        .get("bands")
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_else(|| vec![serde_json::json!({"name": "x", "start": 0, "width": n_features})]);
+    let (mut index, mut band_names, mut features, mut delays) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for band in &bands {
+        let name = band["name"].as_str().unwrap_or("x");
+        let (start, width) =
+            (band["start"].as_u64().unwrap_or(0) as usize, band["width"].as_u64().unwrap_or(0) as usize);
+        let band_delays: Vec<i64> =
+            band["delays"].as_array().map(|d| d.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
+        let blocks = if !band_delays.is_empty() && width % band_delays.len() == 0 { band_delays.len() } else { 1 };
+        let per_block = width / blocks.max(1);
+        let names: Vec<String> = band["columns"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        for j in 0..width {
+            let feature = j % per_block.max(1);
+            index.push((start + j) as i32);
+            band_names.push(name.to_string());
+            features.push(match names.get(feature) {
+                Some(feature_name) if names.len() == per_block => feature_name.clone(),
+                _ => format!("{name}[{feature}]"),
+            });
+            delays.push((blocks == band_delays.len()).then(|| band_delays[j / per_block.max(1)]));
+        }
+    }
+    let schema = Schema::new(vec![
+        Field::new("column", DataType::Int32, false),
+        Field::new("band", DataType::Utf8, false),
+        Field::new("feature", DataType::Utf8, false),
+        Field::new("delay", DataType::Int64, true),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from(index)),
+        Arc::new(arrow::array::StringArray::from(band_names)),
+        Arc::new(arrow::array::StringArray::from(features)),
+        Arc::new(arrow::array::Int64Array::from(delays)),
+    ];
+    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| StageError::failed(e.to_string()))
+}
+
 fn bands_of(x: &MatrixArtifact) -> Result<Vec<(usize, usize)>, StageError> {
     let text = x.metadata.get("bands").ok_or_else(|| {
         StageError::failed("banded ridge needs feature bands")

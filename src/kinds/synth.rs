@@ -503,7 +503,8 @@ pub struct Synth;
 impl Kind for Synth {
     type Params = SynthParams;
     const NAME: &'static str = "synth.stories";
-    const VERSION: u32 = 1;
+    // 2: provenance (stage, key, params) in the Parquet tables' metadata.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "the built-in dataset: stories, TR grid, voxel responses from a known encoding model, ground truth";
 

@@ -705,15 +705,26 @@ impl SpecParser {
         let fail = |this: &mut SpecParser, message: String, hint: Option<String>| {
             this.errors.push(Diagnostic { file: file.clone(), line: None, stage: None, message, hint });
         };
+        // An example from this pipeline: a stage and a param it sets.
+        let example = spec
+            .stages
+            .iter()
+            .flat_map(|s| s.params.iter().map(move |(param, value)| (s, param, value)))
+            .filter(|(_, param, _)| !matches!(param.as_str(), "run" | "outputs" | "shell" | "files"))
+            .map(|(s, param, value)| format!("{}.{param}={value}", s.name))
+            .find(|text| text.len() <= 40)
+            .unwrap_or_else(|| "fit.alphas=[1, 10, 100]".into());
         let Some((target, raw_value)) = assignment.split_once('=') else {
-            fail(self, format!("`{assignment}` is not `stage.param=value`"), None);
+            let hint = format!("write `--set '{example}'`");
+            fail(self, format!("`{assignment}` is not `stage.param=value`"), Some(hint));
             return;
         };
         let mut parts = target.split('.');
         let stage_name = parts.next().unwrap_or_default();
         let keys: Vec<&str> = parts.collect();
         if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
-            fail(self, format!("`{target}` must name a stage and a param, as in `fit.alpha`"), None);
+            let hint = format!("write `--set '{example}'`");
+            fail(self, format!("`{target}` must name a stage and a param, as in `{example}`"), Some(hint));
             return;
         }
         let value: Value = match serde_yaml::from_str::<serde_yaml::Value>(raw_value) {

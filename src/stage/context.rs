@@ -112,6 +112,11 @@ pub struct WrittenOutput {
 pub struct StageContext<'a> {
     pub name: &'a str,
     pub params: &'a Value,
+    /// The stage's key, and its params as the key has them (no `device`,
+    /// file paths replaced): what a table's provenance metadata says, so
+    /// that the same key writes the same bytes wherever it runs.
+    pub key: &'a str,
+    pub keyed_params: &'a Value,
     /// The pipeline file's directory: relative paths in params resolve here.
     pub base_dir: &'a Path,
     /// The staging directory outputs go into.
@@ -134,6 +139,16 @@ pub struct StageContext<'a> {
     pub(crate) cancel: &'a AtomicBool,
     pub(crate) progress: &'a (dyn Fn(u64, u64) + Sync),
     pub(crate) note: &'a (dyn Fn(&str) + Sync),
+    pub(crate) activity: &'a (dyn Fn(Activity<'_>) + Sync),
+}
+
+/// What a running stage says about its work besides counts: the phase it
+/// is in while it has no count ("loading model"), or the unit of its count
+/// ("words", "steps").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity<'t> {
+    Phase(&'t str),
+    Unit(&'t str),
 }
 
 impl<'a> StageContext<'a> {
@@ -213,9 +228,19 @@ impl<'a> StageContext<'a> {
         });
     }
 
+    /// Writes a Parquet table output with the stage's provenance in its
+    /// metadata: `voxflow.stage` and `voxflow.params` (as keyed). Not the
+    /// key: a stage whose inputs changed but whose table did not must write
+    /// the same bytes, or early cut-off would stop working (the key is in the
+    /// manifest beside the file).
     pub fn write_table(&mut self, name: &str, table: &RecordBatch) -> Result<(), StageError> {
         let file = format!("{name}.parquet");
-        artifact::write_table(&self.out_dir.join(&file), table)?;
+        let mut metadata = std::collections::BTreeMap::new();
+        metadata.insert("voxflow.stage".to_string(), self.name.to_string());
+        if !self.key.is_empty() {
+            metadata.insert("voxflow.params".to_string(), self.keyed_params.to_string());
+        }
+        artifact::write_table_with_metadata(&self.out_dir.join(&file), table, &metadata)?;
         self.outputs.push(WrittenOutput {
             name: name.to_string(),
             file,
@@ -278,6 +303,18 @@ impl<'a> StageContext<'a> {
 
     pub fn progress(&self, done: u64, total: u64) {
         (self.progress)(done, total);
+    }
+
+    /// What the stage is doing while it has no count to report ("loading
+    /// model"); the terminal shows it beside the stage's clock.
+    pub fn phase(&self, text: &str) {
+        (self.activity)(Activity::Phase(text));
+    }
+
+    /// The unit of the counts [`StageContext::progress`] reports ("words",
+    /// "tokens", "steps"), shown with the count and its rate.
+    pub fn progress_unit(&self, unit: &str) {
+        (self.activity)(Activity::Unit(unit));
     }
 
     /// A line for the terminal about where the stage stands ("resuming from

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::device::Device;
-pub use context::{InputArtifact, StageContext, StageError, WrittenOutput};
+pub use context::{Activity, InputArtifact, StageContext, StageError, WrittenOutput};
 pub use registry::{lookup, KINDS};
 
 /// One kind of stage, written against its typed params. Every `Kind` is a
@@ -45,6 +45,9 @@ pub trait Kind: Sync {
     /// `params: {model: path}`): the key records either as that param's
     /// content digest, so the two ways key the same (`key::record`).
     const FILE_INPUTS: &'static [&'static str] = &[];
+    /// One line per param for `voxflow kinds KIND`: (name, type, what it
+    /// does). Defaults come from the params type itself.
+    const PARAM_DOCS: &'static [ParamDoc] = &[];
 
     /// Input roles that must be present, given the params (checked at
     /// validation, before anything runs): [`Kind::INPUTS`] unless overridden.
@@ -128,6 +131,22 @@ pub trait Stage: Sync {
     /// See [`Kind::resumable`].
     fn resumable(&self, params: &Value) -> bool;
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// See [`Kind::PARAM_DOCS`].
+    fn param_docs(&self) -> &'static [ParamDoc];
+}
+
+/// A param as `voxflow kinds KIND` describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamDoc {
+    pub name: &'static str,
+    /// As a user writes it: `list of numbers`, `story | contiguous | chunked`.
+    pub kind: &'static str,
+    pub doc: &'static str,
+}
+
+/// A [`ParamDoc`] in one line: `param("alphas", "list of numbers", "...")`.
+pub const fn param(name: &'static str, kind: &'static str, doc: &'static str) -> ParamDoc {
+    ParamDoc { name, kind, doc }
 }
 
 /// Canonical params read back into the kind's type; None if they do not
@@ -184,6 +203,9 @@ impl<K: Kind> Stage for K {
     }
     fn in_worker(&self, params: &Value, assigned: Device) -> bool {
         typed::<K>(params).is_some_and(|params| Kind::in_worker(self, &params, assigned))
+    }
+    fn param_docs(&self) -> &'static [ParamDoc] {
+        K::PARAM_DOCS
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let params: K::Params =

@@ -55,6 +55,8 @@ pub fn run_in_worker(ctx: &mut StageContext, kind: &str) -> Result<(), StageErro
         kind: kind.to_string(),
         name: ctx.name.to_string(),
         params: ctx.params.clone(),
+        key: ctx.key.to_string(),
+        keyed_params: ctx.keyed_params.clone(),
         base_dir: ctx.base_dir.to_path_buf(),
         out_dir: ctx.out_dir.to_path_buf(),
         work_dir: ctx.work_dir.map(PathBuf::from),
@@ -140,6 +142,8 @@ pub fn run_in_worker(ctx: &mut StageContext, kind: &str) -> Result<(), StageErro
         match receiver.recv_timeout(Duration::from_millis(100)) {
             Ok(Ok(Message::Progress { done, total })) => ctx.progress(done, total),
             Ok(Ok(Message::Note { text })) => ctx.note(&text),
+            Ok(Ok(Message::Phase { text })) => ctx.phase(&text),
+            Ok(Ok(Message::Unit { unit })) => ctx.progress_unit(&unit),
             Ok(Ok(message)) => last = Some(message),
             Ok(Err(error)) => {
                 protocol_error.get_or_insert(error);

@@ -18,6 +18,11 @@ pub struct Request {
     pub kind: String,
     pub name: String,
     pub params: Value,
+    /// The stage's key and its keyed params (for the tables' provenance).
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub keyed_params: Value,
     pub base_dir: PathBuf,
     /// The staging directory the outputs go into.
     pub out_dir: PathBuf,
@@ -51,6 +56,14 @@ pub enum Message {
     /// A line for the terminal about where the stage is ("resuming from step 500").
     Note {
         text: String,
+    },
+    /// What the stage is doing while it has no count ("loading model").
+    Phase {
+        text: String,
+    },
+    /// The unit of the stage's counts ("words").
+    Unit {
+        unit: String,
     },
     /// The stage finished and wrote these outputs into the staging directory.
     Done {

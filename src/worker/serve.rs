@@ -97,9 +97,15 @@ fn run(request: &Request, send: &(dyn Fn(&Message) + Sync)) -> Message {
         .collect();
     let progress = |done: u64, total: u64| send(&Message::Progress { done, total });
     let note = |text: &str| send(&Message::Note { text: text.to_string() });
+    let activity = |activity: crate::stage::Activity<'_>| match activity {
+        crate::stage::Activity::Phase(text) => send(&Message::Phase { text: text.to_string() }),
+        crate::stage::Activity::Unit(unit) => send(&Message::Unit { unit: unit.to_string() }),
+    };
     let mut ctx = StageContext {
         name: &request.name,
         params: &request.params,
+        key: &request.key,
+        keyed_params: &request.keyed_params,
         base_dir: &request.base_dir,
         out_dir: &request.out_dir,
         threads: request.threads,
@@ -114,6 +120,7 @@ fn run(request: &Request, send: &(dyn Fn(&Message) + Sync)) -> Message {
         cancel: &CANCEL,
         progress: &progress,
         note: &note,
+        activity: &activity,
     };
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| kind.run(&mut ctx)))
         .unwrap_or_else(|panic| Err(crate::exec::panic_error(panic)));

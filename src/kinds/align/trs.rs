@@ -74,7 +74,8 @@ pub struct AlignTrs;
 impl Kind for AlignTrs {
     type Params = AlignTrsParams;
     const NAME: &'static str = "align.trs";
-    const VERSION: u32 = 1;
+    // 2: provenance (stage, key, params) in the Parquet tables' metadata.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "TR grid per story from response TR counts, respdict.json, explicit counts or BIDS bold.json + events.tsv";
     const OUTPUTS: &'static [&'static str] = &["trs"];

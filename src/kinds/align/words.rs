@@ -62,7 +62,8 @@ pub struct AlignWords;
 impl Kind for AlignWords {
     type Params = AlignWordsParams;
     const NAME: &'static str = "align.words";
-    const VERSION: u32 = 1;
+    // 2: provenance (stage, key, params) in the Parquet tables' metadata.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "word timings from TextGrids, Gentle CSVs, TSVs or a table; silence markers dropped";
     const OUTPUTS: &'static [&'static str] = &["words"];
 

@@ -19,7 +19,8 @@ pub struct CorpusGrammar;
 impl Kind for CorpusGrammar {
     type Params = GrammarConfig;
     const NAME: &'static str = "corpus.grammar";
-    const VERSION: u32 = 1;
+    // 2: provenance (stage, key, params) in the Parquet tables' metadata.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "a generated English-like corpus with known word categories, agreement, relative clauses and facts";
 

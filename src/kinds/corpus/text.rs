@@ -153,7 +153,8 @@ pub struct CorpusText;
 impl Kind for CorpusText {
     type Params = CorpusTextParams;
     const NAME: &'static str = "corpus.text";
-    const VERSION: u32 = 1;
+    // 2: provenance (stage, key, params) in the Parquet tables' metadata.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "a text or JSONL corpus split into train/validation by document and tokenised (word, byte-level BPE or a tokenizer.json)";
     const OUTPUTS: &'static [&'static str] = &["train", "valid", "tokenizer"];
@@ -270,6 +271,7 @@ impl Kind for CorpusText {
         let vocab_size = tokenizer.get_vocab(true).values().max().map_or(0, |&id| id as usize + 1);
 
         let mut encoder = Encoder { tokenizer: &tokenizer, end_of_text, done: 0, total: corpus.documents.len() as u64 };
+        ctx.progress_unit("documents");
         let train = encoder.encode(&corpus.documents, &split.train, ctx)?;
         let valid = encoder.encode(&corpus.documents, &split.valid, ctx)?;
 

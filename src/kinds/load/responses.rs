@@ -183,6 +183,9 @@ impl Kind for LoadResponses {
             }
             data.extend_from_slice(&matrix.data);
             drop(matrix);
+            if i == 0 {
+                ctx.progress_unit("files");
+            }
             ctx.progress(i as u64 + 1, files.len() as u64);
             ctx.check_cancelled()?;
         }

@@ -32,7 +32,8 @@ pub struct LoadTable;
 impl Kind for LoadTable {
     type Params = LoadTableParams;
     const NAME: &'static str = "load.table";
-    const VERSION: u32 = 1;
+    // 2: provenance (stage, key, params) in the Parquet tables' metadata.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "read a CSV, TSV or Parquet table into the store";
     const OUTPUTS: &'static [&'static str] = &["table"];
 

@@ -213,8 +213,9 @@ impl Kind for TrainGpt {
     type Params = TrainGptParams;
     const NAME: &'static str = "train.gpt";
     // 2: with `spatial`, each checkpoint holds spatial.json (the unit cells
-    // and neighbourhood pools).
-    const VERSION: u32 = 2;
+    // and neighbourhood pools). 3: provenance (stage, params) in the Parquet
+    // tables' metadata.
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str =
         "trains a GPT-2-layout language model (libtorch, CPU or CUDA); checkpoints and a metrics table; resumable";
     const INPUTS: &'static [&'static str] = &["corpus"];

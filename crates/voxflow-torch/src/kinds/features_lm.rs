@@ -19,6 +19,7 @@ pub fn features_lm(p: &LmParams, ctx: &mut StageContext) -> Result<(), StageErro
         None => ctx.input("model")?.single_output()?.1,
     };
     let fix = "point `model:` at a directory with config.json, model.safetensors and tokenizer.json";
+    ctx.phase("loading model");
     let model = LanguageModel::load(&dir, crate::device::to_tch(device))
         .map_err(|e| StageError::failed(format!("model {}: {e}", dir.display())).with_hint(fix))?;
     let pool = match p.pool {
@@ -52,18 +53,23 @@ pub fn features_lm(p: &LmParams, ctx: &mut StageContext) -> Result<(), StageErro
     let mut unknown: Vec<String> = Vec::new();
     let mut empty_words = 0usize;
     let (mut passes, mut tokens, mut processed) = (0usize, 0usize, 0usize);
-    let total_stories = words.len() as u64;
-    for (done, story) in words.iter().enumerate() {
+    // Progress in words, updated after every forward pass.
+    let total_words: u64 = words.iter().map(|story| story.words.len() as u64).sum();
+    let mut words_before = 0u64;
+    ctx.progress_unit("words");
+    ctx.progress(0, total_words);
+    for story in words.iter() {
         let texts: Vec<&str> = story.words.iter().map(|w| w.word.as_str()).collect();
         let tokenized =
             model.tokenize_words(&texts).map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
         unknown.extend(tokenized.unknown_words.iter().cloned());
         empty_words += tokenized.spans.iter().filter(|s| s.is_empty()).count();
-        // Progress in thousandths of the stories, updated after every forward pass.
+        let story_words = story.words.len() as u64;
         let states = extract_story(&model, &tokenized, &options, |pass, passes| {
-            ctx.progress(done as u64 * 1000 + (pass * 1000 / passes.max(1)) as u64, total_stories * 1000)
+            ctx.progress(words_before + story_words * pass as u64 / passes.max(1) as u64, total_words)
         })
         .map_err(|e| StageError::failed(format!("story `{}`: {e}", story.story)))?;
+        words_before += story_words;
         passes += states.passes;
         tokens += tokenized.ids.len();
         processed += states.tokens_processed;

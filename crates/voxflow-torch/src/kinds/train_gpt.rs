@@ -338,6 +338,7 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
     let mut log = String::new();
     let started = Instant::now();
     let first_step = trainer.step();
+    ctx.progress_unit("steps");
     ctx.progress(trainer.step() as u64, p.steps as u64);
     while !trainer.finished() {
         save_checkpoint(&trainer)?;
