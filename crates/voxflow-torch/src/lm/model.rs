@@ -160,7 +160,7 @@ fn rope_settings(raw: &RawConfig, path: &Path, default_partial: f64) -> Result<(
     }
     let theta = theta.unwrap_or(10000.0);
     let partial = partial.unwrap_or(default_partial);
-    if !(theta > 0.0) || !(partial > 0.0 && partial <= 1.0) {
+    if theta.is_nan() || theta <= 0.0 || partial.is_nan() || partial <= 0.0 || partial > 1.0 {
         return Err(LmError::Config {
             path: path.into(),
             message: format!("rotary base {theta} / fraction {partial} out of range: the base must be positive, the fraction in (0, 1]"),
