@@ -4,7 +4,8 @@
 //! beat the last one). One output per layer, `layer<N>` (0 = embeddings).
 //!
 //! Params: `model` (a directory with config.json, model.safetensors,
-//! tokenizer.json; hashed by content), `layers`, `context` (fullcontext,
+//! tokenizer.json; hashed by content; `model_type` bert, gpt2, gpt_neox or
+//! llama), `layers`, `context` (fullcontext,
 //! nocontext, halfcontext; see `lm::windows` for the exact definition),
 //! `lookback` (tokens), `pool`, `word_time` (for `pool: tr`),
 //! `batch_tokens` (padded tokens per forward pass), `device`.
@@ -89,7 +90,7 @@ impl Kind for FeaturesLm {
     const NAME: &'static str = "features.lm";
     const VERSION: u32 = 1;
     const SUMMARY: &'static str =
-        "language-model hidden states per word or per TR (BERT or GPT-2 layout, libtorch, CPU or CUDA)";
+        "language-model hidden states per word or per TR (BERT, GPT-2, GPT-NeoX or Llama layout, libtorch, CPU or CUDA)";
     const INPUTS: &'static [&'static str] = &["words"];
     const FILE_INPUTS: &'static [&'static str] = &["model"];
 
