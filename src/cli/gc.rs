@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use voxflow::exec::{self, Force};
-use voxflow::store::Store;
 
 use super::args::{Format, GcArgs};
 use super::error::{CliError, EXIT_INVALID};
@@ -18,7 +17,7 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
     for path in &args.pipelines {
         let pipeline = voxflow::load_pipeline(path, &[], args.store.clone())
             .map_err(|diagnostics| CliError::invalid_pipeline(diagnostics, Format::Human))?;
-        let store = Store::open(&pipeline.store_dir)?;
+        let store = super::open_store(&pipeline.store_dir)?;
         match &store_dir {
             Some(dir) if !same_dir(dir, &pipeline.store_dir) => {
                 return Err(CliError::usage(format!(
@@ -40,8 +39,11 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
     }
     // clap requires at least one pipeline, so there is a store.
     let Some(store_dir) = store_dir else { return Err(CliError::quiet(EXIT_INVALID)) };
-    let store = Store::open(&store_dir)?;
+    let store = super::open_store(&store_dir)?;
     let (removed, bytes) = store.gc(&keep, args.dry_run)?;
+    for name in store.stray_objects()? {
+        eprintln!("warning: objects/{name} is not an object directory (left in place; `voxflow verify --fix` removes it)");
+    }
     for key in &removed {
         println!("{} {key}", if args.dry_run { "would remove" } else { "removed" });
     }
