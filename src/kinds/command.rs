@@ -17,6 +17,16 @@
 //! params and the content of the files listed in `files` are in the key;
 //! stdout and stderr are kept as logs beside the outputs.
 //!
+//! The command runs under a small supervising process (forked, not
+//! exec'd; [`supervise`]) in a process group of its own: when the command
+//! ends, what it left running in that group is killed; when the run dies
+//! (even by `kill -9`), the supervisor gets a parent-death signal and
+//! kills the whole group, grandchildren included. A process that leaves
+//! the group on purpose (`setsid`) escapes this.
+//!
+//! An output is a file or a directory of files; a symbolic link is refused
+//! by the scheduler (a link's target can change after the result is stored).
+//!
 //! Its params are open by design (any `{params.KEY}` may be used), so they
 //! stay a JSON mapping, checked by [`Kind::validate`].
 
@@ -47,20 +57,27 @@ impl Kind for Command {
         let params = map;
         match map.get("run") {
             Some(Value::String(run)) if !run.trim().is_empty() => {
+                let outputs: Vec<String> = output_files(params).into_iter().map(|(n, _)| n).collect();
+                let param_names: Vec<String> =
+                    map.keys().filter(|k| !matches!(k.as_str(), "run" | "outputs" | "files" | "shell")).cloned().collect();
                 for placeholder in placeholders(run) {
                     let (scope, name) = placeholder.split_once('.').unwrap_or((placeholder.as_str(), ""));
-                    let known = match scope {
-                        "inputs" => !name.is_empty(),
-                        "outputs" => output_files(params).iter().any(|(n, _)| n == name),
-                        "params" => map.contains_key(name),
-                        "threads" | "out_dir" => name.is_empty(),
-                        _ => false,
+                    let declared = |what: &str, names: &[String]| {
+                        let listed = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                        ParamError::new("run", format!("`{{{placeholder}}}` names no declared {what}; declared: {listed}"))
                     };
-                    if !known {
-                        errors.push(
+                    match scope {
+                        // Input roles are checked against `inputs:` in `input_problems`.
+                        "inputs" if !name.is_empty() => {}
+                        "outputs" if outputs.iter().any(|n| n == name) => {}
+                        "outputs" => errors.push(declared("output", &outputs).hint("declare it under `outputs:`")),
+                        "params" if map.contains_key(name) => {}
+                        "params" => errors.push(declared("param", &param_names).hint("declare it under `params:`")),
+                        "threads" | "out_dir" if name.is_empty() => {}
+                        _ => errors.push(
                             ParamError::new("run", format!("unknown placeholder `{{{placeholder}}}`"))
                                 .hint("use {inputs.ROLE}, {outputs.NAME}, {params.KEY}, {threads} or {out_dir}; write {{ for a literal brace"),
-                        );
+                        ),
                     }
                 }
             }
@@ -94,6 +111,23 @@ impl Kind for Command {
             }
         }
         errors
+    }
+
+    /// Every `{inputs.ROLE}` of `run:` must name a role under `inputs:`.
+    fn input_problems(&self, params: &Map<String, Value>, roles: &[&str]) -> Vec<(String, String)> {
+        let run = params.get("run").and_then(Value::as_str).unwrap_or_default();
+        let listed = if roles.is_empty() { "none".to_string() } else { roles.join(", ") };
+        placeholders(run)
+            .iter()
+            .filter_map(|placeholder| placeholder.strip_prefix("inputs."))
+            .filter(|role| !role.is_empty() && !roles.contains(role))
+            .map(|role| {
+                (
+                    format!("`{{inputs.{role}}}` in `run:` names no declared input; declared: {listed}"),
+                    format!("add `{role}` to the stage's `inputs:`, or use one of the declared roles"),
+                )
+            })
+            .collect()
     }
 
     fn file_params(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
@@ -142,7 +176,8 @@ impl Kind for Command {
         // by every child (eight failed execve calls each with this
         // project's PATH, while the stage thread waits on the vfork).
         let program = resolved_program(shell);
-        let child = Process::new(program.as_deref().unwrap_or(std::path::Path::new(shell)))
+        let mut child = Process::new(program.as_deref().unwrap_or(std::path::Path::new(shell)));
+        child
             .arg0(shell)
             .arg("-c")
             .arg(&text)
@@ -153,7 +188,14 @@ impl Kind for Command {
             .stdin(Stdio::null())
             .stdout(open(&stdout_path)?)
             .stderr(open(&stderr_path)?)
-            .process_group(0)
+            .process_group(0);
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: `supervise` makes only async-signal-safe calls.
+            let runner = unsafe { libc::getpid() };
+            unsafe { child.pre_exec(move || supervise(runner)) };
+        }
+        let child = child
             .spawn()
             .map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
         ctx.add_log("logs/stdout.txt");
@@ -174,23 +216,29 @@ impl Kind for Command {
             return Err(StageError::failed(message).with_hint(format!("the full log is {}", stderr_path.display())));
         }
         for (name, file) in &outputs {
-            if !ctx.out_dir.join(file).is_file() {
-                return Err(StageError::failed(format!(
-                    "the command did not write its declared output `{name}` ({file})"
-                ))
-                .with_hint(format!(
-                    "write it to {{outputs.{name}}}, which expands to {}",
-                    ctx.out_dir.join(file).display()
-                )));
+            match std::fs::symlink_metadata(ctx.out_dir.join(file)) {
+                Ok(meta) if meta.is_dir() => ctx.add_dir(name, file),
+                // A file, or a link the scheduler refuses with its reason.
+                Ok(_) => ctx.add_file(name, file),
+                Err(_) => {
+                    return Err(StageError::failed(format!(
+                        "the command did not write its declared output `{name}` ({file})"
+                    ))
+                    .with_hint(format!(
+                        "write it to {{outputs.{name}}}, which expands to {}",
+                        ctx.out_dir.join(file).display()
+                    )))
+                }
             }
-            ctx.add_file(name, file);
         }
         Ok(())
     }
 }
 
-/// Waits for the command, or on Ctrl-C stops its process group (SIGTERM,
-/// then SIGKILL after 500 ms) and returns [`StageError::Cancelled`].
+/// Waits for the command, or on Ctrl-C stops it (SIGTERM to the
+/// supervisor, which passes it to the command's group and sends SIGKILL
+/// 500 ms later; SIGKILL from here after 2 s if it has not ended) and
+/// returns [`StageError::Cancelled`].
 ///
 /// On Linux the stage's own thread polls a pidfd of the child (waking at its
 /// exit, or every 50 ms to look at the cancel flag); elsewhere, or where
@@ -200,7 +248,7 @@ fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus
     let stop = |wait_exit: &mut dyn FnMut(Duration) -> bool| {
         // SAFETY: kill(2) on the child's own process group.
         unsafe { libc::kill(-pid, libc::SIGTERM) };
-        if !wait_exit(Duration::from_millis(500)) {
+        if !wait_exit(Duration::from_millis(2000)) {
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
     };
@@ -239,6 +287,112 @@ fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus
     };
     let _ = waiter.join();
     Ok(status)
+}
+
+/// The supervisor, run in the child forked by `spawn` before it would exec
+/// the shell: it forks again, and the new process (the command, in a
+/// process group of its own that dies with the supervisor) returns to exec
+/// the shell. The supervisor never returns. It waits for signals:
+///
+/// - the command ended: kill what is left of its group, exit as it did;
+/// - the run died (its parent-death signal, SIGUSR1): kill the group, exit;
+/// - SIGTERM (the run was cancelled): pass it to the group, SIGKILL 500 ms later;
+/// - SIGINT, SIGHUP, SIGQUIT: ignored (the run decides).
+///
+/// Only async-signal-safe calls: this runs between fork and exec of a
+/// multithreaded process.
+#[cfg(target_os = "linux")]
+fn supervise(runner: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY: plain system calls on this process and its own child.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGCHLD, libc::SIGUSR1, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+            libc::sigaddset(&mut set, signal);
+        }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+        let supervisor = libc::getpid();
+        let command = libc::fork();
+        if command < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if command == 0 {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            if libc::getppid() != supervisor {
+                libc::_exit(137);
+            }
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            return Ok(());
+        }
+        libc::setpgid(command, command);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1 as libc::c_ulong);
+        if libc::getppid() != runner {
+            end_group(command);
+        }
+        // Copies of the run's descriptors (its key locks, the pipe `spawn`
+        // waits on) must not live on in the supervisor.
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            for fd in 3..4096 {
+                libc::close(fd);
+            }
+        }
+        let grace = libc::timespec { tv_sec: 0, tv_nsec: 500_000_000 };
+        let mut terminating = false;
+        loop {
+            let signal = if terminating {
+                libc::sigtimedwait(&set, std::ptr::null_mut(), &grace)
+            } else {
+                libc::sigwaitinfo(&set, std::ptr::null_mut())
+            };
+            match signal {
+                libc::SIGCHLD => {
+                    let mut status = 0;
+                    if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
+                        libc::kill(-command, libc::SIGKILL);
+                        exit_as(status);
+                    }
+                }
+                libc::SIGUSR1 if libc::getppid() != runner => end_group(command),
+                libc::SIGTERM => {
+                    libc::kill(-command, libc::SIGTERM);
+                    terminating = true;
+                }
+                -1 if terminating && *libc::__errno_location() == libc::EAGAIN => {
+                    libc::kill(-command, libc::SIGKILL);
+                    terminating = false;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Kills the command's group and exits (the run is gone).
+#[cfg(target_os = "linux")]
+unsafe fn end_group(command: libc::pid_t) -> ! {
+    libc::kill(-command, libc::SIGKILL);
+    libc::waitpid(command, std::ptr::null_mut(), 0);
+    libc::_exit(137)
+}
+
+/// Exits with the command's `status`: its exit code, or its signal.
+#[cfg(target_os = "linux")]
+unsafe fn exit_as(status: libc::c_int) -> ! {
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), signal);
+        libc::_exit(128 + signal);
+    }
+    libc::_exit(libc::WEXITSTATUS(status))
 }
 
 /// A process's pidfd (Linux 5.3 and later): readable once the process exits.
