@@ -595,3 +595,25 @@ fn textgrid_intervals_with_impossible_times_are_refused_with_file_and_line() {
         assert!(error.contains(&expected), "{error}\nwanted {expected}");
     }
 }
+
+/// A word that ends before it starts is named by its story, its file and
+/// its number counted from 1.
+#[test]
+fn an_invalid_word_interval_names_story_file_and_word_from_one() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(common::fresh_seed());
+    let dir = Scratch::new("word-interval");
+    let n = rng.random_range(3..30);
+    let bad = rng.random_range(0..n);
+    let mut tsv = String::from("word\tonset\toffset\n");
+    for i in 0..n {
+        let onset = i as f64 + 0.5;
+        let offset = if i == bad { onset - 0.25 } else { onset + 0.25 };
+        tsv.push_str(&format!("w{i}x\t{onset}\t{offset}\n"));
+    }
+    let file = dir.write("words/story.tsv", &tsv);
+    let pipeline = dir.write("w.yaml", "name: w\nstages:\n  words:\n    kind: align.words\n    params: {source: tsv, dir: words}\n");
+    let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 1);
+    let error = common::stage(&summary, "words")["error"].as_str().unwrap();
+    let expected = format!("story `story` ({}), word {} (`w{bad}x`", file.display(), bad + 1);
+    assert!(error.contains(&expected), "{error}\nwanted {expected}");
+}
