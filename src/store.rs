@@ -229,6 +229,12 @@ impl Store {
         let manifest_path = dir.join("manifest.json");
         let bytes = match fs::read(&manifest_path) {
             Ok(bytes) => bytes,
+            Err(_) if !dir.exists() && self.root.join("damaged").join(key).exists() => {
+                return Lookup::Damaged(format!(
+                    "a stage that read it found its bytes changed; it was moved to {}",
+                    self.root.join("damaged").join(key).display()
+                ))
+            }
             Err(_) if !dir.exists() => return Lookup::Missing,
             Err(error) => return Lookup::Damaged(format!("{}: {error}", manifest_path.display())),
         };

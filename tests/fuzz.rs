@@ -28,10 +28,55 @@ const FUZZ_CASES: usize = 400;
 
 /// Tokens that mean something to one of the formats.
 const TOKENS: &[&str] = &[
-    "=", "\"", "\"\"", "<exists>", "<", ">", "[", "]", "!", "\n", "\r\n", "\t", ",", ":", "{", "}", "-", "- ", "&a", "*a",
-    "!!binary ", "!x ", "-1", "-0.5", "1e300", "nan", "inf", "1e-320", "18446744073709551616", "0", "\u{feff}",
-    "${matrix.", "{inputs.", "{outputs.", "{params.", "kind: ", "inputs: ", "stages:", "matrix:", "\u{0}", "é", "'",
-    "size = 99999999", "xmin = ", "xmax = ", "intervals [1]:", "onset", "offset", "word",
+    "=",
+    "\"",
+    "\"\"",
+    "<exists>",
+    "<",
+    ">",
+    "[",
+    "]",
+    "!",
+    "\n",
+    "\r\n",
+    "\t",
+    ",",
+    ":",
+    "{",
+    "}",
+    "-",
+    "- ",
+    "&a",
+    "*a",
+    "!!binary ",
+    "!x ",
+    "-1",
+    "-0.5",
+    "1e300",
+    "nan",
+    "inf",
+    "1e-320",
+    "18446744073709551616",
+    "0",
+    "\u{feff}",
+    "${matrix.",
+    "{inputs.",
+    "{outputs.",
+    "{params.",
+    "kind: ",
+    "inputs: ",
+    "stages:",
+    "matrix:",
+    "\u{0}",
+    "é",
+    "'",
+    "size = 99999999",
+    "xmin = ",
+    "xmax = ",
+    "intervals [1]:",
+    "onset",
+    "offset",
+    "word",
 ];
 
 fn cases() -> usize {
@@ -101,7 +146,8 @@ fn random_words(rng: &mut impl Rng) -> Vec<Word> {
         .map(|_| {
             let onset = t;
             t += rng.random_range(0.05..0.8);
-            let word: String = (0..rng.random_range(1..9)).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect();
+            let word: String =
+                (0..rng.random_range(1..9)).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect();
             Word { word, onset, offset: t }
         })
         .collect()
@@ -143,7 +189,8 @@ fn the_textgrid_reader_never_panics() {
     {
         let words = random_words(&mut rng);
         let end = words.last().unwrap().offset;
-        let intervals = words.iter().map(|w| Interval { xmin: w.onset, xmax: w.offset, text: w.word.clone() }).collect();
+        let intervals =
+            words.iter().map(|w| Interval { xmin: w.onset, xmax: w.offset, text: w.word.clone() }).collect();
         let points = vec![Interval { xmin: end / 2.0, xmax: end / 2.0, text: "bell".into() }];
         let grid = TextGrid {
             xmin: 0.0,
@@ -178,8 +225,9 @@ fn the_word_table_readers_never_panic() {
         tsv.push(std::fs::read(&path).unwrap());
     }
     let events = Path::new("/work/shared/fixtures/real/ds002345/sub-075_task-21styear_events.tsv");
-    if let Ok(bytes) = std::fs::read(repository().join("../shared/fixtures/real/ds002345/sub-075_task-21styear_events.tsv"))
-        .or_else(|_| std::fs::read(events))
+    if let Ok(bytes) =
+        std::fs::read(repository().join("../shared/fixtures/real/ds002345/sub-075_task-21styear_events.tsv"))
+            .or_else(|_| std::fs::read(events))
     {
         tsv.push(bytes);
     }
@@ -198,16 +246,15 @@ fn the_respdict_reader_never_panics() {
     let scratch = Scratch::new("fuzz-respdict-corpus");
     let mut corpus = Vec::new();
     for i in 0..3 {
-        let counts = (0..rng.random_range(1..12))
-            .map(|s| (format!("story{s}"), rng.random_range(1..600usize)))
-            .collect();
+        let counts =
+            (0..rng.random_range(1..12)).map(|s| (format!("story{s}"), rng.random_range(1..600usize))).collect();
         let path = scratch.join(&format!("{i}.json"));
         voxflow::formats::respdict::write_respdict(&path, &counts).unwrap();
         corpus.push(std::fs::read(&path).unwrap());
     }
     let real = Path::new("/work/shared/fixtures/real/ds003020/respdict.json");
-    if let Ok(bytes) =
-        std::fs::read(repository().join("../shared/fixtures/real/ds003020/respdict.json")).or_else(|_| std::fs::read(real))
+    if let Ok(bytes) = std::fs::read(repository().join("../shared/fixtures/real/ds003020/respdict.json"))
+        .or_else(|_| std::fs::read(real))
     {
         corpus.push(bytes);
     }

@@ -102,7 +102,10 @@ fn a_damaged_input_fails_its_reader_and_the_next_run_repairs_the_store() {
     assert!(!store.join("objects").join(&a_key).exists(), "the damaged object is still fresh");
     assert!(store.join("damaged").join(&a_key).join(damaged_file).exists());
 
-    let repaired = statuses(&voxflow_json(&["run", pipeline, "--format", "json"], 0));
+    let repaired = voxflow_json(&["run", pipeline, "--format", "json"], 0);
+    let reason = common::stage(&repaired, "a")["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("found its bytes changed") && reason.contains("damaged"), "{reason}");
+    let repaired = statuses(&repaired);
     assert_eq!(repaired["a"], "ran", "{repaired:?}");
     for stage in ["b", "c", "d"] {
         assert_eq!(repaired[stage], "cached", "{stage} was built from good bytes: {repaired:?}");
@@ -129,7 +132,8 @@ fn only_the_damaged_object_is_named_and_a_forced_rebuild_of_it_runs() {
     flip_a_byte(&dir.join(".voxflow/objects").join(&b_key).join("b.txt"), &mut rng);
     // Forcing a and d as well: a is rebuilt (same bytes), d reads the fresh
     // a, c reads the damaged b.
-    let forced = voxflow_json(&["run", pipeline, "--format", "json", "--force", "a", "--force", "c", "--force", "d"], 1);
+    let forced =
+        voxflow_json(&["run", pipeline, "--format", "json", "--force", "a", "--force", "c", "--force", "d"], 1);
     let status = statuses(&forced);
     assert_eq!(status["a"], "ran");
     assert_eq!(status["b"], "cached");
@@ -479,10 +483,16 @@ fn words_past_the_last_tr_warn_and_a_story_without_responses_fails() {
     std::fs::create_dir_all(dir.join("responses")).unwrap();
     let rows = rng.random_range(3..20);
     let data: Vec<f32> = (0..rows * cols).map(|_| rng.random::<f32>() - 0.5).collect();
-    voxflow::formats::npy::write_npy(&dir.join("responses/full.npy"), &voxflow::numeric::Matrix::from_vec(rows, cols, data))
-        .unwrap();
-    voxflow::formats::npy::write_npy(&dir.join("responses/empty.npy"), &voxflow::numeric::Matrix::from_vec(0, cols, Vec::new()))
-        .unwrap();
+    voxflow::formats::npy::write_npy(
+        &dir.join("responses/full.npy"),
+        &voxflow::numeric::Matrix::from_vec(rows, cols, data),
+    )
+    .unwrap();
+    voxflow::formats::npy::write_npy(
+        &dir.join("responses/empty.npy"),
+        &voxflow::numeric::Matrix::from_vec(0, cols, Vec::new()),
+    )
+    .unwrap();
     let pipeline = dir.write(
         "late.yaml",
         &format!(
@@ -555,7 +565,8 @@ fn textgrid_intervals_with_impossible_times_are_refused_with_file_and_line() {
     for _ in 0..n {
         bounds.push(bounds.last().unwrap() + rng.random_range(0.05..0.9));
     }
-    let good: Vec<(String, String)> = (0..n).map(|i| (format!("{:.4}", bounds[i]), format!("{:.4}", bounds[i + 1]))).collect();
+    let good: Vec<(String, String)> =
+        (0..n).map(|i| (format!("{:.4}", bounds[i]), format!("{:.4}", bounds[i + 1]))).collect();
     let path = dir.write("good.TextGrid", &textgrid(&good));
     let grid = voxflow::formats::textgrid::read_textgrid(&path).unwrap();
     assert_eq!(grid.tiers[0].intervals.len(), n);
@@ -584,9 +595,19 @@ fn textgrid_intervals_with_impossible_times_are_refused_with_file_and_line() {
             (bad, format!("interval {} of tier \"words\" ends before it starts", k + 1))
         },
     ];
-    let banana = dir.write("banana.TextGrid", &textgrid(&good).replacen(&format!("xmax = {} \n            text", good[k].1), "xmax = banana \n            text", 1));
+    let banana = dir.write(
+        "banana.TextGrid",
+        &textgrid(&good).replacen(
+            &format!("xmax = {} \n            text", good[k].1),
+            "xmax = banana \n            text",
+            1,
+        ),
+    );
     let error = voxflow::formats::textgrid::read_textgrid(&banana).expect_err("banana").to_string();
-    assert!(error.starts_with(&format!("{}:{}: \"banana\" after `=` is not a number", banana.display(), line + 1)), "{error}");
+    assert!(
+        error.starts_with(&format!("{}:{}: \"banana\" after `=` is not a number", banana.display(), line + 1)),
+        "{error}"
+    );
     for (i, (bad, expected)) in cases.into_iter().enumerate() {
         let path = dir.write(&format!("bad{i}.TextGrid"), &textgrid(&bad));
         let error = voxflow::formats::textgrid::read_textgrid(&path).expect_err(&expected).to_string();
@@ -611,7 +632,8 @@ fn an_invalid_word_interval_names_story_file_and_word_from_one() {
         tsv.push_str(&format!("w{i}x\t{onset}\t{offset}\n"));
     }
     let file = dir.write("words/story.tsv", &tsv);
-    let pipeline = dir.write("w.yaml", "name: w\nstages:\n  words:\n    kind: align.words\n    params: {source: tsv, dir: words}\n");
+    let pipeline = dir
+        .write("w.yaml", "name: w\nstages:\n  words:\n    kind: align.words\n    params: {source: tsv, dir: words}\n");
     let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 1);
     let error = common::stage(&summary, "words")["error"].as_str().unwrap();
     let expected = format!("story `story` ({}), word {} (`w{bad}x`", file.display(), bad + 1);

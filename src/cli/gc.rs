@@ -42,7 +42,9 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
     let store = super::open_store(&store_dir)?;
     let (removed, bytes) = store.gc(&keep, args.dry_run)?;
     for name in store.stray_objects()? {
-        eprintln!("warning: objects/{name} is not an object directory (left in place; `voxflow verify --fix` removes it)");
+        eprintln!(
+            "warning: objects/{name} is not an object directory (left in place; `voxflow verify --fix` removes it)"
+        );
     }
     for key in &removed {
         println!("{} {key}", if args.dry_run { "would remove" } else { "removed" });

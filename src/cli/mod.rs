@@ -116,9 +116,8 @@ fn open_store(dir: &std::path::Path) -> Result<Store, CliError> {
         return Err(CliError::usage(format!("store {} is not a directory", dir.display()))
             .with_hint("pass --store a directory (it is created if missing)"));
     }
-    Store::open(dir).map_err(|error| {
-        CliError::from(error).with_hint("check that the store directory is writable, or pass --store")
-    })
+    Store::open(dir)
+        .map_err(|error| CliError::from(error).with_hint("check that the store directory is writable, or pass --store"))
 }
 
 /// The stages `--force` names: none without the flag, all with no value.

@@ -583,10 +583,8 @@ impl Job<'_> {
         for (role, input) in &self.inputs {
             let manifest = &input.manifest;
             let Err(detail) = self.store.check_object(manifest) else { continue };
-            let message = format!(
-                "input `{role}` is damaged: object {} of stage `{}`: {detail}",
-                manifest.key, input.stage
-            );
+            let message =
+                format!("input `{role}` is damaged: object {} of stage `{}`: {detail}", manifest.key, input.stage);
             let hint = match self.store.quarantine(&manifest.key) {
                 Ok(moved) => format!(
                     "the damaged object was moved to {}; run again: `{}` is rebuilt first, then what depends on it",

@@ -58,13 +58,19 @@ impl Kind for Command {
         match map.get("run") {
             Some(Value::String(run)) if !run.trim().is_empty() => {
                 let outputs: Vec<String> = output_files(params).into_iter().map(|(n, _)| n).collect();
-                let param_names: Vec<String> =
-                    map.keys().filter(|k| !matches!(k.as_str(), "run" | "outputs" | "files" | "shell")).cloned().collect();
+                let param_names: Vec<String> = map
+                    .keys()
+                    .filter(|k| !matches!(k.as_str(), "run" | "outputs" | "files" | "shell"))
+                    .cloned()
+                    .collect();
                 for placeholder in placeholders(run) {
                     let (scope, name) = placeholder.split_once('.').unwrap_or((placeholder.as_str(), ""));
                     let declared = |what: &str, names: &[String]| {
                         let listed = if names.is_empty() { "none".to_string() } else { names.join(", ") };
-                        ParamError::new("run", format!("`{{{placeholder}}}` names no declared {what}; declared: {listed}"))
+                        ParamError::new(
+                            "run",
+                            format!("`{{{placeholder}}}` names no declared {what}; declared: {listed}"),
+                        )
                     };
                     match scope {
                         // Input roles are checked against `inputs:` in `input_problems`.
@@ -195,9 +201,7 @@ impl Kind for Command {
             let runner = unsafe { libc::getpid() };
             unsafe { child.pre_exec(move || supervise(runner)) };
         }
-        let child = child
-            .spawn()
-            .map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
+        let child = child.spawn().map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
         ctx.add_log("logs/stdout.txt");
         ctx.add_log("logs/stderr.txt");
         let status = wait_or_cancel(child, ctx)?;

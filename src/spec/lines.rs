@@ -89,8 +89,9 @@ fn join(path: &str, key: &str) -> String {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let line = mark.line().max(1);
-        if let Event::Scalar(_, _, _, Some(tag)) | Event::MappingStart(_, Some(tag)) | Event::SequenceStart(_, Some(tag)) =
-            &event
+        if let Event::Scalar(_, _, _, Some(tag))
+        | Event::MappingStart(_, Some(tag))
+        | Event::SequenceStart(_, Some(tag)) = &event
         {
             let handle = if tag.handle == "tag:yaml.org,2002:" { "!!" } else { tag.handle.as_str() };
             self.tags.push((format!("{handle}{}", tag.suffix), line));

@@ -196,5 +196,8 @@ fn set_value_problems_name_the_command_line_and_bad_bytes_their_line() {
     std::fs::write(&path, &bytes).unwrap();
     let found = load(&path, &[]).err().expect("a file that is not UTF-8 loaded").0;
     assert_eq!(found[0].line, Some(bad_line + 1), "{found:?}");
-    assert_eq!(found[0].message, format!("the file is not UTF-8 text: an invalid byte at column {}", lines[bad_line].len() + 2));
+    assert_eq!(
+        found[0].message,
+        format!("the file is not UTF-8 text: an invalid byte at column {}", lines[bad_line].len() + 2)
+    );
 }

@@ -156,7 +156,9 @@ impl Kind for LoadResponses {
                     matrix.rows,
                     matrix.cols
                 ))
-                .with_hint("the file is empty (a failed export?); write it again, or leave the story out of `stories`"));
+                .with_hint(
+                    "the file is empty (a failed export?); write it again, or leave the story out of `stories`",
+                ));
             }
             if let Some(first) = n_voxels {
                 if first != matrix.cols {
