@@ -411,10 +411,17 @@ fn a_commands_background_processes_end_with_it() {
     let error = common::stage(&summary, "code")["error"].as_str().unwrap();
     assert!(error.contains("exit code 3"), "the command's exit code is kept: {error}");
     assert_eq!(statuses(&summary)["left"], "ran");
-    let running = std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).unwrap_or_default()).contains(&token)
-    });
-    assert!(!running, "a background process outlived its command");
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).unwrap_or_default()).contains(&token)
+        })
+    };
+    // SIGKILL is sent as the command ends; a loaded machine takes a moment to deliver it.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while running() {
+        assert!(Instant::now() < deadline, "a background process outlived its command by 3 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Placeholders must name declared inputs, params and outputs; the error
