@@ -352,8 +352,8 @@ stages:
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The commands name the token; the runner and its forks (a supervisor
-    // is one) name the pipeline file.
+    // The commands name the token; the runner and its forks (the run's
+    // reaper is one) name the pipeline file.
     let file = pipeline.display().to_string();
     let alive = || -> Vec<String> {
         std::fs::read_dir("/proc")

@@ -17,12 +17,13 @@
 //! params and the content of the files listed in `files` are in the key;
 //! stdout and stderr are kept as logs beside the outputs.
 //!
-//! The command runs under a small supervising process (forked, not
-//! exec'd; [`supervise`]) in a process group of its own: when the command
-//! ends, what it left running in that group is killed; when the run dies
-//! (even by `kill -9`), the supervisor gets a parent-death signal and
-//! kills the whole group, grandchildren included. A process that leaves
-//! the group on purpose (`setsid`) escapes this.
+//! The command runs in a process group of its own: when it ends, what it
+//! left running in that group is killed. One small reaper process per run
+//! (forked once, at the first command stage; [`Reaper`]) is told each
+//! command's group: when the run dies (even by `kill -9`), its pipe from the
+//! run reaches end-of-file and it kills every group still running,
+//! grandchildren included. A process that leaves the group on purpose
+//! (`setsid`) escapes this.
 //!
 //! An output is a file or a directory of files; a symbolic link is refused
 //! by the scheduler (a link's target can change after the result is stored).
@@ -196,12 +197,26 @@ impl Kind for Command {
             .stderr(open(&stderr_path)?)
             .process_group(0);
         #[cfg(target_os = "linux")]
+        let reaper = reaper()?;
+        #[cfg(target_os = "linux")]
         {
-            // SAFETY: `supervise` makes only async-signal-safe calls.
+            // Until the runner has told the reaper its group, the command
+            // dies with the runner's stage thread by itself.
+            // SAFETY: only async-signal-safe calls.
             let runner = unsafe { libc::getpid() };
-            unsafe { child.pre_exec(move || supervise(runner)) };
+            unsafe {
+                child.pre_exec(move || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                    if libc::getppid() != runner {
+                        libc::_exit(137);
+                    }
+                    Ok(())
+                })
+            };
         }
         let child = child.spawn().map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
+        #[cfg(target_os = "linux")]
+        reaper.tell(b'+', child.id() as libc::pid_t);
         ctx.add_log("logs/stdout.txt");
         ctx.add_log("logs/stderr.txt");
         let status = wait_or_cancel(child, ctx)?;
@@ -239,10 +254,12 @@ impl Kind for Command {
     }
 }
 
-/// Waits for the command, or on Ctrl-C stops it (SIGTERM to the
-/// supervisor, which passes it to the command's group and sends SIGKILL
-/// 500 ms later; SIGKILL from here after 2 s if it has not ended) and
-/// returns [`StageError::Cancelled`].
+/// Waits for the command, or on Ctrl-C stops it (SIGTERM to its process
+/// group, SIGKILL 500 ms later, and again after 2 s if it has not ended)
+/// and returns [`StageError::Cancelled`]. Either way what the command left
+/// running in its group is killed, and the group is struck from the
+/// reaper's list, while the command is still a zombie (so its id, and the
+/// group's, cannot have been reused).
 ///
 /// On Linux the stage's own thread polls a pidfd of the child (waking at its
 /// exit, or every 50 ms to look at the cancel flag); elsewhere, or where
@@ -252,18 +269,23 @@ fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus
     let stop = |wait_exit: &mut dyn FnMut(Duration) -> bool| {
         // SAFETY: kill(2) on the child's own process group.
         unsafe { libc::kill(-pid, libc::SIGTERM) };
-        if !wait_exit(Duration::from_millis(2000)) {
+        if !wait_exit(Duration::from_millis(500)) {
             unsafe { libc::kill(-pid, libc::SIGKILL) };
+            if !wait_exit(Duration::from_millis(1500)) {
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
         }
     };
     #[cfg(target_os = "linux")]
     if let Some(pidfd) = PidFd::open(pid) {
         loop {
             if pidfd.exited_within(Duration::from_millis(50)) {
+                end_group(pid);
                 return child.wait().map_err(|e| StageError::failed(format!("waiting for the command: {e}")));
             }
             if ctx.is_cancelled() {
                 stop(&mut |timeout| pidfd.exited_within(timeout));
+                end_group(pid);
                 let _ = child.wait();
                 return Err(StageError::Cancelled);
             }
@@ -277,126 +299,183 @@ fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus
     let status = loop {
         match receiver.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok(status)) => break status,
-            Ok(Err(e)) => return Err(StageError::failed(format!("waiting for the command: {e}"))),
+            Ok(Err(e)) => {
+                end_group(pid);
+                return Err(StageError::failed(format!("waiting for the command: {e}")));
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(StageError::failed("lost track of the command's process"))
+                end_group(pid);
+                return Err(StageError::failed("lost track of the command's process"));
             }
         }
         if ctx.is_cancelled() {
             stop(&mut |timeout| receiver.recv_timeout(timeout).is_ok());
+            end_group(pid);
             let _ = waiter.join();
             return Err(StageError::Cancelled);
         }
     };
+    end_group(pid);
     let _ = waiter.join();
     Ok(status)
 }
 
-/// The supervisor, run in the child forked by `spawn` before it would exec
-/// the shell: it forks again, and the new process (the command, in a
-/// process group of its own that dies with the supervisor) returns to exec
-/// the shell. The supervisor never returns. It waits for signals:
+/// Kills what is left of the command's process group and strikes the
+/// group from the reaper's list.
+fn end_group(pid: i32) {
+    // SAFETY: kill(2) on the command's own process group.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    #[cfg(target_os = "linux")]
+    if let Some(Ok(reaper)) = REAPER.get() {
+        reaper.tell(b'-', pid);
+    }
+}
+
+/// The run's reaper: one small process per run, forked from the runner at
+/// its first command stage ([`reaper`]), that kills every command's process
+/// group still registered when the runner dies.
 ///
-/// - the command ended: kill what is left of its group, exit as it did;
-/// - the run died (its parent-death signal, SIGUSR1): kill the group, exit;
-/// - SIGTERM (the run was cancelled): pass it to the group, SIGKILL 500 ms later;
-/// - SIGINT, SIGHUP, SIGQUIT: ignored (the run decides).
-///
-/// Only async-signal-safe calls: this runs between fork and exec of a
-/// multithreaded process.
+/// The runner writes `+PGID\n` to the reaper's stdin (a pipe) right after it
+/// spawns a command and `-PGID\n` once it has killed what was left of its
+/// group. The write end is close-on-exec and the reaper closes its own copy,
+/// so the pipe reaches end-of-file exactly when the runner is gone, however
+/// it died (the kernel closes a killed process's descriptors): the reaper
+/// then sends SIGKILL to every registered group and exits.
 #[cfg(target_os = "linux")]
-fn supervise(runner: libc::pid_t) -> std::io::Result<()> {
-    // SAFETY: plain system calls on this process and its own child.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in [libc::SIGCHLD, libc::SIGUSR1, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
-            libc::sigaddset(&mut set, signal);
+struct Reaper {
+    write: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl Reaper {
+    /// Writes one line; lines under PIPE_BUF are written whole even when
+    /// stage threads write at once. A failed write (the reaper was killed)
+    /// only loses the guarantee.
+    fn tell(&self, sign: u8, pgid: libc::pid_t) {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let mut line = [0u8; 24];
+        let mut cursor = std::io::Cursor::new(&mut line[..]);
+        let _ = write!(cursor, "{}{pgid}\n", sign as char);
+        let len = cursor.position() as usize;
+        // SAFETY: writes `len` bytes of `line` to our own descriptor.
+        unsafe { libc::write(self.write.as_raw_fd(), line.as_ptr().cast(), len) };
+    }
+}
+
+#[cfg(target_os = "linux")]
+static REAPER: std::sync::OnceLock<Result<Reaper, String>> = std::sync::OnceLock::new();
+
+/// The run's reaper, started at the first call.
+#[cfg(target_os = "linux")]
+fn reaper() -> Result<&'static Reaper, StageError> {
+    REAPER
+        .get_or_init(start_reaper)
+        .as_ref()
+        .map_err(|e| StageError::failed(format!("cannot start the run's reaper process: {e}")))
+}
+
+#[cfg(target_os = "linux")]
+fn start_reaper() -> Result<Reaper, String> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let [read, write] = fds;
+    // SAFETY: the child makes only async-signal-safe calls (this process
+    // has other threads) and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let error = std::io::Error::last_os_error();
+        unsafe {
+            libc::close(read);
+            libc::close(write);
         }
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
-        let supervisor = libc::getpid();
-        let command = libc::fork();
-        if command < 0 {
-            return Err(std::io::Error::last_os_error());
+        return Err(error.to_string());
+    }
+    if pid == 0 {
+        unsafe { reap(read) }
+    }
+    // SAFETY: `read` is ours and no longer needed here; `write` is owned.
+    unsafe { libc::close(read) };
+    Ok(Reaper { write: unsafe { std::os::fd::OwnedFd::from_raw_fd(write) } })
+}
+
+/// The reaper's body, in the child of `fork`: only async-signal-safe calls
+/// and no allocation. It leaves the run's process group (Ctrl-C is the
+/// run's to handle), keeps only the pipe's read end (as stdin) and
+/// /dev/null, and reads registrations until end-of-file.
+#[cfg(target_os = "linux")]
+unsafe fn reap(read: libc::c_int) -> ! {
+    const MAX: usize = 1 << 16;
+    static mut GROUPS: [libc::pid_t; MAX] = [0; MAX];
+    let groups = &mut *std::ptr::addr_of_mut!(GROUPS);
+    let mut count = 0usize;
+    libc::setpgid(0, 0);
+    for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+        libc::signal(signal, libc::SIG_IGN);
+    }
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    libc::dup2(read, 0);
+    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+    if null >= 0 {
+        libc::dup2(null, 1);
+        libc::dup2(null, 2);
+    }
+    // The run's other descriptors (the pipe's write end, key locks, the
+    // store's files) must not live on here.
+    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+        for fd in 3..4096 {
+            libc::close(fd);
         }
-        if command == 0 {
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            if libc::getppid() != supervisor {
-                libc::_exit(137);
-            }
-            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            return Ok(());
+    }
+    let mut buffer = [0u8; 4096];
+    let mut sign = 0u8;
+    let mut value: libc::pid_t = 0;
+    loop {
+        let n = libc::read(0, buffer.as_mut_ptr().cast(), buffer.len());
+        if n < 0 && *libc::__errno_location() == libc::EINTR {
+            continue;
         }
-        libc::setpgid(command, command);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1 as libc::c_ulong);
-        if libc::getppid() != runner {
-            end_group(command);
+        if n <= 0 {
+            break;
         }
-        // Copies of the run's descriptors (its key locks, the pipe `spawn`
-        // waits on) must not live on in the supervisor.
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
-            for fd in 3..4096 {
-                libc::close(fd);
-            }
-        }
-        let grace = libc::timespec { tv_sec: 0, tv_nsec: 500_000_000 };
-        let mut terminating = false;
-        loop {
-            let signal = if terminating {
-                libc::sigtimedwait(&set, std::ptr::null_mut(), &grace)
-            } else {
-                libc::sigwaitinfo(&set, std::ptr::null_mut())
-            };
-            match signal {
-                libc::SIGCHLD => {
-                    let mut status = 0;
-                    if libc::waitpid(command, &mut status, libc::WNOHANG) == command {
-                        libc::kill(-command, libc::SIGKILL);
-                        exit_as(status);
+        for &byte in &buffer[..n as usize] {
+            match byte {
+                b'+' | b'-' => {
+                    sign = byte;
+                    value = 0;
+                }
+                b'0'..=b'9' => value = value.saturating_mul(10).saturating_add((byte - b'0') as libc::pid_t),
+                b'\n' if value > 0 => {
+                    if sign == b'+' && count < MAX {
+                        groups[count] = value;
+                        count += 1;
+                    } else if sign == b'-' {
+                        if let Some(i) = groups[..count].iter().position(|&g| g == value) {
+                            count -= 1;
+                            groups[i] = groups[count];
+                        }
                     }
+                    sign = 0;
+                    value = 0;
                 }
-                libc::SIGUSR1 if libc::getppid() != runner => end_group(command),
-                libc::SIGTERM => {
-                    libc::kill(-command, libc::SIGTERM);
-                    terminating = true;
+                _ => {
+                    sign = 0;
+                    value = 0;
                 }
-                -1 if terminating && *libc::__errno_location() == libc::EAGAIN => {
-                    libc::kill(-command, libc::SIGKILL);
-                    terminating = false;
-                }
-                _ => {}
             }
         }
     }
-}
-
-/// Kills the command's group and exits (the run is gone).
-#[cfg(target_os = "linux")]
-unsafe fn end_group(command: libc::pid_t) -> ! {
-    libc::kill(-command, libc::SIGKILL);
-    libc::waitpid(command, std::ptr::null_mut(), 0);
-    libc::_exit(137)
-}
-
-/// Exits with the command's `status`: its exit code, or its signal.
-#[cfg(target_os = "linux")]
-unsafe fn exit_as(status: libc::c_int) -> ! {
-    if libc::WIFSIGNALED(status) {
-        let signal = libc::WTERMSIG(status);
-        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-        libc::signal(signal, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signal);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::kill(libc::getpid(), signal);
-        libc::_exit(128 + signal);
+    for &group in &groups[..count] {
+        libc::kill(-group, libc::SIGKILL);
     }
-    libc::_exit(libc::WEXITSTATUS(status))
+    libc::_exit(0)
 }
 
 /// A process's pidfd (Linux 5.3 and later): readable once the process exits.
