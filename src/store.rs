@@ -8,6 +8,7 @@
 //!   objects/<key>/logs/           stdout/stderr of command stages
 //!   tmp/<key>.<pid>.<n>/          a stage being written (never read as a result)
 //!   failed/<key>/                 the staging directory (logs) of a failed stage
+//!   damaged/<key>/                an object whose bytes no longer match its manifest
 //!   slurm-logs/<pipeline>/        logs of cluster jobs until their result lands
 //!   work/<key>/                   a resumable stage's work (checkpoints) across attempts
 //!   locks/<key>.lock              one writer per key across processes
@@ -22,6 +23,13 @@
 //! step while the key's lock is held; a killed run leaves at most a stray
 //! `tmp/` entry, which `gc` removes.
 //!
+//! **Invariant:** a stage never computes from bytes whose digest differs from
+//! the manifest's. Before a stage runs, [`Store::check_object`] re-hashes
+//! each object it reads (once per process: an object committed by this
+//! process was hashed as it was committed); a mismatch fails the stage, and
+//! [`Store::quarantine`] moves the object to `damaged/<key>/`, so the next
+//! run rebuilds it first.
+//!
 //! A commit does not fsync. A killed run loses nothing it renamed into
 //! `objects/` (the kernel has the bytes). After a crash of the machine, an
 //! object whose bytes had not reached the disk has a manifest that is
@@ -35,7 +43,7 @@
 //! slots; benches/README.md). The run's own files (`runs/`, `memo.json`)
 //! are still written with [`write_atomic`], once per run.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -172,6 +180,9 @@ pub struct Store {
     root: PathBuf,
     memo: Mutex<HashMap<String, MemoEntry>>,
     memo_dirty: Mutex<bool>,
+    /// Objects whose bytes this process hashed and found as their manifests
+    /// say (or committed itself): [`Store::check_object`] hashes each once.
+    verified: Mutex<HashSet<String>>,
 }
 
 static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -185,7 +196,23 @@ impl Store {
         }
         let memo_path = root.join("memo.json");
         let memo = fs::read(&memo_path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
-        Ok(Store { root: root.to_path_buf(), memo: Mutex::new(memo), memo_dirty: Mutex::new(false) })
+        Ok(Store {
+            root: root.to_path_buf(),
+            memo: Mutex::new(memo),
+            memo_dirty: Mutex::new(false),
+            verified: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Opens the store at `root` only if it exists (`verify` never creates one).
+    pub fn open_existing(root: &Path) -> Result<Store, StoreError> {
+        if !root.join("objects").is_dir() {
+            return Err(StoreError::Corrupt {
+                path: root.display().to_string(),
+                message: "no store here (no objects/ directory)".into(),
+            });
+        }
+        Store::open(root)
     }
 
     pub fn root(&self) -> &Path {
@@ -203,6 +230,12 @@ impl Store {
         let manifest_path = dir.join("manifest.json");
         let bytes = match fs::read(&manifest_path) {
             Ok(bytes) => bytes,
+            Err(_) if !dir.exists() && self.root.join("damaged").join(key).exists() => {
+                return Lookup::Damaged(format!(
+                    "a stage that read it found its bytes changed; it was moved to {}",
+                    self.root.join("damaged").join(key).display()
+                ))
+            }
             Err(_) if !dir.exists() => return Lookup::Missing,
             Err(error) => return Lookup::Damaged(format!("{}: {error}", manifest_path.display())),
         };
@@ -264,7 +297,45 @@ impl Store {
             fs::remove_dir_all(&target).map_err(io(&target))?;
         }
         fs::rename(staging, &target).map_err(io(&target))?;
+        // Its digests were just computed from these bytes.
+        self.verified.lock().expect("verified lock").insert(manifest.key.clone());
         Ok(())
+    }
+
+    /// Re-hashes the outputs of the object `manifest` describes (once per
+    /// process) and checks them against the manifest: each output's digest
+    /// and size, and the combined digest downstream keys are built from.
+    /// `Err` names the first output (or field) that disagrees.
+    pub fn check_object(&self, manifest: &Manifest) -> Result<(), String> {
+        if self.verified.lock().expect("verified lock").contains(&manifest.key) {
+            return Ok(());
+        }
+        if let Some(problem) = manifest_problems(&self.object_dir(&manifest.key), manifest).into_iter().next() {
+            return Err(problem);
+        }
+        self.verified.lock().expect("verified lock").insert(manifest.key.clone());
+        Ok(())
+    }
+
+    /// Moves the object of `key` out of `objects/` to `damaged/<key>/` (under
+    /// its lock), so it is no longer fresh and the next run rebuilds it; the
+    /// bytes stay there to look at until `gc` removes them.
+    pub fn quarantine(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let _lock = self.lock(key)?;
+        let damaged = self.root.join("damaged");
+        let target = damaged.join(key);
+        let dir = self.object_dir(key);
+        if !dir.exists() {
+            // Another stage of this run found it first.
+            return Ok(target);
+        }
+        fs::create_dir_all(&damaged).map_err(io(&damaged))?;
+        if target.exists() {
+            fs::remove_dir_all(&target).map_err(io(&target))?;
+        }
+        fs::rename(&dir, &target).map_err(io(&dir))?;
+        self.verified.lock().expect("verified lock").remove(key);
+        Ok(target)
     }
 
     /// The work directory of `key` (`work/<key>/`), created if needed: what
@@ -313,13 +384,17 @@ impl Store {
         dirs
     }
 
-    /// Removes the result of `key` (used before a forced or repaired rebuild).
+    /// Removes the result of `key` (used before a forced or repaired
+    /// rebuild), or a stray file of that name in `objects/`.
     pub fn remove(&self, key: &str) -> Result<(), StoreError> {
         let dir = self.object_dir(key);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(io(&dir))?;
-        }
-        Ok(())
+        let removed = match fs::symlink_metadata(&dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => Err(error),
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&dir),
+            Ok(_) => fs::remove_file(&dir),
+        };
+        removed.map_err(io(&dir))
     }
 
     /// Content digest of a file or directory, memoised by (path, size, mtime, inode).
@@ -387,14 +462,28 @@ impl Store {
 
     /// Every key that has an object directory.
     pub fn object_keys(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.object_entries()?.into_iter().filter(|(_, is_dir)| *is_dir).map(|(name, _)| name).collect())
+    }
+
+    /// Entries of `objects/` that are not directories (a stray file, a
+    /// link): no run wrote them; `verify` reports them, `gc` leaves them.
+    pub fn stray_objects(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.object_entries()?.into_iter().filter(|(_, is_dir)| !*is_dir).map(|(name, _)| name).collect())
+    }
+
+    /// The names in `objects/`, sorted, each with whether it is a directory.
+    fn object_entries(&self) -> Result<Vec<(String, bool)>, StoreError> {
         let dir = self.root.join("objects");
-        let mut keys: Vec<String> = fs::read_dir(&dir)
+        let mut entries: Vec<(String, bool)> = fs::read_dir(&dir)
             .map_err(io(&dir))?
             .filter_map(|entry| entry.ok())
-            .map(|entry| entry.file_name().to_string_lossy().to_string())
+            .map(|entry| {
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                (entry.file_name().to_string_lossy().to_string(), is_dir)
+            })
             .collect();
-        keys.sort();
-        Ok(keys)
+        entries.sort();
+        Ok(entries)
     }
 
     /// Removes every object whose key is not in `keep`, the work directories
@@ -430,6 +519,16 @@ impl Store {
                 removed.push(format!("work/{key}"));
             }
         }
+        // Quarantined objects: their keys are rebuilt under `objects/`.
+        let damaged = self.root.join("damaged");
+        for entry in fs::read_dir(&damaged).into_iter().flatten().filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().to_string();
+            bytes += dir_size(&entry.path());
+            if !dry_run {
+                fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+            }
+            removed.push(format!("damaged/{name}"));
+        }
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(io(&tmp))?.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().to_string();
@@ -448,9 +547,18 @@ impl Store {
         Ok((removed, bytes))
     }
 
-    /// Re-hashes every output of every object; returns the problems found.
+    /// Re-hashes every output of every object and checks each manifest
+    /// (its key, its outputs' digests and sizes, its combined digest);
+    /// returns the problems found, stray entries of `objects/` included.
     pub fn verify(&self) -> Result<Vec<VerifyProblem>, StoreError> {
         let mut problems = Vec::new();
+        for name in self.stray_objects()? {
+            problems.push(VerifyProblem {
+                key: name,
+                stage: None,
+                detail: "not an object directory (a stray file in objects/)".into(),
+            });
+        }
         for key in self.object_keys()? {
             let dir = self.object_dir(&key);
             let manifest: Manifest =
@@ -472,25 +580,43 @@ impl Store {
                     detail: "manifest key does not match its directory".into(),
                 });
             }
-            for (name, output) in &manifest.outputs {
-                let path = dir.join(&output.file);
-                match output_digest(&path) {
-                    Ok((digest, _)) if digest == output.digest => {}
-                    Ok((digest, _)) => problems.push(VerifyProblem {
-                        key: key.clone(),
-                        stage: Some(manifest.stage.clone()),
-                        detail: format!("output `{name}` digest {digest} != recorded {}", output.digest),
-                    }),
-                    Err(error) => problems.push(VerifyProblem {
-                        key: key.clone(),
-                        stage: Some(manifest.stage.clone()),
-                        detail: format!("output `{name}`: {error}"),
-                    }),
-                }
+            for detail in manifest_problems(&dir, &manifest) {
+                problems.push(VerifyProblem { key: key.clone(), stage: Some(manifest.stage.clone()), detail });
             }
         }
         Ok(problems)
     }
+}
+
+/// What disagrees between the object in `dir` and its manifest: each
+/// output's digest and size (re-hashed), and the combined digest.
+fn manifest_problems(dir: &Path, manifest: &Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, output) in &manifest.outputs {
+        let path = dir.join(&output.file);
+        match output_digest(&path) {
+            Ok((digest, _)) if digest != output.digest => problems.push(format!(
+                "output `{name}` digest {digest} != recorded {} ({})",
+                output.digest,
+                path.display()
+            )),
+            Ok((_, bytes)) if bytes != output.bytes => problems.push(format!(
+                "output `{name}` has {bytes} bytes, the manifest says {} ({})",
+                output.bytes,
+                path.display()
+            )),
+            Ok(_) => {}
+            Err(error) => problems.push(format!("output `{name}`: {error}")),
+        }
+    }
+    let combined = combined_digest(&manifest.outputs);
+    if combined != manifest.digest {
+        problems.push(format!(
+            "combined digest {} in the manifest != {combined} from its outputs' digests",
+            manifest.digest
+        ));
+    }
+    problems
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -533,6 +659,29 @@ pub fn output_digest(path: &Path) -> Result<(String, u64), StoreError> {
     } else {
         Ok((file_digest(path)?, meta.len()))
     }
+}
+
+/// The first symbolic link at `path` or below it (a directory output), if
+/// any, with where it points. A stored artifact must be a regular file or a
+/// directory of regular files: a link's target can change after the object
+/// is stored, and the stored result with it.
+pub fn find_symlink(path: &Path) -> Result<Option<(PathBuf, PathBuf)>, StoreError> {
+    let meta = fs::symlink_metadata(path).map_err(io(path))?;
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(path).unwrap_or_default();
+        return Ok(Some((path.to_path_buf(), target)));
+    }
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> =
+            fs::read_dir(path).map_err(io(path))?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        entries.sort();
+        for entry in entries {
+            if let Some(found) = find_symlink(&entry)? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The size of an output as the manifest records it (a directory: its files' sum).

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use voxflow::exec::{self, Force};
-use voxflow::store::Store;
 
 use super::args::{Format, GcArgs};
 use super::error::{CliError, EXIT_INVALID};
@@ -21,7 +20,7 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
     for path in &args.pipelines {
         let pipeline = voxflow::load_pipeline(path, &[], args.store.clone())
             .map_err(|diagnostics| CliError::invalid_pipeline(diagnostics, Format::Human))?;
-        let store = Store::open(&pipeline.store_dir)?;
+        let store = super::open_store(&pipeline.store_dir)?;
         match &store_dir {
             Some(dir) if !same_dir(dir, &pipeline.store_dir) => {
                 return Err(CliError::usage(format!(
@@ -54,7 +53,7 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
     }
     // clap requires at least one pipeline, so there is a store.
     let Some(store_dir) = store_dir else { return Err(CliError::quiet(EXIT_INVALID)) };
-    let store = Store::open(&store_dir)?;
+    let store = super::open_store(&store_dir)?;
     // Stage names of results no run recorded, read before they go.
     let (candidates, candidate_bytes) = store.gc(&keep, true)?;
     for key in &candidates {
@@ -65,6 +64,11 @@ pub fn gc(args: &GcArgs) -> Result<(), CliError> {
         }
     }
     let (removed, bytes) = if args.dry_run { (candidates, candidate_bytes) } else { store.gc(&keep, false)? };
+    for name in store.stray_objects()? {
+        eprintln!(
+            "warning: objects/{name} is not an object directory (left in place; `voxflow verify --fix` removes it)"
+        );
+    }
     for key in &removed {
         let verb = if args.dry_run { "would remove" } else { "removed" };
         match known.get(key) {

@@ -117,10 +117,19 @@ fn load(args: &PipelineArgs) -> Result<Pipeline, CliError> {
 /// Loads the pipeline and opens its store.
 fn open(args: &PipelineArgs) -> Result<(Pipeline, Store), CliError> {
     let pipeline = load(args)?;
-    let store = Store::open(&pipeline.store_dir).map_err(|error| {
-        CliError::from(error).with_hint("check that the store directory is writable, or pass --store")
-    })?;
+    let store = open_store(&pipeline.store_dir)?;
     Ok((pipeline, store))
+}
+
+/// Opens (creating if needed) the store at `dir`; a path that is there but
+/// is no directory is a usage error (exit 2), not a failure.
+fn open_store(dir: &std::path::Path) -> Result<Store, CliError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::usage(format!("store {} is not a directory", dir.display()))
+            .with_hint("pass --store a directory (it is created if missing)"));
+    }
+    Store::open(dir)
+        .map_err(|error| CliError::from(error).with_hint("check that the store directory is writable, or pass --store"))
 }
 
 /// The stages `--force` names: none without the flag, all with no value.

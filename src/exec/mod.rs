@@ -436,6 +436,7 @@ impl<'a> Job<'a> {
                 return Ok((*manifest, false));
             }
         }
+        self.check_inputs()?;
         let staging = self.store.staging_dir(&self.key).map_err(store_error)?;
         let started = Instant::now();
         // A resumable stage keeps its work under its key across attempts.
@@ -497,6 +498,9 @@ impl<'a> Job<'a> {
                 .unwrap_or_else(|panic| Err(panic_error(panic)))
         };
         if let Err(error) = result {
+            return Err(self.keep_failed(&staging, error));
+        }
+        if let Err(error) = refuse_links(&staging, &ctx.outputs) {
             return Err(self.keep_failed(&staging, error));
         }
         let mut outputs = BTreeMap::new();
@@ -589,6 +593,31 @@ pub fn exec_stage(
 }
 
 impl Job<'_> {
+    /// Re-hashes every object the stage reads (each once per run) before it
+    /// computes anything. A damaged object fails the stage, named with its
+    /// stage, key and file, and is moved to `damaged/` so that the next run
+    /// rebuilds it, then what depends on it.
+    fn check_inputs(&self) -> Result<(), StageError> {
+        for (role, input) in &self.inputs {
+            let manifest = &input.manifest;
+            let Err(detail) = self.store.check_object(manifest) else { continue };
+            let message =
+                format!("input `{role}` is damaged: object {} of stage `{}`: {detail}", manifest.key, input.stage);
+            let hint = match self.store.quarantine(&manifest.key) {
+                Ok(moved) => format!(
+                    "the damaged object was moved to {}; run again: `{}` is rebuilt first, then what depends on it",
+                    moved.display(),
+                    input.stage
+                ),
+                Err(error) => {
+                    format!("it could not be moved aside ({error}); run `voxflow verify --fix`, then run again")
+                }
+            };
+            return Err(StageError::failed(message).with_hint(hint));
+        }
+        Ok(())
+    }
+
     /// Moves a failed stage's staging directory (with its logs) to
     /// `failed/<key>/`, outside `objects/`, and points the error at it.
     fn keep_failed(&self, staging: &std::path::Path, error: StageError) -> StageError {
@@ -613,6 +642,24 @@ impl Job<'_> {
             other => other,
         }
     }
+}
+
+/// Refuses outputs that are symbolic links or hold one: the stored
+/// artifact must not change when a link's target does.
+fn refuse_links(staging: &std::path::Path, written: &[crate::stage::WrittenOutput]) -> Result<(), StageError> {
+    for output in written {
+        let path = staging.join(&output.file);
+        let Ok(Some((link, target))) = crate::store::find_symlink(&path) else { continue };
+        let inside = link.strip_prefix(staging).unwrap_or(&link).display().to_string();
+        return Err(StageError::failed(format!(
+            "output `{}` is a symbolic link: {inside} -> {}; an output must be a regular file or a directory of \
+             regular files, so that the stored result cannot change after it is stored",
+            output.name,
+            target.display()
+        ))
+        .with_hint("copy the bytes instead of linking them (`cp -L TARGET {outputs.NAME}`)"));
+    }
+    Ok(())
 }
 
 /// Writes a stage's progress to its work directory, at most twice a second

@@ -352,6 +352,9 @@ fn tokenize(text: &str, path: &Path) -> Result<Vec<(Tok, usize)>, FormatError> {
     let mut toks = Vec::new();
     let mut chars = text.chars().peekable();
     let mut line = 1usize;
+    // Where the last `=` label was (line, tokens so far): a bare word right
+    // after it on its line is a value that is not a number (`xmax = banana`).
+    let mut equals: Option<(usize, usize)> = None;
     while let Some(c) = chars.next() {
         match c {
             '\n' => line += 1,
@@ -430,11 +433,29 @@ fn tokenize(text: &str, path: &Path) -> Result<Vec<(Tok, usize)>, FormatError> {
             }
             _ => {
                 // A label such as `xmin`, `=`, `tiers?` or `intervals:`.
+                let mut label = String::from(c);
                 while let Some(&n) = chars.peek() {
                     if n.is_whitespace() || n == '"' || n == '<' || n == '[' || n == '!' {
                         break;
                     }
+                    label.push(n);
                     chars.next();
+                }
+                let value = match label.split_once('=') {
+                    Some((_, value)) if !value.is_empty() => Some(value.to_string()),
+                    _ if equals == Some((line, toks.len())) => Some(label.clone()),
+                    _ => None,
+                };
+                if let Some(value) = value {
+                    return Err(FormatError::parse(
+                        path,
+                        line,
+                        format!("{value:?} after `=` is not a number, a quoted string or a <flag>"),
+                        REPAIR,
+                    ));
+                }
+                if label.ends_with('=') {
+                    equals = Some((line, toks.len()));
                 }
             }
         }
@@ -505,6 +526,51 @@ impl Cursor<'_> {
     fn peek_line(&self) -> usize {
         self.toks.get(self.pos).map_or(self.last_line, |t| t.1)
     }
+}
+
+/// The latest time a TextGrid may name, in seconds (about 11.6 days): a
+/// larger one is a damaged or mistyped file, not a recording.
+pub const MAX_SECONDS: f64 = 1e6;
+
+/// Refuses an entry whose times cannot belong to a recording: not finite,
+/// negative, past [`MAX_SECONDS`], ending before it starts, or (intervals)
+/// starting before the previous interval ends.
+fn check_times(
+    path: &Path,
+    line: usize,
+    kind: TierKind,
+    index: usize,
+    tier: &str,
+    entry: &Interval,
+    previous: Option<&Interval>,
+) -> Result<(), FormatError> {
+    let what = match kind {
+        TierKind::Interval => format!("interval {index} of tier {tier:?}"),
+        TierKind::Point => format!("point {index} of tier {tier:?}"),
+    };
+    let fail = |message: String| Err(FormatError::parse(path, line, message, REPAIR));
+    for (name, x) in [("xmin", entry.xmin), ("xmax", entry.xmax)] {
+        if !x.is_finite() || !(0.0..=MAX_SECONDS).contains(&x) {
+            // 1e300 as written, not as 301 digits.
+            let shown = if x.is_finite() && x.abs() >= MAX_SECONDS { format!("{x:e}") } else { x.to_string() };
+            return fail(format!("{what} has {name} = {shown}, outside 0 to {MAX_SECONDS:e} seconds"));
+        }
+    }
+    if entry.xmax < entry.xmin {
+        return fail(format!("{what} ends before it starts (xmin = {}, xmax = {})", entry.xmin, entry.xmax));
+    }
+    if let (TierKind::Interval, Some(previous)) = (kind, previous) {
+        // Praat writes adjacent intervals with equal boundaries; allow rounding.
+        if entry.xmin < previous.xmax - 1e-6 {
+            return fail(format!(
+                "{what} starts at {} before interval {} ends at {} (intervals overlap)",
+                entry.xmin,
+                index - 1,
+                previous.xmax
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses TextGrid text (already decoded); `path` is only used in errors.
@@ -586,6 +652,7 @@ pub fn parse_textgrid(text: &str, path: &Path) -> Result<TextGrid, FormatError> 
         let n = cur.count(&format!("the number of entries of tier {name:?}"))?;
         let mut intervals = Vec::with_capacity(n.min(1 << 16));
         for i in 1..=n {
+            let line = cur.peek_line();
             let iv = match kind {
                 TierKind::Interval => {
                     let a = cur.num(&format!("the xmin of interval {i} of tier {name:?}"))?;
@@ -599,6 +666,7 @@ pub fn parse_textgrid(text: &str, path: &Path) -> Result<TextGrid, FormatError> 
                     Interval { xmin: a, xmax: a, text: s }
                 }
             };
+            check_times(path, line, kind, i, &name, &iv, intervals.last())?;
             intervals.push(iv);
         }
         tiers.push(Tier { name, kind, xmin: tier_xmin, xmax: tier_xmax, intervals });

@@ -17,6 +17,17 @@
 //! params and the content of the files listed in `files` are in the key;
 //! stdout and stderr are kept as logs beside the outputs.
 //!
+//! The command runs in a process group of its own: when it ends, what it
+//! left running in that group is killed. One small reaper process per run
+//! (forked once, at the first command stage; [`Reaper`]) is told each
+//! command's group: when the run dies (even by `kill -9`), its pipe from the
+//! run reaches end-of-file and it kills every group still running,
+//! grandchildren included. A process that leaves the group on purpose
+//! (`setsid`) escapes this.
+//!
+//! An output is a file or a directory of files; a symbolic link is refused
+//! by the scheduler (a link's target can change after the result is stored).
+//!
 //! Its params are open by design (any `{params.KEY}` may be used), so they
 //! stay a JSON mapping, checked by [`Kind::validate`].
 
@@ -47,20 +58,33 @@ impl Kind for Command {
         let params = map;
         match map.get("run") {
             Some(Value::String(run)) if !run.trim().is_empty() => {
+                let outputs: Vec<String> = output_files(params).into_iter().map(|(n, _)| n).collect();
+                let param_names: Vec<String> = map
+                    .keys()
+                    .filter(|k| !matches!(k.as_str(), "run" | "outputs" | "files" | "shell"))
+                    .cloned()
+                    .collect();
                 for placeholder in placeholders(run) {
                     let (scope, name) = placeholder.split_once('.').unwrap_or((placeholder.as_str(), ""));
-                    let known = match scope {
-                        "inputs" => !name.is_empty(),
-                        "outputs" => output_files(params).iter().any(|(n, _)| n == name),
-                        "params" => map.contains_key(name),
-                        "threads" | "out_dir" => name.is_empty(),
-                        _ => false,
+                    let declared = |what: &str, names: &[String]| {
+                        let listed = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                        ParamError::new(
+                            "run",
+                            format!("`{{{placeholder}}}` names no declared {what}; declared: {listed}"),
+                        )
                     };
-                    if !known {
-                        errors.push(
+                    match scope {
+                        // Input roles are checked against `inputs:` in `input_problems`.
+                        "inputs" if !name.is_empty() => {}
+                        "outputs" if outputs.iter().any(|n| n == name) => {}
+                        "outputs" => errors.push(declared("output", &outputs).hint("declare it under `outputs:`")),
+                        "params" if map.contains_key(name) => {}
+                        "params" => errors.push(declared("param", &param_names).hint("declare it under `params:`")),
+                        "threads" | "out_dir" if name.is_empty() => {}
+                        _ => errors.push(
                             ParamError::new("run", format!("unknown placeholder `{{{placeholder}}}`"))
                                 .hint("use {inputs.ROLE}, {outputs.NAME}, {params.KEY}, {threads} or {out_dir}; write {{ for a literal brace"),
-                        );
+                        ),
                     }
                 }
             }
@@ -94,6 +118,23 @@ impl Kind for Command {
             }
         }
         errors
+    }
+
+    /// Every `{inputs.ROLE}` of `run:` must name a role under `inputs:`.
+    fn input_problems(&self, params: &Map<String, Value>, roles: &[&str]) -> Vec<(String, String)> {
+        let run = params.get("run").and_then(Value::as_str).unwrap_or_default();
+        let listed = if roles.is_empty() { "none".to_string() } else { roles.join(", ") };
+        placeholders(run)
+            .iter()
+            .filter_map(|placeholder| placeholder.strip_prefix("inputs."))
+            .filter(|role| !role.is_empty() && !roles.contains(role))
+            .map(|role| {
+                (
+                    format!("`{{inputs.{role}}}` in `run:` names no declared input; declared: {listed}"),
+                    format!("add `{role}` to the stage's `inputs:`, or use one of the declared roles"),
+                )
+            })
+            .collect()
     }
 
     fn file_params(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
@@ -142,7 +183,8 @@ impl Kind for Command {
         // by every child (eight failed execve calls each with this
         // project's PATH, while the stage thread waits on the vfork).
         let program = resolved_program(shell);
-        let child = Process::new(program.as_deref().unwrap_or(std::path::Path::new(shell)))
+        let mut child = Process::new(program.as_deref().unwrap_or(std::path::Path::new(shell)));
+        child
             .arg0(shell)
             .arg("-c")
             .arg(&text)
@@ -153,9 +195,28 @@ impl Kind for Command {
             .stdin(Stdio::null())
             .stdout(open(&stdout_path)?)
             .stderr(open(&stderr_path)?)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
+            .process_group(0);
+        #[cfg(target_os = "linux")]
+        let reaper = reaper()?;
+        #[cfg(target_os = "linux")]
+        {
+            // Until the runner has told the reaper its group, the command
+            // dies with the runner's stage thread by itself.
+            // SAFETY: only async-signal-safe calls.
+            let runner = unsafe { libc::getpid() };
+            unsafe {
+                child.pre_exec(move || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                    if libc::getppid() != runner {
+                        libc::_exit(137);
+                    }
+                    Ok(())
+                })
+            };
+        }
+        let child = child.spawn().map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
+        #[cfg(target_os = "linux")]
+        reaper.tell(b'+', child.id() as libc::pid_t);
         ctx.add_log("logs/stdout.txt");
         ctx.add_log("logs/stderr.txt");
         let status = wait_or_cancel(child, ctx)?;
@@ -174,23 +235,31 @@ impl Kind for Command {
             return Err(StageError::failed(message).with_hint(format!("the full log is {}", stderr_path.display())));
         }
         for (name, file) in &outputs {
-            if !ctx.out_dir.join(file).is_file() {
-                return Err(StageError::failed(format!(
-                    "the command did not write its declared output `{name}` ({file})"
-                ))
-                .with_hint(format!(
-                    "write it to {{outputs.{name}}}, which expands to {}",
-                    ctx.out_dir.join(file).display()
-                )));
+            match std::fs::symlink_metadata(ctx.out_dir.join(file)) {
+                Ok(meta) if meta.is_dir() => ctx.add_dir(name, file),
+                // A file, or a link the scheduler refuses with its reason.
+                Ok(_) => ctx.add_file(name, file),
+                Err(_) => {
+                    return Err(StageError::failed(format!(
+                        "the command did not write its declared output `{name}` ({file})"
+                    ))
+                    .with_hint(format!(
+                        "write it to {{outputs.{name}}}, which expands to {}",
+                        ctx.out_dir.join(file).display()
+                    )))
+                }
             }
-            ctx.add_file(name, file);
         }
         Ok(())
     }
 }
 
-/// Waits for the command, or on Ctrl-C stops its process group (SIGTERM,
-/// then SIGKILL after 500 ms) and returns [`StageError::Cancelled`].
+/// Waits for the command, or on Ctrl-C stops it (SIGTERM to its process
+/// group, SIGKILL 500 ms later, and again after 2 s if it has not ended)
+/// and returns [`StageError::Cancelled`]. Either way what the command left
+/// running in its group is killed, and the group is struck from the
+/// reaper's list, while the command is still a zombie (so its id, and the
+/// group's, cannot have been reused).
 ///
 /// On Linux the stage's own thread polls a pidfd of the child (waking at its
 /// exit, or every 50 ms to look at the cancel flag); elsewhere, or where
@@ -202,16 +271,21 @@ fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus
         unsafe { libc::kill(-pid, libc::SIGTERM) };
         if !wait_exit(Duration::from_millis(500)) {
             unsafe { libc::kill(-pid, libc::SIGKILL) };
+            if !wait_exit(Duration::from_millis(1500)) {
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
         }
     };
     #[cfg(target_os = "linux")]
     if let Some(pidfd) = PidFd::open(pid) {
         loop {
             if pidfd.exited_within(Duration::from_millis(50)) {
+                end_group(pid);
                 return child.wait().map_err(|e| StageError::failed(format!("waiting for the command: {e}")));
             }
             if ctx.is_cancelled() {
                 stop(&mut |timeout| pidfd.exited_within(timeout));
+                end_group(pid);
                 let _ = child.wait();
                 return Err(StageError::Cancelled);
             }
@@ -225,20 +299,183 @@ fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus
     let status = loop {
         match receiver.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok(status)) => break status,
-            Ok(Err(e)) => return Err(StageError::failed(format!("waiting for the command: {e}"))),
+            Ok(Err(e)) => {
+                end_group(pid);
+                return Err(StageError::failed(format!("waiting for the command: {e}")));
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(StageError::failed("lost track of the command's process"))
+                end_group(pid);
+                return Err(StageError::failed("lost track of the command's process"));
             }
         }
         if ctx.is_cancelled() {
             stop(&mut |timeout| receiver.recv_timeout(timeout).is_ok());
+            end_group(pid);
             let _ = waiter.join();
             return Err(StageError::Cancelled);
         }
     };
+    end_group(pid);
     let _ = waiter.join();
     Ok(status)
+}
+
+/// Kills what is left of the command's process group and strikes the
+/// group from the reaper's list.
+fn end_group(pid: i32) {
+    // SAFETY: kill(2) on the command's own process group.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    #[cfg(target_os = "linux")]
+    if let Some(Ok(reaper)) = REAPER.get() {
+        reaper.tell(b'-', pid);
+    }
+}
+
+/// The run's reaper: one small process per run, forked from the runner at
+/// its first command stage ([`reaper`]), that kills every command's process
+/// group still registered when the runner dies.
+///
+/// The runner writes `+PGID\n` to the reaper's stdin (a pipe) right after it
+/// spawns a command and `-PGID\n` once it has killed what was left of its
+/// group. The write end is close-on-exec and the reaper closes its own copy,
+/// so the pipe reaches end-of-file exactly when the runner is gone, however
+/// it died (the kernel closes a killed process's descriptors): the reaper
+/// then sends SIGKILL to every registered group and exits.
+#[cfg(target_os = "linux")]
+struct Reaper {
+    write: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl Reaper {
+    /// Writes one line; lines under PIPE_BUF are written whole even when
+    /// stage threads write at once. A failed write (the reaper was killed)
+    /// only loses the guarantee.
+    fn tell(&self, sign: u8, pgid: libc::pid_t) {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let mut line = [0u8; 24];
+        let mut cursor = std::io::Cursor::new(&mut line[..]);
+        let _ = write!(cursor, "{}{pgid}\n", sign as char);
+        let len = cursor.position() as usize;
+        // SAFETY: writes `len` bytes of `line` to our own descriptor.
+        unsafe { libc::write(self.write.as_raw_fd(), line.as_ptr().cast(), len) };
+    }
+}
+
+#[cfg(target_os = "linux")]
+static REAPER: std::sync::OnceLock<Result<Reaper, String>> = std::sync::OnceLock::new();
+
+/// The run's reaper, started at the first call.
+#[cfg(target_os = "linux")]
+fn reaper() -> Result<&'static Reaper, StageError> {
+    REAPER
+        .get_or_init(start_reaper)
+        .as_ref()
+        .map_err(|e| StageError::failed(format!("cannot start the run's reaper process: {e}")))
+}
+
+#[cfg(target_os = "linux")]
+fn start_reaper() -> Result<Reaper, String> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let [read, write] = fds;
+    // SAFETY: the child makes only async-signal-safe calls (this process
+    // has other threads) and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let error = std::io::Error::last_os_error();
+        unsafe {
+            libc::close(read);
+            libc::close(write);
+        }
+        return Err(error.to_string());
+    }
+    if pid == 0 {
+        unsafe { reap(read) }
+    }
+    // SAFETY: `read` is ours and no longer needed here; `write` is owned.
+    unsafe { libc::close(read) };
+    Ok(Reaper { write: unsafe { std::os::fd::OwnedFd::from_raw_fd(write) } })
+}
+
+/// The reaper's body, in the child of `fork`: only async-signal-safe calls
+/// and no allocation. It leaves the run's process group (Ctrl-C is the
+/// run's to handle), keeps only the pipe's read end (as stdin) and
+/// /dev/null, and reads registrations until end-of-file.
+#[cfg(target_os = "linux")]
+unsafe fn reap(read: libc::c_int) -> ! {
+    const MAX: usize = 1 << 16;
+    static mut GROUPS: [libc::pid_t; MAX] = [0; MAX];
+    let groups = &mut *std::ptr::addr_of_mut!(GROUPS);
+    let mut count = 0usize;
+    libc::setpgid(0, 0);
+    for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+        libc::signal(signal, libc::SIG_IGN);
+    }
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    libc::dup2(read, 0);
+    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+    if null >= 0 {
+        libc::dup2(null, 1);
+        libc::dup2(null, 2);
+    }
+    // The run's other descriptors (the pipe's write end, key locks, the
+    // store's files) must not live on here.
+    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+        for fd in 3..4096 {
+            libc::close(fd);
+        }
+    }
+    let mut buffer = [0u8; 4096];
+    let mut sign = 0u8;
+    let mut value: libc::pid_t = 0;
+    loop {
+        let n = libc::read(0, buffer.as_mut_ptr().cast(), buffer.len());
+        if n < 0 && *libc::__errno_location() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        for &byte in &buffer[..n as usize] {
+            match byte {
+                b'+' | b'-' => {
+                    sign = byte;
+                    value = 0;
+                }
+                b'0'..=b'9' => value = value.saturating_mul(10).saturating_add((byte - b'0') as libc::pid_t),
+                b'\n' if value > 0 => {
+                    if sign == b'+' && count < MAX {
+                        groups[count] = value;
+                        count += 1;
+                    } else if sign == b'-' {
+                        if let Some(i) = groups[..count].iter().position(|&g| g == value) {
+                            count -= 1;
+                            groups[i] = groups[count];
+                        }
+                    }
+                    sign = 0;
+                    value = 0;
+                }
+                _ => {
+                    sign = 0;
+                    value = 0;
+                }
+            }
+        }
+    }
+    for &group in &groups[..count] {
+        libc::kill(-group, libc::SIGKILL);
+    }
+    libc::_exit(0)
 }
 
 /// A process's pidfd (Linux 5.3 and later): readable once the process exits.

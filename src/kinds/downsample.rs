@@ -134,6 +134,23 @@ impl Kind for Downsample {
                 .with_hint("features and words must come from the same word table"));
             }
             let times: Vec<f64> = story_words.words.iter().map(|w| params.word_time.of(w)).collect();
+            // Words more than a TR after the last TR reach no TR. A story's
+            // responses are often trimmed at the end, so this is a warning
+            // (kept in the manifest, shown by `run`), not an error.
+            if let Some(&last_tr) = trs.times.last() {
+                let past = times.iter().filter(|&&t| t > last_tr + grid.tr_seconds).count();
+                if past > 0 {
+                    let last_word = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    ctx.warn(format!(
+                        "story `{story}`: {past} of {} words ({:.0}%) come more than one TR after its last TR \
+                         ({} TRs, the last at {last_tr:.1} s; the last word at {last_word:.1} s): do the responses \
+                         and the word timings belong together?",
+                        times.len(),
+                        100.0 * past as f64 / times.len() as f64,
+                        trs.times.len()
+                    ));
+                }
+            }
             let values = features.matrix.select_rows(&range.collect::<Vec<_>>());
             let out = signal::downsample(&values, &times, &trs.times, grid.tr_seconds, &method)
                 .map_err(|e| StageError::failed(format!("story `{story}`: {e}")))?;

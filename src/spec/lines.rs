@@ -13,6 +13,9 @@ use yaml_rust2::scanner::Marker;
 #[derive(Debug, Default, Clone)]
 pub struct LineIndex {
     lines: HashMap<String, usize>,
+    /// Every YAML tag in the document (`!!binary`, `!custom`) with its line:
+    /// a pipeline file is plain YAML, so each one is an error.
+    pub tags: Vec<(String, usize)>,
 }
 
 impl LineIndex {
@@ -24,7 +27,7 @@ impl LineIndex {
         if parser.load(&mut builder, false).is_err() {
             return LineIndex::default();
         }
-        LineIndex { lines: builder.lines }
+        LineIndex { lines: builder.lines, tags: builder.tags }
     }
 
     /// The line of `path`, or of its nearest recorded ancestor.
@@ -51,6 +54,7 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     lines: HashMap<String, usize>,
+    tags: Vec<(String, usize)>,
 }
 
 impl Builder {
@@ -85,6 +89,13 @@ fn join(path: &str, key: &str) -> String {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let line = mark.line().max(1);
+        if let Event::Scalar(_, _, _, Some(tag))
+        | Event::MappingStart(_, Some(tag))
+        | Event::SequenceStart(_, Some(tag)) = &event
+        {
+            let handle = if tag.handle == "tag:yaml.org,2002:" { "!!" } else { tag.handle.as_str() };
+            self.tags.push((format!("{handle}{}", tag.suffix), line));
+        }
         match event {
             Event::Scalar(text, ..) => {
                 let (slot, is_key) = self.next_slot();
@@ -142,5 +153,12 @@ mod tests {
         assert_eq!(index.line_of("stages.fit.inputs"), Some(7));
         assert_eq!(index.line_of("matrix.m.1"), Some(11));
         assert_eq!(index.line_of("stages.fit.params.missing"), Some(5));
+        assert!(index.tags.is_empty());
+    }
+
+    #[test]
+    fn tags_are_listed_with_their_lines() {
+        let index = LineIndex::new("name: x\nstages:\n  a:\n    run: !!binary aGVsbG8=\n    params: !custom {a: 1}\n");
+        assert_eq!(index.tags, [("!!binary".to_string(), 4), ("!custom".to_string(), 5)]);
     }
 }

@@ -30,6 +30,9 @@ const STAGE_KEYS: &[&str] = &[
 const RESOURCE_KEYS: &[&str] = &["threads", "gpu", "mem", "time"];
 const DEFAULTS_KEYS: &[&str] = &["resources", "params"];
 const SLURM_KEYS: &[&str] = &["partition", "account", "qos", "time", "mem", "max_jobs", "sbatch_args"];
+/// The longest pipeline name, in bytes: it is part of file names in the
+/// store (`runs/<name>.state.json`), which most file systems cap at 255.
+pub const MAX_NAME_BYTES: usize = 100;
 /// The values `executor:` takes.
 pub const EXECUTORS: &[&str] = &["local", "slurm"];
 
@@ -136,13 +139,25 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineSpec, Diagnosti
 }
 
 fn read_pipeline_file(path: &Path) -> Result<String, Diagnostics> {
-    std::fs::read_to_string(path).map_err(|error| {
+    let bytes = std::fs::read(path).map_err(|error| {
         Diagnostics(vec![Diagnostic {
             file: path.to_path_buf(),
             line: None,
             stage: None,
             message: format!("cannot read the pipeline file: {error}"),
             hint: Some("check the path; pipelines usually live under pipelines/".into()),
+        }])
+    })?;
+    String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + valid.iter().rev().take_while(|&&b| b != b'\n').count();
+        Diagnostics(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: Some(line),
+            stage: None,
+            message: format!("the file is not UTF-8 text: an invalid byte at column {column}"),
+            hint: Some("save the pipeline file as UTF-8".into()),
         }])
     })
 }
@@ -185,6 +200,15 @@ pub fn parse_lenient(
             }]))
         }
     };
+    for (tag, line) in parser.lines.tags.clone() {
+        parser.errors.push(Diagnostic {
+            file: path.to_path_buf(),
+            line: Some(line),
+            stage: None,
+            message: format!("YAML tag `{tag}` is not supported"),
+            hint: Some("write the value as plain YAML, without a tag (a command line as text)".into()),
+        });
+    }
     let root = parser.yaml_to_json(&yaml, "");
     let spec = parser.pipeline(path, root, overrides);
     parser.errors.sort();
@@ -268,7 +292,10 @@ impl SpecParser {
                 Value::Object(out)
             }
             serde_yaml::Value::Tagged(tagged) => {
-                self.error(path, None, format!("YAML tags such as `{}` are not supported", tagged.tag), None);
+                // Reported with its line from the events (`LineIndex::tags`).
+                if self.lines.tags.is_empty() {
+                    self.error(path, None, format!("YAML tags such as `{}` are not supported", tagged.tag), None);
+                }
                 Value::Null
             }
         }
@@ -303,6 +330,23 @@ impl SpecParser {
                         None,
                         format!("pipeline name `{name}` must not contain `/` or start with `.`"),
                         None,
+                    );
+                }
+                // It names the run's files in the store (`runs/<name>.state.json`).
+                if name.len() > MAX_NAME_BYTES {
+                    self.error(
+                        "name",
+                        None,
+                        format!("the pipeline name is {} bytes long; at most {MAX_NAME_BYTES}", name.len()),
+                        Some("the name is part of file names in the store; choose a shorter one".into()),
+                    );
+                }
+                if name.chars().any(char::is_control) {
+                    self.error(
+                        "name",
+                        None,
+                        format!("pipeline name {name:?} holds a control character (a NUL, a newline)"),
+                        Some("the name is part of file names in the store".into()),
                     );
                 }
                 spec.name = name.clone();
@@ -400,6 +444,15 @@ impl SpecParser {
             match values {
                 Value::Array(items) if !items.is_empty() => {
                     for (i, item) in items.iter().enumerate() {
+                        // Two equal values would expand to two stages of one name.
+                        if let Some(first) = items[..i].iter().position(|earlier| earlier == item) {
+                            self.error(
+                                &format!("{path}.{i}"),
+                                None,
+                                format!("matrix axis `{axis}` lists {item} twice (items {} and {})", first + 1, i + 1),
+                                Some("each value of an axis must be different".into()),
+                            );
+                        }
                         if item.is_object() || item.is_array() {
                             self.error(
                                 &format!("{path}.{i}"),
@@ -727,10 +780,17 @@ impl SpecParser {
             fail(self, format!("`{target}` must name a stage and a param, as in `{example}`"), Some(hint));
             return;
         }
+        let before = self.errors.0.len();
         let value: Value = match serde_yaml::from_str::<serde_yaml::Value>(raw_value) {
             Ok(yaml) => self.yaml_to_json(&yaml, ""),
             Err(_) => Value::String(raw_value.to_string()),
         };
+        // A problem of the value is the command line's, not the file's.
+        for error in &mut self.errors.0[before..] {
+            error.file = file.clone();
+            error.line = None;
+            error.message = format!("`--set {assignment}`: {}", error.message);
+        }
         // `--set matrix.AXIS=[values]` replaces a sweep's values (a stage
         // named `matrix` keeps its own meaning).
         if stage_name == "matrix" && !spec.stages.iter().any(|s| s.name == "matrix") {

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use rand::Rng;
 use serde_json::json;
 
 use super::*;
@@ -134,4 +135,69 @@ fn a_missing_file_is_one_diagnostic_naming_it() {
     assert_eq!(found.0[0].file, missing);
     assert!(found.0[0].message.starts_with("cannot read the pipeline file"), "{}", found.0[0].message);
     assert!(load_lenient(missing, &[]).is_err());
+}
+
+/// What a pipeline file cannot hold: a name too long or with a control
+/// character for the store's file names, one value twice on a matrix axis
+/// (two stages of one name), YAML tags (`!!binary` would run decoded text).
+#[test]
+fn long_names_repeated_matrix_values_and_tags_are_refused_with_their_lines() {
+    let mut rng = crate::testing::fresh_rng("long_names_repeated_matrix_values_and_tags_are_refused_with_their_lines");
+    let long: String = (0..rng.random_range(101..400)).map(|_| 'n').collect();
+    let text = format!("name: {long}\nstages:\n  a: {{kind: command, run: echo}}\n");
+    let found = problems(&text, &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].line, Some(1));
+    assert_eq!(found[0].message, format!("the pipeline name is {} bytes long; at most 100", long.len()));
+    assert!(parse_text(&text.replace(&long, &long[..100]), &[]).is_ok());
+
+    let found = problems("name: \"a\\0b\"\nstages:\n  a: {kind: command, run: echo}\n", &[]);
+    assert!(found[0].message.contains("control character"), "{found:?}");
+
+    let found = problems(
+        "name: m\nmatrix:\n  method: [lanczos, sinc, lanczos]\n  n: [1, 2]\nstages:\n  a: {kind: command, run: echo}\n",
+        &[],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].message, "matrix axis `method` lists \"lanczos\" twice (items 1 and 3)");
+    assert_eq!(found[0].line, Some(3));
+
+    let tagged = |text: &str, line: usize, tag: &str| {
+        let found = problems(text, &[]);
+        let message = format!("YAML tag `{tag}` is not supported");
+        assert!(found.iter().any(|d| d.line == Some(line) && d.message == message), "{found:?}");
+    };
+    tagged("name: t\nstages:\n  a:\n    kind: command\n    run: !!binary aGVsbG8=\n", 5, "!!binary");
+    tagged("name: t\nstages:\n  a:\n    kind: command\n    run: echo\n    params: !local {x: 1}\n", 6, "!local");
+}
+
+/// A `--set` value's problem is the command line's, with no line of the
+/// file; a file that is not UTF-8 is reported at the line of the bad byte.
+#[test]
+fn set_value_problems_name_the_command_line_and_bad_bytes_their_line() {
+    let found = problems(VALID, &["fit.alphas=[1, .nan]"]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].file.to_str(), found[0].line), (Some("--set"), None));
+    assert!(found[0].message.starts_with("`--set fit.alphas=[1, .nan]`: "), "{}", found[0].message);
+
+    let mut rng = crate::testing::fresh_rng("set_value_problems_name_the_command_line_and_bad_bytes_their_line");
+    let scratch = crate::testing::Scratch::new("spec-not-utf8");
+    let lines: Vec<&str> = VALID.lines().collect();
+    let bad_line = rng.random_range(0..lines.len());
+    let mut bytes = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        bytes.extend_from_slice(line.as_bytes());
+        if i == bad_line {
+            bytes.extend_from_slice(b" \xff\xfe");
+        }
+        bytes.push(b'\n');
+    }
+    let path = scratch.path.join("latin.yaml");
+    std::fs::write(&path, &bytes).unwrap();
+    let found = load(&path, &[]).err().expect("a file that is not UTF-8 loaded").0;
+    assert_eq!(found[0].line, Some(bad_line + 1), "{found:?}");
+    assert_eq!(
+        found[0].message,
+        format!("the file is not UTF-8 text: an invalid byte at column {}", lines[bad_line].len() + 2)
+    );
 }

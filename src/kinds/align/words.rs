@@ -97,6 +97,8 @@ impl Kind for AlignWords {
             WordSource::Gentle => Some("csv"),
             WordSource::Tsv => Some("tsv"),
         };
+        // Where each story's words came from, for errors.
+        let mut sources: std::collections::BTreeMap<String, String> = Default::default();
         let mut stories: Vec<StoryWords> = if let Some(extension) = extension {
             let dir = ctx.resolve(params.dir.as_deref().unwrap_or("."));
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -111,6 +113,10 @@ impl Kind for AlignWords {
             }
             let mut out = Vec::new();
             for file in files {
+                sources.insert(
+                    file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
+                    file.display().to_string(),
+                );
                 let story = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
                 if !params.stories.is_empty() && !params.stories.contains(&story) {
                     continue;
@@ -140,9 +146,15 @@ impl Kind for AlignWords {
             dropped += before - story.words.len();
             for (i, w) in story.words.iter().enumerate() {
                 if !(w.onset.is_finite() && w.offset.is_finite()) || w.offset < w.onset {
+                    let source = sources.get(&story.story).map_or("the `words` input".to_string(), Clone::clone);
                     return Err(StageError::failed(format!(
-                        "story `{}`, word {i} (`{}`): onset {} and offset {} are not a valid interval",
-                        story.story, w.word, w.onset, w.offset
+                        "story `{}` ({source}), word {} (`{}`, counting from 1 after dropping markers): onset {} and \
+                         offset {} are not a valid interval",
+                        story.story,
+                        i + 1,
+                        w.word,
+                        w.onset,
+                        w.offset
                     )));
                 }
             }

@@ -149,6 +149,17 @@ impl Kind for LoadResponses {
                     formats::npy::read_npy(path).map_err(|e| StageError::failed(format!("story `{story}`: {e}")))?
                 }
             };
+            if matrix.rows == 0 || matrix.cols == 0 {
+                return Err(StageError::failed(format!(
+                    "story `{story}` ({}) has {} TRs and {} voxels: no responses",
+                    path.display(),
+                    matrix.rows,
+                    matrix.cols
+                ))
+                .with_hint(
+                    "the file is empty (a failed export?); write it again, or leave the story out of `stories`",
+                ));
+            }
             if let Some(first) = n_voxels {
                 if first != matrix.cols {
                     return Err(StageError::failed(format!(
