@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use voxflow::exec::{self, Force};
+use voxflow::store::Store;
 
 use super::args::{Format, GcArgs};
 use super::error::{CliError, EXIT_INVALID};
