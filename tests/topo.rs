@@ -217,7 +217,9 @@ print(json.dumps([[r["text"], r["label"]] for r in rows]))
     let output = voxflow(&["validate", bad.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
-    for expected in ["stage `both`", "give `contrast` or `table`, not both", "stage `typo`", "did you mean `noun_verb`?"] {
+    for expected in
+        ["stage `both`", "give `contrast` or `table`, not both", "stage `typo`", "did you mean `noun_verb`?"]
+    {
         assert!(message.contains(expected), "no `{expected}` in:\n{message}");
     }
 }
@@ -405,7 +407,9 @@ fn a_planted_cluster_is_significant_and_the_same_units_spread_apart_are_not() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s[0].as_i64().unwrap(), s[1].as_str().unwrap().to_string(), s[2].as_i64().unwrap(), s[3].as_i64().unwrap()))
+        .map(|s| {
+            (s[0].as_i64().unwrap(), s[1].as_str().unwrap().to_string(), s[2].as_i64().unwrap(), s[3].as_i64().unwrap())
+        })
         .collect();
     selective.sort();
     let block: Vec<(i64, String, i64, i64)> =

@@ -371,8 +371,10 @@ fn the_topolm_pipeline_shrunk_trains_both_models_and_measures_them() {
         assert_eq!(out.trim(), "4", "{name}");
     }
     // Changing only the permutation count reruns only the Moran stages.
-    let args: Vec<String> =
-        args.into_iter().map(|a| if a == "moran.permutations=100" { "moran.permutations=50".into() } else { a }).collect();
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| if a == "moran.permutations=100" { "moran.permutations=50".into() } else { a })
+        .collect();
     let output = std::process::Command::new(common::voxflow_bin()).args(&args).output().unwrap();
     assert!(output.status.success(), "{}\n{}", common::stdout(&output), stderr(&output));
     let rerun: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();

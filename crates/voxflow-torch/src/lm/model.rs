@@ -116,12 +116,14 @@ pub struct ModelConfig {
 /// `rope_theta` / `rotary_emb_base`, `rotary_pct` / `partial_rotary_factor`.
 /// Returns (theta, partial rotary factor).
 fn rope_settings(raw: &RawConfig, path: &Path, default_partial: f64) -> Result<(f64, f64), LmError> {
-    let unsupported = |field: &str, value: &str| LmError::Config {
+    let unsupported = |field: &str, value: &str| {
+        LmError::Config {
         path: path.into(),
         message: format!(
             "`{field}` is `{value}`: voxflow implements only the default rotary embedding (rope_type `default`, no scaling); \
              use a model without rope scaling, or extract its features in transformers"
         ),
+    }
     };
     let number = |v: &serde_json::Value, field: &str| -> Result<Option<f64>, LmError> {
         match v.get(field) {
@@ -252,9 +254,7 @@ impl ModelConfig {
                 let layers = raw.num_hidden_layers.ok_or_else(|| missing("num_hidden_layers"))?;
                 let bad = |message: String| LmError::Config { path: path.into(), message };
                 if heads == 0 || (neox && hidden % heads != 0) {
-                    return Err(bad(format!(
-                        "`num_attention_heads` {heads} does not divide `hidden_size` {hidden}"
-                    )));
+                    return Err(bad(format!("`num_attention_heads` {heads} does not divide `hidden_size` {hidden}")));
                 }
                 let head_dim = if neox { hidden / heads } else { raw.head_dim.unwrap_or(hidden / heads) };
                 let kv_heads = if neox { heads } else { raw.num_key_value_heads.unwrap_or(heads) };
@@ -293,11 +293,7 @@ impl ModelConfig {
                     layers,
                     heads,
                     max_positions: raw.max_position_embeddings.unwrap_or(2048),
-                    eps: if neox {
-                        raw.layer_norm_eps.unwrap_or(1e-5)
-                    } else {
-                        raw.rms_norm_eps.unwrap_or(1e-6)
-                    },
+                    eps: if neox { raw.layer_norm_eps.unwrap_or(1e-5) } else { raw.rms_norm_eps.unwrap_or(1e-6) },
                     activation,
                     kv_heads,
                     head_dim,
@@ -346,12 +342,9 @@ impl LanguageModel {
             Arch::Llama => &["model."],
         };
         for (name, tensor) in Tensor::read_safetensors(&weights_path)? {
-            let name = prefixes
-                .iter()
-                .find_map(|p| name.strip_prefix(p))
-                .map(str::to_string)
-                .unwrap_or(name);
-            if matches!(config.arch, Arch::GptNeox | Arch::Llama) && (name == "embed_out.weight" || name == "lm_head.weight")
+            let name = prefixes.iter().find_map(|p| name.strip_prefix(p)).map(str::to_string).unwrap_or(name);
+            if matches!(config.arch, Arch::GptNeox | Arch::Llama)
+                && (name == "embed_out.weight" || name == "lm_head.weight")
             {
                 continue; // the language-model head: hidden states do not use it
             }
