@@ -16,8 +16,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/voxflow-integrity.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cp "$ROOT/pipelines/demo.yaml" "$WORK/demo.yaml"
-FORCE=(--force words --force trs --force rate --force embedding --force rate_tr --force embedding_tr
-       --force rate_lagged --force embedding_lagged --force prep --force fit --force score)
+FORCE=(--force=words --force=trs --force=rate --force=embedding --force=rate_tr --force=embedding_tr
+       --force=rate_lagged --force=embedding_lagged --force=prep --force=fit --force=score)
 
 seconds() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>&1; t1=$(date +%s%N); echo "scale=3; ($t1 - $t0) / 1000000000" | bc; }
 

@@ -90,7 +90,7 @@ fn a_damaged_input_fails_its_reader_and_the_next_run_repairs_the_store() {
     flip_a_byte(&store.join("objects").join(&a_key).join(damaged_file), &mut rng);
 
     // b reads a.out, but the whole object is checked.
-    let forced = voxflow_json(&["run", pipeline, "--format", "json", "--force", "b"], 1);
+    let forced = voxflow_json(&["run", pipeline, "--format", "json", "--force=b"], 1);
     let status = statuses(&forced);
     assert_eq!((status["a"].as_str(), status["b"].as_str(), status["c"].as_str()), ("cached", "failed", "skipped"));
     let error = common::stage(&forced, "b")["error"].as_str().unwrap();
@@ -133,7 +133,7 @@ fn only_the_damaged_object_is_named_and_a_forced_rebuild_of_it_runs() {
     // Forcing a and d as well: a is rebuilt (same bytes), d reads the fresh
     // a, c reads the damaged b.
     let forced =
-        voxflow_json(&["run", pipeline, "--format", "json", "--force", "a", "--force", "c", "--force", "d"], 1);
+        voxflow_json(&["run", pipeline, "--format", "json", "--force=a", "--force=c", "--force=d"], 1);
     let status = statuses(&forced);
     assert_eq!(status["a"], "ran");
     assert_eq!(status["b"], "cached");
@@ -142,7 +142,7 @@ fn only_the_damaged_object_is_named_and_a_forced_rebuild_of_it_runs() {
     let error = common::stage(&forced, "c")["error"].as_str().unwrap();
     assert!(error.contains(&b_key) && error.contains("b.txt"), "{error}");
     // A forced rebuild of the damaged stage needs nothing from it.
-    let again = statuses(&voxflow_json(&["run", pipeline, "--format", "json", "--force", "b"], 0));
+    let again = statuses(&voxflow_json(&["run", pipeline, "--format", "json", "--force=b"], 0));
     assert_eq!(again["b"], "ran");
     voxflow_json(&["verify", pipeline, "--format", "json"], 0);
 }

@@ -428,7 +428,7 @@ fn a_planted_cluster_is_significant_and_the_same_units_spread_apart_are_not() {
     let moran_file = output_path(&file, "moran", "moran");
     let before = std::fs::read(&moran_file).unwrap();
     let output = Command::new(voxflow_bin())
-        .args(["run", &file, "--format", "json", "--force", "moran"])
+        .args(["run", &file, "--format", "json", "--force=moran"])
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .unwrap();
