@@ -198,22 +198,12 @@ impl Kind for Command {
             .process_group(0);
         #[cfg(target_os = "linux")]
         let reaper = reaper()?;
-        #[cfg(target_os = "linux")]
-        {
-            // Until the runner has told the reaper its group, the command
-            // dies with the runner's stage thread by itself.
-            // SAFETY: only async-signal-safe calls.
-            let runner = unsafe { libc::getpid() };
-            unsafe {
-                child.pre_exec(move || {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-                    if libc::getppid() != runner {
-                        libc::_exit(137);
-                    }
-                    Ok(())
-                })
-            };
-        }
+        // No pre-exec hook (a parent-death signal for the moment before the
+        // reaper knows the group would need one): with a hook the standard
+        // library forks the whole runner for each command instead of using
+        // posix_spawn, which cost 1000 trivial stages at -j 2 twice their
+        // time (benches/engine.sh). What is left uncovered is a kill -9 of
+        // the runner between spawn returning and the registration below.
         let child = child.spawn().map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
         #[cfg(target_os = "linux")]
         reaper.tell(b'+', child.id() as libc::pid_t);
