@@ -132,8 +132,7 @@ fn only_the_damaged_object_is_named_and_a_forced_rebuild_of_it_runs() {
     flip_a_byte(&dir.join(".voxflow/objects").join(&b_key).join("b.txt"), &mut rng);
     // Forcing a and d as well: a is rebuilt (same bytes), d reads the fresh
     // a, c reads the damaged b.
-    let forced =
-        voxflow_json(&["run", pipeline, "--format", "json", "--force=a", "--force=c", "--force=d"], 1);
+    let forced = voxflow_json(&["run", pipeline, "--format", "json", "--force=a", "--force=c", "--force=d"], 1);
     let status = statuses(&forced);
     assert_eq!(status["a"], "ran");
     assert_eq!(status["b"], "cached");
