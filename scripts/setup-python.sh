@@ -8,6 +8,11 @@
 #   models/all-MiniLM-L6-v2;
 # - the independent references the tests run: numpy, pyarrow, scikit-learn,
 #   scipy, himalaya, transformers.
+# - in a second environment, $VOXFLOW_MLFLOW_VENV (default
+#   ~/.cache/voxflow-mlflow-venv): mlflow, whose server tests/mlflow.rs
+#   starts to read back `voxflow export mlflow`. Its own environment because
+#   mlflow pins numpy, pandas and pyarrow ranges of its own, which must not
+#   move the references above (850 MB, about 3 minutes to install here).
 # Idempotent: a second run only checks that the packages import.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +39,15 @@ if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
     && "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir --no-deps "brainscore-language==2.3.0"; }; then
     echo "setup-python.sh: pip could not install the environment into $venv (now $(free_gb "$venv") GB free there, $(free_gb "$tmp") GB at $tmp)." >&2
     echo "hint: if the disk ran out (pip says so above): the install needs about 9 GB at its peak; free some, or point VOXFLOW_VENV (the environment) and TMPDIR (pip's downloads) at a disk with room, then run it again" >&2
+    exit 1
+  fi
+fi
+mlflow_venv="${VOXFLOW_MLFLOW_VENV:-$HOME/.cache/voxflow-mlflow-venv}"
+if ! "$mlflow_venv/bin/python" -c "import mlflow; assert mlflow.__version__ == '3.17.2'" 2>/dev/null; then
+  echo "setup-python.sh: installing mlflow==3.17.2 into $mlflow_venv (for tests/mlflow.rs)" >&2
+  [ -x "$mlflow_venv/bin/python" ] || "$python" -m venv "$mlflow_venv"
+  if ! "$mlflow_venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "mlflow==3.17.2"; then
+    echo "setup-python.sh: pip could not install mlflow into $mlflow_venv" >&2
     exit 1
   fi
 fi

@@ -20,6 +20,7 @@ pub mod history;
 pub mod key;
 pub mod kinds;
 pub mod lm;
+pub mod mlflow;
 pub mod numeric;
 pub mod plan;
 pub mod plot;

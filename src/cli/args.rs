@@ -50,8 +50,36 @@ pub enum Command {
     Exec(ExecArgs),
     /// Write the generated dataset as files in the LeBel 2023 (ds003020) layout.
     ExampleData(ExampleDataArgs),
+    /// Send recorded runs to another tool: `voxflow export mlflow PIPELINE`.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Print a shell completion script: `voxflow completions bash > ~/.local/share/bash-completion/completions/voxflow`.
     Completions(CompletionsArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ExportCommand {
+    /// One MLflow run per voxflow run, one nested run per stage (params,
+    /// metrics, training curves, tags), through the tracking server's REST API.
+    Mlflow(MlflowArgs),
+}
+
+#[derive(Args)]
+pub struct MlflowArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// The recorded run to export (default: the last; see `voxflow runs`).
+    #[arg(long, conflicts_with = "all")]
+    pub run: Option<u64>,
+    /// Export every recorded run of the pipeline.
+    #[arg(long)]
+    pub all: bool,
+    /// The tracking server, e.g. http://127.0.0.1:5000.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub tracking_uri: Option<String>,
+    /// The MLflow experiment (default: the pipeline's name; created when missing).
+    #[arg(long)]
+    pub experiment: Option<String>,
 }
 
 #[derive(Args)]

@@ -10,6 +10,7 @@ mod compare;
 mod error;
 mod example_data;
 mod exec;
+mod export;
 mod gc;
 mod history;
 mod kinds;
@@ -75,6 +76,7 @@ pub fn main() -> i32 {
         Command::Kinds(args) => kinds::kinds(&args),
         Command::Exec(args) => exec::exec(&args),
         Command::ExampleData(args) => example_data::example_data(&args),
+        Command::Export(args::ExportCommand::Mlflow(args)) => export::mlflow(&args),
         Command::Completions(args) => {
             use clap::CommandFactory;
             use std::io::Write;
