@@ -50,11 +50,32 @@ pub enum Command {
     Exec(ExecArgs),
     /// Write the generated dataset as files in the LeBel 2023 (ds003020) layout.
     ExampleData(ExampleDataArgs),
+    /// Write a starter pipeline, its README and .gitignore into a directory.
+    Init(InitArgs),
     /// Send recorded runs to another tool: `voxflow export mlflow PIPELINE`.
     #[command(subcommand)]
     Export(ExportCommand),
     /// Print a shell completion script: `voxflow completions bash > ~/.local/share/bash-completion/completions/voxflow`.
     Completions(CompletionsArgs),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// The directory (created when missing; no file in it is overwritten).
+    pub dir: PathBuf,
+    /// `encoding`: an encoding model on generated stories, ready to swap in
+    /// your data; `command`: a sweep over a chain of your own scripts.
+    #[arg(long, value_enum, default_value_t = InitTemplate::Encoding)]
+    pub template: InitTemplate,
+    /// The pipeline's name (default: the directory's).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum InitTemplate {
+    Encoding,
+    Command,
 }
 
 #[derive(Subcommand)]

@@ -13,6 +13,7 @@ mod exec;
 mod export;
 mod gc;
 mod history;
+mod init;
 mod kinds;
 mod output;
 mod plan;
@@ -76,6 +77,7 @@ pub fn main() -> i32 {
         Command::Kinds(args) => kinds::kinds(&args),
         Command::Exec(args) => exec::exec(&args),
         Command::ExampleData(args) => example_data::example_data(&args),
+        Command::Init(args) => init::init(&args),
         Command::Export(args::ExportCommand::Mlflow(args)) => export::mlflow(&args),
         Command::Completions(args) => {
             use clap::CommandFactory;
