@@ -10,6 +10,8 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 170.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
+/// Above this many points a scatter is drawn as a density grid.
+const SCATTER_POINTS: usize = 1500;
 const COLORS: &[&str] =
     &["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
@@ -24,22 +26,42 @@ struct Frame {
     x_max: f64,
     y_min: f64,
     y_max: f64,
+    /// Tick values of each axis: round numbers (1, 2 or 5 times a power of ten).
+    x_ticks: Vec<f64>,
+    y_ticks: Vec<f64>,
+}
+
+/// How an axis's range is chosen.
+#[derive(Clone, Copy, PartialEq)]
+enum Range {
+    /// The data's range, widened to the nearest ticks.
+    Data,
+    /// The data's range and 0 (counts, bars, a metric across conditions).
+    WithZero,
 }
 
 impl Frame {
     fn new(xs: impl Iterator<Item = f64> + Clone, ys: impl Iterator<Item = f64> + Clone) -> Frame {
-        let (mut x_min, mut x_max) = bounds(xs);
-        let (mut y_min, mut y_max) = bounds(ys);
-        if x_max - x_min < 1e-12 {
-            x_min -= 0.5;
-            x_max += 0.5;
-        }
-        if y_max - y_min < 1e-12 {
-            y_min -= 0.5;
-            y_max += 0.5;
-        }
-        let pad = (y_max - y_min) * 0.05;
-        Frame { x_min, x_max, y_min: y_min - pad, y_max: y_max + pad }
+        Frame::ranged(xs, Range::Data, ys, Range::Data, false)
+    }
+
+    fn ranged(
+        xs: impl Iterator<Item = f64>,
+        x_range: Range,
+        ys: impl Iterator<Item = f64>,
+        y_range: Range,
+        integer_x: bool,
+    ) -> Frame {
+        let (x_low, x_high) = widen(bounds(xs), x_range);
+        let (y_low, y_high) = widen(bounds(ys), y_range);
+        let x_ticks = nice_ticks(x_low, x_high, 5, integer_x);
+        let y_ticks = nice_ticks(y_low, y_high, 5, false);
+        // The frame ends at the outer ticks, so the axis starts and ends on a labelled value.
+        let x_min = x_ticks.first().copied().unwrap_or(x_low).min(x_low);
+        let x_max = x_ticks.last().copied().unwrap_or(x_high).max(x_high);
+        let y_min = y_ticks.first().copied().unwrap_or(y_low).min(y_low);
+        let y_max = y_ticks.last().copied().unwrap_or(y_high).max(y_high);
+        Frame { x_min, x_max, y_min, y_max, x_ticks, y_ticks }
     }
 
     fn x(&self, x: f64) -> f64 {
@@ -49,6 +71,63 @@ impl Frame {
     fn y(&self, y: f64) -> f64 {
         HEIGHT - BOTTOM - (y - self.y_min) / (self.y_max - self.y_min) * (HEIGHT - TOP - BOTTOM)
     }
+}
+
+/// A range of some width (a constant gets ±0.5), with 0 in it for [`Range::WithZero`].
+fn widen((mut low, mut high): (f64, f64), range: Range) -> (f64, f64) {
+    if range == Range::WithZero {
+        low = low.min(0.0);
+        high = high.max(0.0);
+    }
+    if high - low < 1e-12 {
+        low -= 0.5;
+        high += 0.5;
+    }
+    (low, high)
+}
+
+/// The round step for about `count` intervals over `span`: 1, 2 or 5 x 10^k.
+pub fn nice_step(span: f64, count: usize) -> f64 {
+    let raw = span / count.max(1) as f64;
+    let power = 10f64.powi(raw.log10().floor() as i32);
+    let fraction = raw / power;
+    let nice = if fraction <= 1.0 {
+        1.0
+    } else if fraction <= 2.0 {
+        2.0
+    } else if fraction <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * power
+}
+
+/// Ticks at multiples of a round step covering [low, high] (the outer
+/// ticks at or beyond the ends); whole numbers only when `integer`.
+pub fn nice_ticks(low: f64, high: f64, count: usize, integer: bool) -> Vec<f64> {
+    if !(low.is_finite() && high.is_finite()) || high <= low {
+        return vec![low];
+    }
+    let mut step = nice_step(high - low, count);
+    if integer {
+        step = step.max(1.0).round();
+    }
+    let first = (low / step + 1e-9).floor();
+    let last = (high / step - 1e-9).ceil();
+    (first as i64..=last as i64).map(|k| k as f64 * step).map(|v| if v.abs() < step * 1e-9 { 0.0 } else { v }).collect()
+}
+
+/// A tick's label with as many decimals as the step needs.
+fn tick_label(value: f64, step: f64) -> String {
+    if value == 0.0 {
+        return "0".into();
+    }
+    if value.abs() >= 1e5 || value.abs() < 1e-4 {
+        return format!("{value:.1e}");
+    }
+    let decimals = if step > 0.0 { (-step.log10().floor()).max(0.0) as usize } else { 3 };
+    format!("{value:.decimals$}")
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
@@ -83,15 +162,15 @@ fn axes(out: &mut String, frame: &Frame, title: &str, x_label: &str, y_label: &s
     );
     let (x0, x1, y0, y1) = (LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM);
     let _ = write!(out, r#"<path d="M{x0} {y0} L{x0} {y1} L{x1} {y1}" stroke="black" fill="none"/>"#);
-    for i in 0..=4 {
-        let value = frame.y_min + (frame.y_max - frame.y_min) * i as f64 / 4.0;
+    let y_step = frame.y_ticks.windows(2).map(|w| w[1] - w[0]).next().unwrap_or(1.0);
+    for &value in &frame.y_ticks {
         let y = frame.y(value);
         let _ = write!(
             out,
             r##"<line x1="{x0}" x2="{x1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             x0 - 6.0,
             y + 4.0,
-            tick(value)
+            tick_label(value, y_step)
         );
     }
     match x_ticks {
@@ -103,14 +182,14 @@ fn axes(out: &mut String, frame: &Frame, title: &str, x_label: &str, y_label: &s
             }
         }
         None => {
-            for i in 0..=4 {
-                let value = frame.x_min + (frame.x_max - frame.x_min) * i as f64 / 4.0;
+            let x_step = frame.x_ticks.windows(2).map(|w| w[1] - w[0]).next().unwrap_or(1.0);
+            for &value in &frame.x_ticks {
                 let _ = write!(
                     out,
                     r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
                     frame.x(value),
                     y1 + 18.0,
-                    tick(value)
+                    tick_label(value, x_step)
                 );
             }
         }
@@ -131,20 +210,34 @@ fn axes(out: &mut String, frame: &Frame, title: &str, x_label: &str, y_label: &s
 }
 
 fn tick(value: f64) -> String {
-    if value.abs() >= 1000.0 || (value != 0.0 && value.abs() < 0.01) {
-        format!("{value:.2e}")
-    } else {
-        format!("{value:.3}")
-    }
+    crate::history::significant(value)
 }
 
-/// Lines with markers; `x_ticks` labels categorical x positions 0, 1, 2, ...
+/// A metric across the values of an axis, one series per group: with
+/// `x_ticks` (categorical x at positions 0, 1, 2, ...) points only, since a
+/// line between categories means nothing; with numeric x, lines with
+/// markers and whole-number ticks when every x is whole (layers, steps).
+/// The y axis includes 0, so a small difference looks small; the legend is
+/// drawn when there is more than one series.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], x_ticks: Option<&[String]>) -> String {
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
-    let frame = Frame::new(xs, ys);
+    let integer_x = xs.clone().all(|x| x.fract() == 0.0);
+    let mut frame = Frame::ranged(xs, Range::Data, ys, Range::WithZero, integer_x);
+    if let Some(labels) = x_ticks {
+        frame.x_min = -0.5;
+        frame.x_max = labels.len().max(1) as f64 - 0.5;
+    }
     let mut out = String::new();
     axes(&mut out, &frame, title, x_label, y_label, x_ticks);
+    let offset = |k: usize| -> f64 {
+        // Categorical points of several series side by side, not on top of each other.
+        if x_ticks.is_some() && series.len() > 1 {
+            (k as f64 - (series.len() - 1) as f64 / 2.0) * (0.5 / series.len() as f64)
+        } else {
+            0.0
+        }
+    };
     for (k, line) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let path: Vec<String> = line
@@ -153,24 +246,33 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
             .filter(|p| p.1.is_finite())
             .map(|p| format!("{:.1},{:.1}", frame.x(p.0), frame.y(p.1)))
             .collect();
-        if path.len() > 1 {
+        if path.len() > 1 && x_ticks.is_none() {
             let _ =
                 write!(out, r#"<polyline points="{}" stroke="{color}" stroke-width="2" fill="none"/>"#, path.join(" "));
         }
         for p in line.points.iter().filter(|p| p.1.is_finite()) {
-            let _ =
-                write!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"/>"#, frame.x(p.0), frame.y(p.1));
+            let _ = write!(
+                out,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="{}" fill="{color}"><title>{}: {}</title></circle>"#,
+                frame.x(p.0 + offset(k)),
+                frame.y(p.1),
+                if x_ticks.is_some() { 5.0 } else { 3.5 },
+                escape(&line.name),
+                crate::history::significant(p.1)
+            );
         }
-        let y = TOP + 16.0 * k as f64;
-        let _ = write!(
-            out,
-            r#"<rect x="{}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
-            WIDTH - RIGHT + 12.0,
-            y,
-            WIDTH - RIGHT + 26.0,
-            y + 9.0,
-            escape(&line.name)
-        );
+        if series.len() > 1 {
+            let y = TOP + 16.0 * k as f64;
+            let _ = write!(
+                out,
+                r#"<rect x="{}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+                WIDTH - RIGHT + 12.0,
+                y,
+                WIDTH - RIGHT + 26.0,
+                y + 9.0,
+                escape(&line.name)
+            );
+        }
     }
     out.push_str("</svg>");
     out
@@ -187,7 +289,11 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Str
         counts[b.min(bins - 1)] += 1;
     }
     let max = *counts.iter().max().unwrap_or(&1) as f64;
-    let frame = Frame::new([low, high].into_iter(), [0.0, max].into_iter());
+    let mut frame = Frame::ranged([low, high].into_iter(), Range::Data, [0.0, max].into_iter(), Range::WithZero, false);
+    // Counts are whole: whole-number ticks, from 0.
+    frame.y_ticks = nice_ticks(0.0, max.max(1.0), 5, true);
+    frame.y_min = 0.0;
+    frame.y_max = frame.y_ticks.last().copied().unwrap_or(max).max(max);
     let mut out = String::new();
     axes(&mut out, &frame, title, x_label, "count", None);
     let width = (high - low) / bins as f64;
@@ -223,9 +329,10 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, xs: &[f64], ys: &[f64]
             frame.y(high)
         );
     }
-    let step = (xs.len() / 5000).max(1);
-    for (x, y) in xs.iter().zip(ys).step_by(step) {
-        if x.is_finite() && y.is_finite() {
+    let points: Vec<(f64, f64)> =
+        xs.iter().zip(ys).filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(x, y)| (*x, *y)).collect();
+    if points.len() <= SCATTER_POINTS {
+        for (x, y) in &points {
             let _ = write!(
                 out,
                 r##"<circle cx="{:.1}" cy="{:.1}" r="2" fill="#1f77b4" fill-opacity="0.5"/>"##,
@@ -233,6 +340,37 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, xs: &[f64], ys: &[f64]
                 frame.y(*y)
             );
         }
+    } else {
+        // Many points (voxels): their density on a grid, darker where more
+        // fall, so the page stays small and no point hides another.
+        let (cols, rows) = (72usize, 48usize);
+        let (x0, x1, y0, y1) = (LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM);
+        let (cell_w, cell_h) = ((x1 - x0) / cols as f64, (y1 - y0) / rows as f64);
+        let mut counts = vec![0usize; cols * rows];
+        for (x, y) in &points {
+            let c = (((frame.x(*x) - x0) / cell_w).floor().max(0.0) as usize).min(cols - 1);
+            let r = (((frame.y(*y) - y0) / cell_h).floor().max(0.0) as usize).min(rows - 1);
+            counts[r * cols + c] += 1;
+        }
+        let most = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+        for (k, &count) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
+            let opacity = 0.15 + 0.85 * (count as f64).ln_1p() / most.ln_1p();
+            let _ = write!(
+                out,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#1f77b4" fill-opacity="{opacity:.2}"/>"##,
+                x0 + (k % cols) as f64 * cell_w,
+                y0 + (k / cols) as f64 * cell_h,
+                cell_w + 0.1,
+                cell_h + 0.1
+            );
+        }
+        let _ = write!(
+            out,
+            r#"<text x="{}" y="{}" font-size="11">{} points, as density</text>"#,
+            WIDTH - RIGHT + 12.0,
+            TOP + 10.0,
+            points.len()
+        );
     }
     out.push_str("</svg>");
     out
@@ -303,4 +441,72 @@ pub fn heatmap(title: &str, rows: usize, cols: usize, values: &[f64], outlined: 
         escape(scale_label)
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_data() {
+        let mut rng = crate::testing::fresh_rng("plot ticks");
+        for _ in 0..200 {
+            let low: f64 = rng.random_range(-1e3..1e3) * 10f64.powi(rng.random_range(-4..4));
+            let high = low + rng.random_range(1e-3..1e3) * 10f64.powi(rng.random_range(-3..3));
+            let ticks = nice_ticks(low, high, 5, false);
+            assert!(ticks[0] <= low && *ticks.last().unwrap() >= high, "{low} {high}: {ticks:?}");
+            assert!((3..=12).contains(&ticks.len()), "{low} {high}: {ticks:?}");
+            let step = ticks[1] - ticks[0];
+            let mantissa = step / 10f64.powf(step.log10().floor());
+            assert!([1.0, 2.0, 5.0, 10.0].iter().any(|m| (mantissa - m).abs() < 1e-6), "step {step}");
+            for (k, t) in ticks.iter().enumerate() {
+                let q = t / step;
+                assert!((q - q.round()).abs() < 1e-6 * q.abs().max(1.0), "{t} is a multiple of {step}");
+                assert!((t - (ticks[0] + k as f64 * step)).abs() <= step * 1e-6);
+            }
+        }
+        assert_eq!(nice_ticks(0.0, 6.0, 5, true), vec![0.0, 2.0, 4.0, 6.0]);
+        assert_eq!(nice_ticks(0.0, 894.375, 5, true), vec![0.0, 200.0, 400.0, 600.0, 800.0, 1000.0]);
+        assert_eq!(nice_ticks(0.0, 2.0, 5, true), vec![0.0, 1.0, 2.0]);
+        assert_eq!(tick_label(0.235, 0.005), "0.235");
+        assert_eq!(tick_label(400.0, 200.0), "400");
+    }
+
+    fn numbers(svg: &str, anchor: &str) -> Vec<f64> {
+        svg.split(&format!(r#"text-anchor="{anchor}">"#))
+            .skip(1)
+            .filter_map(|part| part.split('<').next().and_then(|t| t.parse::<f64>().ok()))
+            .collect()
+    }
+
+    #[test]
+    fn histograms_count_from_zero_in_whole_numbers() {
+        let mut rng = crate::testing::fresh_rng("plot histogram");
+        let values: Vec<f64> = (0..rng.random_range(50..5000)).map(|_| rng.random_range(-0.2..0.9)).collect();
+        let svg = histogram("r", "r", &values, 40);
+        let y_ticks = numbers(&svg, "end");
+        assert_eq!(y_ticks[0], 0.0, "{y_ticks:?}");
+        assert!(y_ticks.iter().all(|t| t.fract() == 0.0 && *t >= 0.0), "{y_ticks:?}");
+    }
+
+    #[test]
+    fn categories_are_points_and_many_points_are_a_density() {
+        let series = [Series { name: "score".into(), points: vec![(0.0, 0.25), (1.0, 0.26), (2.0, 0.233)] }];
+        let labels: Vec<String> = ["lanczos", "average", "last"].iter().map(|s| s.to_string()).collect();
+        let svg = line_chart("mean_r by method", "method", "mean_r", &series, Some(&labels));
+        assert!(!svg.contains("<polyline"), "no line between categories");
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(!svg.contains(">score<"), "one series: no legend");
+        assert_eq!(numbers(&svg, "end")[0], 0.0, "the metric's axis includes 0");
+
+        let mut rng = crate::testing::fresh_rng("plot scatter");
+        let xs: Vec<f64> = (0..4000).map(|_| rng.random_range(0.0..1.0)).collect();
+        let ys: Vec<f64> = xs.iter().map(|x| x * 0.8 + rng.random_range(-0.1..0.1)).collect();
+        let svg = scatter("r", "ceiling", "r", &xs, &ys, true);
+        assert!(!svg.contains("<circle"));
+        assert!(svg.len() < 120_000, "{} bytes", svg.len());
+        let alpha_sum: usize = svg.matches("fill-opacity").count();
+        assert!(alpha_sum > 50 && alpha_sum <= 72 * 48);
+    }
 }

@@ -202,56 +202,121 @@ pub fn table_html(batch: &arrow::array::RecordBatch) -> String {
     html
 }
 
-/// The DAG as layered boxes: a stage's column is its depth.
+/// The DAG as layered boxes, one per stage of the file: a matrix stage's
+/// expansions share one box with their count (`fit ×3`) and a summary of
+/// their statuses, coloured by the most telling one (failed, then ran,
+/// then cached); hovering lists the expansions. A stage's column is its
+/// depth; edges are arrows. The drawing scales down to the page's width.
 fn dag_svg(pipeline: &Pipeline, outcomes: &[Option<&StageOutcome>]) -> String {
-    let n = pipeline.stages.len();
-    let mut depth = vec![0usize; n];
+    let mut bases: Vec<&str> = Vec::new();
+    let mut base_of = vec![0usize; pipeline.stages.len()];
     for (i, stage) in pipeline.stages.iter().enumerate() {
-        depth[i] = stage.inputs.iter().map(|input| depth[input.upstream] + 1).max().unwrap_or(0);
+        base_of[i] = match bases.iter().position(|b| *b == stage.base) {
+            Some(k) => k,
+            None => {
+                bases.push(&stage.base);
+                bases.len() - 1
+            }
+        };
+    }
+    let n = bases.len();
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    for (i, stage) in pipeline.stages.iter().enumerate() {
+        for input in &stage.inputs {
+            let edge = (base_of[input.upstream], base_of[i]);
+            if edge.0 != edge.1 && !edges.contains(&edge) {
+                edges.push(edge);
+            }
+        }
+    }
+    // Stages come in topological order, so one pass gives each base its depth.
+    let mut depth = vec![0usize; n];
+    for (i, _) in pipeline.stages.iter().enumerate() {
+        let b = base_of[i];
+        let d = edges.iter().filter(|(_, to)| *to == b).map(|(from, _)| depth[*from] + 1).max().unwrap_or(0);
+        depth[b] = depth[b].max(d);
     }
     let mut row = vec![0usize; n];
     let mut per_column: Vec<usize> = Vec::new();
-    for i in 0..n {
-        if per_column.len() <= depth[i] {
-            per_column.resize(depth[i] + 1, 0);
+    for b in 0..n {
+        if per_column.len() <= depth[b] {
+            per_column.resize(depth[b] + 1, 0);
         }
-        row[i] = per_column[depth[i]];
-        per_column[depth[i]] += 1;
+        row[b] = per_column[depth[b]];
+        per_column[depth[b]] += 1;
     }
-    let (box_w, box_h, gap_x, gap_y) = (190.0, 30.0, 60.0, 12.0);
-    let width = per_column.len() as f64 * (box_w + gap_x) + 20.0;
-    let height = per_column.iter().copied().max().unwrap_or(1) as f64 * (box_h + gap_y) + 20.0;
-    let position = |i: usize| (10.0 + depth[i] as f64 * (box_w + gap_x), 10.0 + row[i] as f64 * (box_h + gap_y));
+    struct Node {
+        label: String,
+        detail: String,
+        status: &'static str,
+        title: String,
+    }
+    let nodes: Vec<Node> = (0..n)
+        .map(|b| {
+            let members: Vec<usize> = (0..pipeline.stages.len()).filter(|i| base_of[*i] == b).collect();
+            let statuses: Vec<&'static str> =
+                members.iter().map(|i| outcomes[*i].map(|o| o.status.as_str()).unwrap_or("not run")).collect();
+            let mut counts: Vec<(&str, usize)> = Vec::new();
+            for s in &statuses {
+                match counts.iter_mut().find(|(name, _)| name == s) {
+                    Some((_, c)) => *c += 1,
+                    None => counts.push((s, 1)),
+                }
+            }
+            let status = ["failed", "ran", "cached", "fresh", "skipped", "cancelled"]
+                .into_iter()
+                .find(|s| statuses.contains(s))
+                .unwrap_or("not run");
+            let kind = pipeline.stages[members[0]].kind.kind();
+            let label =
+                if members.len() > 1 { format!("{} ×{}", bases[b], members.len()) } else { bases[b].to_string() };
+            let detail = if members.len() > 1 {
+                counts.iter().map(|(s, c)| format!("{c} {s}")).collect::<Vec<_>>().join(", ")
+            } else {
+                format!("{kind}: {}", statuses[0])
+            };
+            let title = std::iter::once(format!("{} ({kind})", bases[b]))
+                .chain(members.iter().zip(&statuses).map(|(i, s)| format!("{}: {s}", pipeline.stages[*i].name)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Node { label, detail, status, title }
+        })
+        .collect();
+    // 7 px per character of the 12 px label is wide enough for sans-serif.
+    let box_w = nodes.iter().map(|n| n.label.chars().count().max(n.detail.chars().count() * 6 / 7)).max().unwrap_or(8)
+        as f64
+        * 7.0
+        + 20.0;
+    let (box_h, gap_x, gap_y) = (38.0, 44.0, 14.0);
+    let width = per_column.len() as f64 * (box_w + gap_x) - gap_x + 20.0;
+    let height = per_column.iter().copied().max().unwrap_or(1) as f64 * (box_h + gap_y) - gap_y + 20.0;
+    let position = |b: usize| (10.0 + depth[b] as f64 * (box_w + gap_x), 10.0 + row[b] as f64 * (box_h + gap_y));
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0} {height:.0}" width="{width:.0}" style="max-width:100%;height:auto" font-family="sans-serif" font-size="12"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0 0 L10 5 L0 10 z" fill="#666"/></marker></defs>"##
     );
-    for (i, stage) in pipeline.stages.iter().enumerate() {
-        let (x, y) = position(i);
-        for input in &stage.inputs {
-            let (ux, uy) = position(input.upstream);
-            let _ = write!(
-                svg,
-                r##"<line x1="{}" y1="{}" x2="{x}" y2="{}" stroke="#888"/>"##,
-                ux + box_w,
-                uy + box_h / 2.0,
-                y + box_h / 2.0
-            );
-        }
-    }
-    for (i, stage) in pipeline.stages.iter().enumerate() {
-        let (x, y) = position(i);
-        let status = outcomes[i].map(|o| o.status.as_str()).unwrap_or("not run");
-        let label: String = stage.name.chars().take(30).collect();
+    for (from, to) in &edges {
+        let (ux, uy) = position(*from);
+        let (x, y) = position(*to);
+        let (x1, y1, x2, y2) = (ux + box_w, uy + box_h / 2.0, x - 2.0, y + box_h / 2.0);
+        let mid = (x1 + x2) / 2.0;
         let _ = write!(
             svg,
-            r##"<g><title>{} ({}): {}</title><rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="4" fill="{}" stroke="#555"/><text x="{}" y="{}">{}</text></g>"##,
-            escape(&stage.name),
-            escape(stage.kind.kind()),
-            status,
-            color(status),
-            x + 5.0,
-            y + 19.0,
-            escape(&label)
+            r##"<path d="M{x1:.1} {y1:.1} C{mid:.1} {y1:.1} {mid:.1} {y2:.1} {x2:.1} {y2:.1}" stroke="#888" fill="none" marker-end="url(#arrow)"/>"##
+        );
+    }
+    for (b, node) in nodes.iter().enumerate() {
+        let (x, y) = position(b);
+        let _ = write!(
+            svg,
+            r##"<g><title>{}</title><rect x="{x:.1}" y="{y:.1}" width="{box_w:.1}" height="{box_h}" rx="4" fill="{}" stroke="#555"/><text x="{:.1}" y="{:.1}">{}</text><text x="{:.1}" y="{:.1}" font-size="10" fill="#333">{}</text></g>"##,
+            escape(&node.title),
+            color(node.status),
+            x + 6.0,
+            y + 16.0,
+            escape(&node.label),
+            x + 6.0,
+            y + 30.0,
+            escape(&node.detail)
         );
     }
     svg.push_str("</svg>");
