@@ -6,3 +6,4 @@ pub mod moran;
 pub mod responses;
 pub mod selectivity;
 pub mod smoothness;
+pub mod tgi;
