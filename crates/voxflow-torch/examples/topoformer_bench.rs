@@ -29,9 +29,11 @@ fn main() {
     let targets = Tensor::from_slice(&(0..batch as i64).map(|b| b % 2).collect::<Vec<_>>());
     println!("| attention | n_layer | n_embd | tokens x batch | ms per step (median of {steps}) |");
     println!("| --- | --- | --- | --- | --- |");
-    for (attention, sq, sr) in
-        [(TopoAttention::Topographic, 0.1, 0.3), (TopoAttention::Control, 1.0, 1.0), (TopoAttention::Standard, 1.0, 1.0)]
-    {
+    for (attention, sq, sr) in [
+        (TopoAttention::Topographic, 0.1, 0.3),
+        (TopoAttention::Control, 1.0, 1.0),
+        (TopoAttention::Standard, 1.0, 1.0),
+    ] {
         let config = TopoformerConfig {
             model_type: MODEL_TYPE.into(),
             vocab_size: vocab,
@@ -48,10 +50,8 @@ fn main() {
             layer_norm_epsilon: 1e-5,
         };
         let model = TopoformerModel::new(&config, 0, Device::Cpu).expect("model");
-        let params =
-            model.parameters().iter().map(|(n, t)| (n.clone(), t.shallow_clone(), decays(n))).collect();
-        let mut optimizer =
-            AdamW::new(AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }, params);
+        let params = model.parameters().iter().map(|(n, t)| (n.clone(), t.shallow_clone(), decays(n))).collect();
+        let mut optimizer = AdamW::new(AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }, params);
         let mut times = Vec::with_capacity(steps);
         for step in 0..steps + 2 {
             let started = Instant::now();

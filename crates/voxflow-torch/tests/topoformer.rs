@@ -154,7 +154,7 @@ fn the_forward_pass_matches_a_float64_pytorch_reimplementation() {
 }
 
 const SHRINK: &[&str] = &[
-    "matrix.steps=[150]",
+    "matrix.steps=[300]",
     "train_set.n=300",
     "test_set.n=100",
     "test_set.offset=300",
@@ -187,12 +187,12 @@ t = pq.read_table(sys.argv[1] + "/tgi.parquet").to_pydict()
 b = pq.read_table(sys.argv[1] + "/by_distance.parquet")
 assert b.num_rows == 8 * len(t["tgi"]), b.num_rows
 m = pq.read_table(sys.argv[2] + "/metrics.parquet").to_pydict()
-assert len(m["step"]) == 150 and m["test_accuracy"][-1] is not None
+assert len(m["step"]) == 300 and m["test_accuracy"][-1] is not None
 print(json.dumps([dict(zip(t["sublayer"], t["tgi"])), m["test_accuracy"][-1]]))
 "#,
             &[
-                object(&format!("tgi[attention={attention},steps=150]")).to_str().unwrap(),
-                object(&format!("train[attention={attention},steps=150]")).to_str().unwrap(),
+                object(&format!("tgi[attention={attention},steps=300]")).to_str().unwrap(),
+                object(&format!("train[attention={attention},steps=300]")).to_str().unwrap(),
             ],
         );
         serde_json::from_str(out.trim()).unwrap()
@@ -200,16 +200,19 @@ print(json.dumps([dict(zip(t["sublayer"], t["tgi"])), m["test_accuracy"][-1]]))
     let (topo, control, standard) = (read("topographic"), read("control"), read("standard"));
     eprintln!("TGI and test accuracy:\n  topographic {topo:?}\n  control {control:?}\n  standard {standard:?}");
     for (name, (_, accuracy)) in [("topographic", &topo), ("control", &control), ("standard", &standard)] {
-        assert!(*accuracy > 0.6, "{name}: test accuracy {accuracy} is near chance (0.5)");
+        assert!(*accuracy > 0.7, "{name}: test accuracy {accuracy} is near chance (0.5)");
     }
-    for representation in ["query", "key"] {
+    // Measured at this size (seed 0, one thread; README): the topographic
+    // model's TGI above both controls' by 0.15 (query), 0.11 (key), 0.12
+    // (value), 0.38 (output), the controls' within 0.04 of 0. Asserted
+    // with some room below those.
+    for (representation, margin) in [("query", 0.1), ("key", 0.05), ("value", 0.05), ("output", 0.2)] {
         let t = topo.0[representation];
         for (name, other) in [("control", &control), ("standard", &standard)] {
             let o = other.0[representation];
-            assert!(t > o + MARGIN, "{representation}: TGI {t} (topographic) is not above {name}'s {o} by {MARGIN}");
+            assert!(t > o + margin, "{representation}: TGI {t} (topographic) is not above {name}'s {o} by {margin}");
         }
     }
+    // Spatial querying costs no accuracy here: within 2 points of the control.
+    assert!(topo.1 > control.1 - 0.02, "test accuracy {} (topographic) vs {} (control)", topo.1, control.1);
 }
-
-/// What the shrunk pipeline shows (README: the measured values).
-const MARGIN: f64 = 0.1;

@@ -532,7 +532,7 @@ mod tests {
             model.constrain();
             let w = &model.blocks[0].output.weight;
             assert!(w.min().double_value(&[]) >= 0.0);
-            let outside = (w * (1.0 - &mask)).abs().max().double_value(&[]);
+            let outside = (w * (mask.ones_like() - &mask)).abs().max().double_value(&[]);
             assert_eq!(outside, 0.0);
             assert!((w * &mask).sum(Kind::Float).double_value(&[]) > 0.0);
         }
