@@ -216,3 +216,43 @@ print(json.dumps([dict(zip(t["sublayer"], t["tgi"])), m["test_accuracy"][-1]]))
     // Spatial querying costs no accuracy here: within 2 points of the control.
     assert!(topo.1 > control.1 - 0.02, "test accuracy {} (topographic) vs {} (control)", topo.1, control.1);
 }
+
+#[test]
+fn bad_topoformer_input_names_the_stage_the_value_and_the_fix() {
+    let dir = Scratch::new("topoformer-bad");
+    // Checked before anything runs: a grid that is not square, an area
+    // fraction outside (0, 1], an unknown attention.
+    let invalid = dir.write(
+        "invalid.yaml",
+        "name: invalid\nstages:\n  s:\n    kind: stimuli.sentiment\n    params: {n: 4}\n  a:\n    kind: train.topoformer\n    inputs: {train: s, test: s}\n    params: {steps: 2, n_embd: 50, sq: 1.5}\n  b:\n    kind: train.topoformer\n    inputs: {train: s, test: s}\n    params: {steps: 2, attention: topographc}\n",
+    );
+    let output = common::voxflow(&["validate", invalid.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    for expected in ["n_embd (50) is not a square number", "49 or 64", "sq is 1.5", "topographic"] {
+        assert!(message.contains(expected), "missing {expected:?} in:\n{message}");
+    }
+    // At run time: a test label the training table does not have, and an
+    // item longer than context_length.
+    let py = common::python();
+    let table = dir.write(
+        "make.py",
+        "import sys, pyarrow as pa, pyarrow.parquet as pq\nn = int(sys.argv[2])\nlabels = ['good', 'bad', 'odd'][: int(sys.argv[3])]\npq.write_table(pa.table({'item': pa.array(range(n), pa.uint32()), 'text': ['the dog is nice .' * (1 + i % 2) for i in range(n)], 'label': [labels[i % len(labels)] for i in range(n)]}), sys.argv[1])\n",
+    );
+    let file = dir.write(
+        "run.yaml",
+        &format!(
+            "name: bad\nstages:\n  tr:\n    kind: command\n    run: {py} {t} {{outputs.stimuli}} 8 2\n    outputs: {{stimuli: s.parquet}}\n  te:\n    kind: command\n    run: {py} {t} {{outputs.stimuli}} 6 3\n    outputs: {{stimuli: s.parquet}}\n  labels:\n    kind: train.topoformer\n    inputs: {{train: tr, test: te}}\n    params: {{steps: 2, n_embd: 16, device: cpu}}\n  long:\n    kind: train.topoformer\n    inputs: {{train: tr, test: tr}}\n    params: {{steps: 2, n_embd: 16, context_length: 6, device: cpu}}\n",
+            py = py.display(),
+            t = table.display()
+        ),
+    );
+    let run = common::voxflow_json(&["run", file.to_str().unwrap(), "--format", "json"], 1);
+    let labels = stage(&run, "labels");
+    let message = labels["error"].as_str().unwrap_or_default();
+    assert!(message.contains("label `odd`") && message.contains("bad, good"), "{labels}");
+    let long = stage(&run, "long");
+    let message = long["error"].as_str().unwrap_or_default();
+    assert!(message.contains("more than context_length (6)"), "{long}");
+    assert!(long["hint"].as_str().unwrap_or_default().contains("context_length"), "{long}");
+}
