@@ -4,10 +4,14 @@
 //! W_o = |W_o * M_r|, post-LN blocks, mean pool -> tanh -> linear), and
 //! pipelines/topoformer.yaml shrunk: three 1-layer classifiers
 //! (topographic, the sq = sr = 1 control, standard attention) trained on
-//! the generated sentiment task, their units' responses and TGI.
+//! the generated sentiment task, their units' responses and TGI; a
+//! training killed midway resumes to the bytes of an uninterrupted run;
+//! bad input.
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+#[allow(dead_code)] // corpus_script: the GPT tests'
+mod training;
 
 use std::path::Path;
 
@@ -255,4 +259,55 @@ fn bad_topoformer_input_names_the_stage_the_value_and_the_fix() {
     let message = long["error"].as_str().unwrap_or_default();
     assert!(message.contains("more than context_length (6)"), "{long}");
     assert!(long["hint"].as_str().unwrap_or_default().contains("context_length"), "{long}");
+}
+
+/// The highest `state-<step>` in the store's work directories.
+fn saved_step(store: &Path) -> Option<usize> {
+    let work = std::fs::read_dir(store.join("work")).ok()?;
+    work.flatten()
+        .flat_map(|dir| std::fs::read_dir(dir.path()).into_iter().flatten().flatten())
+        .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("state-").and_then(|s| s.parse().ok()))
+        .max()
+}
+
+#[test]
+fn a_killed_topoformer_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = Scratch::new("topoformer-resume");
+    let seed = fresh_seed() % 1000;
+    let pipeline = dir.write(
+        "resume.yaml",
+        &format!(
+            "name: resume\nstages:\n  s:\n    kind: stimuli.sentiment\n    params: {{n: 100}}\n  t:\n    kind: stimuli.sentiment\n    params: {{n: 20, offset: 100}}\n  train:\n    kind: train.topoformer\n    inputs: {{train: s, test: t}}\n    resources: {{threads: 1}}\n    params: {{n_embd: 36, steps: 400, batch_size: 16, save_every: 20, eval_every: 100, checkpoints: [0, 400], dropout: 0.1, seed: {seed}, device: cpu}}\n"
+        ),
+    );
+    let path = pipeline.to_str().unwrap();
+    let whole = dir.join("whole");
+    let summary = common::voxflow_json(&["run", path, "--store", whole.to_str().unwrap(), "--format", "json"], 0);
+    let key = stage(&summary, "train")["key"].as_str().unwrap().to_string();
+    let expected = training::output_digests(&whole, &key);
+    assert_eq!(expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["metrics", "step0", "step400"]);
+
+    let store = dir.join("killed");
+    let mut child = Command::new(common::voxflow_bin())
+        .args(["run", path, "--store", store.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while saved_step(&store).is_none_or(|step| step < 40) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(Instant::now() < deadline, "no training state was saved");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let step = saved_step(&store).unwrap();
+    let output = common::voxflow(&["run", path, "--store", store.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(said.contains(&format!("train: resuming from step {step} of 400")), "{said}");
+    assert_eq!(training::output_digests(&store, &key), expected, "resumed != uninterrupted");
 }
