@@ -559,3 +559,47 @@ print(worst, [round(v, 3) for v in [c["index"] for c in json.load(open(sys.argv[
     );
     eprintln!("largest difference, and the indices: {report}");
 }
+
+/// topo.pca's kernel against `sklearn.decomposition.PCA` on fresh random
+/// responses with a few planted directions (distinct eigenvalues).
+#[test]
+fn principal_components_match_scikit_learn() {
+    use voxflow::numeric::spatial::{principal_components, UnitResponses};
+    let mut rng = ChaCha8Rng::seed_from_u64(fresh_seed());
+    let mut cases = Vec::new();
+    for (units, items) in [(16usize, 40usize), (49, 30), (64, 200)] {
+        let mut matrix = voxflow::numeric::Matrix::zeros(items, units);
+        let directions: Vec<Vec<f64>> =
+            (0..3).map(|_| (0..units).map(|_| rng.sample::<f64, _>(StandardNormal)).collect()).collect();
+        for i in 0..items {
+            let scores: Vec<f64> = (0..3).map(|d| (3.0 - d as f64) * rng.sample::<f64, _>(StandardNormal)).collect();
+            for u in 0..units {
+                let planted: f64 = (0..3).map(|d| scores[d] * directions[d][u]).sum();
+                matrix.row_mut(i)[u] = (planted + 0.3 * rng.sample::<f64, _>(StandardNormal) + 2.0) as f32;
+            }
+        }
+        let responses = UnitResponses::from_rows(&matrix, &(0..items).collect::<Vec<_>>());
+        let (components, ratios) = principal_components(&responses, 3);
+        let x: Vec<Vec<f64>> = (0..items).map(|i| matrix.row(i).iter().map(|&v| v as f64).collect()).collect();
+        cases.push(serde_json::json!({"x": x, "components": components, "ratios": ratios}));
+    }
+    let scratch = Scratch::new("pca-reference");
+    let path = scratch.write("cases.json", &serde_json::to_string(&cases).unwrap());
+    let report = run_python(
+        r#"
+import sys, json
+import numpy as np
+from sklearn.decomposition import PCA
+worst = 0.0
+for case in json.load(open(sys.argv[1])):
+    pca = PCA(n_components=3, svd_solver="full").fit(np.array(case["x"]))
+    ref = pca.components_ * np.sign(pca.components_[np.arange(3), np.abs(pca.components_).argmax(1)])[:, None]
+    err = max(np.abs(np.array(case["components"]) - ref).max(), np.abs(np.array(case["ratios"]) - pca.explained_variance_ratio_).max())
+    assert err < 1e-8, err
+    worst = max(worst, err)
+print(worst)
+"#,
+        &[path.to_str().unwrap()],
+    );
+    eprintln!("largest difference: {report}");
+}

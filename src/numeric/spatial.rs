@@ -384,6 +384,47 @@ pub fn topography_index(
     (mean, by_distance)
 }
 
+/// The first `k` principal components of the units' responses (units as
+/// features, items as samples), as `sklearn.decomposition.PCA(k).fit`:
+/// each component a unit vector of loadings (`components_[c]`), its sign
+/// set so that its largest absolute loading is positive (scikit-learn's
+/// `svd_flip(u_based_decision=False)`), and its explained variance ratio
+/// (eigenvalue over the total variance). From the eigendecomposition of the
+/// units' covariance (faer); `k` at most the number of units.
+pub fn principal_components(responses: &UnitResponses, k: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+    use faer::Mat;
+    let (n_units, n_items) = (responses.n_units, responses.n_items);
+    let centred: Vec<Vec<f64>> = (0..n_units)
+        .map(|u| {
+            let values = responses.unit(u);
+            let mean = values.iter().sum::<f64>() / n_items as f64;
+            values.iter().map(|v| v - mean).collect()
+        })
+        .collect();
+    let denominator = (n_items as f64 - 1.0).max(1.0);
+    let covariance = Mat::<f64>::from_fn(n_units, n_units, |i, j| {
+        centred[i].iter().zip(&centred[j]).map(|(a, b)| a * b).sum::<f64>() / denominator
+    });
+    let total: f64 = (0..n_units).map(|u| covariance[(u, u)]).sum();
+    let evd = covariance.self_adjoint_eigen(faer::Side::Lower).expect("a symmetric eigendecomposition");
+    let (values, vectors) = (evd.S().column_vector(), evd.U());
+    let k = k.min(n_units);
+    let mut components = Vec::with_capacity(k);
+    let mut ratios = Vec::with_capacity(k);
+    for c in 0..k {
+        // faer gives increasing eigenvalues.
+        let column = n_units - 1 - c;
+        let mut loading: Vec<f64> = (0..n_units).map(|u| vectors[(u, column)]).collect();
+        let largest = loading.iter().copied().fold(0.0f64, |m, v| if v.abs() > m.abs() { v } else { m });
+        if largest < 0.0 {
+            loading.iter_mut().for_each(|v| *v = -*v);
+        }
+        components.push(loading);
+        ratios.push(values[column] / total);
+    }
+    (components, ratios)
+}
+
 /// Spearman's rank correlation (Pearson correlation of average ranks), as
 /// `scipy.stats.spearmanr`; NaN when either side is constant.
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {

@@ -30,6 +30,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::stimuli::sentiment::StimuliSentiment,
     &kinds::synth::Synth,
     &kinds::topo::moran::TopoMoran,
+    &kinds::topo::pca::TopoPca,
     &kinds::topo::responses::TopoResponses,
     &kinds::topo::selectivity::TopoSelectivity,
     &kinds::topo::smoothness::TopoSmoothness,

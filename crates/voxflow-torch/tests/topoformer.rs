@@ -191,12 +191,17 @@ t = pq.read_table(sys.argv[1] + "/tgi.parquet").to_pydict()
 b = pq.read_table(sys.argv[1] + "/by_distance.parquet")
 assert b.num_rows == 8 * len(t["tgi"]), b.num_rows
 m = pq.read_table(sys.argv[2] + "/metrics.parquet").to_pydict()
+v = pq.read_table(sys.argv[3] + "/variance.parquet").to_pydict()
+c = pq.read_table(sys.argv[3] + "/components.parquet")
+assert len(v["component"]) == 4 * 3 and c.num_rows == 4 * 3 * 64, (len(v["component"]), c.num_rows)
+assert all(0 < r < 1 for r in v["explained_variance_ratio"]), v
 assert len(m["step"]) == 300 and m["test_accuracy"][-1] is not None
 print(json.dumps([dict(zip(t["sublayer"], t["tgi"])), m["test_accuracy"][-1]]))
 "#,
             &[
                 object(&format!("tgi[attention={attention},steps=300]")).to_str().unwrap(),
                 object(&format!("train[attention={attention},steps=300]")).to_str().unwrap(),
+                object(&format!("pca[attention={attention},steps=300]")).to_str().unwrap(),
             ],
         );
         serde_json::from_str(out.trim()).unwrap()
