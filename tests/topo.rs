@@ -486,3 +486,120 @@ fn bad_topo_input_names_the_stage_the_value_and_the_fix() {
         assert!(message.contains(expected), "no `{expected}` in:\n{message}");
     }
 }
+
+/// topo.tgi's kernel against the Topoformer reference's recipe run in
+/// numpy and scipy: `np.corrcoef` of the units (NaN set to 0), the distances
+/// of every ordered pair (both (i, j) and (j, i), as the reference flattens
+/// the matrix) up to each cut-off, `-scipy.stats.spearmanr`, averaged.
+#[test]
+fn the_topography_index_matches_scipy_spearman_on_every_ordered_pair() {
+    use voxflow::numeric::spatial::{topography_index, UnitResponses, TGI_MAX_DISTANCES};
+    let mut rng = ChaCha8Rng::seed_from_u64(fresh_seed());
+    let mut cases = Vec::new();
+    // Side 4 and 8: the cut-off 0.1 holds no pair (NaN, left out of the mean).
+    for (side, wrap) in [(4usize, true), (7, true), (8, false), (10, true)] {
+        let (units, items) = (side * side, rng.random_range(5..40usize));
+        // A smooth field per item (random waves on the torus) plus noise,
+        // so that the index is far from 0; one constant unit.
+        let smooth: f64 = rng.random_range(0.0..2.0);
+        let mut matrix = voxflow::numeric::Matrix::zeros(items, units);
+        for i in 0..items {
+            let (fr, fc, phase) =
+                (rng.random_range(0..3) as f64, rng.random_range(0..3) as f64, rng.random_range(0.0..6.3));
+            for u in 0..units {
+                let (r, c) = ((u / side) as f64 / side as f64, (u % side) as f64 / side as f64);
+                let wave = (std::f64::consts::TAU * (fr * r + fc * c) + phase).sin();
+                matrix.row_mut(i)[u] = (smooth * wave + rng.sample::<f64, _>(StandardNormal)) as f32;
+            }
+            matrix.row_mut(i)[units - 1] = 0.5;
+        }
+        let responses = UnitResponses::from_rows(&matrix, &(0..items).collect::<Vec<_>>());
+        let cells: Vec<usize> = (0..units).collect();
+        let (index, by_distance) = topography_index(&responses, &cells, side, wrap, &TGI_MAX_DISTANCES);
+        let values: Vec<Vec<f64>> = (0..items).map(|i| matrix.row(i).iter().map(|&v| v as f64).collect()).collect();
+        let stats: Vec<f64> = by_distance.iter().map(|t| t.stat).collect();
+        cases.push(serde_json::json!({"side": side, "wrap": wrap, "x": values, "index": index, "stats": stats}));
+    }
+    let scratch = Scratch::new("tgi-reference");
+    let path = scratch.write("cases.json", &serde_json::to_string(&cases).unwrap());
+    let report = run_python(
+        r#"
+import sys, json, warnings
+import numpy as np
+from scipy.stats import spearmanr
+warnings.filterwarnings("ignore")
+worst = 0.0
+for case in json.load(open(sys.argv[1])):
+    s, x = case["side"], np.array(case["x"])
+    c = np.corrcoef(x.T)
+    # np.corrcoef is not exactly symmetric (last bits): the (i, j), (j, i)
+    # duplicates must tie, as they do in the reference's intent.
+    corrs = ((c + c.T) / 2).reshape(-1)
+    corrs[np.isnan(corrs)] = 0
+    rc = np.indices((s, s)).reshape(2, s * s).T
+    dr = np.abs(rc[:, None, 0] - rc[None, :, 0]); dc = np.abs(rc[:, None, 1] - rc[None, :, 1])
+    if case["wrap"]:
+        dr = np.minimum(dr, s - dr); dc = np.minimum(dc, s - dc)
+    dist = (np.sqrt(dr ** 2 + dc ** 2) / s).reshape(-1)
+    stats = []
+    for cut in np.linspace(0.1, 0.8, 8):
+        keep = (dist <= cut) & (dist != 0)
+        stats.append(-spearmanr(corrs[keep], dist[keep])[0] if keep.sum() >= 3 else np.nan)
+    for ours, ref in zip(case["stats"] + [case["index"]], stats + [np.nanmean(stats)]):
+        ours = np.nan if ours is None else ours
+        if np.isnan(ref):
+            assert np.isnan(ours), (s, case["wrap"], ours, ref)
+            continue
+        err = abs(ours - ref)
+        assert err < 1e-9, (s, case["wrap"], ours, ref)
+        worst = max(worst, err)
+print(worst, [round(v, 3) for v in [c["index"] for c in json.load(open(sys.argv[1]))]])
+"#,
+        &[path.to_str().unwrap()],
+    );
+    eprintln!("largest difference, and the indices: {report}");
+}
+
+/// topo.pca's kernel against `sklearn.decomposition.PCA` on fresh random
+/// responses with a few planted directions (distinct eigenvalues).
+#[test]
+fn principal_components_match_scikit_learn() {
+    use voxflow::numeric::spatial::{principal_components, UnitResponses};
+    let mut rng = ChaCha8Rng::seed_from_u64(fresh_seed());
+    let mut cases = Vec::new();
+    for (units, items) in [(16usize, 40usize), (49, 30), (64, 200)] {
+        let mut matrix = voxflow::numeric::Matrix::zeros(items, units);
+        let directions: Vec<Vec<f64>> =
+            (0..3).map(|_| (0..units).map(|_| rng.sample::<f64, _>(StandardNormal)).collect()).collect();
+        for i in 0..items {
+            let scores: Vec<f64> = (0..3).map(|d| (3.0 - d as f64) * rng.sample::<f64, _>(StandardNormal)).collect();
+            for u in 0..units {
+                let planted: f64 = (0..3).map(|d| scores[d] * directions[d][u]).sum();
+                matrix.row_mut(i)[u] = (planted + 0.3 * rng.sample::<f64, _>(StandardNormal) + 2.0) as f32;
+            }
+        }
+        let responses = UnitResponses::from_rows(&matrix, &(0..items).collect::<Vec<_>>());
+        let (components, ratios) = principal_components(&responses, 3);
+        let x: Vec<Vec<f64>> = (0..items).map(|i| matrix.row(i).iter().map(|&v| v as f64).collect()).collect();
+        cases.push(serde_json::json!({"x": x, "components": components, "ratios": ratios}));
+    }
+    let scratch = Scratch::new("pca-reference");
+    let path = scratch.write("cases.json", &serde_json::to_string(&cases).unwrap());
+    let report = run_python(
+        r#"
+import sys, json
+import numpy as np
+from sklearn.decomposition import PCA
+worst = 0.0
+for case in json.load(open(sys.argv[1])):
+    pca = PCA(n_components=3, svd_solver="full").fit(np.array(case["x"]))
+    ref = pca.components_ * np.sign(pca.components_[np.arange(3), np.abs(pca.components_).argmax(1)])[:, None]
+    err = max(np.abs(np.array(case["components"]) - ref).max(), np.abs(np.array(case["ratios"]) - pca.explained_variance_ratio_).max())
+    assert err < 1e-8, err
+    worst = max(worst, err)
+print(worst)
+"#,
+        &[path.to_str().unwrap()],
+    );
+    eprintln!("largest difference: {report}");
+}

@@ -18,4 +18,5 @@ pub mod stimuli;
 pub mod synth;
 pub mod tables;
 pub mod topo;
+pub mod topoformer;
 pub mod train;

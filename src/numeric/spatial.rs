@@ -3,7 +3,8 @@
 //! two-condition contrast, Moran's I of a map with queen contiguity and
 //! row-standardised weights (as PySAL's `esda.Moran` computes it on
 //! `libpysal.weights.lat2W(rows, cols, rook=False)`), and a null for I from
-//! random permutations of the stimulus labels.
+//! random permutations of the stimulus labels. Topoformer's measure:
+//! [`topography_index`], the generic topography index (TGI) on a torus grid.
 //!
 //! Everything is computed in `f64`. The permutation null is a function of
 //! the seed alone: permutation `p` shuffles the labels with ChaCha8 seeded
@@ -285,6 +286,185 @@ fn summarise(i: f64, cells: usize, null: Vec<f64>) -> MoranTest {
     }
 }
 
+/// The distance between cells `a` and `b` (row-major cell numbers) of a
+/// `side x side` grid whose side has length 1 (Topoformer's coordinates:
+/// cell (r, c) at (r / side, c / side)). With `wrap` the grid is a torus:
+/// along each axis the shorter way round. Computed from the whole-cell
+/// offsets, sqrt(dr^2 + dc^2) / side, so that equal offsets give equal
+/// distances to the last bit (the reference code's `1 - dx` on coordinates
+/// can split such ties by rounding).
+pub fn grid_distance(side: usize, a: usize, b: usize, wrap: bool) -> f64 {
+    let axis = |x: usize, y: usize| {
+        let d = x.abs_diff(y);
+        if wrap {
+            d.min(side - d)
+        } else {
+            d
+        }
+    };
+    let (dr, dc) = (axis(a / side, b / side), axis(a % side, b % side));
+    ((dr * dr + dc * dc) as f64).sqrt() / side as f64
+}
+
+/// The cut-offs of [`topography_index`] in the Topoformer reference code:
+/// `np.linspace(0.1, 0.8, 8)`, distances on the side-1 grid (the torus's
+/// largest distance is sqrt(0.5) = 0.707, so the last two take every pair).
+pub const TGI_MAX_DISTANCES: [f64; 8] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+
+/// The generic topography index of one map at one cut-off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TgiAtDistance {
+    pub max_distance: f64,
+    /// Unit pairs at distance in (0, max_distance].
+    pub pairs: usize,
+    /// Minus the Spearman correlation of the pairs' response correlations
+    /// with their distances; NaN with fewer than 3 pairs.
+    pub stat: f64,
+}
+
+/// The generic topography index (Topoformer, `compute_generic_summary_stat`
+/// with `stat_type='rankcorr'` averaged over cut-offs as `calculate_tgi`):
+/// for each cut-off, minus the Spearman rank correlation (average ranks
+/// for ties) between the Pearson correlation of two units' responses over
+/// the items and their [`grid_distance`], over the pairs at distance in
+/// (0, cut-off]; the index is the mean over the cut-offs with at least 3
+/// pairs (on a grid coarser than 10 x 10 the cut-off 0.1 holds no pair; the
+/// reference would give NaN there, `np.mean` of a NaN). `cells[u]` is unit
+/// u's cell on the `side x side` grid. A unit with constant responses
+/// correlates 0 with every other (the reference sets NaN correlations to 0).
+/// The reference standardises the correlations first (no change to ranks)
+/// and draws at most 100000 of the ordered pairs (i, j) and (j, i) at
+/// random; here every unordered pair counts once, which gives the same
+/// Spearman correlation as every ordered pair (each value twice).
+pub fn topography_index(
+    responses: &UnitResponses,
+    cells: &[usize],
+    side: usize,
+    wrap: bool,
+    max_distances: &[f64],
+) -> (f64, Vec<TgiAtDistance>) {
+    let n_units = responses.n_units;
+    assert_eq!(cells.len(), n_units, "one cell per unit");
+    let n_items = responses.n_items as f64;
+    // Centred, unit-norm responses per unit (zero where constant).
+    let normalised: Vec<Vec<f64>> = (0..n_units)
+        .map(|u| {
+            let values = responses.unit(u);
+            let mean = values.iter().sum::<f64>() / n_items;
+            let centred: Vec<f64> = values.iter().map(|v| v - mean).collect();
+            let norm = centred.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if norm > 0.0 && norm.is_finite() {
+                centred.iter().map(|v| v / norm).collect()
+            } else {
+                vec![0.0; centred.len()]
+            }
+        })
+        .collect();
+    let mut pairs: Vec<(f64, f64)> = Vec::with_capacity(n_units * n_units.saturating_sub(1) / 2);
+    for i in 0..n_units {
+        for j in i + 1..n_units {
+            let distance = grid_distance(side, cells[i], cells[j], wrap);
+            if distance > 0.0 {
+                let r: f64 = normalised[i].iter().zip(&normalised[j]).map(|(a, b)| a * b).sum();
+                pairs.push((r, distance));
+            }
+        }
+    }
+    let by_distance: Vec<TgiAtDistance> = max_distances
+        .iter()
+        .map(|&max_distance| {
+            let (r, d): (Vec<f64>, Vec<f64>) =
+                pairs.iter().filter(|(_, distance)| *distance <= max_distance).copied().unzip();
+            let stat = if r.len() < 3 { f64::NAN } else { -spearman(&r, &d) };
+            TgiAtDistance { max_distance, pairs: r.len(), stat }
+        })
+        .collect();
+    let defined: Vec<f64> = by_distance.iter().map(|t| t.stat).filter(|s| !s.is_nan()).collect();
+    let mean = if defined.is_empty() { f64::NAN } else { defined.iter().sum::<f64>() / defined.len() as f64 };
+    (mean, by_distance)
+}
+
+/// The first `k` principal components of the units' responses (units as
+/// features, items as samples), as `sklearn.decomposition.PCA(k).fit`:
+/// each component a unit vector of loadings (`components_[c]`), its sign
+/// set so that its largest absolute loading is positive (scikit-learn's
+/// `svd_flip(u_based_decision=False)`), and its explained variance ratio
+/// (eigenvalue over the total variance). From the eigendecomposition of the
+/// units' covariance (faer); `k` at most the number of units.
+pub fn principal_components(responses: &UnitResponses, k: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+    use faer::Mat;
+    let (n_units, n_items) = (responses.n_units, responses.n_items);
+    let centred: Vec<Vec<f64>> = (0..n_units)
+        .map(|u| {
+            let values = responses.unit(u);
+            let mean = values.iter().sum::<f64>() / n_items as f64;
+            values.iter().map(|v| v - mean).collect()
+        })
+        .collect();
+    let denominator = (n_items as f64 - 1.0).max(1.0);
+    let covariance = Mat::<f64>::from_fn(n_units, n_units, |i, j| {
+        centred[i].iter().zip(&centred[j]).map(|(a, b)| a * b).sum::<f64>() / denominator
+    });
+    let total: f64 = (0..n_units).map(|u| covariance[(u, u)]).sum();
+    let evd = covariance.self_adjoint_eigen(faer::Side::Lower).expect("a symmetric eigendecomposition");
+    let (values, vectors) = (evd.S().column_vector(), evd.U());
+    let k = k.min(n_units);
+    let mut components = Vec::with_capacity(k);
+    let mut ratios = Vec::with_capacity(k);
+    for c in 0..k {
+        // faer gives increasing eigenvalues.
+        let column = n_units - 1 - c;
+        let mut loading: Vec<f64> = (0..n_units).map(|u| vectors[(u, column)]).collect();
+        let largest = loading.iter().copied().fold(0.0f64, |m, v| if v.abs() > m.abs() { v } else { m });
+        if largest < 0.0 {
+            loading.iter_mut().for_each(|v| *v = -*v);
+        }
+        components.push(loading);
+        ratios.push(values[column] / total);
+    }
+    (components, ratios)
+}
+
+/// Spearman's rank correlation (Pearson correlation of average ranks), as
+/// `scipy.stats.spearmanr`; NaN when either side is constant.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    let (rx, ry) = (average_ranks(x), average_ranks(y));
+    pearson(&rx, &ry)
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        let (da, db) = (a - mx, b - my);
+        sxy += da * db;
+        sxx += da * da;
+        syy += db * db;
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+/// 1-based ranks, ties given the mean of the ranks they span.
+fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        let rank = (start + end + 1) as f64 / 2.0;
+        for &k in &order[start..end] {
+            ranks[k] = rank;
+        }
+        start = end;
+    }
+    ranks
+}
+
 #[cfg(test)]
 mod tests {
     use rand::Rng;
@@ -382,5 +562,16 @@ mod tests {
             assert_eq!(test.p, (1 + at_least) as f64 / 65.0);
             assert!(test.null_sd > 0.0 && test.null.len() == 64);
         }
+    }
+
+    #[test]
+    fn torus_distances_wrap_and_ranks_average_ties() {
+        // 8 x 8: cell 0 and cell 7 are neighbours round the edge.
+        assert_eq!(grid_distance(8, 0, 7, true), 1.0 / 8.0);
+        assert_eq!(grid_distance(8, 0, 7, false), 7.0 / 8.0);
+        assert_eq!(grid_distance(8, 0, 8 * 7 + 7, true), 2f64.sqrt() / 8.0);
+        assert_eq!(grid_distance(8, 0, 8 * 4 + 4, true), 32f64.sqrt() / 8.0);
+        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), [3.5, 1.0, 3.5, 2.0]);
+        assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 25.0, 100.0]) - 1.0).abs() < 1e-15);
     }
 }

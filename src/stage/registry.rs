@@ -27,12 +27,17 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::ridge::Ridge,
     &kinds::stimuli::contrast::StimuliContrast,
     &kinds::stimuli::langloc::StimuliLangloc,
+    &kinds::stimuli::sentiment::StimuliSentiment,
     &kinds::synth::Synth,
     &kinds::topo::moran::TopoMoran,
+    &kinds::topo::pca::TopoPca,
     &kinds::topo::responses::TopoResponses,
     &kinds::topo::selectivity::TopoSelectivity,
     &kinds::topo::smoothness::TopoSmoothness,
+    &kinds::topo::tgi::TopoTgi,
+    &kinds::topoformer::TopoformerResponses,
     &kinds::train::TrainGpt,
+    &kinds::train::topoformer::TrainTopoformer,
 ];
 
 /// The kind named `kind`.

@@ -1,5 +1,5 @@
 //! Worker processes. Stages whose kind calls libtorch (`features.lm`, `ridge`
-//! on a GPU, `train.gpt`) do not run in the scheduler's process: the `voxflow`
+//! on a GPU, `train.gpt`, `train.topoformer`) do not run in the scheduler's process: the `voxflow`
 //! binary never maps libtorch (start-up in milliseconds, no 120 MiB of
 //! libraries for `voxflow show`), and a libtorch `abort()`, a CUDA error or a
 //! SIGKILL ends one worker, whose stage fails with the exit status and the
@@ -36,6 +36,8 @@ use crate::device::Device;
 use crate::kinds::features::lm::LmParams;
 use crate::kinds::topo::responses::TopoResponsesParams;
 use crate::kinds::topo::smoothness::TopoSmoothnessParams;
+use crate::kinds::topoformer::TopoformerResponsesParams;
+use crate::kinds::train::topoformer::TrainTopoformerParams;
 use crate::kinds::train::TrainGptParams;
 use crate::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use crate::numeric::Matrix;
@@ -51,6 +53,14 @@ pub trait TorchRuntime: Sync {
     fn topo_responses(&self, params: &TopoResponsesParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// `topo.smoothness`'s whole run.
     fn topo_smoothness(&self, params: &TopoSmoothnessParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `train.topoformer`'s whole run.
+    fn train_topoformer(&self, params: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `topoformer.responses`'s whole run.
+    fn topoformer_responses(
+        &self,
+        params: &TopoformerResponsesParams,
+        ctx: &mut StageContext,
+    ) -> Result<(), StageError>;
     /// Cross-validated ridge on a libtorch device (the CUDA path of `ridge`).
     fn ridge_cv(
         &self,

@@ -4,7 +4,8 @@
 //!
 //! - [`lm`]: transformer language models (BERT and GPT-2 layouts) and the
 //!   batched hidden-state extraction behind `features.lm`.
-//! - [`train`]: training GPT-2-layout models, behind `train.gpt`.
+//! - [`train`]: training GPT-2-layout models, behind `train.gpt`, and
+//!   Topoformer classifiers, behind `train.topoformer`.
 //! - [`ridge`]: cross-validated ridge in libtorch, the CUDA path of `ridge`.
 //! - [`kinds`]: the runs of the kinds above, given their typed params.
 //! - [`device`]: loading libtorch's CUDA backend; voxflow's `Device` in tch.
@@ -21,6 +22,8 @@ use voxflow::device::Device;
 use voxflow::kinds::features::lm::LmParams;
 use voxflow::kinds::topo::responses::TopoResponsesParams;
 use voxflow::kinds::topo::smoothness::TopoSmoothnessParams;
+use voxflow::kinds::topoformer::TopoformerResponsesParams;
+use voxflow::kinds::train::topoformer::TrainTopoformerParams;
 use voxflow::kinds::train::TrainGptParams;
 use voxflow::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use voxflow::numeric::Matrix;
@@ -41,6 +44,16 @@ impl voxflow::worker::TorchRuntime for Runtime {
     }
     fn topo_smoothness(&self, params: &TopoSmoothnessParams, ctx: &mut StageContext) -> Result<(), StageError> {
         kinds::topo::topo_smoothness(params, ctx)
+    }
+    fn train_topoformer(&self, params: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::train_topoformer::train_topoformer(params, ctx)
+    }
+    fn topoformer_responses(
+        &self,
+        params: &TopoformerResponsesParams,
+        ctx: &mut StageContext,
+    ) -> Result<(), StageError> {
+        kinds::train_topoformer::topoformer_responses(params, ctx)
     }
     fn ridge_cv(
         &self,

@@ -7,6 +7,7 @@
 
 pub mod contrast;
 pub mod langloc;
+pub mod sentiment;
 
 use std::sync::Arc;
 

@@ -3,6 +3,8 @@
 //! t-maps and Moran's I on unit responses (pure Rust).
 
 pub mod moran;
+pub mod pca;
 pub mod responses;
 pub mod selectivity;
 pub mod smoothness;
+pub mod tgi;

@@ -1,4 +1,4 @@
-//! Training kinds. `train.gpt`: a decoder-only transformer (GPT-2 layout)
+//! Training kinds (`train.topoformer`: topoformer.rs). `train.gpt`: a decoder-only transformer (GPT-2 layout)
 //! trained with next-token cross-entropy, AdamW with warmup and cosine decay
 //! and gradient clipping, on the token ids of a `corpus.text` stage.
 //!
@@ -27,6 +27,8 @@
 //! the last complete one. Deterministic on the CPU for a given seed and
 //! `threads`; on CUDA it is not (the manifest says so). The libtorch part is
 //! `voxflow_torch::kinds::train_gpt`.
+
+pub mod topoformer;
 
 use serde::{Deserialize, Serialize};
 

@@ -3,3 +3,4 @@
 pub mod features_lm;
 pub mod topo;
 pub mod train_gpt;
+pub mod train_topoformer;

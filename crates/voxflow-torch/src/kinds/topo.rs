@@ -141,15 +141,20 @@ fn failed_table(kind: &str, stage: &str, what: String, hint: &str) -> StageError
 }
 
 /// The stimulus table: item, text, label (text and label as utf8).
-struct Stimuli {
-    items: Vec<u32>,
-    texts: Vec<String>,
-    labels: Vec<String>,
+pub(crate) struct Stimuli {
+    pub items: Vec<u32>,
+    pub texts: Vec<String>,
+    pub labels: Vec<String>,
 }
 
 fn read_stimuli(ctx: &StageContext, kind: &str) -> Result<Stimuli, StageError> {
-    let stage = ctx.input("stimuli")?.stage.clone();
-    let table = ctx.input_table("stimuli")?;
+    read_stimulus_table(ctx, "stimuli", kind)
+}
+
+/// The stimulus table of input `role` (item, text, label).
+pub(crate) fn read_stimulus_table(ctx: &StageContext, role: &str, kind: &str) -> Result<Stimuli, StageError> {
+    let stage = ctx.input(role)?.stage.clone();
+    let table = ctx.input_table(role)?;
     let hint = "give a table with columns item (uint32), text and label (utf8), one row per item: stimuli.langloc or stimuli.contrast";
     let column = |name: &str, to: &DataType| -> Result<ArrayRef, StageError> {
         let column = table

@@ -24,6 +24,7 @@ pub mod data;
 pub mod gpt;
 pub mod optim;
 pub mod spatial;
+pub mod topoformer;
 pub mod trainer;
 
 pub use data::{Batch, BatchSampler, SamplerState};
