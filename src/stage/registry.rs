@@ -13,12 +13,15 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::corpus::CorpusGrammar,
     &kinds::corpus::CorpusText,
     &kinds::downsample::Downsample,
+    &kinds::eval::samples::EvalSamples,
     &kinds::evaluate::Evaluate,
     &kinds::features::FromTable,
     &kinds::features::lm::FeaturesLm,
     &kinds::features::RandomEmbedding,
     &kinds::features::TemporalBaseline,
     &kinds::features::WordRate,
+    &kinds::images::digits::ImagesDigits,
+    &kinds::images::shapes::ImagesShapes,
     &kinds::lag::Lag,
     &kinds::load::LoadMatrix,
     &kinds::load::responses::LoadResponses,
@@ -32,7 +35,10 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::topo::responses::TopoResponses,
     &kinds::topo::selectivity::TopoSelectivity,
     &kinds::topo::smoothness::TopoSmoothness,
+    &kinds::train::prototypes::TrainClassifier,
+    &kinds::train::ddpm::TrainDdpm,
     &kinds::train::TrainGpt,
+    &kinds::train::prototypes::TrainPrototypes,
 ];
 
 /// The kind named `kind`.

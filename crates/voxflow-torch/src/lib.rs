@@ -5,6 +5,9 @@
 //! - [`lm`]: transformer language models (BERT and GPT-2 layouts) and the
 //!   batched hidden-state extraction behind `features.lm`.
 //! - [`train`]: training GPT-2-layout models, behind `train.gpt`.
+//! - [`diffusion`]: the DDPM schedule, DDIM, the U-Net and the CNN
+//!   classifiers behind `train.prototypes`, `train.classifier`, `train.ddpm`
+//!   and `eval.samples`.
 //! - [`ridge`]: cross-validated ridge in libtorch, the CUDA path of `ridge`.
 //! - [`kinds`]: the runs of the kinds above, given their typed params.
 //! - [`device`]: loading libtorch's CUDA backend; voxflow's `Device` in tch.
@@ -12,15 +15,19 @@
 //! [`Runtime`] is the [`voxflow::worker::TorchRuntime`] these make up.
 
 pub mod device;
+pub mod diffusion;
 pub mod kinds;
 pub mod lm;
 pub mod ridge;
 pub mod train;
 
 use voxflow::device::Device;
+use voxflow::kinds::eval::samples::SamplesParams;
 use voxflow::kinds::features::lm::LmParams;
 use voxflow::kinds::topo::responses::TopoResponsesParams;
 use voxflow::kinds::topo::smoothness::TopoSmoothnessParams;
+use voxflow::kinds::train::ddpm::DdpmParams;
+use voxflow::kinds::train::prototypes::{ClassifierParams, Head};
 use voxflow::kinds::train::TrainGptParams;
 use voxflow::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use voxflow::numeric::Matrix;
@@ -41,6 +48,20 @@ impl voxflow::worker::TorchRuntime for Runtime {
     }
     fn topo_smoothness(&self, params: &TopoSmoothnessParams, ctx: &mut StageContext) -> Result<(), StageError> {
         kinds::topo::topo_smoothness(params, ctx)
+    }
+    fn train_classifier(
+        &self,
+        params: &ClassifierParams,
+        head: Head,
+        ctx: &mut StageContext,
+    ) -> Result<(), StageError> {
+        kinds::classifier::train_classifier(params, head, ctx)
+    }
+    fn train_ddpm(&self, params: &DdpmParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::ddpm::train_ddpm(params, ctx)
+    }
+    fn eval_samples(&self, params: &SamplesParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::samples::eval_samples(params, ctx)
     }
     fn ridge_cv(
         &self,

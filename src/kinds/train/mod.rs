@@ -1,4 +1,6 @@
-//! Training kinds. `train.gpt`: a decoder-only transformer (GPT-2 layout)
+//! Training kinds. `prototypes.rs`: `train.prototypes` and
+//! `train.classifier` (CNNs on images); `ddpm.rs`: `train.ddpm` (a
+//! class-conditional diffusion model). Here, `train.gpt`: a decoder-only transformer (GPT-2 layout)
 //! trained with next-token cross-entropy, AdamW with warmup and cosine decay
 //! and gradient clipping, on the token ids of a `corpus.text` stage.
 //!
@@ -27,6 +29,9 @@
 //! the last complete one. Deterministic on the CPU for a given seed and
 //! `threads`; on CUDA it is not (the manifest says so). The libtorch part is
 //! `voxflow_torch::kinds::train_gpt`.
+
+pub mod ddpm;
+pub mod prototypes;
 
 use serde::{Deserialize, Serialize};
 
