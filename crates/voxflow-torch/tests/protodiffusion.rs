@@ -206,8 +206,9 @@ fn every_mode_samples_its_classes_well_above_chance() {
     let object = |name: &str| store.join("objects").join(stage(&summary, name)["key"].as_str().unwrap());
     // Every artifact opens with one pyarrow call, labels included.
     let digits = object("digits");
+    // The digits are scikit-learn's (load_digits), as v / 8 - 1, labels in order.
     let shapes = run_python(
-        "import sys, pyarrow.feather as f, pyarrow.parquet as pq\nm = f.read_table(sys.argv[1] + '/images.arrow')\nl = pq.read_table(sys.argv[1] + '/labels.parquet').to_pydict()\np = f.read_table(sys.argv[2] + '/prototypes.arrow')\nprint(m.num_rows, len(m.column('data')[0]), sorted(set(l['label'])) == list(range(10)), l['split'].count('test'), p.num_rows, p.column('class').to_pylist() == list(range(10)))",
+        "import sys, numpy as np, pyarrow.feather as f, pyarrow.parquet as pq\nfrom sklearn.datasets import load_digits\nm = f.read_table(sys.argv[1] + '/images.arrow')\nl = pq.read_table(sys.argv[1] + '/labels.parquet').to_pydict()\np = f.read_table(sys.argv[2] + '/prototypes.arrow')\nd = load_digits()\nx = np.array(m.column('data').to_pylist())\nsame = np.array_equal(x, d.data / 8 - 1) and l['label'] == d.target.tolist() and m.column('label').to_pylist() == d.target.tolist()\nprint(m.num_rows, x.shape[1], same, l['split'].count('test'), p.num_rows, p.column('class').to_pylist() == list(range(10)))",
         &[digits.to_str().unwrap(), object("prototypes").to_str().unwrap()],
     );
     assert_eq!(shapes.trim(), "1797 64 True 359 10 True", "{shapes}");
