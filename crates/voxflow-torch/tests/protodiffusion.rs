@@ -166,18 +166,18 @@ fn pipeline() -> PathBuf {
 const SHRINK: &[&str] = &[
     "matrix.seed=[0]",
     "digits.size=8",
-    "prototypes.steps=100",
+    "prototypes.steps=80",
     "prototypes.channels=16",
-    "judge.steps=150",
+    "judge.steps=120",
     "judge.channels=16",
     "ddpm.channels=16",
-    "ddpm.steps=200",
+    "ddpm.steps=150",
     "ddpm.warmup_steps=20",
     "ddpm.learning_rate=3e-3",
-    "ddpm.checkpoints=[100, 200]",
-    "ddpm.save_every=100",
-    "samples.samples_per_class=12",
-    "samples.ddim_steps=20",
+    "ddpm.checkpoints=[50, 150]",
+    "ddpm.save_every=50",
+    "samples.samples_per_class=10",
+    "samples.ddim_steps=15",
     "samples.device=cpu",
     "ddpm.device=cpu",
     "prototypes.device=cpu",
@@ -222,13 +222,13 @@ fn every_mode_samples_its_classes_well_above_chance() {
         );
         let fields: Vec<&str> = scores.split_whitespace().collect();
         assert_eq!(fields.len(), 8, "two checkpoints: {scores}");
-        assert_eq!((fields[0], fields[1], fields[4], fields[5]), ("100", mode, "200", mode), "{scores}");
+        assert_eq!((fields[0], fields[1], fields[4], fields[5]), ("50", mode, "150", mode), "{scores}");
         let accuracy: f64 = fields[6].parse().unwrap();
         let fid: f64 = fields[7].parse().unwrap();
         report.push_str(&format!("{mode}: {scores}\n"));
         assert!(accuracy > 0.35, "{mode}: accuracy {accuracy} at the end is not well above chance (0.1)\n{report}");
         assert!(fid.is_finite() && fid >= 0.0, "{mode}: fid {fid}");
-        for step in [100, 200] {
+        for step in [50, 150] {
             let png = std::fs::read(dir.join("grids").join(format!("step{step}.png"))).unwrap();
             assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         }
@@ -259,8 +259,8 @@ fn a_killed_ddpm_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
     let extra = [
         "matrix.mode=[proto_unfrozen]".to_string(),
         format!("matrix.seed=[{seed}]"),
-        "ddpm.steps=200".to_string(),
-        "ddpm.checkpoints=[100, 200]".to_string(),
+        "ddpm.steps=120".to_string(),
+        "ddpm.checkpoints=[60, 120]".to_string(),
         "ddpm.save_every=20".to_string(),
     ];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -272,7 +272,7 @@ fn a_killed_ddpm_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
     let summary = voxflow_json(&args_ref, 0);
     let key = stage(&summary, &name)["key"].as_str().unwrap().to_string();
     let expected = output_digests(&whole, &key);
-    assert_eq!(expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["metrics", "step100", "step200"]);
+    assert_eq!(expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["metrics", "step120", "step60"]);
 
     let store = dir.join("killed");
     let mut args = run_args(&store, &extra);
@@ -280,7 +280,7 @@ fn a_killed_ddpm_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
     let mut child =
         Command::new(voxflow_bin()).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while saved_step(&store).is_none_or(|step| step < 60) {
+    while saved_step(&store).is_none_or(|step| step < 40) {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         assert!(Instant::now() < deadline, "no training state was saved");
         std::thread::sleep(Duration::from_millis(5));
@@ -288,10 +288,10 @@ fn a_killed_ddpm_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
     child.kill().unwrap();
     child.wait().unwrap();
     let step = saved_step(&store).unwrap();
-    assert!(step < 200, "killed before the end ({step})");
+    assert!(step < 120, "killed before the end ({step})");
     let output = voxflow(&args.iter().map(String::as_str).chain(["--format", "json"]).collect::<Vec<_>>());
     assert!(output.status.success(), "{}", stderr(&output));
     let said = stderr(&output);
-    assert!(said.contains("resuming from step") && said.contains("of 200"), "{said}");
+    assert!(said.contains("resuming from step") && said.contains("of 120"), "{said}");
     assert_eq!(output_digests(&store, &key), expected, "resumed != uninterrupted");
 }
