@@ -171,13 +171,14 @@ pub fn eval_samples(p: &SamplesParams, ctx: &mut StageContext) -> Result<(), Sta
         let png = voxflow::formats::png::encode_grey(width, height, &pixels);
         let file = grids.join(format!("step{step}.png"));
         std::fs::write(&file, &png).map_err(|e| StageError::failed(format!("{}: {e}", file.display())))?;
-        let scale = (128 / set.size).max(1) * 2 / 2;
+        // Pixels drawn 2 to 4 times their size in the report.
+        let scale = (128 / set.size).clamp(2, 4);
         let svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\"><text x=\"4\" y=\"14\" font-size=\"12\">{mode}, step {step}: accuracy {accuracy:.3}, FID {fid:.3}</text><image x=\"0\" y=\"20\" width=\"{iw}\" height=\"{ih}\" style=\"image-rendering:pixelated\" href=\"data:image/png;base64,{data}\"/></svg>",
-            w = width * scale.min(4),
-            h = height * scale.min(4) + 20,
-            iw = width * scale.min(4),
-            ih = height * scale.min(4),
+            w = width * scale,
+            h = height * scale + 20,
+            iw = width * scale,
+            ih = height * scale,
             mode = unet.config.mode,
             data = voxflow::formats::png::base64(&png)
         );
