@@ -295,3 +295,60 @@ fn a_killed_ddpm_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
     assert!(said.contains("resuming from step") && said.contains("of 120"), "{said}");
     assert_eq!(output_digests(&store, &key), expected, "resumed != uninterrupted");
 }
+
+#[test]
+fn bad_params_are_reported_together_with_the_stage_param_and_fix() {
+    let dir = Scratch::new("protodiffusion-bad");
+    let store = dir.join("store");
+    let path = pipeline();
+    let output = voxflow(&[
+        "run",
+        path.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--set",
+        "ddpm.mode=proto_frozn",
+        "--set",
+        "digits.size=12",
+        "--set",
+        "samples.guidance=-1",
+        "--set",
+        "judge.learning_rate=0",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let said = stderr(&output);
+    for needle in [
+        "stage `ddpm`: param `mode`: unknown value `proto_frozn`",
+        "did you mean `proto_frozen`?",
+        "stage `digits`: param `size`: size is 12, not a multiple of 8",
+        "stage `samples`: param `guidance`: guidance is -1",
+        "stage `judge`: param `learning_rate`: learning_rate is 0",
+        "4 errors found; nothing ran",
+    ] {
+        assert!(said.contains(needle), "{needle:?} not in:\n{said}");
+    }
+    assert!(!store.join("objects").exists() || std::fs::read_dir(store.join("objects")).unwrap().next().is_none());
+}
+
+#[test]
+fn shapes_open_with_one_pyarrow_call_and_split_every_class() {
+    let seed = fresh_seed() % 10_000;
+    let dir = Scratch::new("protodiffusion-shapes");
+    let pipeline = dir.write(
+        "shapes.yaml",
+        &format!(
+            "name: shapes\nstages:\n  shapes:\n    kind: images.shapes\n    params: {{classes: 5, per_class: 30, size: 12, test_fraction: 0.2, seed: {seed}}}\n"
+        ),
+    );
+    let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 0);
+    let object = dir.join(".voxflow/objects").join(stage(&summary, "shapes")["key"].as_str().unwrap());
+    let out = run_python(
+        "import sys, numpy as np, pyarrow.feather as f, pyarrow.parquet as pq\nm = f.read_table(sys.argv[1] + '/images.arrow')\nl = pq.read_table(sys.argv[1] + '/labels.parquet').to_pandas()\nx = np.array(m.column('data').to_pylist())\nprint(m.num_rows, x.shape[1], x.min() >= -1 and x.max() <= 1, sorted(l['class'].unique()), l[l.split == 'test'].groupby('label').size().tolist(), m.column('label').to_pylist() == l['label'].tolist())",
+        &[object.to_str().unwrap()],
+    );
+    assert_eq!(
+        out.trim(),
+        "150 144 True ['circle', 'cross', 'ring', 'square', 'triangle'] [6, 6, 6, 6, 6] True",
+        "{out}"
+    );
+}
