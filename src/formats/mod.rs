@@ -8,6 +8,7 @@ pub mod error;
 pub mod hdf5;
 pub mod nifti;
 pub mod npy;
+pub mod png;
 pub mod respdict;
 pub mod textgrid;
 mod tsv;

@@ -13,12 +13,15 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::corpus::CorpusGrammar,
     &kinds::corpus::CorpusText,
     &kinds::downsample::Downsample,
+    &kinds::eval::samples::EvalSamples,
     &kinds::evaluate::Evaluate,
     &kinds::features::FromTable,
     &kinds::features::lm::FeaturesLm,
     &kinds::features::RandomEmbedding,
     &kinds::features::TemporalBaseline,
     &kinds::features::WordRate,
+    &kinds::images::digits::ImagesDigits,
+    &kinds::images::shapes::ImagesShapes,
     &kinds::lag::Lag,
     &kinds::load::LoadMatrix,
     &kinds::load::responses::LoadResponses,
@@ -38,6 +41,9 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::topoformer::TopoformerResponses,
     &kinds::train::TrainGpt,
     &kinds::train::topoformer::TrainTopoformer,
+    &kinds::train::prototypes::TrainClassifier,
+    &kinds::train::ddpm::TrainDdpm,
+    &kinds::train::prototypes::TrainPrototypes,
 ];
 
 /// The kind named `kind`.

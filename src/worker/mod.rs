@@ -33,11 +33,14 @@ pub use client::{run_in_worker, worker_binary};
 pub use serve::serve;
 
 use crate::device::Device;
+use crate::kinds::eval::samples::SamplesParams;
 use crate::kinds::features::lm::LmParams;
 use crate::kinds::topo::responses::TopoResponsesParams;
 use crate::kinds::topo::smoothness::TopoSmoothnessParams;
 use crate::kinds::topoformer::TopoformerResponsesParams;
 use crate::kinds::train::topoformer::TrainTopoformerParams;
+use crate::kinds::train::ddpm::DdpmParams;
+use crate::kinds::train::prototypes::{ClassifierParams, Head};
 use crate::kinds::train::TrainGptParams;
 use crate::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use crate::numeric::Matrix;
@@ -61,6 +64,13 @@ pub trait TorchRuntime: Sync {
         params: &TopoformerResponsesParams,
         ctx: &mut StageContext,
     ) -> Result<(), StageError>;
+    /// `train.prototypes` (`head` prototype) and `train.classifier` (`head` linear).
+    fn train_classifier(&self, params: &ClassifierParams, head: Head, ctx: &mut StageContext)
+        -> Result<(), StageError>;
+    /// `train.ddpm`'s whole run.
+    fn train_ddpm(&self, params: &DdpmParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `eval.samples`'s whole run.
+    fn eval_samples(&self, params: &SamplesParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// Cross-validated ridge on a libtorch device (the CUDA path of `ridge`).
     fn ridge_cv(
         &self,

@@ -6,6 +6,9 @@
 //!   batched hidden-state extraction behind `features.lm`.
 //! - [`train`]: training GPT-2-layout models, behind `train.gpt`, and
 //!   Topoformer classifiers, behind `train.topoformer`.
+//! - [`diffusion`]: the DDPM schedule, DDIM, the U-Net and the CNN
+//!   classifiers behind `train.prototypes`, `train.classifier`, `train.ddpm`
+//!   and `eval.samples`.
 //! - [`ridge`]: cross-validated ridge in libtorch, the CUDA path of `ridge`.
 //! - [`kinds`]: the runs of the kinds above, given their typed params.
 //! - [`device`]: loading libtorch's CUDA backend; voxflow's `Device` in tch.
@@ -13,17 +16,21 @@
 //! [`Runtime`] is the [`voxflow::worker::TorchRuntime`] these make up.
 
 pub mod device;
+pub mod diffusion;
 pub mod kinds;
 pub mod lm;
 pub mod ridge;
 pub mod train;
 
 use voxflow::device::Device;
+use voxflow::kinds::eval::samples::SamplesParams;
 use voxflow::kinds::features::lm::LmParams;
 use voxflow::kinds::topo::responses::TopoResponsesParams;
 use voxflow::kinds::topo::smoothness::TopoSmoothnessParams;
 use voxflow::kinds::topoformer::TopoformerResponsesParams;
 use voxflow::kinds::train::topoformer::TrainTopoformerParams;
+use voxflow::kinds::train::ddpm::DdpmParams;
+use voxflow::kinds::train::prototypes::{ClassifierParams, Head};
 use voxflow::kinds::train::TrainGptParams;
 use voxflow::numeric::ridge::{Fold, RidgeConfig, RidgeCvResult, RidgeError};
 use voxflow::numeric::Matrix;
@@ -54,6 +61,20 @@ impl voxflow::worker::TorchRuntime for Runtime {
         ctx: &mut StageContext,
     ) -> Result<(), StageError> {
         kinds::train_topoformer::topoformer_responses(params, ctx)
+    }
+    fn train_classifier(
+        &self,
+        params: &ClassifierParams,
+        head: Head,
+        ctx: &mut StageContext,
+    ) -> Result<(), StageError> {
+        kinds::classifier::train_classifier(params, head, ctx)
+    }
+    fn train_ddpm(&self, params: &DdpmParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::ddpm::train_ddpm(params, ctx)
+    }
+    fn eval_samples(&self, params: &SamplesParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::samples::eval_samples(params, ctx)
     }
     fn ridge_cv(
         &self,

@@ -1,4 +1,6 @@
-//! Training kinds (`train.topoformer`: topoformer.rs). `train.gpt`: a decoder-only transformer (GPT-2 layout)
+//! Training kinds (`train.topoformer`: topoformer.rs; `prototypes.rs`:
+//! `train.prototypes` and `train.classifier` (CNNs on images); `ddpm.rs`:
+//! `train.ddpm`, a class-conditional diffusion model). Here, `train.gpt`: a decoder-only transformer (GPT-2 layout)
 //! trained with next-token cross-entropy, AdamW with warmup and cosine decay
 //! and gradient clipping, on the token ids of a `corpus.text` stage.
 //!
@@ -29,6 +31,8 @@
 //! `voxflow_torch::kinds::train_gpt`.
 
 pub mod topoformer;
+pub mod ddpm;
+pub mod prototypes;
 
 use serde::{Deserialize, Serialize};
 
