@@ -339,8 +339,8 @@ mod tests {
     }
 
     /// Every formula of every suite that brainscore-language ships parses
-    /// and fits its items (31 suites; skipped only where the wheel is not
-    /// installed, which scripts/setup-python.sh does).
+    /// and fits its items (31 suites, in the brainscore-language wheel that
+    /// scripts/setup-python.sh installs; the test fails without it).
     #[test]
     fn every_shipped_suite_parses() {
         let venv = std::env::var_os("VOXFLOW_VENV")
