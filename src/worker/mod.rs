@@ -34,6 +34,7 @@ pub use serve::serve;
 
 use crate::device::Device;
 use crate::kinds::eval::samples::SamplesParams;
+use crate::kinds::competence::CompetenceParams;
 use crate::kinds::features::lm::LmParams;
 use crate::kinds::topo::responses::TopoResponsesParams;
 use crate::kinds::topo::smoothness::TopoSmoothnessParams;
@@ -52,6 +53,10 @@ pub trait TorchRuntime: Sync {
     fn features_lm(&self, params: &LmParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// `train.gpt`'s whole run.
     fn train_gpt(&self, params: &TrainGptParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `competence.minimal_pairs`'s whole run.
+    fn competence_minimal_pairs(&self, params: &CompetenceParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `competence.facts`'s whole run.
+    fn competence_facts(&self, params: &CompetenceParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// `topo.responses`'s whole run.
     fn topo_responses(&self, params: &TopoResponsesParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// `topo.smoothness`'s whole run.

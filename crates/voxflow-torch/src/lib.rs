@@ -2,8 +2,9 @@
 //! `voxflow-worker` binary (src/main.rs) that the scheduler starts for each
 //! stage whose kind needs it (see `voxflow::worker`).
 //!
-//! - [`lm`]: transformer language models (BERT and GPT-2 layouts) and the
-//!   batched hidden-state extraction behind `features.lm`.
+//! - [`lm`]: transformer language models (BERT, GPT-2, GPT-NeoX, Llama), the
+//!   batched hidden-state extraction behind `features.lm` and the
+//!   log-probabilities behind the competence kinds.
 //! - [`train`]: training GPT-2-layout models, behind `train.gpt`, and
 //!   Topoformer classifiers, behind `train.topoformer`.
 //! - [`diffusion`]: the DDPM schedule, DDIM, the U-Net and the CNN
@@ -24,6 +25,7 @@ pub mod train;
 
 use voxflow::device::Device;
 use voxflow::kinds::eval::samples::SamplesParams;
+use voxflow::kinds::competence::CompetenceParams;
 use voxflow::kinds::features::lm::LmParams;
 use voxflow::kinds::topo::responses::TopoResponsesParams;
 use voxflow::kinds::topo::smoothness::TopoSmoothnessParams;
@@ -45,6 +47,12 @@ impl voxflow::worker::TorchRuntime for Runtime {
     }
     fn train_gpt(&self, params: &TrainGptParams, ctx: &mut StageContext) -> Result<(), StageError> {
         kinds::train_gpt::train_gpt(params, ctx)
+    }
+    fn competence_minimal_pairs(&self, params: &CompetenceParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::competence::competence_minimal_pairs(params, ctx)
+    }
+    fn competence_facts(&self, params: &CompetenceParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::competence::competence_facts(params, ctx)
     }
     fn topo_responses(&self, params: &TopoResponsesParams, ctx: &mut StageContext) -> Result<(), StageError> {
         kinds::topo::topo_responses(params, ctx)

@@ -4,10 +4,19 @@
 //! from `corpus.grammar`'s lexicon or a user's table. Both write
 //! `stimuli.parquet` with at least `item` (uint32, 0..n in order), `text`
 //! and `label` (utf8), the `items` table `topo.responses` reads.
+//!
+//! The competence stimuli have tables of their own: `stimuli.minimal_pairs`
+//! (minimal_pairs.rs: corpus.grammar's agreement pairs or BLiMP JSONL),
+//! `stimuli.syntaxgym` (syntaxgym.rs: SyntaxGym suites) and `stimuli.facts`
+//! (facts.rs: corpus.grammar's fact probes or a user's JSONL), read by
+//! `competence.minimal_pairs` and `competence.facts`.
 
 pub mod contrast;
+pub mod facts;
 pub mod langloc;
 pub mod sentiment;
+pub mod minimal_pairs;
+pub mod syntaxgym;
 
 use std::sync::Arc;
 

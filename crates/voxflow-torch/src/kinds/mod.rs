@@ -2,6 +2,7 @@
 
 pub mod classifier;
 pub mod ddpm;
+pub mod competence;
 pub mod features_lm;
 pub mod samples;
 pub mod topo;

@@ -84,6 +84,7 @@ struct RawConfig {
     rope_theta: Option<f64>,
     rope_scaling: Option<serde_json::Value>,
     rope_parameters: Option<serde_json::Value>,
+    tie_word_embeddings: Option<bool>,
 }
 
 /// The shape of a loaded model.
@@ -109,6 +110,10 @@ pub struct ModelConfig {
     /// GPT-NeoX: attention and MLP both read the block input (true) or the
     /// MLP reads the attention's output (false).
     pub parallel_residual: bool,
+    /// Whether the language-model head is the token embedding
+    /// (`tie_word_embeddings`; transformers' defaults: GPT-2 true, GPT-NeoX
+    /// and Llama false).
+    pub tied_head: bool,
 }
 
 /// The rotary settings of a GPT-NeoX or Llama config, as transformers reads
@@ -229,6 +234,7 @@ impl ModelConfig {
                 rotary_dims: 0,
                 rope_theta: 0.0,
                 parallel_residual: false,
+                tied_head: raw.tie_word_embeddings.unwrap_or(true),
             }
             .with_plain_heads()),
             "gpt2" => Ok(ModelConfig {
@@ -245,6 +251,7 @@ impl ModelConfig {
                 rotary_dims: 0,
                 rope_theta: 0.0,
                 parallel_residual: false,
+                tied_head: raw.tie_word_embeddings.unwrap_or(true),
             }
             .with_plain_heads()),
             "gpt_neox" | "llama" => {
@@ -300,6 +307,7 @@ impl ModelConfig {
                     rotary_dims,
                     rope_theta,
                     parallel_residual,
+                    tied_head: raw.tie_word_embeddings.unwrap_or(false),
                 })
             }
             other => Err(LmError::Config {
@@ -323,6 +331,26 @@ impl LanguageModel {
     /// Loads the model in `dir` onto `device`, checking that the tokenizer
     /// fits the embedding and that every weight the forward pass needs is there.
     pub fn load(dir: &Path, device: tch::Device) -> Result<LanguageModel, LmError> {
+        Self::load_with(dir, device, false)
+    }
+
+    /// Loads a causal model (GPT-2, GPT-NeoX, Llama) with its
+    /// language-model head, for [`LanguageModel::logits`]; a BERT model is
+    /// refused (it has no next-token probabilities).
+    pub fn load_causal(dir: &Path, device: tch::Device) -> Result<LanguageModel, LmError> {
+        let model = Self::load_with(dir, device, true)?;
+        if model.config.arch == Arch::Bert {
+            return Err(LmError::Mismatch(format!(
+                "{} is a BERT model (`model_type: bert`), a bidirectional encoder without next-token probabilities: \
+                 log-probabilities need a causal model (gpt2, gpt_neox or llama)",
+                dir.display()
+            )));
+        }
+        model.head()?;
+        Ok(model)
+    }
+
+    fn load_with(dir: &Path, device: tch::Device, keep_head: bool) -> Result<LanguageModel, LmError> {
         crate::device::init_torch();
         if !dir.is_dir() {
             return Err(LmError::Files(format!("model directory {} does not exist", dir.display())));
@@ -343,7 +371,8 @@ impl LanguageModel {
         };
         for (name, tensor) in Tensor::read_safetensors(&weights_path)? {
             let name = prefixes.iter().find_map(|p| name.strip_prefix(p)).map(str::to_string).unwrap_or(name);
-            if matches!(config.arch, Arch::GptNeox | Arch::Llama)
+            if !keep_head
+                && matches!(config.arch, Arch::GptNeox | Arch::Llama)
                 && (name == "embed_out.weight" || name == "lm_head.weight")
             {
                 continue; // the language-model head: hidden states do not use it
@@ -484,6 +513,39 @@ impl LanguageModel {
 
     fn w(&self, name: &str) -> &Tensor {
         &self.weights[name]
+    }
+
+    /// The language-model head ([vocab, hidden]): the token embedding when
+    /// tied, else `lm_head.weight` / `embed_out.weight` (loaded by
+    /// [`LanguageModel::load_causal`]).
+    fn head(&self) -> Result<&Tensor, LmError> {
+        let embedding = match self.config.arch {
+            Arch::Bert => "embeddings.word_embeddings.weight",
+            Arch::Gpt2 => "wte.weight",
+            Arch::GptNeox => "embed_in.weight",
+            Arch::Llama => "embed_tokens.weight",
+        };
+        if self.config.tied_head {
+            return Ok(self.w(embedding));
+        }
+        self.opt("lm_head.weight").or_else(|| self.opt("embed_out.weight")).ok_or_else(|| {
+            LmError::Mismatch(format!(
+                "{}: config.json has `tie_word_embeddings: false` but model.safetensors has no `lm_head.weight` or `embed_out.weight`: \
+                 the language-model head is missing",
+                self.dir.display()
+            ))
+        })
+    }
+
+    /// Next-token logits ([B, T, vocab], float32) for `ids` with
+    /// `attention_mask` as in [`LanguageModel::hidden_states`]: the last
+    /// hidden state (final norm applied) times the head, as
+    /// `*ForCausalLM(...).logits`. Needs [`LanguageModel::load_causal`].
+    pub fn logits(&self, ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor, LmError> {
+        let head = self.head()?;
+        let _guard = tch::no_grad_guard();
+        let last = self.hidden_states(ids, attention_mask, &[self.config.layers]).pop().expect("one layer asked");
+        Ok(last.matmul(&head.transpose(0, 1)))
     }
 
     fn opt(&self, name: &str) -> Option<&Tensor> {
