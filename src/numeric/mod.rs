@@ -3,6 +3,7 @@
 //! stage in `crate::stage` converts its artifacts to these types, calls one
 //! of these functions and writes the result back.
 
+pub mod ceiling;
 pub mod matrix;
 pub mod ridge;
 pub mod signal;

@@ -8,7 +8,10 @@ use crate::kinds;
 /// Every stage kind. Keep sorted by name.
 pub static KINDS: &[&dyn Stage] = &[
     &kinds::align::AlignTrs,
+    &kinds::alignment::summary::AlignmentSummary,
     &kinds::align::AlignWords,
+    &kinds::alignment::benchmark::BenchmarkGenerate,
+    &kinds::alignment::benchmark::BenchmarkSentences,
     &kinds::command::Command,
     &kinds::corpus::CorpusGrammar,
     &kinds::corpus::CorpusText,
@@ -21,6 +24,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::features::WordRate,
     &kinds::lag::Lag,
     &kinds::load::LoadMatrix,
+    &kinds::alignment::localize::LocalizeUnits,
     &kinds::load::responses::LoadResponses,
     &kinds::load::LoadTable,
     &kinds::prep::Prep,

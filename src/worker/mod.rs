@@ -33,6 +33,8 @@ pub use client::{run_in_worker, worker_binary};
 pub use serve::serve;
 
 use crate::device::Device;
+use crate::kinds::alignment::benchmark::{GenerateParams, SentencesParams};
+use crate::kinds::alignment::localize::LocalizeParams;
 use crate::kinds::features::lm::LmParams;
 use crate::kinds::topo::responses::TopoResponsesParams;
 use crate::kinds::topo::smoothness::TopoSmoothnessParams;
@@ -51,6 +53,12 @@ pub trait TorchRuntime: Sync {
     fn topo_responses(&self, params: &TopoResponsesParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// `topo.smoothness`'s whole run.
     fn topo_smoothness(&self, params: &TopoSmoothnessParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `localize.units`'s whole run.
+    fn localize_units(&self, params: &LocalizeParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `benchmark.generate`'s whole run.
+    fn benchmark_generate(&self, params: &GenerateParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `benchmark.sentences`'s whole run.
+    fn benchmark_sentences(&self, params: &SentencesParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// Cross-validated ridge on a libtorch device (the CUDA path of `ridge`).
     fn ridge_cv(
         &self,
