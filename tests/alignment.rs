@@ -64,6 +64,7 @@ worst_t = 0.0
 for check in cfg["checks"]:
     model = AutoModel.from_pretrained(check["model"], attn_implementation="eager").eval()
     tok = Tokenizer.from_file(check["model"] + "/tokenizer.json")
+    tok.no_padding(); tok.no_truncation()
     bert = model.config.model_type == "bert"
     rows, labels = [], []
     for text, label in zip(stim["text"], stim["label"]):
@@ -167,7 +168,7 @@ stages:
     let out = run_python(LOCALIZE_REFERENCE, &[&config.to_string()]);
     let worst: f64 = out.trim().parse().unwrap_or_else(|_| panic!("{out}"));
     eprintln!("max |t - scipy t| / max(1, |t|): {worst:.2e}");
-    assert!(worst < 1e-3, "t-values differ from scipy by {worst}");
+    assert!(worst < 1e-4, "t-values differ from scipy by {worst}");
 }
 
 const BENCHMARK_CHECK: &str = r#"
@@ -216,7 +217,7 @@ stages:
     kind: train.gpt
     inputs: {{corpus: tokens}}
     resources: {{threads: 1}}
-    params: {{n_layer: 2, n_head: 2, n_embd: 32, context_length: 32, batch_tokens: 64, steps: 1, eval_every: 0, checkpoints: [0], seed: {s}, device: cpu}}
+    params: {{n_layer: 2, n_head: 2, n_embd: 32, context_length: 128, batch_tokens: 128, steps: 1, eval_every: 0, checkpoints: [0], seed: {s}, device: cpu}}
   langloc:
     kind: stimuli.langloc
     params: {{dir: {langloc}, case: lower}}

@@ -230,7 +230,10 @@ mod tests {
             .map(|_| {
                 let data = signal
                     .iter()
-                    .map(|&s| (s + noise_sd * StandardNormal.sample(&mut rng) as f64) as f32)
+                    .map(|&s| {
+                        let e: f64 = StandardNormal.sample(&mut rng);
+                        (s + noise_sd * e) as f32
+                    })
                     .collect::<Vec<f32>>();
                 Matrix::from_vec(n_rows, units, data)
             })

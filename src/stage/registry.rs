@@ -8,8 +8,8 @@ use crate::kinds;
 /// Every stage kind. Keep sorted by name.
 pub static KINDS: &[&dyn Stage] = &[
     &kinds::align::AlignTrs,
-    &kinds::alignment::summary::AlignmentSummary,
     &kinds::align::AlignWords,
+    &kinds::alignment::summary::AlignmentSummary,
     &kinds::alignment::benchmark::BenchmarkGenerate,
     &kinds::alignment::benchmark::BenchmarkSentences,
     &kinds::command::Command,
@@ -24,9 +24,9 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::features::WordRate,
     &kinds::lag::Lag,
     &kinds::load::LoadMatrix,
-    &kinds::alignment::localize::LocalizeUnits,
     &kinds::load::responses::LoadResponses,
     &kinds::load::LoadTable,
+    &kinds::alignment::localize::LocalizeUnits,
     &kinds::prep::Prep,
     &kinds::ridge::Ridge,
     &kinds::stimuli::contrast::StimuliContrast,

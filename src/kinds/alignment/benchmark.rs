@@ -17,9 +17,12 @@
 //! scripts/setup-python.sh links it); the items with label `label` (default
 //! `S`, the sentences) in order, `passage_size` consecutive sentences per
 //! passage. Features: the model's hidden state `layer` (default the last),
-//! pooled as `pool`, z-scored per feature; signal = features x W, W a
-//! seeded Gaussian (features x `units`), each unit's signal scaled to unit
-//! variance; subject s's response = signal + noise, the noise Gaussian with
+//! pooled as `pool`, z-scored per feature, reduced to its first
+//! `components` principal components (default 10, each scaled to unit
+//! variance; none: every feature); signal = those x W, W a seeded Gaussian
+//! (components x `units`), each unit's signal scaled to unit variance (so
+//! the responses are a random linear map of rank `components` of the
+//! model's features); subject s's response = signal + noise, the noise Gaussian with
 //! variance 1 / `snr` (seeded per subject). So the mean of N subjects has
 //! reliability N snr / (1 + N snr), and a model whose features span the
 //! generator's reaches sqrt of that.
@@ -92,6 +95,10 @@ pub struct GenerateParams {
     pub subjects: usize,
     #[serde(default = "default_units")]
     pub units: usize,
+    /// The map reads the first `components` principal components of the
+    /// z-scored features (a map of that rank); none: every feature.
+    #[serde(default = "default_components")]
+    pub components: Option<usize>,
     /// Signal variance over noise variance, per subject.
     #[serde(default = "default_snr")]
     pub snr: f64,
@@ -117,6 +124,9 @@ fn default_subjects() -> usize {
 }
 fn default_units() -> usize {
     20
+}
+fn default_components() -> Option<usize> {
+    Some(10)
 }
 fn default_snr() -> f64 {
     0.5
@@ -157,6 +167,12 @@ impl Kind for BenchmarkGenerate {
             if value == 0 {
                 errors.push(ParamError::new(name, format!("`{name}` is 0")).hint("give a positive count"));
             }
+        }
+        if p.components == Some(0) {
+            errors.push(
+                ParamError::new("components", "components is 0")
+                    .hint("give a positive count, or leave it out for every feature"),
+            );
         }
         if !(p.snr.is_finite() && p.snr > 0.0) {
             errors.push(
@@ -404,7 +420,10 @@ pub fn read_benchmark(batch: &RecordBatch, what: &str) -> Result<Benchmark, Stag
 /// (sentences x features) of the kept stimuli.
 pub fn generate(features: &Matrix, items: &[u32], texts: &[String], p: &GenerateParams) -> RecordBatch {
     let (n, d) = (features.rows, features.cols);
-    let z = zscore_columns(features);
+    let (z, d) = match p.components {
+        Some(c) if c < n.min(d) => (principal_scores(&zscore_columns(features), n, d, c), c),
+        _ => (zscore_columns(features), d),
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let weights: Vec<f64> = (0..d * p.units).map(|_| StandardNormal.sample(&mut rng)).collect();
     let mut signal = vec![0.0f64; n * p.units];
@@ -454,6 +473,31 @@ pub fn generate(features: &Matrix, items: &[u32], texts: &[String], p: &Generate
         columns.push((name.as_str(), Arc::new(Float64Array::from(values))));
     }
     table(columns)
+}
+
+/// The first `c` principal component scores of `z` (n x d, centred),
+/// each scaled to unit variance, row-major n x c: the top eigenvectors of
+/// the Gram matrix z z^T (faer), each signed so that its largest entry is
+/// positive.
+fn principal_scores(z: &[f64], n: usize, d: usize, c: usize) -> Vec<f64> {
+    use faer::{Mat, Side};
+    let gram = Mat::<f64>::from_fn(n, n, |i, j| (0..d).map(|f| z[i * d + f] * z[j * d + f]).sum());
+    let eigen = gram.self_adjoint_eigen(Side::Lower).expect("eigendecomposition of a Gram matrix");
+    let vectors = eigen.U();
+    let mut out = vec![0.0; n * c];
+    for k in 0..c {
+        // faer sorts eigenvalues ascending.
+        let column = n - 1 - k;
+        let values: Vec<f64> = (0..n).map(|i| vectors[(i, column)]).collect();
+        let largest = values.iter().copied().fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
+        let sign = if largest < 0.0 { -1.0 } else { 1.0 };
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+        for i in 0..n {
+            out[i * c + k] = if sd > 0.0 { sign * (values[i] - mean) / sd } else { 0.0 };
+        }
+    }
+    out
 }
 
 /// Columns z-scored (population sd; a constant column becomes 0), row-major f64.

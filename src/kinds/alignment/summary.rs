@@ -32,6 +32,8 @@
 //!   the least-squares line), `slope`, `intercept` float64.
 //! - `summary`: one row per benchmark: `benchmark`, `checkpoints`,
 //!   `r2_formal`, `r2_functional` (pooled).
+//! - figures (the run report): per benchmark the score by tokens seen (a
+//!   line per size) and against each competence given; the loss by tokens.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,7 +84,8 @@ impl Kind for AlignmentSummary {
     }
     fn run(&self, p: &SummaryParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let rows = gather(p, ctx)?;
-        write(ctx, &rows)
+        write(ctx, &rows)?;
+        figures(ctx, &rows)
     }
 }
 
@@ -243,6 +246,61 @@ fn loss_at(ctx: &StageContext, role: &str, step: i64) -> Result<(Option<f64>, Op
     }
     let per_step = input.manifest.record.params.get("batch_tokens").and_then(Value::as_i64);
     Ok((loss, per_step))
+}
+
+/// Per benchmark: score against tokens seen (a line per size), and score
+/// against formal and functional competence where given; the loss against
+/// tokens seen once.
+fn figures(ctx: &mut StageContext, rows: &[Row]) -> Result<(), StageError> {
+    use crate::plot::{line_chart, Series};
+    let x_of = |r: &Row| r.tokens.unwrap_or(r.step) as f64;
+    let x_label = if rows.iter().all(|r| r.tokens.is_some()) { "tokens seen" } else { "step" };
+    let mut sizes: Vec<&str> = rows.iter().map(|r| r.size.as_str()).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut benchmarks: Vec<&str> = rows.iter().map(|r| r.benchmark.as_str()).collect();
+    benchmarks.dedup();
+    let lines = |benchmark: &str, x: &dyn Fn(&Row) -> Option<f64>, y: &dyn Fn(&Row) -> Option<f64>| -> Vec<Series> {
+        sizes
+            .iter()
+            .map(|&size| {
+                let mut points: Vec<(f64, f64)> = rows
+                    .iter()
+                    .filter(|r| r.benchmark == benchmark && r.size == size)
+                    .filter_map(|r| Some((x(r)?, y(r)?)))
+                    .filter(|(a, b)| a.is_finite() && b.is_finite())
+                    .collect();
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                Series { name: format!("size {size}"), points }
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    };
+    for &benchmark in &benchmarks {
+        let series = lines(benchmark, &|r| Some(x_of(r)), &|r| Some(r.score));
+        let svg =
+            line_chart(&format!("{benchmark}: alignment by {x_label}"), x_label, "score / ceiling", &series, None);
+        ctx.add_figure(&format!("{benchmark}_score"), &svg)?;
+        for (name, get) in
+            [("formal", (|r: &Row| r.formal) as fn(&Row) -> Option<f64>), ("functional", |r: &Row| r.functional)]
+        {
+            let series = lines(benchmark, &get, &|r| Some(r.score));
+            if !series.is_empty() {
+                let title = format!("{benchmark}: alignment against {name} competence");
+                let svg =
+                    line_chart(&title, &format!("{name} competence (accuracy)"), "score / ceiling", &series, None);
+                ctx.add_figure(&format!("{benchmark}_{name}"), &svg)?;
+            }
+        }
+    }
+    if let Some(&first) = benchmarks.first() {
+        let series = lines(first, &|r| Some(x_of(r)), &|r| r.loss);
+        if !series.is_empty() {
+            let svg = line_chart(&format!("validation loss by {x_label}"), x_label, "loss", &series, None);
+            ctx.add_figure("loss", &svg)?;
+        }
+    }
+    Ok(())
 }
 
 /// Least-squares line of y on x: (n, r^2, slope, intercept); NaN where
