@@ -577,6 +577,32 @@ stages:
 "#;
 
     #[test]
+    fn a_gathered_input_takes_every_expansion_and_passes_no_axis_on() {
+        let yaml = format!(
+            "{SWEEP}  all:\n    kind: command\n    inputs: {{used: \"use[*].out\"}}\n    run: echo all > {{outputs.out}}\n    outputs: {{out: all.txt}}\n  per_n:\n    kind: command\n    inputs: {{used: \"use[*]\"}}\n    run: echo n > {{outputs.out}}\n    outputs: {{out: n.txt}}\n    params: {{n: \"${{matrix.n}}\"}}\n"
+        );
+        let pipeline = load("gather", &yaml);
+        assert!(names(&pipeline).contains(&"all"), "{:?}", names(&pipeline));
+        assert_eq!(
+            upstreams(&pipeline, "all"),
+            [
+                ("used[method=lanczos,n=1]", "use[method=lanczos,n=1]", Some("out")),
+                ("used[method=lanczos,n=2]", "use[method=lanczos,n=2]", Some("out")),
+                ("used[method=last,n=1]", "use[method=last,n=1]", Some("out")),
+                ("used[method=last,n=2]", "use[method=last,n=2]", Some("out")),
+            ]
+        );
+        // Expanded over its own axis only, it gathers the expansions that agree on it.
+        assert_eq!(
+            upstreams(&pipeline, "per_n[n=2]"),
+            [
+                ("used[method=lanczos,n=2]", "use[method=lanczos,n=2]", None),
+                ("used[method=last,n=2]", "use[method=last,n=2]", None),
+            ]
+        );
+    }
+
+    #[test]
     fn matrix_axes_expand_stages_and_inputs_match_by_value() {
         let pipeline = load("sweep", SWEEP);
         assert_eq!(pipeline.axes, ["method", "n"]);
