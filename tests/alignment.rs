@@ -442,3 +442,62 @@ print(b)
     );
     eprintln!("{out}");
 }
+
+#[test]
+fn bad_benchmarks_sweeps_and_labels_are_named_with_a_fix() {
+    let dir = Scratch::new("alignment-errors");
+    run_python(
+        r#"
+import sys, pyarrow as pa, pyarrow.parquet as pq
+d = sys.argv[1]
+pq.write_table(pa.table({"sentence": [0, 1], "text": ["a b", "c d"], "r0": [0.1, 0.2]}), d + "/nopassage.parquet")
+pq.write_table(pa.table({"item": pa.array([0, 1, 2], pa.uint32()), "text": ["a b", "c d", "e f"], "label": ["A", "B", "A"]}), d + "/stim.parquet")
+pq.write_table(pa.table({"raw": [0.1], "ceiling": [0.5], "score": [0.2]}), d + "/scores.parquet")
+"#,
+        &[dir.join("").to_str().unwrap()],
+    );
+    let pipeline = dir.write(
+        "bad.yaml",
+        &format!(
+            r#"name: bad
+matrix:
+  size: [a, b]
+stages:
+  table:
+    kind: load.table
+    params: {{path: nopassage.parquet}}
+  score:
+    kind: benchmark.sentences
+    inputs: {{benchmark: table}}
+    params: {{model: {minilm}, device: cpu}}
+  stim:
+    kind: load.table
+    params: {{path: stim.parquet}}
+  localize:
+    kind: localize.units
+    inputs: {{stimuli: stim}}
+    params: {{model: {minilm}, k: 4, device: cpu}}
+  scores:
+    kind: load.table
+    params: {{path: scores.parquet, delimiter: "${{matrix.size}}"}}
+  summary:
+    kind: alignment.summary
+    inputs: {{scores: "scores[*]"}}
+"#,
+            minilm = minilm()
+        ),
+    );
+    let output = common::voxflow(&["run", pipeline.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", common::stderr(&output));
+    let text = common::stderr(&output);
+    for expected in [
+        "the benchmark of `table`: no column `passage`",
+        "a benchmark table has columns sentence, passage",
+        "0 items labelled `S` and 0 labelled `N`",
+        "set `positive` and `negative` to labels of the stimulus table",
+        "input `scores[size=a]` (stage `scores[size=a]`)",
+        "lack the axis `size` or `step`",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
