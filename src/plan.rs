@@ -8,6 +8,13 @@
 //! read `stage[axis=value,...]`, axes in the order of the `matrix:` block. An
 //! expanded stage takes its inputs from the upstream expansion with the same
 //! values on the shared axes.
+//!
+//! Gathering: an input written `stage[*]` (or `stage[*].output`) takes every
+//! expansion of `stage` that agrees with this stage's own axes, and does not
+//! pass the upstream's axes on; each becomes an input of role
+//! `role[axis=value,...]` (the upstream's matrix values, as in its name), so
+//! one stage can read a whole sweep (`alignment.summary`). The role as
+//! written still satisfies the kind's required inputs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -101,6 +108,8 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
     };
     let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
     let by_name: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    // `stage[*]` gathers every expansion of `stage`; it names `stage`.
+    let by_name = |name: &str| by_name.get(gathered(name).unwrap_or(name)).copied();
     let axis_names: Vec<String> = spec.matrix.iter().map(|(axis, _)| axis.clone()).collect();
 
     // Kinds.
@@ -129,8 +138,8 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
     let nodes: Vec<_> = (0..spec.stages.len()).map(|i| graph.add_node(i)).collect();
     for (i, stage) in spec.stages.iter().enumerate() {
         for input in &stage.inputs {
-            match by_name.get(input.stage.as_str()) {
-                Some(&j) => {
+            match by_name(&input.stage) {
+                Some(j) => {
                     graph.add_edge(nodes[j], nodes[i], ());
                 }
                 None => {
@@ -232,7 +241,10 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
             }
         }
         for input in &stage.inputs {
-            if let Some(&j) = by_name.get(input.stage.as_str()) {
+            if gathered(&input.stage).is_some() {
+                continue; // a gathered input passes no axes on
+            }
+            if let Some(j) = by_name(&input.stage) {
                 let upstream = axes[j].clone();
                 axes[i].extend(upstream);
             }
@@ -270,40 +282,54 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
             };
             let mut inputs = Vec::new();
             for input in &stage.inputs {
-                let Some(&j) = by_name.get(input.stage.as_str()) else { continue };
+                let Some(j) = by_name(&input.stage) else { continue };
                 let wanted: Vec<(String, Value)> = values
                     .iter()
                     .filter(|(axis, _)| axes[j].iter().any(|&a| axis_names[a] == *axis))
                     .cloned()
                     .collect();
-                let Some(&upstream) = expansions[j].iter().find(|&&u| planned[u].matrix == wanted) else {
-                    continue; // the upstream failed its own checks
+                let chosen: Vec<usize> = if gathered(&input.stage).is_some() {
+                    expansions[j]
+                        .iter()
+                        .copied()
+                        .filter(|&u| wanted.iter().all(|shared| planned[u].matrix.contains(shared)))
+                        .collect()
+                } else {
+                    expansions[j].iter().copied().filter(|&u| planned[u].matrix == wanted).take(1).collect()
                 };
-                let output = input.output.as_ref().map(|output| {
-                    let mut text = Value::String(output.clone());
-                    substitute(&mut text, &values);
-                    match text {
-                        Value::String(text) => text,
-                        other => display_value(&other),
+                for upstream in chosen {
+                    let output = input.output.as_ref().map(|output| {
+                        let mut text = Value::String(output.clone());
+                        substitute(&mut text, &values);
+                        match text {
+                            Value::String(text) => text,
+                            other => display_value(&other),
+                        }
+                    });
+                    if let Some(output) = &output {
+                        let outputs = planned[upstream].kind.outputs(&planned[upstream].params);
+                        if !outputs.contains(output)
+                            && seen_errors.insert((stage.name.clone(), format!("output {output}")))
+                        {
+                            errors.push(Diagnostic {
+                                file: spec.file.clone(),
+                                line: input.line,
+                                stage: Some(stage.name.clone()),
+                                message: format!("stage `{}` has no output `{output}`", input.stage),
+                                hint: Some(format!(
+                                    "its outputs: {}",
+                                    if outputs.is_empty() { "none".into() } else { outputs.join(", ") }
+                                )),
+                            });
+                        }
                     }
-                });
-                if let Some(output) = &output {
-                    let outputs = planned[upstream].kind.outputs(&planned[upstream].params);
-                    if !outputs.contains(output) && seen_errors.insert((stage.name.clone(), format!("output {output}")))
-                    {
-                        errors.push(Diagnostic {
-                            file: spec.file.clone(),
-                            line: input.line,
-                            stage: Some(stage.name.clone()),
-                            message: format!("stage `{}` has no output `{output}`", input.stage),
-                            hint: Some(format!(
-                                "its outputs: {}",
-                                if outputs.is_empty() { "none".into() } else { outputs.join(", ") }
-                            )),
-                        });
-                    }
+                    let role = if gathered(&input.stage).is_some() {
+                        expanded_name(&input.role, &planned[upstream].matrix)
+                    } else {
+                        input.role.clone()
+                    };
+                    inputs.push(PlannedInput { role, upstream, output });
                 }
-                inputs.push(PlannedInput { role: input.role.clone(), upstream, output });
             }
             let roles: Vec<&str> = stage.inputs.iter().map(|input| input.role.as_str()).collect();
             // Inputs every stage of the kind needs, whatever its params.
@@ -469,6 +495,11 @@ fn combinations(axes: &[usize], matrix: &[(String, Vec<Value>)]) -> Vec<Vec<Valu
 }
 
 /// `stage[axis=value,...]`, or `stage` when there are no axes.
+/// `stage` of an input written `stage[*]` (every expansion of `stage`).
+pub fn gathered(reference: &str) -> Option<&str> {
+    reference.strip_suffix("[*]")
+}
+
 pub fn expanded_name(base: &str, values: &[(String, Value)]) -> String {
     if values.is_empty() {
         return base.to_string();
@@ -544,6 +575,32 @@ stages:
     outputs: {out: src.txt}
     params: {m: "${matrix.method}"}
 "#;
+
+    #[test]
+    fn a_gathered_input_takes_every_expansion_and_passes_no_axis_on() {
+        let yaml = format!(
+            "{SWEEP}  all:\n    kind: command\n    inputs: {{used: \"use[*].out\"}}\n    run: echo all > {{outputs.out}}\n    outputs: {{out: all.txt}}\n  per_n:\n    kind: command\n    inputs: {{used: \"use[*]\"}}\n    run: echo n > {{outputs.out}}\n    outputs: {{out: n.txt}}\n    params: {{n: \"${{matrix.n}}\"}}\n"
+        );
+        let pipeline = load("gather", &yaml);
+        assert!(names(&pipeline).contains(&"all"), "{:?}", names(&pipeline));
+        assert_eq!(
+            upstreams(&pipeline, "all"),
+            [
+                ("used[method=lanczos,n=1]", "use[method=lanczos,n=1]", Some("out")),
+                ("used[method=lanczos,n=2]", "use[method=lanczos,n=2]", Some("out")),
+                ("used[method=last,n=1]", "use[method=last,n=1]", Some("out")),
+                ("used[method=last,n=2]", "use[method=last,n=2]", Some("out")),
+            ]
+        );
+        // Expanded over its own axis only, it gathers the expansions that agree on it.
+        assert_eq!(
+            upstreams(&pipeline, "per_n[n=2]"),
+            [
+                ("used[method=lanczos,n=2]", "use[method=lanczos,n=2]", None),
+                ("used[method=last,n=2]", "use[method=last,n=2]", None),
+            ]
+        );
+    }
 
     #[test]
     fn matrix_axes_expand_stages_and_inputs_match_by_value() {

@@ -5,6 +5,7 @@
 //! table schemas the encoding-model kinds share.
 
 pub mod align;
+pub mod alignment;
 pub mod command;
 pub mod competence;
 pub mod corpus;

@@ -4,6 +4,7 @@
 //! of these functions and writes the result back.
 
 pub mod frechet;
+pub mod ceiling;
 pub mod matrix;
 pub mod ridge;
 pub mod signal;

@@ -9,6 +9,9 @@ use crate::kinds;
 pub static KINDS: &[&dyn Stage] = &[
     &kinds::align::AlignTrs,
     &kinds::align::AlignWords,
+    &kinds::alignment::summary::AlignmentSummary,
+    &kinds::alignment::benchmark::BenchmarkGenerate,
+    &kinds::alignment::benchmark::BenchmarkSentences,
     &kinds::command::Command,
     &kinds::competence::facts::CompetenceFacts,
     &kinds::competence::minimal_pairs::CompetenceMinimalPairs,
@@ -28,6 +31,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::load::LoadMatrix,
     &kinds::load::responses::LoadResponses,
     &kinds::load::LoadTable,
+    &kinds::alignment::localize::LocalizeUnits,
     &kinds::prep::Prep,
     &kinds::ridge::Ridge,
     &kinds::stimuli::contrast::StimuliContrast,

@@ -35,6 +35,8 @@ pub use serve::serve;
 use crate::device::Device;
 use crate::kinds::eval::samples::SamplesParams;
 use crate::kinds::competence::CompetenceParams;
+use crate::kinds::alignment::benchmark::{GenerateParams, SentencesParams};
+use crate::kinds::alignment::localize::LocalizeParams;
 use crate::kinds::features::lm::LmParams;
 use crate::kinds::topo::responses::TopoResponsesParams;
 use crate::kinds::topo::smoothness::TopoSmoothnessParams;
@@ -76,6 +78,12 @@ pub trait TorchRuntime: Sync {
     fn train_ddpm(&self, params: &DdpmParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// `eval.samples`'s whole run.
     fn eval_samples(&self, params: &SamplesParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `localize.units`'s whole run.
+    fn localize_units(&self, params: &LocalizeParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `benchmark.generate`'s whole run.
+    fn benchmark_generate(&self, params: &GenerateParams, ctx: &mut StageContext) -> Result<(), StageError>;
+    /// `benchmark.sentences`'s whole run.
+    fn benchmark_sentences(&self, params: &SentencesParams, ctx: &mut StageContext) -> Result<(), StageError>;
     /// Cross-validated ridge on a libtorch device (the CUDA path of `ridge`).
     fn ridge_cv(
         &self,

@@ -26,6 +26,8 @@ pub mod train;
 use voxflow::device::Device;
 use voxflow::kinds::eval::samples::SamplesParams;
 use voxflow::kinds::competence::CompetenceParams;
+use voxflow::kinds::alignment::benchmark::{GenerateParams, SentencesParams};
+use voxflow::kinds::alignment::localize::LocalizeParams;
 use voxflow::kinds::features::lm::LmParams;
 use voxflow::kinds::topo::responses::TopoResponsesParams;
 use voxflow::kinds::topo::smoothness::TopoSmoothnessParams;
@@ -83,6 +85,15 @@ impl voxflow::worker::TorchRuntime for Runtime {
     }
     fn eval_samples(&self, params: &SamplesParams, ctx: &mut StageContext) -> Result<(), StageError> {
         kinds::samples::eval_samples(params, ctx)
+    }
+    fn localize_units(&self, params: &LocalizeParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::alignment::localize_units(params, ctx)
+    }
+    fn benchmark_generate(&self, params: &GenerateParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::alignment::benchmark_generate(params, ctx)
+    }
+    fn benchmark_sentences(&self, params: &SentencesParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        kinds::alignment::benchmark_sentences(params, ctx)
     }
     fn ridge_cv(
         &self,

@@ -3,6 +3,7 @@
 pub mod classifier;
 pub mod ddpm;
 pub mod competence;
+pub mod alignment;
 pub mod features_lm;
 pub mod samples;
 pub mod topo;
