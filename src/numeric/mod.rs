@@ -3,8 +3,8 @@
 //! stage in `crate::stage` converts its artifacts to these types, calls one
 //! of these functions and writes the result back.
 
-pub mod frechet;
 pub mod ceiling;
+pub mod frechet;
 pub mod matrix;
 pub mod ridge;
 pub mod signal;

@@ -14,8 +14,8 @@
 pub mod contrast;
 pub mod facts;
 pub mod langloc;
-pub mod sentiment;
 pub mod minimal_pairs;
+pub mod sentiment;
 pub mod syntaxgym;
 
 use std::sync::Arc;

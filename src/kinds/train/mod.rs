@@ -30,9 +30,9 @@
 //! `threads`; on CUDA it is not (the manifest says so). The libtorch part is
 //! `voxflow_torch::kinds::train_gpt`.
 
-pub mod topoformer;
 pub mod ddpm;
 pub mod prototypes;
+pub mod topoformer;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,9 +1,9 @@
 //! The libtorch part of the kinds that run in the worker.
 
-pub mod classifier;
-pub mod ddpm;
-pub mod competence;
 pub mod alignment;
+pub mod classifier;
+pub mod competence;
+pub mod ddpm;
 pub mod features_lm;
 pub mod samples;
 pub mod topo;
