@@ -494,12 +494,12 @@ fn combinations(axes: &[usize], matrix: &[(String, Vec<Value>)]) -> Vec<Vec<Valu
     out
 }
 
-/// `stage[axis=value,...]`, or `stage` when there are no axes.
 /// `stage` of an input written `stage[*]` (every expansion of `stage`).
 pub fn gathered(reference: &str) -> Option<&str> {
     reference.strip_suffix("[*]")
 }
 
+/// `stage[axis=value,...]`, or `stage` when there are no axes.
 pub fn expanded_name(base: &str, values: &[(String, Value)]) -> String {
     if values.is_empty() {
         return base.to_string();
