@@ -283,7 +283,12 @@ for size in ["a", "b"]:
         raw, ceiling = rng.uniform(0, 0.5), rng.uniform(0.5, 1)
         pq.write_table(pa.table({"raw": [raw], "ceiling": [ceiling], "score": [raw / ceiling], "ceiling_method": ["split_half"]}),
                        f"{out}/scores_{size}_{step}.parquet")
-        for comp in ["formal", "functional"]:
+        # An evaluate summary of the story path (mean r over CC_max).
+        r, cc = rng.uniform(0, 0.4), rng.uniform(0.5, 0.9)
+        pq.write_table(pa.table({"n_voxels": pa.array([100], pa.int64()), "mean_r": [r], "median_r": [r * 0.9],
+                                 "mean_cc_max": [cc], "mean_r_normalized": [rng.uniform(0, 0.8)]}),
+                       f"{out}/story_{size}_{step}.parquet")
+        for comp in ["formal", "formal2", "functional"]:
             suites = ["s1", "s2", "overall"]
             n = [rng.randint(5, 20) for _ in suites[:2]]
             correct = [rng.randint(0, k) for k in n]
@@ -298,15 +303,19 @@ import sys
 import numpy as np, polars as pl
 d, obj = sys.argv[1], sys.argv[2]
 rows = []
-for size in ["a", "b"]:
-    m = pl.read_parquet(f"{d}/metrics_{size}.parquet")
-    for step in [0, 10, 20, 30]:
-        s = pl.read_parquet(f"{d}/scores_{size}_{step}.parquet").row(0, named=True)
-        acc = lambda c: pl.read_parquet(f"{d}/{c}_{size}_{step}.parquet").filter(pl.col("suite") == "overall")["accuracy"][0]
-        v = m.filter((pl.col("step") <= step) & pl.col("val_loss").is_not_null()).sort("step")
-        rows.append({"benchmark": "scores", "size": size, "step": step, "raw": s["raw"], "ceiling": s["ceiling"],
-                     "score": s["score"], "formal": acc("formal"), "functional": acc("functional"),
-                     "loss": v["val_loss"][-1] if v.height else None})
+for bench in ["scores", "story"]:
+    for size in ["a", "b"]:
+        m = pl.read_parquet(f"{d}/metrics_{size}.parquet")
+        for step in [0, 10, 20, 30]:
+            s = pl.read_parquet(f"{d}/{bench}_{size}_{step}.parquet").row(0, named=True)
+            if bench == "story":
+                s = {"raw": s["mean_r"], "ceiling": s["mean_cc_max"], "score": s["mean_r_normalized"]}
+            acc = lambda c: pl.read_parquet(f"{d}/{c}_{size}_{step}.parquet").filter(pl.col("suite") == "overall")["accuracy"][0]
+            v = m.filter((pl.col("step") <= step) & pl.col("val_loss").is_not_null()).sort("step")
+            # Two formal inputs: their mean.
+            rows.append({"benchmark": bench, "size": size, "step": step, "raw": s["raw"], "ceiling": s["ceiling"],
+                         "score": s["score"], "formal": (acc("formal") + acc("formal2")) / 2,
+                         "functional": acc("functional"), "loss": v["val_loss"][-1] if v.height else None})
 want = pl.DataFrame(rows)
 got = pl.read_parquet(f"{obj}/alignment.parquet")
 assert got.columns == ["benchmark", "size", "step", "tokens", "raw", "ceiling", "score", "formal", "functional", "loss"], got.columns
@@ -315,19 +324,23 @@ from polars.testing import assert_frame_equal
 assert_frame_equal(got.drop("tokens"), want.select(got.drop("tokens").columns), check_dtypes=False)
 fits = pl.read_parquet(f"{obj}/fits.parquet")
 worst = 0.0
-for comp in ["formal", "functional"]:
-    for size in ["a", "b", "all"]:
-        sub = want if size == "all" else want.filter(pl.col("size") == size)
-        x, y = sub[comp].to_numpy(), sub["score"].to_numpy()
-        r2 = np.corrcoef(x, y)[0, 1] ** 2
-        slope, intercept = np.polyfit(x, y, 1)
-        f = fits.filter((pl.col("competence") == comp) & (pl.col("size") == size)).row(0, named=True)
-        assert f["n"] == len(x)
-        worst = max(worst, abs(f["r2"] - r2), abs(f["slope"] - slope), abs(f["intercept"] - intercept))
-summary = pl.read_parquet(f"{obj}/summary.parquet").row(0, named=True)
-pooled = fits.filter(pl.col("size") == "all")
-assert summary["r2_formal"] == pooled.filter(pl.col("competence") == "formal")["r2"][0]
-assert summary["checkpoints"] == 8
+for bench in ["scores", "story"]:
+    for comp in ["formal", "functional"]:
+        for size in ["a", "b", "all"]:
+            sub = want.filter(pl.col("benchmark") == bench)
+            sub = sub if size == "all" else sub.filter(pl.col("size") == size)
+            x, y = sub[comp].to_numpy(), sub["score"].to_numpy()
+            r2 = np.corrcoef(x, y)[0, 1] ** 2
+            slope, intercept = np.polyfit(x, y, 1)
+            f = fits.filter((pl.col("benchmark") == bench) & (pl.col("competence") == comp) & (pl.col("size") == size)).row(0, named=True)
+            assert f["n"] == len(x)
+            worst = max(worst, abs(f["r2"] - r2), abs(f["slope"] - slope), abs(f["intercept"] - intercept))
+summary = pl.read_parquet(f"{obj}/summary.parquet")
+assert summary["benchmark"].to_list() == ["scores", "story"], summary
+for row in summary.iter_rows(named=True):
+    pooled = fits.filter((pl.col("size") == "all") & (pl.col("benchmark") == row["benchmark"]))
+    assert row["r2_formal"] == pooled.filter(pl.col("competence") == "formal")["r2"][0]
+    assert row["checkpoints"] == 8
 print(worst)
 "#;
 
@@ -349,6 +362,12 @@ stages:
   formal:
     kind: load.table
     params: {path: "formal_${matrix.size}_${matrix.step}.parquet"}
+  formal2:
+    kind: load.table
+    params: {path: "formal2_${matrix.size}_${matrix.step}.parquet"}
+  story:
+    kind: load.table
+    params: {path: "story_${matrix.size}_${matrix.step}.parquet"}
   functional:
     kind: load.table
     params: {path: "functional_${matrix.size}_${matrix.step}.parquet"}
@@ -357,7 +376,13 @@ stages:
     params: {path: "metrics_${matrix.size}.parquet"}
   summary:
     kind: alignment.summary
-    inputs: {scores: "scores[*].table", formal: "formal[*].table", functional: "functional[*].table", loss: "metrics[*].table"}
+    inputs:
+      scores: "scores[*].table"
+      scores_story: "story[*].table"
+      formal: "formal[*].table"
+      formal_syntaxgym: "formal2[*].table"
+      functional: "functional[*].table"
+      loss: "metrics[*].table"
 "#,
     );
     let store = dir.join("store");
@@ -399,6 +424,20 @@ fn adding_a_checkpoint_plans_only_its_stages_and_scores_do_not_depend_on_the_swe
         "localize.k=16",
         "--set",
         "sentences.bootstraps=20",
+        "--set",
+        "pairs.n=5",
+        "--set",
+        "syntaxgym.suites=[number_prep]",
+        "--set",
+        "synth.stories=3",
+        "--set",
+        "synth.words_per_story=200",
+        "--set",
+        "synth.test_words=200",
+        "--set",
+        "synth.voxels=50",
+        "--set",
+        "story_fit.alphas=[10, 1000, 100000]",
     ];
     let with = |steps: &str, command: &str| -> serde_json::Value {
         let mut args = vec![command, pipeline.as_str()];
@@ -411,19 +450,33 @@ fn adding_a_checkpoint_plans_only_its_stages_and_scores_do_not_depend_on_the_swe
     let plan = statuses(&with("[0, 10, 30]", "plan"));
     let dirty: Vec<&String> =
         plan.iter().filter(|(_, status)| status.as_str() != "fresh").map(|(name, _)| name).collect();
-    assert_eq!(
-        dirty,
-        [
-            "localize[size=16,step=10]",
-            "localize[size=32,step=10]",
-            "sentences[size=16,step=10]",
-            "sentences[size=32,step=10]",
-            "summary"
-        ],
-        "{plan:?}"
-    );
+    let mut want: Vec<String> = [
+        "localize",
+        "sentences",
+        "formal",
+        "formal_syntaxgym",
+        "functional",
+        "story_lm",
+        "story_lagged",
+        "story_prep",
+        "story_fit",
+        "stories",
+    ]
+    .iter()
+    .flat_map(|base| [16, 32].map(|size| format!("{base}[size={size},step=10]")))
+    .chain(["summary".to_string()])
+    .collect();
+    want.sort();
+    let mut dirty: Vec<String> = dirty.into_iter().cloned().collect();
+    dirty.sort();
+    assert_eq!(dirty, want, "{plan:?}");
     let second = with("[0, 10, 30]", "run");
-    for name in ["sentences[size=16,step=30]", "sentences[size=32,step=0]"] {
+    for name in [
+        "sentences[size=16,step=30]",
+        "sentences[size=32,step=0]",
+        "formal[size=32,step=30]",
+        "stories[size=16,step=0]",
+    ] {
         assert_eq!(stage(&first, name)["key"], stage(&second, name)["key"], "{name}");
     }
     let table = |run: &serde_json::Value| object(&store, run, "summary").join("alignment.parquet");
@@ -431,11 +484,16 @@ fn adding_a_checkpoint_plans_only_its_stages_and_scores_do_not_depend_on_the_swe
         r#"
 import sys, polars as pl
 a, b = pl.read_parquet(sys.argv[1]), pl.read_parquet(sys.argv[2])
-assert a.height == 4 and b.height == 6, (a, b)
+# Two benchmarks (sentences and stories) x 2 sizes x the steps.
+assert a.height == 8 and b.height == 12, (a, b)
+assert sorted(set(b["benchmark"])) == ["sentences", "stories"]
 from polars.testing import assert_frame_equal
 assert_frame_equal(a, b.filter(pl.col("step") != 10))
 assert b["tokens"].to_list() == [s * 1024 for s in b["step"].to_list()]
 assert b.filter(pl.col("step") > 0)["loss"].null_count() == 0
+# Competence is wired: minimal pairs and SyntaxGym averaged, and facts.
+assert b["formal"].null_count() == 0 and b["functional"].null_count() == 0
+assert ((b["formal"] >= 0) & (b["formal"] <= 1)).all()
 print(b)
 "#,
         &[table(&first).to_str().unwrap(), table(&second).to_str().unwrap()],
@@ -500,4 +558,98 @@ stages:
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+}
+
+#[test]
+fn a_benchmark_from_npy_and_a_csv_of_ids_scores_as_the_same_table() {
+    let seed = fresh_seed();
+    let dir = Scratch::new("alignment-npy");
+    run_python(
+        r#"
+import sys, numpy as np, pandas as pd
+d, seed = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(seed)
+words = "the cat dog sat ran on a mat big small red house tree walked slowly".split()
+n_sent, n_subj, n_units = 24, 3, 5
+rows = []
+for subject in ["s1", "s2", "s3"]:
+    for sentence in rng.permutation(n_sent):
+        rows.append({"sentence": int(sentence), "passage": int(sentence) // 4, "text": "", "subject": subject})
+ids = pd.DataFrame(rows)
+# One text per sentence, whatever the subject.
+texts = {s: " ".join(rng.choice(words, 6)) for s in range(n_sent)}
+ids["text"] = ids["sentence"].map(texts)
+responses = rng.standard_normal((len(ids), n_units)).astype(np.float32)
+ids.assign(note="x").to_csv(d + "/ids.csv", index=False)
+np.save(d + "/responses.npy", responses)
+np.save(d + "/short.npy", responses[:-1])
+full = ids.copy()
+for u in range(n_units):
+    full[f"v{u}"] = responses[:, u].astype(np.float64)
+full.to_parquet(d + "/full.parquet", index=False)
+"#,
+        &[dir.join("").to_str().unwrap(), &seed.to_string()],
+    );
+    let pipeline = dir.write(
+        "npy.yaml",
+        &format!(
+            r#"name: npy
+stages:
+  full:
+    kind: load.table
+    params: {{path: full.parquet}}
+  ids:
+    kind: load.table
+    params: {{path: ids.csv}}
+  responses:
+    kind: load.matrix
+    params: {{path: responses.npy}}
+  assembled:
+    kind: benchmark.table
+    inputs: {{sentences: ids, responses: responses}}
+    params: {{units: [v0, v1, v2, v3, v4]}}
+  score_full:
+    kind: benchmark.sentences
+    inputs: {{benchmark: full}}
+    params: {{model: {minilm}, layers: [6], seed: 3, bootstraps: 10, device: cpu}}
+  score_npy:
+    kind: benchmark.sentences
+    inputs: {{benchmark: assembled}}
+    params: {{model: {minilm}, layers: [6], seed: 3, bootstraps: 10, device: cpu}}
+"#,
+            minilm = minilm()
+        ),
+    );
+    let store = dir.join("store");
+    let summary =
+        voxflow_json(&["run", pipeline.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "json"], 0);
+    run_python(
+        r#"
+import sys, pandas as pd, numpy as np
+full, assembled, a, b = sys.argv[1:5]
+want = pd.read_parquet(full)
+got = pd.read_parquet(assembled + "/benchmark.parquet")
+assert list(got.columns) == ["sentence", "passage", "text", "subject", "v0", "v1", "v2", "v3", "v4"], got.columns
+pd.testing.assert_frame_equal(got, want[got.columns], check_dtype=False)
+for name in ["summary", "scores"]:
+    x, y = pd.read_parquet(f"{a}/{name}.parquet"), pd.read_parquet(f"{b}/{name}.parquet")
+    pd.testing.assert_frame_equal(x, y)
+"#,
+        &[
+            dir.join("full.parquet").to_str().unwrap(),
+            object(&store, &summary, "assembled").to_str().unwrap(),
+            object(&store, &summary, "score_full").to_str().unwrap(),
+            object(&store, &summary, "score_npy").to_str().unwrap(),
+        ],
+    );
+    // A matrix with one row too few is refused, naming both stages.
+    let short = std::fs::read_to_string(&pipeline).unwrap().replace("responses.npy", "short.npy");
+    let short = dir.write("short.yaml", &short);
+    let output = common::voxflow(&["run", short.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", common::stderr(&output));
+    let text = common::stderr(&output);
+    assert!(
+        text.contains("the sentences table of `ids` has 72 rows but the responses of `responses` have 71"),
+        "{text}"
+    );
 }

@@ -12,6 +12,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::alignment::summary::AlignmentSummary,
     &kinds::alignment::benchmark::BenchmarkGenerate,
     &kinds::alignment::benchmark::BenchmarkSentences,
+    &kinds::alignment::table::BenchmarkTable,
     &kinds::command::Command,
     &kinds::competence::facts::CompetenceFacts,
     &kinds::competence::minimal_pairs::CompetenceMinimalPairs,

@@ -3,7 +3,8 @@
 //! score on a benchmark).
 //!
 //! A benchmark table (Parquet; `benchmark.generate` writes one, `load.table`
-//! reads a user's CSV or Parquet in the same layout): one row per sentence
+//! reads a user's CSV or Parquet in the same layout, `benchmark.table`
+//! assembles one from a .npy response matrix and a table of ids): one row per sentence
 //! and subject, columns `sentence` (integer id), `passage` (integer id; the
 //! cross-validation keeps a passage's sentences together), `text` (utf8),
 //! optionally `subject` (utf8; without it the table is one subject and the

@@ -9,12 +9,15 @@
 //! - [`benchmark`]: `benchmark.generate` and `benchmark.sentences` (worker:
 //!   the model's forward passes), the benchmark table, the cross-validated
 //!   ridge score and its two noise ceilings (CPU, here).
+//! - [`table`]: `benchmark.table` (CPU), a user's benchmark from a response
+//!   matrix (.npy) and a table of sentence ids.
 //! - [`summary`]: `alignment.summary` (CPU), gathering a whole sweep through
 //!   inputs written `stage[*]`.
 
 pub mod benchmark;
 pub mod localize;
 pub mod summary;
+pub mod table;
 
 use std::sync::Arc;
 

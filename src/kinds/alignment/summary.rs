@@ -7,11 +7,21 @@
 //! Its inputs gather whole sweeps (`stage[*]`, see `crate::plan`), each
 //! expansion an input whose role carries the matrix values
 //! (`scores[size=small,step=300]`):
-//! - roles starting with `scores`: benchmark summaries (one row with
-//!   `raw`, `ceiling`, `score`; `benchmark.sentences`'s `summary`); the
-//!   benchmark is named after the stage (`sentences[*]` -> `sentences`);
-//! - `formal`, `functional` (optional): competence tables (`source`,
-//!   `suite`, `n`, `correct`, `accuracy`; the row with suite `overall`);
+//! - roles starting with `scores`: benchmark summaries, one row with
+//!   `raw`, `ceiling`, `score` (`benchmark.sentences`'s `summary`), or
+//!   `evaluate`'s summary of the story-listening path (the encoding model
+//!   on synth.stories or LeBel-layout data, with repeats): raw = `mean_r`
+//!   (mean Pearson r over voxels on the test story), ceiling =
+//!   `mean_cc_max`, score = `mean_r_normalized` (the mean over voxels of r
+//!   / CC_max); the benchmark is named after the stage (`sentences[*]` ->
+//!   `sentences`);
+//! - roles starting with `formal` or `functional` (optional): competence
+//!   tables (`source`, `suite`, `n`, `correct`, `accuracy`; the row with
+//!   suite `overall`). Several roles of one kind (`formal: "pairs[*]..."`,
+//!   `formal_syntaxgym: "syntaxgym[*]..."`) are averaged: a checkpoint's
+//!   formal competence is the mean of the overall accuracies of every
+//!   `formal*` input that matches it, as the paper averages its formal
+//!   benchmarks;
 //! - `loss` (optional): train.gpt's `metrics` per size (`step`, `loss`,
 //!   `val_loss`): the loss at a checkpoint is `val_loss` of the last row
 //!   at or before its step that has one (null if none), and tokens seen
@@ -67,7 +77,7 @@ pub struct AlignmentSummary;
 impl Kind for AlignmentSummary {
     type Params = SummaryParams;
     const NAME: &'static str = "alignment.summary";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "a checkpoint sweep as one table (size x tokens x benchmark: score, competence, loss) and R^2 of alignment against competence";
     const INPUTS: &'static [&'static str] = &["scores"];
@@ -139,8 +149,8 @@ fn gather(p: &SummaryParams, ctx: &StageContext) -> Result<Vec<Row>, StageError>
     for (role, input) in ctx.inputs.iter() {
         let (base, values) = parse_role(role);
         match base {
-            "formal" => formal.push((values, competence(ctx, role)?)),
-            "functional" => functional.push((values, competence(ctx, role)?)),
+            b if b.starts_with("formal") => formal.push((values, competence(ctx, role)?)),
+            b if b.starts_with("functional") => functional.push((values, competence(ctx, role)?)),
             "loss" => losses.push((values, role.clone())),
             b if b.starts_with("scores") => {
                 let benchmark = input.stage.split('[').next().unwrap_or(&input.stage).to_string();
@@ -148,14 +158,14 @@ fn gather(p: &SummaryParams, ctx: &StageContext) -> Result<Vec<Row>, StageError>
             }
             other => {
                 return Err(StageError::failed(format!("alignment.summary: unknown input role `{other}`"))
-                    .with_hint("roles: scores* (benchmark summaries), formal, functional, loss"))
+                    .with_hint("roles: scores* (benchmark summaries), formal*, functional* (competence), loss"))
             }
         }
     }
     let mut rows = Vec::new();
     for (values, role, benchmark) in scores {
         let stage = &ctx.input(&role)?.stage;
-        let hint = "give a benchmark's one-row summary with raw, ceiling and score (benchmark.sentences's `summary`)";
+        let hint = "give a benchmark's one-row summary with raw, ceiling and score (benchmark.sentences's `summary`), or evaluate's `summary` with repeats (mean_r, mean_cc_max, mean_r_normalized)";
         let (size, step) = match (values.get(&p.size_axis), values.get(&p.step_axis)) {
             (Some(size), Some(step)) => (size.clone(), step.clone()),
             _ => {
@@ -176,9 +186,17 @@ fn gather(p: &SummaryParams, ctx: &StageContext) -> Result<Vec<Row>, StageError>
                 .and_then(|v| v.first().copied().flatten())
                 .ok_or_else(|| failed(&role, stage, format!("no value in column `{name}`"), hint))
         };
-        let (raw, ceiling, score) = (one("raw")?, one("ceiling")?, one("score")?);
+        let (raw, ceiling, score) = if batch.column_by_name("raw").is_none() && batch.column_by_name("mean_r").is_some()
+        {
+            // The story-listening path: evaluate's summary.
+            (one("mean_r")?, one("mean_cc_max")?, one("mean_r_normalized")?)
+        } else {
+            (one("raw")?, one("ceiling")?, one("score")?)
+        };
+        // The mean over every matching input (e.g. minimal pairs and SyntaxGym).
         let find = |list: &Vec<(BTreeMap<String, String>, f64)>| {
-            list.iter().find(|(v, _)| agrees(v, &values)).map(|(_, accuracy)| *accuracy)
+            let matching: Vec<f64> = list.iter().filter(|(v, _)| agrees(v, &values)).map(|(_, a)| *a).collect();
+            (!matching.is_empty()).then(|| matching.iter().sum::<f64>() / matching.len() as f64)
         };
         let mut loss = None;
         let mut tokens = None;
