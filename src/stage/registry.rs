@@ -27,6 +27,7 @@ pub static KINDS: &[&dyn Stage] = &[
     &kinds::features::TemporalBaseline,
     &kinds::features::WordRate,
     &kinds::images::digits::ImagesDigits,
+    &kinds::images::folder::ImagesFolder,
     &kinds::images::shapes::ImagesShapes,
     &kinds::lag::Lag,
     &kinds::load::LoadMatrix,

@@ -1,7 +1,8 @@
 //! Training step time of a Topoformer (spatial querying + reweighting)
 //! against standard attention at the same size, on the CPU, in one run:
 //! forward, backward, AdamW and (for the Topoformer) the reweighting
-//! constraint, on random token ids. Prints one Markdown row per model.
+//! constraint, on random token ids, the three models one step each in turn.
+//! Prints one Markdown row per model.
 //!
 //!   cargo run --release --example topoformer_bench -- N_LAYER N_EMBD TOKENS BATCH STEPS THREADS
 //!
@@ -27,8 +28,9 @@ fn main() {
     let ids = Tensor::from_slice(&ids).view([batch as i64, tokens as i64]);
     let valid = ids.ones_like().to_kind(Kind::Bool);
     let targets = Tensor::from_slice(&(0..batch as i64).map(|b| b % 2).collect::<Vec<_>>());
-    println!("| attention | n_layer | n_embd | tokens x batch | ms per step (median of {steps}) |");
-    println!("| --- | --- | --- | --- | --- |");
+    // The three models train side by side, one step of each in turn, so
+    // that load from other processes on a shared machine falls on all three.
+    let mut runs = Vec::new();
     for (attention, sq, sr) in [
         (TopoAttention::Topographic, 0.1, 0.3),
         (TopoAttention::Control, 1.0, 1.0),
@@ -51,9 +53,11 @@ fn main() {
         };
         let model = TopoformerModel::new(&config, 0, Device::Cpu).expect("model");
         let params = model.parameters().iter().map(|(n, t)| (n.clone(), t.shallow_clone(), decays(n))).collect();
-        let mut optimizer = AdamW::new(AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }, params);
-        let mut times = Vec::with_capacity(steps);
-        for step in 0..steps + 2 {
+        let optimizer = AdamW::new(AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }, params);
+        runs.push((attention, model, optimizer, Vec::with_capacity(steps)));
+    }
+    for step in 0..steps + 2 {
+        for (_, model, optimizer, times) in runs.iter_mut() {
             let started = Instant::now();
             optimizer.zero_grad();
             let (logits, _) = model.forward(&ids, &valid, true);
@@ -64,7 +68,21 @@ fn main() {
                 times.push(started.elapsed().as_secs_f64() * 1e3);
             }
         }
-        times.sort_by(f64::total_cmp);
-        println!("| {attention:?} | {n_layer} | {n_embd} | {tokens} x {batch} | {:.2} |", times[times.len() / 2]);
+    }
+    let medians: Vec<f64> = runs
+        .iter_mut()
+        .map(|(_, _, _, times)| {
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        })
+        .collect();
+    let standard = medians[2];
+    println!("| attention | n_layer | n_embd | tokens x batch | ms per step (median of {steps}) | / standard |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for ((attention, ..), median) in runs.iter().zip(&medians) {
+        println!(
+            "| {attention:?} | {n_layer} | {n_embd} | {tokens} x {batch} | {median:.2} | {:.2}x |",
+            median / standard
+        );
     }
 }

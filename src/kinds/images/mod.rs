@@ -1,6 +1,7 @@
 //! Image sets for the diffusion kinds: `images.digits` (digits.rs, the 8x8
-//! handwritten digits scikit-learn ships) and `images.shapes` (shapes.rs,
-//! procedural shapes from a seed). Both write the same two outputs, which
+//! handwritten digits scikit-learn ships), `images.shapes` (shapes.rs,
+//! procedural shapes from a seed) and `images.folder` (folder.rs, a
+//! directory of class subfolders of PNGs). All write the same two outputs, which
 //! `train.prototypes`, `train.classifier`, `train.ddpm` and `eval.samples`
 //! read through [`ImageSet::read`]:
 //!
@@ -17,6 +18,7 @@
 //! puts round(test_fraction * n_class) images in `test`.
 
 pub mod digits;
+pub mod folder;
 pub mod shapes;
 
 use std::collections::BTreeMap;
@@ -118,7 +120,7 @@ impl ImageSet {
     pub fn read(input: &InputArtifact, role: &str) -> Result<ImageSet, StageError> {
         let wrong = |what: &str| {
             StageError::failed(format!(
-                "the `{role}` input (stage `{}`) has no output `{what}`: give an images.digits or images.shapes stage",
+                "the `{role}` input (stage `{}`) has no output `{what}`: give an images.digits, images.shapes or images.folder stage",
                 input.stage
             ))
             .with_hint(format!("write `inputs: {{{role}: <images stage>}}` without an output name"))
@@ -134,7 +136,7 @@ impl ImageSet {
         let meta = |key: &str| {
             images.metadata.get(key).cloned().ok_or_else(|| {
                 StageError::failed(format!("{}: no metadata `voxflow.{key}`", images_path.display()))
-                    .with_hint("the images matrix is written by images.digits or images.shapes")
+                    .with_hint("the images matrix is written by an images.* stage")
             })
         };
         let size: usize = meta("height")?.parse().map_err(|_| StageError::failed("bad height metadata"))?;
