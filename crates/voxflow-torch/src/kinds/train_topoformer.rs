@@ -8,8 +8,10 @@
 //! far), written to a temporary name and renamed; `checkpoints/step<N>/`
 //! (config.json, model.safetensors, tokenizer.json), moved into the result
 //! at the end; `tokenizer.json`, the word-level vocabulary of the training
-//! texts. Batches come from (seed, step) alone and dropout masks are seeded
-//! per step, so a resumed run is the same bytes on the CPU.
+//! texts (`classify`) or the corpus tokenizer plus `[MASK]` (`mlm`).
+//! Batches (and `mlm`'s windows and masks) come from (seed, step) alone and
+//! dropout masks are seeded per step, so a resumed run is the same bytes on
+//! the CPU. Both tasks share the loop, `run_training`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
