@@ -1,12 +1,15 @@
 //! Topoformer: the model's forward pass against a float64 PyTorch
 //! re-implementation written here from the authors' definitions (masks
 //! from `Constraints.circular`'s coordinates and wrap, q' = q M / ||M||_F,
-//! W_o = |W_o * M_r|, post-LN blocks, mean pool -> tanh -> linear), and
-//! pipelines/topoformer.yaml shrunk: three 1-layer classifiers
-//! (topographic, the sq = sr = 1 control, standard attention) trained on
-//! the generated sentiment task, their units' responses and TGI; a
-//! training killed midway resumes to the bytes of an uninterrupted run;
-//! bad input.
+//! W_o = |W_o * M_r|, post-LN blocks, mean pool -> tanh -> linear; BERT's
+//! MLM head), the masked language model (BERT's masking; a tiny model
+//! trains; its checkpoint's hidden states through features.lm's loader
+//! against the reference), and pipelines/topoformer.yaml shrunk: three
+//! 1-layer classifiers (topographic, the sq = sr = 1 control, standard
+//! attention) trained on the generated sentiment task, their units'
+//! responses and TGI, and the MLM branch into features.lm and the encoding
+//! model; a training (classify and mlm) killed midway resumes to the bytes
+//! of an uninterrupted run; bad input.
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
@@ -18,8 +21,9 @@ use std::path::Path;
 use common::{fresh_seed, run_python, stage, stderr, Scratch};
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
-use voxflow::kinds::train::topoformer::TopoAttention;
-use voxflow_torch::train::topoformer::{TopoformerConfig, TopoformerModel, MODEL_TYPE};
+use voxflow::kinds::train::topoformer::{TopoAttention, TopoTask};
+use voxflow_torch::lm::model::LanguageModel;
+use voxflow_torch::train::topoformer::{mask_tokens, MaskVocab, TopoformerConfig, TopoformerModel, MODEL_TYPE};
 
 const REFERENCE: &str = r#"
 import sys, json, math
@@ -30,6 +34,7 @@ cfg = json.load(open(d_dir + "/config.json"))
 W = {k: v.double() for k, v in load_file(d_dir + "/model.safetensors").items()}
 got = load_file(d_dir + "/outputs.safetensors")
 ids, valid = got["ids"].long(), got["valid"].bool()
+mlm = cfg.get("task") == "mlm"
 d, h = cfg["n_embd"], cfg["n_head"]
 s = math.isqrt(d)
 
@@ -46,11 +51,18 @@ topo = cfg["attention"] != "standard"
 Mq, Mr = mask(cfg["sq"]), mask(cfg["sr"])
 B, T = ids.shape
 x = W["embed.word.weight"][ids] + W["embed.position.weight"][:T][None]
+if mlm:
+    x = torch.nn.functional.layer_norm(x, (d,), W["embed.norm.weight"], W["embed.norm.bias"], 1e-5)
 lin = lambda x, p: x @ W[p + ".weight"].T + W[p + ".bias"]
 worst = {}
 def check(name, ours, want):
+    if ours is None:
+        return
     err = (ours.double() - want).abs().max().item() / max(1.0, want.abs().max().item())
     worst[name] = max(worst.get(name, 0.0), err)
+# Hidden states (encoder, and features.lm's loader when given): padding rows' values are compared too.
+for prefix in ["hidden", "lm"]:
+    check(prefix + ".0", got.get(prefix + ".0"), x)
 for l in range(cfg["n_layer"]):
     p = f"blocks.{l}."
     q, k, v = lin(x, p + "attn.query"), lin(x, p + "attn.key"), lin(x, p + "attn.value")
@@ -71,9 +83,17 @@ for l in range(cfg["n_layer"]):
     ln = lambda y, n: torch.nn.functional.layer_norm(y, (d,), W[p + n + ".weight"], W[p + n + ".bias"], 1e-5)
     x = ln(out + x, "norm1")
     x = ln(lin(torch.relu(lin(x, p + "ff1")), p + "ff2") + x, "norm2")
-m = valid.double()[..., None]
-pooled = (x * m).sum(1) / m.sum(1)
-check("logits", got["logits"], lin(torch.tanh(pooled), "classifier"))
+    for prefix in ["hidden", "lm"]:
+        check(f"{prefix}.{l + 1}", got.get(f"{prefix}.{l + 1}"), x)
+if mlm:
+    # BERT's head: dense -> GELU (erf) -> LayerNorm -> the token embedding, plus a bias.
+    y = torch.nn.functional.gelu(lin(x, "mlm.dense"))
+    y = torch.nn.functional.layer_norm(y, (d,), W["mlm.norm.weight"], W["mlm.norm.bias"], 1e-5)
+    check("logits", got["logits"], y @ W["embed.word.weight"].T + W["mlm.bias"])
+else:
+    m = valid.double()[..., None]
+    pooled = (x * m).sum(1) / m.sum(1)
+    check("logits", got["logits"], lin(torch.tanh(pooled), "classifier"))
 print(json.dumps(worst))
 "#;
 
@@ -111,49 +131,240 @@ fn the_forward_pass_matches_a_float64_pytorch_reimplementation() {
             sr,
             labels: vec!["negative".into(), "neutral".into(), "positive".into()],
             layer_norm_epsilon: 1e-5,
+            task: TopoTask::Classify,
+            architectures: vec![],
+            mask_token_id: None,
         };
         let model = TopoformerModel::new(&config, rng.random(), Device::Cpu).unwrap();
         let case_dir = dir.join(&format!("case{case}"));
         std::fs::create_dir_all(&case_dir).unwrap();
         model.write_files(&case_dir, None).unwrap();
-        // A batch with padding: lengths 1 to 9.
-        let (batch, longest) = (5usize, 9usize);
-        let lengths: Vec<usize> =
-            (0..batch).map(|b| if b == 0 { longest } else { rng.random_range(1..=longest) }).collect();
-        let mut ids = Vec::new();
-        let mut valid = Vec::new();
-        for &len in &lengths {
-            for t in 0..longest {
-                ids.push(if t < len { rng.random_range(0..config.vocab_size as i64) } else { 0 });
-                valid.push(t < len);
-            }
-        }
-        let ids = Tensor::from_slice(&ids).view([batch as i64, longest as i64]);
-        let valid = Tensor::from_slice(&valid).view([batch as i64, longest as i64]);
-        let (logits, blocks) = tch::no_grad(|| model.forward(&ids, &valid, false));
-        let mut tensors = vec![
-            ("ids".to_string(), ids.to_kind(Kind::Int64)),
-            ("valid".to_string(), valid.to_kind(Kind::Uint8)),
-            ("logits".to_string(), logits),
-        ];
-        for (l, block) in blocks.iter().enumerate() {
-            for (name, tensor) in
-                [("query", &block.query), ("key", &block.key), ("value", &block.value), ("output", &block.output)]
-            {
-                tensors.push((format!("{l}.{name}"), tensor.shallow_clone()));
-            }
-        }
-        Tensor::write_safetensors(&tensors, case_dir.join("outputs.safetensors")).unwrap();
-        let out = run_python(REFERENCE, &[case_dir.to_str().unwrap()]);
-        let worst: std::collections::BTreeMap<String, f64> = serde_json::from_str(out.trim()).unwrap();
+        let worst = compare_with_reference(&model, &case_dir, None, 9, &mut rng);
         eprintln!(
             "case {case} ({attention:?}, side {side}, heads {}, sq {sq:.3}, sr {sr:.3}): {worst:?}",
             config.n_head
         );
-        assert_eq!(worst.len(), 5, "{worst:?}");
+        // query, key, value, output, hidden.0..=n_layer, logits.
+        assert_eq!(worst.len(), 4 + n_layer + 2, "{worst:?}");
         for (name, err) in &worst {
             assert!(*err < 2e-5, "case {case}: {name} differs by {err} (relative to its largest value)");
         }
+    }
+}
+
+/// Runs `model` (and, with `lm`, features.lm's loader of the same
+/// checkpoint) on a random padded batch of `longest` tokens, writes the
+/// results beside the checkpoint in `dir` and returns the reference's worst
+/// relative error per tensor.
+fn compare_with_reference(
+    model: &TopoformerModel,
+    dir: &Path,
+    lm: Option<&LanguageModel>,
+    longest: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> std::collections::BTreeMap<String, f64> {
+    let config = &model.config;
+    // A batch with padding: lengths 1 to `longest`.
+    let batch = 5usize;
+    let lengths: Vec<usize> =
+        (0..batch).map(|b| if b == 0 { longest } else { rng.random_range(1..=longest) }).collect();
+    let mut ids = Vec::new();
+    let mut valid = Vec::new();
+    for &len in &lengths {
+        for t in 0..longest {
+            ids.push(if t < len { rng.random_range(0..config.vocab_size as i64) } else { 0 });
+            valid.push(t < len);
+        }
+    }
+    let ids = Tensor::from_slice(&ids).view([batch as i64, longest as i64]);
+    let valid = Tensor::from_slice(&valid).view([batch as i64, longest as i64]);
+    let encoded = tch::no_grad(|| model.encode(&ids, &valid, false));
+    let logits = tch::no_grad(|| match config.task {
+        TopoTask::Classify => model.forward(&ids, &valid, false).0,
+        TopoTask::Mlm => model.mlm_logits(encoded.last()),
+    });
+    let mut tensors = vec![
+        ("ids".to_string(), ids.to_kind(Kind::Int64)),
+        ("valid".to_string(), valid.to_kind(Kind::Uint8)),
+        ("logits".to_string(), logits),
+        ("hidden.0".to_string(), encoded.embeddings.shallow_clone()),
+    ];
+    for (l, block) in encoded.blocks.iter().enumerate() {
+        for (name, tensor) in
+            [("query", &block.query), ("key", &block.key), ("value", &block.value), ("output", &block.output)]
+        {
+            tensors.push((format!("{l}.{name}"), tensor.shallow_clone()));
+        }
+        tensors.push((format!("hidden.{}", l + 1), block.hidden.shallow_clone()));
+    }
+    if let Some(lm) = lm {
+        let layers: Vec<usize> = (0..=config.n_layer).collect();
+        let states = lm.hidden_states(&ids, &valid.to_kind(Kind::Int64), &layers);
+        for (l, state) in states.into_iter().enumerate() {
+            tensors.push((format!("lm.{l}"), state));
+        }
+    }
+    Tensor::write_safetensors(&tensors, dir.join("outputs.safetensors")).unwrap();
+    let out = run_python(REFERENCE, &[dir.to_str().unwrap()]);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+#[test]
+fn bert_masking_selects_15_percent_of_non_special_tokens_80_10_10() {
+    let seed = fresh_seed();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // 40 tokens, specials 0 and 3, [MASK] = 40.
+    let vocab = MaskVocab::new(41, &[0, 3], 40);
+    assert_eq!(vocab.candidates.len(), 38);
+    let n = 200_000usize;
+    let ids: Vec<i64> =
+        (0..n).map(|i| if i % 10 == 0 { [0i64, 3][i % 20 / 10] } else { rng.random_range(0..40) }).collect();
+    let draw: u64 = rng.random();
+    let masked = mask_tokens(&ids, &vocab, draw, 17);
+    let special = |id: i64| id == 0 || id == 3;
+    let eligible = ids.iter().filter(|&&id| !special(id)).count() as f64;
+    let selected = masked.positions.len() as f64;
+    // Within 4.5 binomial standard deviations.
+    let near = |got: f64, p: f64, n: f64, what: &str| {
+        let sd = (p * (1.0 - p) / n).sqrt();
+        assert!((got - p).abs() < 4.5 * sd, "{what}: {got} vs {p} (sd {sd}, seed {seed})");
+        eprintln!("{what}: {got:.5} (expected {p}, sd {sd:.5})");
+    };
+    near(selected / eligible, 0.15, eligible, "selected");
+    let (mut as_mask, mut unchanged, mut replaced) = (0.0, 0.0, 0.0);
+    for (&position, &target) in masked.positions.iter().zip(&masked.targets) {
+        let i = position as usize;
+        assert_eq!(ids[i], target);
+        assert!(!special(target), "special token {target} at {i} was selected");
+        let input = masked.inputs[i];
+        if input == 40 {
+            as_mask += 1.0;
+        } else if input == target {
+            unchanged += 1.0;
+        } else {
+            assert!(!special(input), "replaced by special token {input}");
+            replaced += 1.0;
+        }
+    }
+    // A random replacement draws the original token 1 time in 38.
+    let same = 0.1 / 38.0;
+    near(as_mask / selected, 0.8, selected, "[MASK]");
+    near(replaced / selected, 0.1 - same, selected, "random token");
+    near(unchanged / selected, 0.1 + same, selected, "unchanged");
+    // Only the selected positions change.
+    let positions: std::collections::BTreeSet<usize> = masked.positions.iter().map(|&p| p as usize).collect();
+    for i in 0..n {
+        if !positions.contains(&i) {
+            assert_eq!(masked.inputs[i], ids[i], "{i} changed without being selected");
+        }
+    }
+    // The same seed and step: the same masks; another step or seed: others.
+    assert_eq!(mask_tokens(&ids, &vocab, draw, 17), masked);
+    assert_ne!(mask_tokens(&ids, &vocab, draw, 18).positions, masked.positions);
+    assert_ne!(mask_tokens(&ids, &vocab, draw ^ 1, 17).positions, masked.positions);
+    // A tiny batch still selects one token; all-special selects none.
+    let few = mask_tokens(&[0, 5, 3], &vocab, draw, 0);
+    assert_eq!(few.positions, [1]);
+    assert!(mask_tokens(&[0, 3, 0], &vocab, draw, 0).positions.is_empty());
+}
+
+/// A corpus.grammar -> corpus.text -> train.topoformer (task mlm) pipeline.
+fn mlm_pipeline(dir: &Scratch, steps: usize, save_every: usize, seed: u64) -> std::path::PathBuf {
+    dir.write(
+        "mlm.yaml",
+        &format!(
+            "name: mlm
+stages:
+  grammar:
+    kind: corpus.grammar
+    params: {{seed: 1, documents: 300, sentences_per_document: 8}}
+  tokens:
+    kind: corpus.text
+    inputs: {{text: grammar.text}}
+    params: {{tokenizer: bpe, vocab_size: 384, valid_fraction: 0.1, seed: 0}}
+  mlm:
+    kind: train.topoformer
+    inputs: {{corpus: tokens}}
+    resources: {{threads: 1}}
+    params: {{task: mlm, n_layer: 2, n_head: 2, n_embd: 36, sq: 0.2, sr: 0.3, context_length: 24, batch_size: 16, steps: {steps}, learning_rate: 2.0e-3, warmup_steps: 10, eval_every: 50, eval_batches: 4, save_every: {save_every}, checkpoints: [0, {steps}], dropout: 0.1, seed: {seed}, device: cpu}}
+"
+        ),
+    )
+}
+
+#[test]
+fn a_small_topoformer_mlm_trains_and_its_checkpoint_loads_in_features_lm() {
+    let seed = fresh_seed() % 1000;
+    let dir = Scratch::new("topoformer-mlm");
+    let steps = 300;
+    let pipeline = mlm_pipeline(&dir, steps, 100, seed);
+    let store = dir.join("store");
+    let started = std::time::Instant::now();
+    let summary = common::voxflow_json(
+        &["run", pipeline.to_str().unwrap(), "--store", store.to_str().unwrap(), "--format", "json"],
+        0,
+    );
+    eprintln!("pipeline: {:.1} s", started.elapsed().as_secs_f64());
+    let object = store.join("objects").join(stage(&summary, "mlm")["key"].as_str().unwrap());
+    let log = std::fs::read_to_string(object.join("logs/train.log")).unwrap();
+    let at_start: f64 = log
+        .lines()
+        .find_map(|line| line.strip_prefix("step 0 val_loss "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let out = run_python(
+        r#"
+import sys, json, pyarrow.parquet as pq
+m = pq.read_table(sys.argv[1] + "/metrics.parquet").to_pydict()
+assert "val_loss" in m and "test_loss" not in m, list(m)
+v = [(s, l) for s, l in zip(m["step"], m["val_loss"]) if l is not None]
+print(json.dumps(v))
+"#,
+        &[object.to_str().unwrap()],
+    );
+    let val: Vec<(usize, f64)> = serde_json::from_str(out.trim()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(object.join(format!("step{steps}/config.json"))).unwrap()).unwrap();
+    let vocab = config["vocab_size"].as_u64().unwrap() as f64;
+    let end = val.last().unwrap().1;
+    eprintln!("validation MLM loss: step 0 {at_start:.4}, {val:?}; ln(vocab {vocab}) = {:.4}", vocab.ln());
+    assert_eq!(val.iter().map(|v| v.0).collect::<Vec<_>>(), (1..=steps / 50).map(|k| 50 * k).collect::<Vec<_>>());
+    assert!(end < at_start - 1.0, "validation loss {end} at the end vs {at_start} at step 0");
+    // Measured (README): 5.96 at step 0, 4.55-4.66 at step 300 against
+    // ln(385) = 5.95; the corpus's unigram cross-entropy is 4.58 and
+    // transformers' BertForMaskedLM at the same size and steps reached
+    // 4.65: a model this small has not yet learnt to use the context.
+    assert!(end < vocab.ln() - 1.0, "validation loss {end} is not below ln(vocab) = {} by 1.0", vocab.ln());
+    assert_eq!(config["architectures"][0], "TopoformerForMaskedLM");
+    assert_eq!(config["task"], "mlm");
+    let tokenizer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(object.join(format!("step{steps}/tokenizer.json"))).unwrap()).unwrap();
+    let mask_id = config["mask_token_id"].as_u64().unwrap();
+    assert!(tokenizer["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["content"] == "[MASK]" && t["id"] == mask_id));
+
+    // The trained checkpoint: the encoder, the head and features.lm's
+    // hidden states against the float64 reference.
+    let case = dir.join("checkpoint");
+    std::fs::create_dir_all(&case).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(object.join(format!("step{steps}/{file}")), case.join(file)).unwrap();
+    }
+    let model = TopoformerModel::load(&case, Device::Cpu).unwrap();
+    let lm = LanguageModel::load(&case, Device::Cpu).unwrap();
+    assert_eq!((lm.config.layers, lm.config.hidden, lm.config.max_positions), (2, 36, 24));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let worst = compare_with_reference(&model, &case, Some(&lm), 24, &mut rng);
+    eprintln!("trained MLM checkpoint against the reference: {worst:?}");
+    // query, key, value, output (worst over the blocks), hidden.0..=2, lm.0..=2, logits.
+    assert_eq!(worst.len(), 4 + 3 + 3 + 1, "{worst:?}");
+    for (name, err) in &worst {
+        assert!(*err < 1e-5, "{name} differs by {err} (relative to its largest value)");
     }
 }
 
@@ -165,6 +376,16 @@ const SHRINK: &[&str] = &[
     "train.n_embd=64",
     "train.warmup_steps=10",
     "train.eval_every=50",
+    // The MLM branch.
+    "matrix.mlm_steps=[200]",
+    "grammar.documents=300",
+    "tokens.vocab_size=384",
+    "mlm.n_embd=36",
+    "mlm.context_length=32",
+    "mlm.batch_size=16",
+    "mlm.eval_every=50",
+    "mlm.warmup_steps=10",
+    "synth.voxels=200",
 ];
 
 #[test]
@@ -224,6 +445,24 @@ print(json.dumps([dict(zip(t["sublayer"], t["tgi"])), m["test_accuracy"][-1]]))
     }
     // Spatial querying costs no accuracy here: within 2 points of the control.
     assert!(topo.1 > control.1 - 0.02, "test accuracy {} (topographic) vs {} (control)", topo.1, control.1);
+
+    // The MLM branch: the model trained, features.lm read its checkpoint,
+    // the encoding model scored it.
+    let out = run_python(
+        r#"
+import sys, json, pyarrow.parquet as pq
+m = pq.read_table(sys.argv[1] + "/metrics.parquet").to_pydict()
+v = [l for l in m["val_loss"] if l is not None]
+s = pq.read_table(sys.argv[2] + "/summary.parquet").to_pydict()
+print(json.dumps([v, s["mean_r"][0]]))
+"#,
+        &[object("mlm[mlm_steps=200]").to_str().unwrap(), object("score[mlm_steps=200]").to_str().unwrap()],
+    );
+    let (val, mean_r): (Vec<f64>, f64) = serde_json::from_str(out.trim()).unwrap();
+    eprintln!("MLM validation loss every 50 steps: {val:?}; encoding model mean test r {mean_r:.3}");
+    assert_eq!(val.len(), 4);
+    assert!(val[3] < val[0], "the MLM validation loss did not fall: {val:?}");
+    assert!(mean_r.is_finite());
 }
 
 #[test]
@@ -277,8 +516,6 @@ fn saved_step(store: &Path) -> Option<usize> {
 
 #[test]
 fn a_killed_topoformer_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
     let dir = Scratch::new("topoformer-resume");
     let seed = fresh_seed() % 1000;
     let pipeline = dir.write(
@@ -287,12 +524,29 @@ fn a_killed_topoformer_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
             "name: resume\nstages:\n  s:\n    kind: stimuli.sentiment\n    params: {{n: 100}}\n  t:\n    kind: stimuli.sentiment\n    params: {{n: 20, offset: 100}}\n  train:\n    kind: train.topoformer\n    inputs: {{train: s, test: t}}\n    resources: {{threads: 1}}\n    params: {{n_embd: 36, steps: 400, batch_size: 16, save_every: 20, eval_every: 100, checkpoints: [0, 400], dropout: 0.1, seed: {seed}, device: cpu}}\n"
         ),
     );
+    kill_and_resume(&dir, &pipeline, "train", 400);
+}
+
+#[test]
+fn a_killed_topoformer_mlm_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
+    let dir = Scratch::new("topoformer-mlm-resume");
+    let seed = fresh_seed() % 1000;
+    let pipeline = mlm_pipeline(&dir, 400, 20, seed);
+    kill_and_resume(&dir, &pipeline, "mlm", 400);
+}
+
+/// Runs `pipeline` whole, then again killed once its stage `name` has
+/// saved a state at step 40 or later, and resumed: the same output digests.
+fn kill_and_resume(dir: &Scratch, pipeline: &Path, name: &str, steps: usize) {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
     let path = pipeline.to_str().unwrap();
     let whole = dir.join("whole");
     let summary = common::voxflow_json(&["run", path, "--store", whole.to_str().unwrap(), "--format", "json"], 0);
-    let key = stage(&summary, "train")["key"].as_str().unwrap().to_string();
+    let key = stage(&summary, name)["key"].as_str().unwrap().to_string();
     let expected = training::output_digests(&whole, &key);
-    assert_eq!(expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["metrics", "step0", "step400"]);
+    let last = format!("step{steps}");
+    assert_eq!(expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["metrics", "step0", last.as_str()]);
 
     let store = dir.join("killed");
     let mut child = Command::new(common::voxflow_bin())
@@ -313,6 +567,6 @@ fn a_killed_topoformer_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
     let output = common::voxflow(&["run", path, "--store", store.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let said = stderr(&output);
-    assert!(said.contains(&format!("train: resuming from step {step} of 400")), "{said}");
+    assert!(said.contains(&format!("{name}: resuming from step {step} of {steps}")), "{said}");
     assert_eq!(training::output_digests(&store, &key), expected, "resumed != uninterrupted");
 }

@@ -4,7 +4,8 @@
 //! beat the last one). One output per layer, `layer<N>` (0 = embeddings).
 //!
 //! Params: `model` (a directory with config.json, model.safetensors,
-//! tokenizer.json; hashed by content; `model_type` bert, gpt2, gpt_neox or
+//! tokenizer.json; hashed by content; `model_type` bert, gpt2, gpt_neox,
+//! voxflow-topoformer (train.topoformer checkpoints) or
 //! llama), `layers`, `context` (fullcontext,
 //! nocontext, halfcontext; see `lm::windows` for the exact definition),
 //! `lookback` (tokens), `pool`, `word_time` (for `pool: tr`),

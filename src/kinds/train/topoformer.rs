@@ -21,13 +21,34 @@
 //! (its labels must be among the training labels). A word-level vocabulary
 //! is built from the training texts (lower-cased, words and punctuation
 //! runs, `[UNK]` for the rest) and written as tokenizer.json.
-//! Masked language modelling is not implemented.
+//!
+//! Task `mlm`: BERT-style masked language modelling on a `corpus` input, a
+//! `corpus.text` stage as train.gpt takes it (its `train` and `valid` token
+//! streams and its tokenizer; corpus.text reads corpus.grammar's `text`).
+//! The vocabulary is the corpus tokenizer's with one special token added at
+//! the end, `[MASK]` (id = the tokenizer's size); the tokenizer's own
+//! special tokens (`<|endoftext|>`, the word tokenizer's `[UNK]`) are never
+//! masked. Each step draws `batch_size` windows of `context_length` tokens
+//! from the training stream and selects each non-special token with
+//! probability 0.15; a selected token becomes `[MASK]` (80%), a random
+//! non-special token (10%) or stays (10%); the loss is the cross-entropy
+//! on the selected tokens only. Windows and masks come from (seed, step)
+//! alone. Validation: the first `eval_batches` x `batch_size`
+//! non-overlapping windows of the `valid` stream with fixed masks (the
+//! untrained model's validation loss goes to the log as `step 0 val_loss`).
+//! The encoder is the classifier's with a LayerNorm on the embeddings and
+//! N(0, 0.02^2) embeddings; head: dense -> GELU -> LayerNorm -> decoder
+//! tied to the token embedding, plus a bias (BERT's). Checkpoints
+//! (`architectures: [TopoformerForMaskedLM]`, `task: mlm`,
+//! `mask_token_id`) load in `features.lm`: hidden state 0 the embeddings
+//! (after their LayerNorm), l the output of block l.
 //!
 //! Outputs: `step<N>` for each N in `checkpoints` (directories: config.json,
-//! model.safetensors, tokenizer.json; read by `topoformer.responses`) and
-//! `metrics` (Parquet, one row per step: step, loss, accuracy (of the
-//! step's batch), lr, grad_norm, test_loss and test_accuracy where the test
-//! set ran). Optimiser, schedule, clipping and checkpoint writing are
+//! model.safetensors, tokenizer.json; read by `topoformer.responses`, and
+//! for `mlm` by `features.lm`) and `metrics` (Parquet, one row per step:
+//! step, loss, accuracy (of the step's batch; for `mlm` of the masked
+//! tokens), lr, grad_norm, test_loss and test_accuracy where the test set
+//! ran; for `mlm` these two are `val_loss` and `val_accuracy`). Optimiser, schedule, clipping and checkpoint writing are
 //! train.gpt's (AdamW with warmup + cosine); resumable the same way (the
 //! whole state every `save_every` steps under the work directory), batches
 //! drawn from (seed, step) alone. Runs in the worker:
@@ -52,12 +73,26 @@ pub enum TopoAttention {
 }
 
 /// What the encoder is trained for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TopoTask {
     /// Sentence classification: mean pool -> tanh -> linear.
+    #[default]
     Classify,
+    /// Masked language modelling (BERT's 15%, 80/10/10) on a corpus.
+    Mlm,
 }
+
+impl TopoTask {
+    pub fn is_classify(&self) -> bool {
+        *self == TopoTask::Classify
+    }
+}
+
+/// `mlm`: the fraction of non-special tokens selected for prediction.
+pub const MLM_PROBABILITY: f64 = 0.15;
+/// `mlm`: validation batches when `eval_batches` is left out.
+pub const DEFAULT_EVAL_BATCHES: usize = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +151,9 @@ pub struct TrainTopoformerParams {
     /// Test loss and accuracy every this many steps and after the last; 0: after the last only.
     #[serde(default = "default_eval_every")]
     pub eval_every: usize,
+    /// `mlm`: batches of fixed validation windows per validation (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_batches: Option<usize>,
     #[serde(default)]
     pub checkpoints: Vec<usize>,
     #[serde(default = "default_save_every")]
@@ -189,6 +227,9 @@ impl TrainTopoformerParams {
     pub fn min_lr(&self) -> f64 {
         self.min_lr.unwrap_or(self.learning_rate / 10.0)
     }
+    pub fn eval_batches(&self) -> usize {
+        self.eval_batches.unwrap_or(DEFAULT_EVAL_BATCHES)
+    }
     /// The area fractions the model uses: (1, 1) for the control and for
     /// standard attention (which has no masks), else (`sq`, `sr`).
     pub fn fractions(&self) -> (f64, f64) {
@@ -206,8 +247,36 @@ impl Kind for TrainTopoformer {
     const NAME: &'static str = "train.topoformer";
     const VERSION: u32 = 1;
     const SUMMARY: &'static str =
-        "trains a Topoformer (spatial querying + reweighting) text classifier (libtorch); checkpoints and a metrics table; resumable";
-    const INPUTS: &'static [&'static str] = &["train", "test"];
+        "trains a Topoformer (spatial querying + reweighting) text classifier or masked language model (libtorch); checkpoints and a metrics table; resumable";
+    const INPUTS: &'static [&'static str] = &[];
+
+    fn required_inputs(&self, params: &TrainTopoformerParams) -> Vec<&'static str> {
+        match params.task {
+            TopoTask::Classify => vec!["train", "test"],
+            TopoTask::Mlm => vec!["corpus"],
+        }
+    }
+    fn input_problems(&self, params: &TrainTopoformerParams, roles: &[&str]) -> Vec<(String, String)> {
+        let (other, task, fix) = match params.task {
+            TopoTask::Classify => (
+                &["corpus"][..],
+                "classify",
+                "task `classify` reads `train` and `test` stimulus tables; a corpus is for `task: mlm`",
+            ),
+            TopoTask::Mlm => (
+                &["train", "test"][..],
+                "mlm",
+                "task `mlm` reads only `corpus` (a corpus.text stage); stimulus tables are for `task: classify`",
+            ),
+        };
+        roles
+            .iter()
+            .filter(|role| other.contains(role))
+            .map(|role| {
+                (format!("train.topoformer with task `{task}` does not read an input `{role}`"), fix.to_string())
+            })
+            .collect()
+    }
 
     fn outputs(&self, params: &TrainTopoformerParams) -> Vec<String> {
         let mut outputs: Vec<String> = params.checkpoints.iter().map(|step| format!("step{step}")).collect();
@@ -300,6 +369,25 @@ impl Kind for TrainTopoformer {
         }
         if p.save_every == 0 {
             fail("save_every", "save_every is 0".into(), "save the training state every N > 0 steps");
+        }
+        match p.task {
+            TopoTask::Mlm => {
+                if p.eval_batches == Some(0) {
+                    fail("eval_batches", "eval_batches is 0".into(), "give at least 1 (the default is 4)");
+                }
+                if p.context_length < 2 {
+                    fail("context_length", format!("context_length is {}", p.context_length), "use at least 2 tokens");
+                }
+            }
+            TopoTask::Classify => {
+                if p.eval_batches.is_some() {
+                    fail(
+                        "eval_batches",
+                        "eval_batches is for task `mlm`".into(),
+                        "task `classify` evaluates on the whole `test` table: leave eval_batches out",
+                    );
+                }
+            }
         }
         if let Some(beyond) = p.checkpoints.iter().find(|&&step| step > p.steps) {
             fail(

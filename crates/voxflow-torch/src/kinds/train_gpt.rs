@@ -130,11 +130,11 @@ fn failed(error: TrainError) -> StageError {
 }
 
 /// The token ids of a `corpus.text` table (column `id`, uint32).
-fn read_ids(path: &Path, what: &str) -> Result<Vec<u32>, StageError> {
+pub(crate) fn read_ids(path: &Path, what: &str) -> Result<Vec<u32>, StageError> {
     let batch = voxflow::artifact::read_batch(path)?;
     let column = batch.column_by_name("id").ok_or_else(|| {
         StageError::failed(format!("the {what} tokens ({}) have no column `id`", path.display()))
-            .with_hint("give train.gpt a corpus.text stage as its `corpus` input")
+            .with_hint("give a corpus.text stage as the `corpus` input")
     })?;
     match column.data_type() {
         DataType::UInt32 => Ok(column.as_primitive::<UInt32Type>().values().to_vec()),

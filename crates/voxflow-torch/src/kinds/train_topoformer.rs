@@ -8,8 +8,10 @@
 //! far), written to a temporary name and renamed; `checkpoints/step<N>/`
 //! (config.json, model.safetensors, tokenizer.json), moved into the result
 //! at the end; `tokenizer.json`, the word-level vocabulary of the training
-//! texts. Batches come from (seed, step) alone and dropout masks are seeded
-//! per step, so a resumed run is the same bytes on the CPU.
+//! texts (`classify`) or the corpus tokenizer plus `[MASK]` (`mlm`).
+//! Batches (and `mlm`'s windows and masks) come from (seed, step) alone and
+//! dropout masks are seeded per step, so a resumed run is the same bytes on
+//! the CPU. Both tasks share the loop, `run_training`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use tch::{Kind, Tensor};
 use voxflow::artifact::MatrixArtifact;
 use voxflow::device::Device;
 use voxflow::kinds::topoformer::{Representation, TopoformerResponsesParams};
-use voxflow::kinds::train::topoformer::TrainTopoformerParams;
+use voxflow::kinds::train::topoformer::{TopoTask, TrainTopoformerParams};
 use voxflow::numeric::Matrix;
 use voxflow::stage::{StageContext, StageError};
 
@@ -240,7 +242,9 @@ fn loss_and_accuracy(logits: &Tensor, targets: &Tensor) -> (Tensor, f64) {
     (loss, correct.double_value(&[]))
 }
 
-pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<(), StageError> {
+/// The model's device, the work directory and the thread count: the
+/// start of both tasks' runs.
+fn prepare(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<PathBuf, StageError> {
     let device = p.device.resolve(ctx.device);
     ctx.device = device;
     if let Device::Cuda(_) = device {
@@ -252,6 +256,18 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
         .ok_or_else(|| StageError::failed("train.topoformer runs with a work directory (the scheduler gives it one)"))?
         .to_path_buf();
     std::fs::create_dir_all(&work).map_err(|e| StageError::failed(format!("{}: {e}", work.display())))?;
+    Ok(work)
+}
+
+pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<(), StageError> {
+    match p.task {
+        TopoTask::Classify => train_classifier(p, ctx),
+        TopoTask::Mlm => train_mlm(p, ctx),
+    }
+}
+
+fn train_classifier(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<(), StageError> {
+    let work = prepare(p, ctx)?;
     let train = read_stimulus_table(ctx, "train", KIND)?;
     let test = read_stimulus_table(ctx, "test", KIND)?;
     let mut labels: Vec<String> = train.labels.clone();
@@ -301,7 +317,217 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
         sr: p.fractions().1,
         labels: labels.clone(),
         layer_norm_epsilon: 1e-5,
+        task: TopoTask::Classify,
+        architectures: Vec::new(),
+        mask_token_id: None,
     };
+    let torch_device = crate::device::to_tch(ctx.device);
+    let batch_loss = |model: &TopoformerModel, step: usize| -> (Tensor, f64) {
+        let rows = batch_rows(p.seed, step, train_ids.len(), p.batch_size);
+        let (ids, valid) = batch(&train_ids, &rows, torch_device);
+        let targets = Tensor::from_slice(&rows.iter().map(|&i| train_y[i]).collect::<Vec<_>>()).to_device(torch_device);
+        let (logits, _) = model.forward(&ids, &valid, true);
+        loss_and_accuracy(&logits, &targets)
+    };
+    let evaluate = |model: &TopoformerModel| -> (f64, f64) {
+        let _guard = tch::no_grad_guard();
+        let rows: Vec<usize> = (0..test_ids.len()).collect();
+        let (mut loss_sum, mut correct) = (0.0, 0.0);
+        for chunk in rows.chunks(p.batch_size.max(1)) {
+            let (ids, valid) = batch(&test_ids, chunk, torch_device);
+            let targets =
+                Tensor::from_slice(&chunk.iter().map(|&i| test_y[i]).collect::<Vec<_>>()).to_device(torch_device);
+            let (logits, _) = model.forward(&ids, &valid, false);
+            let (loss, accuracy) = loss_and_accuracy(&logits, &targets);
+            loss_sum += loss.double_value(&[]) * chunk.len() as f64;
+            correct += accuracy * chunk.len() as f64;
+        }
+        (loss_sum / rows.len() as f64, correct / rows.len() as f64)
+    };
+    run_training(p, ctx, &work, &config, &tokenizer_path, batch_loss, evaluate, Evaluated::Test)
+}
+
+/// The `[MASK]` token added to a corpus tokenizer (or found in it), the
+/// tokenizer's special token ids, and the extended tokenizer written to `to`.
+fn tokenizer_with_mask(from: &Path, to: &Path) -> Result<(usize, Vec<usize>, usize), StageError> {
+    let mut tokenizer = tokenizers::Tokenizer::from_file(from).map_err(|e| {
+        StageError::failed(format!("{KIND}: tokenizer {}: {e}", from.display()))
+            .with_hint("the corpus stage must write a tokenizer.json that the tokenizers library loads")
+    })?;
+    let mut special: Vec<usize> = tokenizer
+        .get_added_tokens_decoder()
+        .iter()
+        .filter(|(_, token)| token.special && token.content != topoformer::MASK_TOKEN)
+        .map(|(&id, _)| id as usize)
+        .collect();
+    special.sort_unstable();
+    let mask_id = match tokenizer.token_to_id(topoformer::MASK_TOKEN) {
+        Some(id) => id as usize,
+        None => {
+            tokenizer.add_special_tokens(&[tokenizers::AddedToken::from(topoformer::MASK_TOKEN, true)]);
+            tokenizer.token_to_id(topoformer::MASK_TOKEN).expect("just added") as usize
+        }
+    };
+    tokenizer.save(to, true).map_err(|e| StageError::failed(format!("{KIND}: writing {}: {e}", to.display())))?;
+    Ok((mask_id, special, tokenizer.get_vocab_size(true)))
+}
+
+fn train_mlm(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<(), StageError> {
+    let work = prepare(p, ctx)?;
+    let corpus = ctx.input("corpus")?;
+    let corpus_stage = corpus.stage.clone();
+    let wrong_input = |what: &str| {
+        StageError::failed(format!(
+            "the `corpus` input (stage `{corpus_stage}`) has no output `{what}`: train.topoformer (task mlm) reads a corpus.text stage"
+        ))
+        .with_hint("give `inputs: {corpus: <corpus.text stage>}`")
+    };
+    let train_path = corpus.output_path("train").map_err(|_| wrong_input("train"))?;
+    let valid_path = corpus.output_path("valid").map_err(|_| wrong_input("valid"))?;
+    let source_tokenizer = corpus.output_path("tokenizer").map_err(|_| wrong_input("tokenizer"))?;
+    let tokenizer_path = work.join("tokenizer.json");
+    let (mask_id, special, vocab_size) = tokenizer_with_mask(&source_tokenizer, &tokenizer_path)?;
+    let vocab = topoformer::MaskVocab::new(vocab_size, &special, mask_id);
+    let train = super::train_gpt::read_ids(&train_path, "training")?;
+    let valid = super::train_gpt::read_ids(&valid_path, "validation")?;
+    let t = p.context_length;
+    for (tokens, what) in [(&train, "training"), (&valid, "validation")] {
+        crate::train::data::check_tokens(tokens, t, vocab_size, what).map_err(|e| {
+            StageError::failed(format!("{KIND}: {e}")).with_hint("give a larger corpus or a shorter context_length")
+        })?;
+        if tokens.iter().any(|&id| id as usize == mask_id) {
+            return Err(StageError::failed(format!(
+                "{KIND}: the {what} tokens hold {} (id {mask_id}), the mask token",
+                topoformer::MASK_TOKEN
+            ))
+            .with_hint("the corpus must not contain the mask token"));
+        }
+    }
+    let config = TopoformerConfig {
+        model_type: MODEL_TYPE.into(),
+        vocab_size,
+        n_layer: p.n_layer,
+        n_head: p.n_head,
+        n_embd: p.n_embd,
+        ffn_expansion: p.ffn_expansion,
+        context_length: p.context_length,
+        dropout: p.dropout,
+        attention: p.attention,
+        sq: p.fractions().0,
+        sr: p.fractions().1,
+        labels: Vec::new(),
+        layer_norm_epsilon: 1e-5,
+        task: TopoTask::Mlm,
+        architectures: vec![topoformer::MLM_ARCHITECTURE.into()],
+        mask_token_id: Some(mask_id),
+    };
+    let torch_device = crate::device::to_tch(ctx.device);
+    let d = p.n_embd as i64;
+    // The masked batch's loss and the accuracy on its selected tokens.
+    let masked_loss = |model: &TopoformerModel, flat: &[i64], masked: &topoformer::Masked, train: bool| {
+        let rows = (flat.len() / t) as i64;
+        let ids = Tensor::from_slice(&masked.inputs).view([rows, t as i64]).to_device(torch_device);
+        let valid = Tensor::ones([rows, t as i64], (Kind::Bool, torch_device));
+        let encoded = model.encode(&ids, &valid, train);
+        let positions = Tensor::from_slice(&masked.positions).to_device(torch_device);
+        let hidden = encoded.last().reshape([-1, d]).index_select(0, &positions);
+        let targets = Tensor::from_slice(&masked.targets).to_device(torch_device);
+        loss_and_accuracy(&model.mlm_logits(&hidden), &targets)
+    };
+    let batch_loss = |model: &TopoformerModel, step: usize| -> (Tensor, f64) {
+        let flat = mlm_windows(&train, t, p.seed, step, p.batch_size);
+        let masked = topoformer::mask_tokens(&flat, &vocab, p.seed, step as u64);
+        masked_loss(model, &flat, &masked, true)
+    };
+    // Fixed validation windows and masks (stream u64::MAX - k for chunk k).
+    let windows: Vec<i64> = valid
+        .chunks_exact(t)
+        .take(p.eval_batches() * p.batch_size)
+        .flat_map(|w| w.iter().map(|&id| id as i64))
+        .collect();
+    let valid_batches: Vec<(Vec<i64>, topoformer::Masked)> = windows
+        .chunks(t * p.batch_size)
+        .enumerate()
+        .map(|(k, flat)| (flat.to_vec(), topoformer::mask_tokens(flat, &vocab, p.seed, u64::MAX - k as u64)))
+        .collect();
+    let evaluate = |model: &TopoformerModel| -> (f64, f64) {
+        let _guard = tch::no_grad_guard();
+        let (mut loss_sum, mut correct, mut n) = (0.0, 0.0, 0.0);
+        for (flat, masked) in &valid_batches {
+            let (loss, accuracy) = masked_loss(model, flat, masked, false);
+            let count = masked.targets.len() as f64;
+            loss_sum += loss.double_value(&[]) * count;
+            correct += accuracy * count;
+            n += count;
+        }
+        (loss_sum / n, correct / n)
+    };
+    ctx.note(&format!(
+        "vocabulary {vocab_size} tokens ({} {mask_id}), {} training tokens, {} validation windows",
+        topoformer::MASK_TOKEN,
+        train.len(),
+        windows.len() / t
+    ));
+    run_training(p, ctx, &work, &config, &tokenizer_path, batch_loss, evaluate, Evaluated::Validation)
+}
+
+/// The training windows of step `step`: `batch_size` windows of
+/// `context_length` tokens from `tokens`, their starts drawn from
+/// (seed, step) alone; flattened.
+fn mlm_windows(tokens: &[u32], context_length: usize, seed: u64, step: usize, batch_size: usize) -> Vec<i64> {
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(step as u64 + 1);
+    let last_start = tokens.len() - context_length;
+    (0..batch_size)
+        .flat_map(|_| {
+            let start = rng.random_range(0..=last_start);
+            tokens[start..start + context_length].iter().map(|&id| id as i64)
+        })
+        .collect()
+}
+
+/// What the evaluation columns of the metrics table hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Evaluated {
+    /// `classify`: the `test` table (test_loss, test_accuracy).
+    Test,
+    /// `mlm`: the validation windows (val_loss, val_accuracy).
+    Validation,
+}
+
+impl Evaluated {
+    fn columns(self) -> [&'static str; 2] {
+        match self {
+            Evaluated::Test => ["test_loss", "test_accuracy"],
+            Evaluated::Validation => ["val_loss", "val_accuracy"],
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Evaluated::Test => "test",
+            Evaluated::Validation => "validation",
+        }
+    }
+}
+
+/// The training loop both tasks share: resume, AdamW steps with the
+/// schedule, the reweighting constraint, evaluation, states, checkpoints,
+/// the metrics table and figures. `batch_loss(model, step)` is the step's
+/// loss (dropout on) and accuracy; `evaluate(model)` the held-out loss and
+/// accuracy.
+#[allow(clippy::too_many_arguments)]
+fn run_training(
+    p: &TrainTopoformerParams,
+    ctx: &mut StageContext,
+    work: &Path,
+    config: &TopoformerConfig,
+    tokenizer_path: &Path,
+    batch_loss: impl Fn(&TopoformerModel, usize) -> (Tensor, f64),
+    evaluate: impl Fn(&TopoformerModel) -> (f64, f64),
+    evaluated: Evaluated,
+) -> Result<(), StageError> {
+    let device = ctx.device;
     let torch_device = crate::device::to_tch(device);
     let schedule =
         Schedule { learning_rate: p.learning_rate, min_lr: p.min_lr(), warmup_steps: p.warmup_steps, steps: p.steps };
@@ -315,10 +541,10 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
         AdamW::new(adamw, params)
     };
 
-    let (model, mut optimizer, mut step, mut metrics) = match states(&work).pop() {
+    let (model, mut optimizer, mut step, mut metrics) = match states(work).pop() {
         Some((saved_step, dir)) => {
             let model = TopoformerModel::load(&dir, torch_device).map_err(failed)?;
-            if model.config != config {
+            if model.config != *config {
                 return Err(StageError::failed(format!(
                     "the saved state {} is of another configuration",
                     dir.display()
@@ -336,7 +562,7 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
             (model, optimizer, state.step, state.metrics.into_iter().map(MetricsRow::from).collect::<Vec<_>>())
         }
         None => {
-            let model = TopoformerModel::new(&config, p.seed, torch_device).map_err(failed)?;
+            let model = TopoformerModel::new(config, p.seed, torch_device).map_err(failed)?;
             let optimizer = optimizer_of(&model);
             (model, optimizer, 0, Vec::new())
         }
@@ -346,7 +572,7 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
     let save_checkpoint = |model: &TopoformerModel, step: usize| -> Result<(), StageError> {
         let dir = checkpoints_dir.join(format!("step{step}"));
         if p.checkpoints.contains(&step) && !dir.exists() {
-            checkpoint::write_dir_atomically(&dir, |tmp| model.write_files(tmp, Some(&tokenizer_path)))
+            checkpoint::write_dir_atomically(&dir, |tmp| model.write_files(tmp, Some(tokenizer_path)))
                 .map_err(failed)?;
         }
         Ok(())
@@ -364,30 +590,21 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
             std::fs::write(&path, serde_json::to_vec(&state).expect("JSON")).map_err(|e| TrainError::file(&path, e))
         })
         .map_err(failed)?;
-        for (old, path) in states(&work) {
+        for (old, path) in states(work) {
             if old < step {
                 let _ = std::fs::remove_dir_all(path);
             }
         }
         Ok::<(), StageError>(())
     };
-    let evaluate = |model: &TopoformerModel| -> (f64, f64) {
-        let _guard = tch::no_grad_guard();
-        let rows: Vec<usize> = (0..test_ids.len()).collect();
-        let (mut loss_sum, mut correct) = (0.0, 0.0);
-        for chunk in rows.chunks(p.batch_size.max(1)) {
-            let (ids, valid) = batch(&test_ids, chunk, torch_device);
-            let targets =
-                Tensor::from_slice(&chunk.iter().map(|&i| test_y[i]).collect::<Vec<_>>()).to_device(torch_device);
-            let (logits, _) = model.forward(&ids, &valid, false);
-            let (loss, accuracy) = loss_and_accuracy(&logits, &targets);
-            loss_sum += loss.double_value(&[]) * chunk.len() as f64;
-            correct += accuracy * chunk.len() as f64;
-        }
-        (loss_sum / rows.len() as f64, correct / rows.len() as f64)
-    };
 
     let mut log = String::new();
+    if evaluated == Evaluated::Validation && step == 0 {
+        // The untrained model's validation loss, for the log (the metrics
+        // table starts at step 1, as classify's).
+        let (l, a) = evaluate(&model);
+        log.push_str(&format!("step 0 val_loss {l:.6} val_accuracy {a:.4}\n"));
+    }
     let started = Instant::now();
     let first_step = step;
     ctx.progress_unit("steps");
@@ -402,12 +619,8 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
         if p.dropout > 0.0 {
             tch::manual_seed((splitmix(p.seed ^ splitmix(step as u64)) >> 1) as i64);
         }
-        let rows = batch_rows(p.seed, step, train_ids.len(), p.batch_size);
-        let (ids, valid) = batch(&train_ids, &rows, torch_device);
-        let targets = Tensor::from_slice(&rows.iter().map(|&i| train_y[i]).collect::<Vec<_>>()).to_device(torch_device);
         optimizer.zero_grad();
-        let (logits, _) = model.forward(&ids, &valid, true);
-        let (loss, accuracy) = loss_and_accuracy(&logits, &targets);
+        let (loss, accuracy) = batch_loss(&model, step);
         loss.backward();
         let grad_norm = optimizer.clip_grad_norm(p.grad_clip);
         optimizer.step(lr);
@@ -425,9 +638,15 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
         } else {
             (None, None)
         };
+        let [loss_column, accuracy_column] = evaluated.columns();
         log.push_str(&format!(
             "step {step} loss {loss:.6} accuracy {accuracy:.4} lr {lr:.3e} grad_norm {grad_norm:.4}{}\n",
-            test_accuracy.map(|a| format!(" test_accuracy {a:.4}")).unwrap_or_default()
+            match (test_loss, test_accuracy) {
+                (Some(l), Some(a)) if evaluated == Evaluated::Validation =>
+                    format!(" {loss_column} {l:.6} {accuracy_column} {a:.4}"),
+                (_, Some(a)) => format!(" {accuracy_column} {a:.4}"),
+                _ => String::new(),
+            }
         ));
         metrics.push(MetricsRow { step, loss, accuracy, lr, grad_norm, test_loss, test_accuracy });
         ctx.progress(step as u64, p.steps as u64);
@@ -451,20 +670,25 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
             .map_err(|e| StageError::failed(format!("moving {} into the result: {e}", from.display())))?;
         ctx.add_dir(&name, &name);
     }
-    ctx.write_table("metrics", &metrics_table(&metrics))?;
+    ctx.write_table("metrics", &metrics_table(&metrics, evaluated.columns()))?;
     let curve = |name: &str, points: Vec<(f64, f64)>| voxflow::plot::Series { name: name.to_string(), points };
     let test_loss: Vec<(f64, f64)> = metrics.iter().filter_map(|r| Some((r.step as f64, r.test_loss?))).collect();
     let test_accuracy: Vec<(f64, f64)> =
         metrics.iter().filter_map(|r| Some((r.step as f64, r.test_accuracy?))).collect();
+    let held_out = evaluated.name();
+    let (loss_title, accuracy_title, batch_name) = match evaluated {
+        Evaluated::Test => ("cross-entropy", "accuracy", "training batch"),
+        Evaluated::Validation => ("cross-entropy (masked tokens)", "accuracy (masked tokens)", "training batch"),
+    };
     ctx.add_figure(
         "loss",
         &voxflow::plot::line_chart(
             "train.topoformer: loss by step",
             "step",
-            "cross-entropy",
+            loss_title,
             &[
                 curve("training loss", metrics.iter().map(|r| (r.step as f64, r.loss)).collect()),
-                curve("test loss", test_loss),
+                curve(&format!("{held_out} loss"), test_loss),
             ],
             None,
         ),
@@ -474,10 +698,10 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
         &voxflow::plot::line_chart(
             "train.topoformer: accuracy by step",
             "step",
-            "accuracy",
+            accuracy_title,
             &[
-                curve("training batch", metrics.iter().map(|r| (r.step as f64, r.accuracy)).collect()),
-                curve("test", test_accuracy),
+                curve(batch_name, metrics.iter().map(|r| (r.step as f64, r.accuracy)).collect()),
+                curve(if evaluated == Evaluated::Test { "test" } else { "validation" }, test_accuracy),
             ],
             None,
         ),
@@ -490,17 +714,18 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
     Ok(())
 }
 
-/// step, loss, accuracy, lr, grad_norm, test_loss, test_accuracy (the last
-/// two null where the test set did not run).
-pub fn metrics_table(rows: &[MetricsRow]) -> RecordBatch {
+/// step, loss, accuracy, lr, grad_norm, and the two evaluation columns
+/// `evaluation` (test_loss, test_accuracy for classify; val_loss,
+/// val_accuracy for mlm), null where the evaluation did not run.
+pub fn metrics_table(rows: &[MetricsRow], evaluation: [&str; 2]) -> RecordBatch {
     let schema = Schema::new(vec![
         Field::new("step", DataType::Int64, false),
         Field::new("loss", DataType::Float64, false),
         Field::new("accuracy", DataType::Float64, false),
         Field::new("lr", DataType::Float64, false),
         Field::new("grad_norm", DataType::Float64, false),
-        Field::new("test_loss", DataType::Float64, true),
-        Field::new("test_accuracy", DataType::Float64, true),
+        Field::new(evaluation[0], DataType::Float64, true),
+        Field::new(evaluation[1], DataType::Float64, true),
     ]);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.step as i64))),
@@ -552,7 +777,7 @@ pub fn topoformer_responses(p: &TopoformerResponsesParams, ctx: &mut StageContex
     let rows: Vec<usize> = (0..encoded.len()).collect();
     for (done, chunk) in rows.chunks(p.batch_size).enumerate() {
         let (ids, valid) = batch(&encoded, chunk, model.device);
-        let (_, blocks) = model.forward(&ids, &valid, false);
+        let blocks = model.encode(&ids, &valid, false).blocks;
         let weights = valid.to_kind(Kind::Double).unsqueeze(-1);
         let counts = weights.sum_dim_intlist(&[1i64][..], false, Kind::Double);
         for (k, &(layer, representation)) in outputs.iter().enumerate() {

@@ -17,6 +17,14 @@
 //!   (`rope_theta`), grouped-query attention (`num_key_value_heads`), gated
 //!   SiLU MLP, biases where the weights have them.
 //!
+//! - `model_type: voxflow-topoformer` (train.topoformer's checkpoints,
+//!   `architectures: [TopoformerForMaskedLM]` for `task: mlm`; a
+//!   classifier loads too): the encoder of
+//!   [`crate::train::topoformer::TopoformerModel`] itself, bidirectional,
+//!   no special tokens around a window; state 0 the token plus position
+//!   embeddings, state l the output of block l (after its second
+//!   LayerNorm), the same tensors the training-time forward pass computes.
+//!
 //! Rotary embeddings: only the default (unscaled) kind; a config with a
 //! `rope_scaling` / `rope_parameters.rope_type` other than `default` is
 //! refused. The language-model heads (`lm_head`, `embed_out`) are not
@@ -53,6 +61,7 @@ pub enum Arch {
     Gpt2,
     GptNeox,
     Llama,
+    Topoformer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +195,8 @@ pub struct LanguageModel {
     pub cls_sep: Option<(i64, i64)>,
     pub unk_id: Option<u32>,
     pub dir: PathBuf,
+    /// `Arch::Topoformer`: the model itself (`weights` is empty).
+    topoformer: Option<crate::train::topoformer::TopoformerModel>,
 }
 
 /// A story's words as tokens: `ids` concatenated, word `i` owns `spans[i]`.
@@ -310,6 +321,27 @@ impl ModelConfig {
                     tied_head: raw.tie_word_embeddings.unwrap_or(false),
                 })
             }
+            crate::train::topoformer::MODEL_TYPE => {
+                let t = crate::train::topoformer::TopoformerConfig::read(path)
+                    .map_err(|e| LmError::Config { path: path.into(), message: e.to_string() })?;
+                Ok(ModelConfig {
+                    arch: Arch::Topoformer,
+                    vocab_size: t.vocab_size,
+                    hidden: t.n_embd,
+                    layers: t.n_layer,
+                    heads: t.n_head,
+                    max_positions: t.context_length,
+                    eps: t.layer_norm_epsilon,
+                    activation: "relu".into(),
+                    kv_heads: 0,
+                    head_dim: 0,
+                    rotary_dims: 0,
+                    rope_theta: 0.0,
+                    parallel_residual: false,
+                    tied_head: true,
+                }
+                .with_plain_heads())
+            }
             other => Err(LmError::Config {
                 path: path.into(),
                 message: format!(
@@ -339,6 +371,13 @@ impl LanguageModel {
     /// refused (it has no next-token probabilities).
     pub fn load_causal(dir: &Path, device: tch::Device) -> Result<LanguageModel, LmError> {
         let model = Self::load_with(dir, device, true)?;
+        if model.config.arch == Arch::Topoformer {
+            return Err(LmError::Mismatch(format!(
+                "{} is a Topoformer (`model_type: voxflow-topoformer`), a bidirectional encoder without next-token probabilities: \
+                 log-probabilities need a causal model (gpt2, gpt_neox or llama)",
+                dir.display()
+            )));
+        }
         if model.config.arch == Arch::Bert {
             return Err(LmError::Mismatch(format!(
                 "{} is a BERT model (`model_type: bert`), a bidirectional encoder without next-token probabilities: \
@@ -364,10 +403,34 @@ impl LanguageModel {
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(|e| LmError::Files(format!("{}: {e}", tokenizer_path.display())))?;
         let mut weights = HashMap::new();
+        if config.arch == Arch::Topoformer {
+            let model = crate::train::topoformer::TopoformerModel::load(dir, device)
+                .map_err(|e| LmError::Mismatch(e.to_string()))?;
+            let unk_id = ["[UNK]", "<unk>"].iter().find_map(|t| tokenizer.token_to_id(t));
+            if config.vocab_size < tokenizer.get_vocab_size(true) {
+                return Err(LmError::Mismatch(format!(
+                    "the embedding in {} has {} rows but the tokenizer has {} tokens: they do not belong together",
+                    weights_path.display(),
+                    config.vocab_size,
+                    tokenizer.get_vocab_size(true)
+                )));
+            }
+            return Ok(LanguageModel {
+                config,
+                tokenizer,
+                device,
+                weights,
+                cls_sep: None,
+                unk_id,
+                dir: dir.to_path_buf(),
+                topoformer: Some(model),
+            });
+        }
         let prefixes: &[&str] = match config.arch {
             Arch::Bert | Arch::Gpt2 => &["bert.", "transformer."],
             Arch::GptNeox => &["gpt_neox."],
             Arch::Llama => &["model."],
+            Arch::Topoformer => &[],
         };
         for (name, tensor) in Tensor::read_safetensors(&weights_path)? {
             let name = prefixes.iter().find_map(|p| name.strip_prefix(p)).map(str::to_string).unwrap_or(name);
@@ -400,10 +463,19 @@ impl LanguageModel {
                     }
                 }
             }
-            Arch::Gpt2 | Arch::GptNeox | Arch::Llama => None,
+            Arch::Gpt2 | Arch::GptNeox | Arch::Llama | Arch::Topoformer => None,
         };
         let unk_id = ["[UNK]", "<unk>"].iter().find_map(|t| tokenizer.token_to_id(t));
-        let model = LanguageModel { config, tokenizer, device, weights, cls_sep, unk_id, dir: dir.to_path_buf() };
+        let model = LanguageModel {
+            config,
+            tokenizer,
+            device,
+            weights,
+            cls_sep,
+            unk_id,
+            dir: dir.to_path_buf(),
+            topoformer: None,
+        };
         model.check_weights(&weights_path)?;
         Ok(model)
     }
@@ -458,6 +530,7 @@ impl LanguageModel {
                     }
                 }
             }
+            Arch::Topoformer => return Ok(()),
         }
         if let Some(missing) = names.iter().find(|n| !self.weights.contains_key(*n)) {
             return Err(LmError::Mismatch(format!(
@@ -477,7 +550,7 @@ impl LanguageModel {
                 ("layers.0.self_attn.q_proj.weight".into(), c.heads * c.head_dim),
                 ("layers.0.self_attn.k_proj.weight".into(), c.kv_heads * c.head_dim),
             ],
-            Arch::Bert | Arch::Gpt2 => vec![],
+            Arch::Bert | Arch::Gpt2 | Arch::Topoformer => vec![],
         };
         for (name, rows) in expected {
             if let Some(w) = self.opt(&name) {
@@ -499,6 +572,7 @@ impl LanguageModel {
                 Arch::Gpt2 => "wte.weight",
                 Arch::GptNeox => "embed_in.weight",
                 Arch::Llama => "embed_tokens.weight",
+                Arch::Topoformer => unreachable!("returned above"),
             })
             .size()[0] as usize;
         if rows < self.tokenizer.get_vocab_size(true) {
@@ -524,6 +598,9 @@ impl LanguageModel {
             Arch::Gpt2 => "wte.weight",
             Arch::GptNeox => "embed_in.weight",
             Arch::Llama => "embed_tokens.weight",
+            Arch::Topoformer => {
+                return Err(LmError::Mismatch("a Topoformer has no next-token head".into()));
+            }
         };
         if self.config.tied_head {
             return Ok(self.w(embedding));
@@ -554,7 +631,7 @@ impl LanguageModel {
 
     /// Whether a token's state depends only on the tokens before it.
     pub fn causal(&self) -> bool {
-        self.config.arch != Arch::Bert
+        !matches!(self.config.arch, Arch::Bert | Arch::Topoformer)
     }
 
     /// Tokens added around a window: (before, after).
@@ -680,6 +757,10 @@ impl LanguageModel {
     /// blocks as the deepest layer asked for. Each state is [B, T, hidden].
     pub fn hidden_states(&self, ids: &Tensor, attention_mask: &Tensor, layers: &[usize]) -> Vec<Tensor> {
         let _guard = tch::no_grad_guard();
+        if let Some(model) = &self.topoformer {
+            let states = model.hidden_states(ids, &attention_mask.ne(0));
+            return layers.iter().map(|&l| states[l].shallow_clone()).collect();
+        }
         let deepest = layers.iter().copied().max().unwrap_or(0);
         let (_, t) = ids.size2().expect("ids are [batch, tokens]");
         let positions = Tensor::arange(t, (Kind::Int64, self.device));
@@ -691,7 +772,7 @@ impl LanguageModel {
         let keep = |l: usize, x: &Tensor, states: &mut Vec<Option<Tensor>>| {
             states.push(if layers.contains(&l) { Some(x.shallow_clone()) } else { None });
         };
-        if self.config.arch != Arch::Bert {
+        if self.causal() {
             let causal = Tensor::ones([t, t], (Kind::Bool, self.device)).triu(1);
             let future = Tensor::zeros([t, t], (Kind::Float, self.device)).masked_fill(&causal, f64::from(f32::MIN));
             mask = (mask + future.unsqueeze(0).unsqueeze(0)).clamp_min(f64::from(f32::MIN));
@@ -752,6 +833,7 @@ impl LanguageModel {
                     }
                 }
             }
+            Arch::Topoformer => unreachable!("returned above"),
             Arch::GptNeox | Arch::Llama => {
                 let neox = self.config.arch == Arch::GptNeox;
                 let (b, _) = ids.size2().expect("ids are [batch, tokens]");

@@ -39,6 +39,29 @@
 //!   does not depend on what it was batched with.
 //! - `attention: standard`: no query mask, W_o a plain linear map;
 //!   `attention: control`: the motifs with full masks (sq = sr = 1).
+//! - Masked language model (`task: mlm`, [`TopoTask::Mlm`]): the same
+//!   encoder (embeddings, post-LN blocks) and BERT's head
+//!   (`BertLMPredictionHead`): dense -> GELU (erf) -> LayerNorm -> decoder
+//!   tied to the token embedding, plus a bias; logits only at the selected
+//!   positions (the reference's `sparse_prediction`). The BERT variant of
+//!   the reference (epflneuroailab/topolm, cramming/architectures/
+//!   topoformer.py with config/arch/bert-c5_topo.yaml) puts the same
+//!   topographic attention head (`AttentionHead` + `LocallyConnected`
+//!   output) into crammed BERT: pre-LN blocks, an embedding LayerNorm,
+//!   scaled-sinusoidal positions, GELU-GLU feed-forward, no biases, a final
+//!   norm, and `skip_head_transform` (decoder only, no bias). This keeps
+//!   the classifier's encoder instead, so that one Topoformer definition
+//!   serves both tasks and features.lm reads the same blocks, and uses
+//!   BERT's original head; the attention motifs are the reference's. Two
+//!   things the MLM takes from BERT and the reference: embeddings
+//!   initialised N(0, 0.02^2) (`init.std`; with the tied decoder the
+//!   initial logits are near 0, the initial loss near ln(vocabulary)) and
+//!   a LayerNorm on the token plus position embeddings (`embedding.
+//!   normalization: True`) before the dropout. Without that LayerNorm the
+//!   small embeddings are swamped by the attention biases and the
+//!   reweighted W_o (|U| x 10) in the first post-LN residual, and the model
+//!   stalled at the unigram loss in a trial. `classify` keeps N(0, 1)
+//!   embeddings and no embedding LayerNorm, as the classifier reference.
 //!
 //! Initialisation follows PyTorch's defaults (the reference relies on
 //! them): linear weights and biases U(-1/sqrt(in), 1/sqrt(in)), embeddings
@@ -52,13 +75,18 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
-use voxflow::kinds::train::topoformer::TopoAttention;
+use voxflow::kinds::train::topoformer::{TopoAttention, TopoTask};
 use voxflow::numeric::spatial::grid_distance;
 
 use super::TrainError;
 
 /// The model type written to a checkpoint's config.json.
 pub const MODEL_TYPE: &str = "voxflow-topoformer";
+/// `architectures` in a masked language model's config.json (features.lm
+/// recognises it, and `model_type`).
+pub const MLM_ARCHITECTURE: &str = "TopoformerForMaskedLM";
+/// The token a masked language model's inputs carry at masked positions.
+pub const MASK_TOKEN: &str = "[MASK]";
 
 /// The shape of a Topoformer classifier.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,12 +103,32 @@ pub struct TopoformerConfig {
     pub attention: TopoAttention,
     pub sq: f64,
     pub sr: f64,
-    /// The class names, in output order.
+    /// The class names, in output order (`classify`; empty for `mlm`).
     pub labels: Vec<String>,
     pub layer_norm_epsilon: f64,
+    /// `classify` (not written) or `mlm`.
+    #[serde(default, skip_serializing_if = "TopoTask::is_classify")]
+    pub task: TopoTask,
+    /// `[TopoformerForMaskedLM]` for `mlm`; not written for `classify`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
+    /// `mlm`: the id of `[MASK]` (the last token of the vocabulary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_token_id: Option<usize>,
 }
 
 impl TopoformerConfig {
+    /// Reads a checkpoint's config.json (model_type `voxflow-topoformer`).
+    pub fn read(path: &Path) -> Result<TopoformerConfig, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::file(path, format!("cannot read: {e}")))?;
+        let config: TopoformerConfig =
+            serde_json::from_str(&text).map_err(|e| TrainError::file(path, format!("not a Topoformer config: {e}")))?;
+        if config.model_type != MODEL_TYPE {
+            return Err(TrainError::file(path, format!("model_type is `{}`, not `{MODEL_TYPE}`", config.model_type)));
+        }
+        Ok(config)
+    }
+
     /// The grid side, sqrt(n_embd).
     pub fn side(&self) -> usize {
         (self.n_embd as f64).sqrt().round() as usize
@@ -102,11 +150,20 @@ impl TopoformerConfig {
                 return Err(TrainError::Config(format!("{name} is {value}: use an area fraction in (0, 1]")));
             }
         }
-        if self.labels.len() < 2 {
-            return Err(TrainError::Config(format!(
-                "{} class label(s): a classifier needs 2 or more",
-                self.labels.len()
-            )));
+        match self.task {
+            TopoTask::Classify if self.labels.len() < 2 => {
+                return Err(TrainError::Config(format!(
+                    "{} class label(s): a classifier needs 2 or more",
+                    self.labels.len()
+                )));
+            }
+            TopoTask::Mlm if self.mask_token_id.is_none_or(|id| id >= self.vocab_size) => {
+                return Err(TrainError::Config(format!(
+                    "a masked language model needs `mask_token_id` below vocab_size ({}), not {:?}",
+                    self.vocab_size, self.mask_token_id
+                )));
+            }
+            _ => {}
         }
         if self.vocab_size == 0 || self.n_layer == 0 || self.context_length == 0 || self.ffn_expansion == 0 {
             return Err(TrainError::Config(
@@ -124,6 +181,10 @@ impl TopoformerConfig {
         let c = self.labels.len() as i64;
         let mut shapes =
             vec![("embed.word.weight".to_string(), vec![v, d]), ("embed.position.weight".into(), vec![t, d])];
+        if self.task == TopoTask::Mlm {
+            shapes.push(("embed.norm.weight".into(), vec![d]));
+            shapes.push(("embed.norm.bias".into(), vec![d]));
+        }
         for l in 0..self.n_layer {
             for (name, shape) in [
                 ("attn.query.weight", vec![d, d]),
@@ -146,8 +207,20 @@ impl TopoformerConfig {
                 shapes.push((format!("blocks.{l}.{name}"), shape));
             }
         }
-        shapes.push(("classifier.weight".into(), vec![c, d]));
-        shapes.push(("classifier.bias".into(), vec![c]));
+        match self.task {
+            TopoTask::Classify => {
+                shapes.push(("classifier.weight".into(), vec![c, d]));
+                shapes.push(("classifier.bias".into(), vec![c]));
+            }
+            TopoTask::Mlm => {
+                // The decoder's weight is embed.word.weight (tied).
+                shapes.push(("mlm.dense.weight".into(), vec![d, d]));
+                shapes.push(("mlm.dense.bias".into(), vec![d]));
+                shapes.push(("mlm.norm.weight".into(), vec![d]));
+                shapes.push(("mlm.norm.bias".into(), vec![d]));
+                shapes.push(("mlm.bias".into(), vec![v]));
+            }
+        }
         shapes
     }
 }
@@ -187,6 +260,24 @@ pub struct BlockOutputs {
     pub value: Tensor,
     /// The output projection's result (before the residual add).
     pub output: Tensor,
+    /// The block's output (after its second LayerNorm and dropout): the
+    /// next block's input, features.lm's hidden state.
+    pub hidden: Tensor,
+}
+
+/// The encoder's states for a batch.
+pub struct Encoded {
+    /// Token plus position embeddings (`mlm`: then their LayerNorm), after
+    /// dropout, `[B, T, n_embd]`.
+    pub embeddings: Tensor,
+    pub blocks: Vec<BlockOutputs>,
+}
+
+impl Encoded {
+    /// The last block's output (the embeddings when there is no block).
+    pub fn last(&self) -> &Tensor {
+        self.blocks.last().map(|b| &b.hidden).unwrap_or(&self.embeddings)
+    }
 }
 
 struct Linear {
@@ -216,15 +307,31 @@ struct Block {
     norm2: Norm,
 }
 
-/// A Topoformer classifier with trainable float32 parameters.
+/// BERT's masked-language-model head; the decoder is the token embedding.
+struct MlmHead {
+    dense: Linear,
+    norm: Norm,
+    bias: Tensor,
+}
+
+/// What sits on the encoder: a classifier or a masked-language-model head.
+enum Head {
+    Classifier(Linear),
+    Mlm(MlmHead),
+}
+
+/// A Topoformer (classifier or masked language model) with trainable
+/// float32 parameters.
 pub struct TopoformerModel {
     pub config: TopoformerConfig,
     pub device: Device,
     params: Vec<(String, Tensor)>,
     word: Tensor,
     position: Tensor,
+    /// `mlm`: the LayerNorm on the embeddings.
+    embed_norm: Option<Norm>,
     blocks: Vec<Block>,
-    classifier: Linear,
+    head: Head,
     /// M_q / ||M_q||_F (topographic attention only).
     query_mask: Option<Tensor>,
     /// M_r (topographic attention only).
@@ -240,10 +347,15 @@ impl TopoformerModel {
         let mut tensors = Vec::new();
         for (name, shape) in config.parameter_shapes() {
             let numel = shape.iter().product::<i64>() as usize;
-            let values: Vec<f32> = if name.starts_with("embed.") {
-                (0..numel).map(|_| StandardNormal.sample(&mut rng)).collect()
+            let values: Vec<f32> = if name == "mlm.bias" {
+                vec![0.0; numel]
             } else if name.contains("norm") {
                 vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; numel]
+            } else if name.starts_with("embed.") {
+                let std = if config.task == TopoTask::Mlm { 0.02 } else { 1.0 };
+                (0..numel)
+                    .map(|_| std * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut rng))
+                    .collect()
             } else {
                 let fan_in = if name.ends_with(".weight") { shape[1] } else { fan_in_of_bias(config, &name) };
                 let bound = 1.0 / (fan_in as f64).sqrt();
@@ -317,16 +429,23 @@ impl TopoformerModel {
                 (Some(mq), Some(mr))
             }
         };
-        let (word, position, classifier) =
-            (get("embed.word.weight"), get("embed.position.weight"), linear("classifier"));
+        let (word, position) = (get("embed.word.weight"), get("embed.position.weight"));
+        let head = match config.task {
+            TopoTask::Classify => Head::Classifier(linear("classifier")),
+            TopoTask::Mlm => {
+                Head::Mlm(MlmHead { dense: linear("mlm.dense"), norm: norm("mlm.norm"), bias: get("mlm.bias") })
+            }
+        };
+        let embed_norm = (config.task == TopoTask::Mlm).then(|| norm("embed.norm"));
         Ok(TopoformerModel {
             config: config.clone(),
             device,
             params,
             word,
             position,
+            embed_norm,
             blocks,
-            classifier,
+            head,
             query_mask,
             output_mask,
         })
@@ -353,16 +472,61 @@ impl TopoformerModel {
 
     /// The class logits `[B, n_classes]` for token ids `ids` (`[B, T]`
     /// int64) with `valid` (`[B, T]` bool, false at padding), and each
-    /// block's representations; `train` switches dropout on.
+    /// block's representations; `train` switches dropout on. A classifier's
+    /// only (panics on a masked language model).
     pub fn forward(&self, ids: &Tensor, valid: &Tensor, train: bool) -> (Tensor, Vec<BlockOutputs>) {
+        let Head::Classifier(classifier) = &self.head else {
+            panic!("forward: the model is a masked language model, not a classifier")
+        };
+        let encoded = self.encode(ids, valid, train);
+        let weights = valid.to_kind(Kind::Float).unsqueeze(-1);
+        let pooled = (encoded.last() * &weights).sum_dim_intlist(&[1i64][..], false, Kind::Float)
+            / weights.sum_dim_intlist(&[1i64][..], false, Kind::Float);
+        (classifier.apply(&pooled.tanh()), encoded.blocks)
+    }
+
+    /// The masked-language-model logits `[N, vocab]` of hidden states
+    /// `hidden` (`[N, n_embd]`, or any shape ending in n_embd): dense ->
+    /// GELU -> LayerNorm -> the token embedding transposed, plus the bias.
+    /// A masked language model's only (panics on a classifier).
+    pub fn mlm_logits(&self, hidden: &Tensor) -> Tensor {
+        let Head::Mlm(head) = &self.head else { panic!("mlm_logits: the model is a classifier") };
+        let d = self.config.n_embd as i64;
+        let x = head.dense.apply(hidden).gelu("none").layer_norm(
+            [d],
+            Some(&head.norm.weight),
+            Some(&head.norm.bias),
+            self.config.layer_norm_epsilon,
+            true,
+        );
+        x.matmul(&self.word.transpose(0, 1)) + &head.bias
+    }
+
+    /// Hidden states without dropout or gradients, as features.lm reads
+    /// them: `n_layer + 1` tensors `[B, T, n_embd]`, the embeddings first,
+    /// then each block's output.
+    pub fn hidden_states(&self, ids: &Tensor, valid: &Tensor) -> Vec<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let encoded = self.encode(ids, valid, false);
+        std::iter::once(encoded.embeddings).chain(encoded.blocks.into_iter().map(|b| b.hidden)).collect()
+    }
+
+    /// The encoder for token ids `ids` (`[B, T]` int64) with `valid`
+    /// (`[B, T]` bool, false at padding: those keys are masked out); `train`
+    /// switches dropout on.
+    pub fn encode(&self, ids: &Tensor, valid: &Tensor, train: bool) -> Encoded {
         let p = if train { self.config.dropout } else { 0.0 };
         let (b, t) = ids.size2().expect("ids are [batch, tokens]");
         assert!(t as usize <= self.config.context_length, "{t} tokens, more than context_length");
         let positions = Tensor::arange(t, (Kind::Int64, self.device));
-        let mut x = (Tensor::embedding(&self.word, ids, -1, false, false)
-            + Tensor::embedding(&self.position, &positions, -1, false, false).unsqueeze(0))
-        .dropout(p, train);
         let d = self.config.n_embd as i64;
+        let mut x = Tensor::embedding(&self.word, ids, -1, false, false)
+            + Tensor::embedding(&self.position, &positions, -1, false, false).unsqueeze(0);
+        if let Some(norm) = &self.embed_norm {
+            x = x.layer_norm([d], Some(&norm.weight), Some(&norm.bias), self.config.layer_norm_epsilon, true);
+        }
+        let mut x = x.dropout(p, train);
+        let embeddings = x.shallow_clone();
         let h = self.config.n_head as i64;
         // Padding keys get -inf before the softmax.
         let key_bias = Tensor::zeros([b, 1, 1, t], (Kind::Float, self.device))
@@ -389,12 +553,9 @@ impl TopoformerModel {
             x = (ff + &x)
                 .layer_norm([d], Some(&block.norm2.weight), Some(&block.norm2.bias), eps, true)
                 .dropout(p, train);
-            outputs.push(BlockOutputs { query, key, value, output });
+            outputs.push(BlockOutputs { query, key, value, output, hidden: x.shallow_clone() });
         }
-        let weights = valid.to_kind(Kind::Float).unsqueeze(-1);
-        let pooled = (&x * &weights).sum_dim_intlist(&[1i64][..], false, Kind::Float)
-            / weights.sum_dim_intlist(&[1i64][..], false, Kind::Float);
-        (self.classifier.apply(&pooled.tanh()), outputs)
+        Encoded { embeddings, blocks: outputs }
     }
 
     /// The weights, named, float32, contiguous, on the CPU.
@@ -417,17 +578,99 @@ impl TopoformerModel {
 
     /// Loads a directory written by [`TopoformerModel::write_files`].
     pub fn load(dir: &Path, device: Device) -> Result<TopoformerModel, TrainError> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::file(&path, format!("cannot read: {e}")))?;
-        let config: TopoformerConfig = serde_json::from_str(&text)
-            .map_err(|e| TrainError::file(&path, format!("not a Topoformer config: {e}")))?;
-        if config.model_type != MODEL_TYPE {
-            return Err(TrainError::file(&path, format!("model_type is `{}`, not `{MODEL_TYPE}`", config.model_type)));
-        }
+        let config = TopoformerConfig::read(&dir.join("config.json"))?;
         let weights = dir.join("model.safetensors");
         let tensors = Tensor::read_safetensors(&weights).map_err(|e| TrainError::file(&weights, e))?;
         TopoformerModel::from_tensors(&config, tensors, device).map_err(|e| TrainError::file(&weights, e))
     }
+}
+
+/// The vocabulary as the masking sees it.
+#[derive(Clone, Debug)]
+pub struct MaskVocab {
+    /// The id of `[MASK]`.
+    pub mask_id: i64,
+    /// By id: a special token (never selected, never a random replacement).
+    pub special: Vec<bool>,
+    /// The ids a selected token may be replaced by (the non-special ones).
+    pub candidates: Vec<i64>,
+}
+
+impl MaskVocab {
+    /// `vocab_size` ids of which `special_ids` (and `mask_id`) are special.
+    pub fn new(vocab_size: usize, special_ids: &[usize], mask_id: usize) -> MaskVocab {
+        let mut special = vec![false; vocab_size];
+        for &id in special_ids.iter().chain(std::iter::once(&mask_id)) {
+            if id < vocab_size {
+                special[id] = true;
+            }
+        }
+        let candidates = (0..vocab_size as i64).filter(|&id| !special[id as usize]).collect();
+        MaskVocab { mask_id: mask_id as i64, special, candidates }
+    }
+}
+
+/// A batch after masking: `inputs` (the ids the model reads), and the
+/// selected `positions` (indices into the flattened batch) with their
+/// original ids, the `targets`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Masked {
+    pub inputs: Vec<i64>,
+    pub positions: Vec<i64>,
+    pub targets: Vec<i64>,
+}
+
+/// Mixed into the seed of the masking's generator, so that its stream is
+/// not the batch sampler's (which uses the seed itself).
+const MASK_SALT: u64 = 0x6d6c_6d5f_6d61_736b;
+
+/// BERT's masking of token ids `ids` (a flattened batch): each non-special
+/// token is selected with probability [`MLM_PROBABILITY`] (15%); a selected
+/// token becomes `[MASK]` with probability 0.8, a uniformly drawn
+/// non-special token with 0.1, and stays with 0.1 (as transformers'
+/// `DataCollatorForLanguageModeling`, which draws the random token from the
+/// whole vocabulary; here special tokens are left out). Every token draws
+/// its selection number whether special or not, from a ChaCha8 generator of
+/// (`seed`, `stream`) alone: training step s uses stream s, so a resumed
+/// run masks as an uninterrupted one. When nothing is selected (tiny
+/// batches), one non-special token is, drawn uniformly, so that the loss is
+/// defined.
+///
+/// [`MLM_PROBABILITY`]: voxflow::kinds::train::topoformer::MLM_PROBABILITY
+pub fn mask_tokens(ids: &[i64], vocab: &MaskVocab, seed: u64, stream: u64) -> Masked {
+    use voxflow::kinds::train::topoformer::MLM_PROBABILITY;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ MASK_SALT);
+    rng.set_stream(stream);
+    let mut inputs = ids.to_vec();
+    let (mut positions, mut targets) = (Vec::new(), Vec::new());
+    let is_special = |id: i64| vocab.special.get(id as usize).copied().unwrap_or(false);
+    let corrupt = |rng: &mut ChaCha8Rng, i: usize, inputs: &mut [i64]| {
+        let how: f64 = rng.random();
+        if how < 0.8 {
+            inputs[i] = vocab.mask_id;
+        } else if how < 0.9 && !vocab.candidates.is_empty() {
+            inputs[i] = vocab.candidates[rng.random_range(0..vocab.candidates.len())];
+        }
+    };
+    for (i, &id) in ids.iter().enumerate() {
+        let selected: f64 = rng.random();
+        if is_special(id) || selected >= MLM_PROBABILITY {
+            continue;
+        }
+        corrupt(&mut rng, i, &mut inputs);
+        positions.push(i as i64);
+        targets.push(id);
+    }
+    if positions.is_empty() {
+        let eligible: Vec<usize> = (0..ids.len()).filter(|&i| !is_special(ids[i])).collect();
+        if !eligible.is_empty() {
+            let i = eligible[rng.random_range(0..eligible.len())];
+            corrupt(&mut rng, i, &mut inputs);
+            positions.push(i as i64);
+            targets.push(ids[i]);
+        }
+    }
+    Masked { inputs, positions, targets }
 }
 
 /// A bias's fan-in (its layer's input width), as nn.Linear's init uses.
@@ -458,6 +701,9 @@ mod tests {
             sr,
             labels: vec!["a".into(), "b".into()],
             layer_norm_epsilon: 1e-5,
+            task: TopoTask::Classify,
+            architectures: vec![],
+            mask_token_id: None,
         }
     }
 
