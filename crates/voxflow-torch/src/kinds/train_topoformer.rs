@@ -456,30 +456,28 @@ pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Re
     let test_loss: Vec<(f64, f64)> = metrics.iter().filter_map(|r| Some((r.step as f64, r.test_loss?))).collect();
     let test_accuracy: Vec<(f64, f64)> =
         metrics.iter().filter_map(|r| Some((r.step as f64, r.test_accuracy?))).collect();
-    ctx.add_figure(
+    ctx.add_chart(
         "loss",
-        &voxflow::plot::line_chart(
+        &voxflow::plot::lines(
             "train.topoformer: loss by step",
             "step",
             "cross-entropy",
-            &[
+            vec![
                 curve("training loss", metrics.iter().map(|r| (r.step as f64, r.loss)).collect()),
                 curve("test loss", test_loss),
             ],
-            None,
         ),
     )?;
-    ctx.add_figure(
+    ctx.add_chart(
         "accuracy",
-        &voxflow::plot::line_chart(
+        &voxflow::plot::lines(
             "train.topoformer: accuracy by step",
             "step",
             "accuracy",
-            &[
+            vec![
                 curve("training batch", metrics.iter().map(|r| (r.step as f64, r.accuracy)).collect()),
                 curve("test", test_accuracy),
             ],
-            None,
         ),
     )?;
     let logs = ctx.out_dir.join("logs");
