@@ -6,7 +6,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$VOXFLOW_ROOT"
-install_system_packages pkg-config libhdf5-dev
+# chromium: tests/report_browser.rs opens the report in headless Chromium.
+install_system_packages pkg-config libhdf5-dev chromium
 bash scripts/setup-python.sh
 
 # tests/slurm.rs runs against a real single-node Slurm: start one here unless

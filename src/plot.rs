@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use serde::{Deserialize, Serialize};
+
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 420.0;
 const LEFT: f64 = 70.0;
@@ -16,9 +18,97 @@ const COLORS: &[&str] =
     &["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 /// One named line of (x, y) points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     pub name: String,
+    /// NaN is written to JSON as null and read back as NaN.
+    #[serde(with = "nan_pairs")]
     pub points: Vec<(f64, f64)>,
+}
+
+/// A chart's data, written beside its SVG (`figures/NAME.json`, see
+/// `StageContext::add_chart`) so that the report can redraw the expansions
+/// of a matrix stage together: their maps in one row on one colour scale,
+/// their curves overlaid in one chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "chart", rename_all = "snake_case")]
+pub enum Chart {
+    /// [`line_chart`]'s arguments.
+    Lines {
+        title: String,
+        x_label: String,
+        y_label: String,
+        series: Vec<Series>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        x_ticks: Option<Vec<String>>,
+    },
+    /// [`heatmap`]'s arguments.
+    Heatmap(Map),
+}
+
+/// A rows x cols grid of values (row-major), as [`heatmap`] draws it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Map {
+    pub title: String,
+    pub rows: usize,
+    pub cols: usize,
+    #[serde(with = "nan_values")]
+    pub values: Vec<f64>,
+    #[serde(default)]
+    pub outlined: Vec<bool>,
+    pub scale_label: String,
+}
+
+/// A [`Chart::Lines`] with numeric x.
+pub fn lines(title: &str, x_label: &str, y_label: &str, series: Vec<Series>) -> Chart {
+    Chart::Lines { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), series, x_ticks: None }
+}
+
+impl Chart {
+    /// The chart drawn alone.
+    pub fn svg(&self) -> String {
+        match self {
+            Chart::Lines { title, x_label, y_label, series, x_ticks } => {
+                line_chart(title, x_label, y_label, series, x_ticks.as_deref())
+            }
+            Chart::Heatmap(m) => heatmap(&m.title, m.rows, m.cols, &m.values, &m.outlined, &m.scale_label),
+        }
+    }
+
+    pub fn title(&self) -> &str {
+        match self {
+            Chart::Lines { title, .. } => title,
+            Chart::Heatmap(m) => &m.title,
+        }
+    }
+}
+
+/// `Vec<f64>` with NaN as JSON null.
+mod nan_values {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        values.iter().map(|v| v.is_finite().then_some(*v)).collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+}
+
+/// `Vec<(f64, f64)>` with NaN as JSON null.
+mod nan_pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(points: &[(f64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        points.iter().map(|(x, y)| (finite(*x), finite(*y))).collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(f64, f64)>, D::Error> {
+        let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        Ok(Vec::<(Option<f64>, Option<f64>)>::deserialize(d)?.into_iter().map(|(x, y)| (nan(x), nan(y))).collect())
+    }
 }
 
 struct Frame {
@@ -216,12 +306,94 @@ fn tick(value: f64) -> String {
 /// A metric across the values of an axis, one series per group: with
 /// `x_ticks` (categorical x at positions 0, 1, 2, ...) points only, since a
 /// line between categories means nothing; with numeric x, lines with
-/// markers and whole-number ticks when every x is whole (layers, steps).
-/// The y axis includes 0, so a small difference looks small; the legend is
-/// drawn when there is more than one series.
+/// markers (up to [`MARKERS`] points a line) and whole-number ticks when
+/// every x is whole (layers, steps). The y axis includes 0, so a small
+/// difference looks small; the legend is drawn when there is more than one
+/// series.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], x_ticks: Option<&[String]>) -> String {
-    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let lines: Vec<Line> = series
+        .iter()
+        .enumerate()
+        .map(|(k, s)| Line { name: s.name.clone(), points: &s.points, color: COLORS[k % COLORS.len()], dash: "" })
+        .collect();
+    let legend: Vec<(String, &str, &str)> =
+        if series.len() > 1 { lines.iter().map(|l| (l.name.clone(), l.color, "")).collect() } else { Vec::new() };
+    styled_lines(title, x_label, y_label, &lines, &legend, x_ticks)
+}
+
+/// Curves of several runs in one chart (the expansions of a matrix stage):
+/// one colour per run (`groups`' labels), one dash pattern per series name
+/// within a run (training and test loss), a legend of both.
+pub fn overlay_chart(title: &str, x_label: &str, y_label: &str, groups: &[(String, Vec<Series>)]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for (_, series) in groups {
+        for s in series {
+            if !names.contains(&s.name.as_str()) {
+                names.push(&s.name);
+            }
+        }
+    }
+    let dash = |name: &str| DASHES[names.iter().position(|n| *n == name).unwrap_or(0) % DASHES.len()];
+    let mut lines = Vec::new();
+    let mut legend: Vec<(String, &str, &str)> = Vec::new();
+    for (k, (label, series)) in groups.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        legend.push((label.clone(), color, ""));
+        for s in series {
+            let name = if names.len() > 1 { format!("{label}: {}", s.name) } else { label.clone() };
+            lines.push(Line { name, points: &s.points, color, dash: dash(&s.name) });
+        }
+    }
+    if names.len() > 1 {
+        for name in &names {
+            legend.push((name.to_string(), "#555", dash(name)));
+        }
+    }
+    styled_lines(title, x_label, y_label, &lines, &legend, None)
+}
+
+/// Dash patterns of the series within one run of an [`overlay_chart`].
+const DASHES: &[&str] = &["", "6 3", "2 3", "8 3 2 3"];
+/// Lines with more points than this are drawn without a marker per point.
+pub const MARKERS: usize = 60;
+
+struct Line<'a> {
+    name: String,
+    points: &'a [(f64, f64)],
+    color: &'a str,
+    dash: &'a str,
+}
+
+/// The legend at the right: a colour swatch, or a line sample with its dash pattern.
+fn legend_svg(out: &mut String, legend: &[(String, &str, &str)]) {
+    for (k, (name, color, dash)) in legend.iter().enumerate() {
+        let y = TOP + 16.0 * k as f64;
+        let x = WIDTH - RIGHT + 12.0;
+        if dash.is_empty() {
+            let _ = write!(out, r#"<rect x="{x}" y="{y}" width="10" height="10" fill="{color}"/>"#);
+        } else {
+            let _ = write!(
+                out,
+                r#"<line x1="{x}" x2="{}" y1="{}" y2="{}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
+                x + 12.0,
+                y + 5.0,
+                y + 5.0
+            );
+        }
+        let _ = write!(out, r#"<text x="{}" y="{}">{}</text>"#, x + 16.0, y + 9.0, escape(name));
+    }
+}
+
+fn styled_lines(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Line],
+    legend: &[(String, &str, &str)],
+    x_ticks: Option<&[String]>,
+) -> String {
+    let xs = lines.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys = lines.iter().flat_map(|s| s.points.iter().map(|p| p.1));
     let integer_x = xs.clone().all(|x| x.fract() == 0.0);
     let mut frame = Frame::ranged(xs, Range::Data, ys, Range::WithZero, integer_x);
     if let Some(labels) = x_ticks {
@@ -232,14 +404,14 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
     axes(&mut out, &frame, title, x_label, y_label, x_ticks);
     let offset = |k: usize| -> f64 {
         // Categorical points of several series side by side, not on top of each other.
-        if x_ticks.is_some() && series.len() > 1 {
-            (k as f64 - (series.len() - 1) as f64 / 2.0) * (0.5 / series.len() as f64)
+        if x_ticks.is_some() && lines.len() > 1 {
+            (k as f64 - (lines.len() - 1) as f64 / 2.0) * (0.5 / lines.len() as f64)
         } else {
             0.0
         }
     };
-    for (k, line) in series.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
+    for (k, line) in lines.iter().enumerate() {
+        let color = line.color;
         let path: Vec<String> = line
             .points
             .iter()
@@ -247,33 +419,138 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
             .map(|p| format!("{:.1},{:.1}", frame.x(p.0), frame.y(p.1)))
             .collect();
         if path.len() > 1 && x_ticks.is_none() {
-            let _ =
-                write!(out, r#"<polyline points="{}" stroke="{color}" stroke-width="2" fill="none"/>"#, path.join(" "));
-        }
-        for p in line.points.iter().filter(|p| p.1.is_finite()) {
+            let dash =
+                if line.dash.is_empty() { String::new() } else { format!(r#" stroke-dasharray="{}""#, line.dash) };
             let _ = write!(
                 out,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="{}" fill="{color}"><title>{}: {}</title></circle>"#,
-                frame.x(p.0 + offset(k)),
-                frame.y(p.1),
-                if x_ticks.is_some() { 5.0 } else { 3.5 },
-                escape(&line.name),
-                crate::history::significant(p.1)
-            );
-        }
-        if series.len() > 1 {
-            let y = TOP + 16.0 * k as f64;
-            let _ = write!(
-                out,
-                r#"<rect x="{}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
-                WIDTH - RIGHT + 12.0,
-                y,
-                WIDTH - RIGHT + 26.0,
-                y + 9.0,
+                r#"<polyline points="{}" stroke="{color}" stroke-width="2" fill="none"{dash}><title>{}</title></polyline>"#,
+                path.join(" "),
                 escape(&line.name)
             );
         }
+        if x_ticks.is_some() || path.len() <= MARKERS {
+            for p in line.points.iter().filter(|p| p.1.is_finite()) {
+                let _ = write!(
+                    out,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="{}" fill="{color}"><title>{}: {}</title></circle>"#,
+                    frame.x(p.0 + offset(k)),
+                    frame.y(p.1),
+                    if x_ticks.is_some() { 5.0 } else { 3.5 },
+                    escape(&line.name),
+                    crate::history::significant(p.1)
+                );
+            }
+        }
     }
+    legend_svg(&mut out, legend);
+    out.push_str("</svg>");
+    out
+}
+
+/// A mean with its spread: `sd` is the sample standard deviation (n - 1
+/// in the denominator) of the `n` values averaged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub x: f64,
+    pub mean: f64,
+    pub sd: f64,
+    pub n: usize,
+}
+
+/// The mean and sample standard deviation (n - 1; NaN for one value) of
+/// the finite values, by Welford's update.
+pub fn mean_sd(values: &[f64]) -> (f64, f64, usize) {
+    let (mut n, mut mean, mut m2) = (0usize, 0.0f64, 0.0f64);
+    for v in values.iter().filter(|v| v.is_finite()) {
+        n += 1;
+        let delta = v - mean;
+        mean += delta / n as f64;
+        m2 += delta * (v - mean);
+    }
+    match n {
+        0 => (f64::NAN, f64::NAN, 0),
+        1 => (mean, f64::NAN, 1),
+        _ => (mean, (m2 / (n - 1) as f64).sqrt(), n),
+    }
+}
+
+/// Like [`line_chart`], each point a mean with an error bar of ± one
+/// sample sd (none where n = 1), and `note` (which spread, over what)
+/// under the legend.
+pub fn error_bar_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<Spread>)],
+    x_ticks: Option<&[String]>,
+    note: &str,
+) -> String {
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+    let xs = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.x));
+    let ys = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().flat_map(move |p| [p.mean, p.mean - finite(p.sd), p.mean + finite(p.sd)]));
+    let integer_x = xs.clone().all(|x| x.fract() == 0.0);
+    let mut frame = Frame::ranged(xs, Range::Data, ys, Range::WithZero, integer_x);
+    if let Some(labels) = x_ticks {
+        frame.x_min = -0.5;
+        frame.x_max = labels.len().max(1) as f64 - 0.5;
+    }
+    let mut out = String::new();
+    axes(&mut out, &frame, title, x_label, y_label, x_ticks);
+    let offset = |k: usize| -> f64 {
+        if series.len() > 1 {
+            let width = if x_ticks.is_some() { 0.5 } else { 0.02 * (frame.x_max - frame.x_min) };
+            (k as f64 - (series.len() - 1) as f64 / 2.0) * (width / series.len() as f64)
+        } else {
+            0.0
+        }
+    };
+    for (k, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let shown: Vec<&Spread> = points.iter().filter(|p| p.mean.is_finite()).collect();
+        if shown.len() > 1 && x_ticks.is_none() {
+            let path: Vec<String> =
+                shown.iter().map(|p| format!("{:.1},{:.1}", frame.x(p.x + offset(k)), frame.y(p.mean))).collect();
+            let _ =
+                write!(out, r#"<polyline points="{}" stroke="{color}" stroke-width="2" fill="none"/>"#, path.join(" "));
+        }
+        for p in shown {
+            let x = frame.x(p.x + offset(k));
+            if p.sd.is_finite() && p.n > 1 {
+                let (low, high) = (frame.y(p.mean - p.sd), frame.y(p.mean + p.sd));
+                let _ = write!(
+                    out,
+                    r#"<path class="error-bar" d="M{x:.1} {low:.1} L{x:.1} {high:.1} M{:.1} {low:.1} L{:.1} {low:.1} M{:.1} {high:.1} L{:.1} {high:.1}" stroke="{color}" stroke-width="1.5" fill="none"/>"#,
+                    x - 4.0,
+                    x + 4.0,
+                    x - 4.0,
+                    x + 4.0
+                );
+            }
+            let _ = write!(
+                out,
+                r#"<circle cx="{x:.1}" cy="{:.1}" r="4" fill="{color}"><title>{}: mean {} ± {} (sd, n = {})</title></circle>"#,
+                frame.y(p.mean),
+                escape(name),
+                crate::history::significant(p.mean),
+                crate::history::significant(p.sd),
+                p.n
+            );
+        }
+    }
+    let legend: Vec<(String, &str, &str)> = if series.len() > 1 {
+        series.iter().enumerate().map(|(k, (name, _))| (name.clone(), COLORS[k % COLORS.len()], "")).collect()
+    } else {
+        Vec::new()
+    };
+    legend_svg(&mut out, &legend);
+    let _ = write!(
+        out,
+        r##"<text x="{}" y="35" font-size="11" fill="#444" text-anchor="middle">{}</text>"##,
+        (WIDTH - RIGHT + LEFT) / 2.0,
+        escape(note)
+    );
     out.push_str("</svg>");
     out
 }
@@ -381,20 +658,8 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, xs: &[f64], ys: &[f64]
 /// positive, to ±the largest |value|; NaN grey), with the scale beside it;
 /// cells where `outlined` is true get a black border (selected units).
 pub fn heatmap(title: &str, rows: usize, cols: usize, values: &[f64], outlined: &[bool], scale_label: &str) -> String {
-    let limit = values.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
-    let limit = if limit > 0.0 { limit } else { 1.0 };
-    let colour = |v: f64| -> String {
-        if !v.is_finite() {
-            return "#bbbbbb".into();
-        }
-        let a = (v / limit).clamp(-1.0, 1.0);
-        let fade = |full: f64| (255.0 - (255.0 - full) * a.abs()).round() as u8;
-        if a >= 0.0 {
-            format!("#{:02x}{:02x}{:02x}", fade(178.0), fade(24.0), fade(43.0))
-        } else {
-            format!("#{:02x}{:02x}{:02x}", fade(33.0), fade(102.0), fade(172.0))
-        }
-    };
+    let limit = map_limit(values);
+    let colour = |v: f64| diverging(v, limit);
     let area = (WIDTH - LEFT - RIGHT).min(HEIGHT - TOP - BOTTOM);
     let cell = area / rows.max(cols).max(1) as f64;
     let mut out = String::new();
@@ -438,6 +703,104 @@ pub fn heatmap(title: &str, rows: usize, cols: usize, values: &[f64], outlined: 
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text></svg>"#,
         bar_x + 9.0,
         TOP + area + 22.0,
+        escape(scale_label)
+    );
+    out
+}
+
+/// The colour scale's end: the largest |value| (1 where there is none).
+fn map_limit(values: &[f64]) -> f64 {
+    let limit = values.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+    if limit > 0.0 {
+        limit
+    } else {
+        1.0
+    }
+}
+
+/// Blue (-limit) to white (0) to red (+limit); NaN grey.
+fn diverging(v: f64, limit: f64) -> String {
+    if !v.is_finite() {
+        return "#bbbbbb".into();
+    }
+    let a = (v / limit).clamp(-1.0, 1.0);
+    let fade = |full: f64| (255.0 - (255.0 - full) * a.abs()).round() as u8;
+    if a >= 0.0 {
+        format!("#{:02x}{:02x}{:02x}", fade(178.0), fade(24.0), fade(43.0))
+    } else {
+        format!("#{:02x}{:02x}{:02x}", fade(33.0), fade(102.0), fade(172.0))
+    }
+}
+
+/// Maps side by side in one row, each titled (a matrix stage's expansions,
+/// by their matrix values), on one colour scale (to ± the largest |value|
+/// of all of them) with one colour bar at the right.
+pub fn heatmap_row(title: &str, panels: &[(String, &Map)], scale_label: &str) -> String {
+    let all: Vec<f64> = panels.iter().flat_map(|(_, m)| m.values.iter().copied()).collect();
+    let limit = map_limit(&all);
+    let n = panels.len().max(1);
+    let (pad, gap, bar_space) = (10.0, 16.0, 110.0);
+    let panel = ((1150.0 - pad - bar_space) / n as f64 - gap).clamp(90.0, 260.0);
+    let top = 56.0;
+    let width = pad + n as f64 * (panel + gap) + bar_space;
+    let height = top + panel + 20.0;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="map-row" data-panels="{n}" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" style="max-width:100%;height:auto" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{:.1}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
+        (width - bar_space) / 2.0,
+        escape(title)
+    );
+    for (k, (label, map)) in panels.iter().enumerate() {
+        let x0 = pad + k as f64 * (panel + gap);
+        let cell = panel / map.rows.max(map.cols).max(1) as f64;
+        let _ = write!(
+            out,
+            r#"<g class="map-panel"><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            x0 + panel / 2.0,
+            top - 8.0,
+            escape(label)
+        );
+        for r in 0..map.rows {
+            for c in 0..map.cols {
+                let i = r * map.cols + c;
+                let stroke = if map.outlined.get(i).copied().unwrap_or(false) {
+                    r#" stroke="black" stroke-width="1""#
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    out,
+                    r#"<rect x="{:.2}" y="{:.2}" width="{cell:.2}" height="{cell:.2}" fill="{}"{stroke}/>"#,
+                    x0 + c as f64 * cell,
+                    top + r as f64 * cell,
+                    diverging(map.values.get(i).copied().unwrap_or(f64::NAN), limit)
+                );
+            }
+        }
+        out.push_str("</g>");
+    }
+    let (bar_x, steps) = (width - bar_space + 20.0, 21);
+    let step_height = panel / steps as f64;
+    out.push_str(r#"<g class="colour-bar">"#);
+    for i in 0..steps {
+        let v = limit * (1.0 - 2.0 * i as f64 / (steps - 1) as f64);
+        let _ = write!(
+            out,
+            r#"<rect x="{bar_x:.1}" y="{:.2}" width="18" height="{:.2}" fill="{}"/>"#,
+            top + i as f64 * step_height,
+            step_height + 0.5,
+            diverging(v, limit)
+        );
+    }
+    for (v, y) in [(limit, top), (0.0, top + panel / 2.0), (-limit, top + panel)] {
+        let _ = write!(out, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, bar_x + 24.0, y + 4.0, tick(v));
+    }
+    let _ = write!(
+        out,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text></g></svg>"#,
+        bar_x + 9.0,
+        top - 8.0,
         escape(scale_label)
     );
     out

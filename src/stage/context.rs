@@ -288,6 +288,16 @@ impl<'a> StageContext<'a> {
         Ok(())
     }
 
+    /// A chart for the run report: its SVG as [`Self::add_figure`] writes
+    /// it, and its data beside it (`figures/NAME.json`), from which the
+    /// report redraws the expansions of a matrix stage together.
+    pub fn add_chart(&mut self, name: &str, chart: &crate::plot::Chart) -> Result<(), StageError> {
+        self.add_figure(name, &chart.svg())?;
+        let file = self.out_dir.join(format!("figures/{name}.json"));
+        let json = serde_json::to_string(chart).map_err(|e| StageError::failed(format!("chart {name}: {e}")))?;
+        std::fs::write(&file, json).map_err(|e| StageError::failed(format!("{}: {e}", file.display())))
+    }
+
     /// Says that a rerun of this stage may not write the same bytes, and
     /// why (recorded in the manifest; early cut-off then rarely applies).
     pub fn nondeterministic(&mut self, reason: impl Into<String>) {

@@ -120,8 +120,8 @@ impl Kind for TopoSelectivity {
                 "layer {} {}: t of {} > {} (outlined: selective)",
                 m.layer, m.sublayer, params.positive, params.negative
             );
-            let svg = crate::plot::heatmap(&title, rows, cols, &grid, &outlined, "Welch t");
-            ctx.add_figure(&format!("tmap_layer{}_{}", m.layer, m.sublayer), &svg)?;
+            let map = crate::plot::Map { title, rows, cols, values: grid, outlined, scale_label: "Welch t".into() };
+            ctx.add_chart(&format!("tmap_layer{}_{}", m.layer, m.sublayer), &crate::plot::Chart::Heatmap(map))?;
         }
 
         let chosen: Vec<f64> = t.iter().zip(&selective).filter(|(_, s)| **s).map(|(t, _)| *t).collect();

@@ -331,14 +331,13 @@ pub fn train_ddpm(p: &DdpmParams, ctx: &mut StageContext) -> Result<(), StageErr
     ];
     ctx.write_table("metrics", &RecordBatch::try_new(Arc::new(schema), columns).expect("metrics schema"))?;
     let points = metrics.iter().map(|r| (r.step as f64, f(r.loss))).collect();
-    ctx.add_figure(
+    ctx.add_chart(
         "loss",
-        &voxflow::plot::line_chart(
+        &voxflow::plot::lines(
             &format!("train.ddpm ({}): noise MSE by step", p.mode.name()),
             "step",
             "MSE",
-            &[voxflow::plot::Series { name: "training loss".into(), points }],
-            None,
+            vec![voxflow::plot::Series { name: "training loss".into(), points }],
         ),
     )?;
     let logs = ctx.out_dir.join("logs");

@@ -205,24 +205,22 @@ pub fn eval_samples(p: &SamplesParams, ctx: &mut StageContext) -> Result<(), Sta
         name: name.to_string(),
         points: rows.iter().map(|r| (r.0 as f64, f(&r.2))).collect(),
     };
-    ctx.add_figure(
+    ctx.add_chart(
         "accuracy",
-        &voxflow::plot::line_chart(
+        &voxflow::plot::lines(
             "eval.samples: class accuracy by step",
             "step",
             "accuracy",
-            &[curve("accuracy", &|s| s.accuracy)],
-            None,
+            vec![curve("accuracy", &|s| s.accuracy)],
         ),
     )?;
-    ctx.add_figure(
+    ctx.add_chart(
         "fid",
-        &voxflow::plot::line_chart(
+        &voxflow::plot::lines(
             "eval.samples: Frechet distance by step",
             "step",
             "FID (classifier features)",
-            &[curve("fid", &|s| s.fid)],
-            None,
+            vec![curve("fid", &|s| s.fid)],
         ),
     )
 }

@@ -548,14 +548,13 @@ pub fn topo_smoothness(p: &TopoSmoothnessParams, ctx: &mut StageContext) -> Resu
             points: corr_rows.iter().filter(|r| r.0 == o).map(|r| (r.1 as f64, r.2)).collect(),
         })
         .collect();
-    ctx.add_figure(
+    ctx.add_chart(
         "correlation",
-        &voxflow::plot::line_chart(
+        &voxflow::plot::lines(
             "topo.smoothness: unit correlation by grid distance (held-out text)",
             "Chebyshev distance",
             "mean Pearson r",
-            &series,
-            None,
+            series,
         ),
     )?;
     tracing::info!(

@@ -421,20 +421,16 @@ pub fn train_gpt(p: &TrainGptParams, ctx: &mut StageContext) -> Result<(), Stage
     if !validation.is_empty() {
         series.push(curve("validation loss", validation));
     }
-    ctx.add_figure(
-        "loss",
-        &voxflow::plot::line_chart("train.gpt: loss by step", "step", "cross-entropy", &series, None),
-    )?;
+    ctx.add_chart("loss", &voxflow::plot::lines("train.gpt: loss by step", "step", "cross-entropy", series))?;
     if spatial.is_some() {
         let points = metrics.iter().filter_map(|r| Some((r.step as f64, r.spatial_loss?))).collect();
-        ctx.add_figure(
+        ctx.add_chart(
             "spatial_loss",
-            &voxflow::plot::line_chart(
+            &voxflow::plot::lines(
                 "train.gpt: spatial loss by step (unweighted)",
                 "step",
                 "spatial loss",
-                &[curve("spatial loss", points)],
-                None,
+                vec![curve("spatial loss", points)],
             ),
         )?;
     }

@@ -680,30 +680,28 @@ fn run_training(
         Evaluated::Test => ("cross-entropy", "accuracy", "training batch"),
         Evaluated::Validation => ("cross-entropy (masked tokens)", "accuracy (masked tokens)", "training batch"),
     };
-    ctx.add_figure(
+    ctx.add_chart(
         "loss",
-        &voxflow::plot::line_chart(
+        &voxflow::plot::lines(
             "train.topoformer: loss by step",
             "step",
             loss_title,
-            &[
+            vec![
                 curve("training loss", metrics.iter().map(|r| (r.step as f64, r.loss)).collect()),
                 curve(&format!("{held_out} loss"), test_loss),
             ],
-            None,
         ),
     )?;
-    ctx.add_figure(
+    ctx.add_chart(
         "accuracy",
-        &voxflow::plot::line_chart(
+        &voxflow::plot::lines(
             "train.topoformer: accuracy by step",
             "step",
             accuracy_title,
-            &[
+            vec![
                 curve(batch_name, metrics.iter().map(|r| (r.step as f64, r.accuracy)).collect()),
                 curve(if evaluated == Evaluated::Test { "test" } else { "validation" }, test_accuracy),
             ],
-            None,
         ),
     )?;
     let logs = ctx.out_dir.join("logs");
