@@ -743,6 +743,11 @@ fn textgrid_intervals_with_impossible_times_are_refused_with_file_and_line() {
         error.starts_with(&format!("{}:{}: \"banana\" after `=` is not a number", banana.display(), line + 1)),
         "{error}"
     );
+    // An error about the token just read names that token's line (this
+    // one named line 0 until tests/fuzz.rs found it).
+    let sound = dir.write("sound.TextGrid", "File type = \"ooTextFile\"\nObject class = \"Sound\"\n");
+    let error = voxflow::formats::textgrid::read_textgrid(&sound).expect_err("Sound").to_string();
+    assert!(error.starts_with(&format!("{}:2: object class is \"Sound\"", sound.display())), "{error}");
     for (i, (bad, expected)) in cases.into_iter().enumerate() {
         let path = dir.write(&format!("bad{i}.TextGrid"), &textgrid(&bad));
         let error = voxflow::formats::textgrid::read_textgrid(&path).expect_err(&expected).to_string();
