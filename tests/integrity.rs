@@ -552,6 +552,45 @@ fn processes_that_leave_the_group_end_with_the_run() {
     none_left(&[&escaped], 5, "after the run ended");
 }
 
+/// A `voxflow run` inside a command adds its own token beside the outer
+/// run's: kill -9 of the outer runner ends the inner run's commands too.
+#[test]
+fn a_nested_runs_commands_end_with_the_outer_run() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(common::fresh_seed());
+    let dir = Scratch::new("nested");
+    let token = format!("66.{}", rng.random_range(100_000_000u64..999_999_999));
+    let inner = dir.write(
+        "inner.yaml",
+        &format!(
+            "name: inner\nstages:\n  s:\n    kind: command\n    run: setsid sleep {token} & echo x > {{outputs.out}}; sleep {token}\n    outputs: {{out: o.txt}}\n"
+        ),
+    );
+    let outer = dir.write(
+        "outer.yaml",
+        &format!(
+            "name: outer\nstages:\n  s:\n    kind: command\n    run: {} run {} --store {}; echo x > {{outputs.out}}\n    outputs: {{out: o.txt}}\n",
+            common::voxflow_bin().display(),
+            inner.display(),
+            dir.join("inner-store").display()
+        ),
+    );
+    let file = outer.display().to_string();
+    let mut child = Command::new(common::voxflow_bin())
+        .args(["run", &file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_naming(&format!("sleep {token}")).len() < 2 {
+        assert!(Instant::now() < deadline, "the inner commands never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { kill(child.id() as i32, 9) };
+    child.wait().unwrap();
+    none_left(&[&token, &file, &inner.display().to_string()], 5, "after kill -9 of the outer runner");
+}
+
 /// Placeholders must name declared inputs, params and outputs; the error
 /// names the stage and the placeholder and lists what is declared.
 #[test]

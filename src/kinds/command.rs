@@ -23,7 +23,7 @@
 //! command's group: when the run dies (even by `kill -9`), its pipe from the
 //! run reaches end-of-file and it kills every group still running,
 //! grandchildren included. Every command also carries the run's token in
-//! its environment (`VOXFLOW_RUN_TOKEN`): at end-of-file the reaper also
+//! its environment (`VOXFLOW_RUN_TOKEN_<token>=1`): at end-of-file the reaper also
 //! kills every process whose environment holds that token, which covers a
 //! command spawned but not yet registered when the runner died, and
 //! processes that left the group (`setsid`, double forks). Only a process
@@ -210,7 +210,7 @@ impl Kind for Command {
         // instead of using posix_spawn, which cost 1000 trivial stages at
         // -j 2 1.6 times their time (benches/engine.sh).
         #[cfg(target_os = "linux")]
-        child.env(TOKEN_VARIABLE, &reaper.token);
+        child.env(&reaper.variable, "1");
         let child = child.spawn().map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
         #[cfg(target_os = "linux")]
         reaper.tell(b'+', child.id() as libc::pid_t);
@@ -339,7 +339,7 @@ fn end_group(pid: i32) {
 /// so the pipe reaches end-of-file exactly when the runner is gone, however
 /// it died (the kernel closes a killed process's descriptors): the reaper
 /// then sends SIGKILL to every registered group, then to every process
-/// whose environment holds the run's token ([`TOKEN_VARIABLE`]), scanning
+/// whose environment holds the run's token ([`TOKEN_PREFIX`]), scanning
 /// /proc until a scan finds none (at most [`SCANS`] scans), and exits.
 ///
 /// The scan closes the window between a command's spawn and its
@@ -352,12 +352,17 @@ fn end_group(pid: i32) {
 #[cfg(target_os = "linux")]
 struct Reaper {
     write: std::os::fd::OwnedFd,
-    /// 32 hex digits (128 random bits), the value of [`TOKEN_VARIABLE`].
-    token: String,
+    /// `VOXFLOW_RUN_TOKEN_` and 32 hex digits (128 random bits): set to 1
+    /// in every command's environment.
+    variable: String,
 }
 
-/// The environment variable that carries the run's token to its commands.
-pub const TOKEN_VARIABLE: &str = "VOXFLOW_RUN_TOKEN";
+/// The start of the environment variable that carries the run's token to
+/// its commands: `VOXFLOW_RUN_TOKEN_<token>=1`. The token is in the name, not
+/// the value, so that a `voxflow run` inside a command adds its own token
+/// beside the outer run's, and the outer reaper still finds the inner
+/// run's commands.
+pub const TOKEN_PREFIX: &str = "VOXFLOW_RUN_TOKEN_";
 
 /// The most /proc scans the reaper makes (10 ms apart while a scan finds
 /// processes to kill).
@@ -405,7 +410,8 @@ fn start_reaper() -> Result<Reaper, String> {
     let token = format!("{:032x}", rand::random::<u128>());
     // What the reaper looks for: the environment entry, NUL-terminated (the
     // child must not allocate).
-    let entry = std::ffi::CString::new(format!("{TOKEN_VARIABLE}={token}")).expect("hex digits");
+    let variable = format!("{TOKEN_PREFIX}{token}");
+    let entry = std::ffi::CString::new(format!("{variable}=1")).expect("hex digits");
     // SAFETY: the child makes only async-signal-safe calls (this process
     // has other threads) and never returns.
     let pid = unsafe { libc::fork() };
@@ -422,7 +428,7 @@ fn start_reaper() -> Result<Reaper, String> {
     }
     // SAFETY: `read` is ours and no longer needed here; `write` is owned.
     unsafe { libc::close(read) };
-    Ok(Reaper { write: unsafe { std::os::fd::OwnedFd::from_raw_fd(write) }, token })
+    Ok(Reaper { write: unsafe { std::os::fd::OwnedFd::from_raw_fd(write) }, variable })
 }
 
 /// The reaper's body, in the child of `fork`: only async-signal-safe calls
@@ -430,7 +436,7 @@ fn start_reaper() -> Result<Reaper, String> {
 /// run's to handle), keeps only the pipe's read end (as stdin) and
 /// /dev/null, reads registrations until end-of-file, then kills the
 /// registered groups and the processes that carry `entry`
-/// (`VOXFLOW_RUN_TOKEN=<token>`) in their environment.
+/// (`VOXFLOW_RUN_TOKEN_<token>=1`) in their environment.
 #[cfg(target_os = "linux")]
 unsafe fn reap(read: libc::c_int, entry: &[u8]) -> ! {
     const MAX: usize = 1 << 16;
