@@ -1,7 +1,9 @@
 //! Store integrity through the `voxflow` binary: a damaged input is never
 //! consumed and the next run repairs it, `verify` checks manifests and never
 //! creates a store, symlink outputs are refused, a killed run leaves no
-//! command alive, and what validation catches before anything runs.
+//! command alive (even killed between a command's spawn and its
+//! registration, or a command's `setsid` child), and what validation
+//! catches before anything runs.
 
 mod common;
 
@@ -423,6 +425,172 @@ fn a_commands_background_processes_end_with_it() {
     }
 }
 
+/// The processes whose command line holds `marker`, as "PID: CMDLINE".
+fn processes_naming(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(marker).then(|| format!("{}: {cmdline}", entry.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// Waits up to `seconds` for no process to name any of `markers`.
+fn none_left(markers: &[&str], seconds: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let left: Vec<String> = markers.iter().flat_map(|m| processes_naming(m)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: alive after {seconds} s: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// kill -9 of `voxflow run` at random moments of its start, while it
+/// spawns commands (`sleep` stages at -j 2 and -j 16): some kills land
+/// between a command's spawn and its registration with the reaper, which
+/// then finds the command by the run's token in its environment. No
+/// command (nor the reaper) is alive a few seconds after any of the kills.
+#[test]
+fn a_kill_9_at_any_moment_of_the_start_leaves_no_command_alive() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(common::fresh_seed());
+    let dir = Scratch::new("kill-window");
+    let token = format!("62.{}", rng.random_range(100_000_000u64..999_999_999));
+    let mut yaml = String::from("name: window\nstages:\n");
+    for i in 0..24 {
+        yaml.push_str(&format!(
+            "  s{i}:\n    kind: command\n    run: echo {i} > {{outputs.out}}; sleep {token}\n    outputs: {{out: o.txt}}\n"
+        ));
+    }
+    let pipeline = dir.write("window.yaml", &yaml);
+    let file = pipeline.display().to_string();
+    // How long the runner takes to start its first command: the kills are
+    // spread over twice that.
+    let started = Instant::now();
+    let mut child = Command::new(common::voxflow_bin())
+        .args(["run", &file, "-j", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while processes_naming(&format!("sleep {token}")).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the commands never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let first = started.elapsed();
+    unsafe { kill(child.id() as i32, 9) };
+    child.wait().unwrap();
+    none_left(&[&token, &file], 5, "after the first kill");
+    let span = (first * 2).max(Duration::from_millis(20));
+    for trial in 0..16 {
+        let jobs = if trial % 2 == 0 { "2" } else { "16" };
+        let _ = std::fs::remove_dir_all(dir.join(".voxflow"));
+        let mut child = Command::new(common::voxflow_bin())
+            .args(["run", &file, "-j", jobs])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(span.mul_f64(rng.random_range(0.0..1.0)));
+        unsafe { kill(child.id() as i32, 9) };
+        child.wait().unwrap();
+        none_left(&[&token, &file], 5, &format!("trial {trial} (-j {jobs})"));
+    }
+}
+
+/// A command's processes that leave its process group (`setsid`) still
+/// carry the run's token: the reaper kills them when the run is killed,
+/// and when it ends normally.
+#[test]
+fn processes_that_leave_the_group_end_with_the_run() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(common::fresh_seed());
+    let dir = Scratch::new("setsid");
+    let (escaped, waiting) = (
+        format!("63.{}", rng.random_range(100_000_000u64..999_999_999)),
+        format!("64.{}", rng.random_range(100_000_000u64..999_999_999)),
+    );
+    // Killed: the command waits while a setsid process runs beside it.
+    let pipeline = dir.write(
+        "killed.yaml",
+        &format!(
+            "name: killed\nstages:\n  s:\n    kind: command\n    run: setsid sleep {escaped} & echo x > {{outputs.out}}; sleep {waiting}\n    outputs: {{out: o.txt}}\n"
+        ),
+    );
+    let file = pipeline.display().to_string();
+    let mut child = Command::new(common::voxflow_bin())
+        .args(["run", &file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_naming(&format!("sleep {escaped}")).is_empty()
+        || processes_naming(&format!("sleep {waiting}")).is_empty()
+    {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { kill(child.id() as i32, 9) };
+    child.wait().unwrap();
+    none_left(&[&escaped, &waiting, &file], 5, "after kill -9 of the runner");
+
+    // Ended: the command succeeds and leaves a setsid process behind.
+    let escaped = format!("65.{}", rng.random_range(100_000_000u64..999_999_999));
+    let pipeline = dir.write(
+        "ended.yaml",
+        &format!(
+            "name: ended\nstages:\n  s:\n    kind: command\n    run: (setsid sleep {escaped} &); echo x > {{outputs.out}}\n    outputs: {{out: o.txt}}\n"
+        ),
+    );
+    let summary = voxflow_json(&["run", pipeline.to_str().unwrap(), "--format", "json"], 0);
+    assert_eq!(statuses(&summary)["s"], "ran");
+    none_left(&[&escaped], 5, "after the run ended");
+}
+
+/// A `voxflow run` inside a command adds its own token beside the outer
+/// run's: kill -9 of the outer runner ends the inner run's commands too.
+#[test]
+fn a_nested_runs_commands_end_with_the_outer_run() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(common::fresh_seed());
+    let dir = Scratch::new("nested");
+    let token = format!("66.{}", rng.random_range(100_000_000u64..999_999_999));
+    let inner = dir.write(
+        "inner.yaml",
+        &format!(
+            "name: inner\nstages:\n  s:\n    kind: command\n    run: setsid sleep {token} & echo x > {{outputs.out}}; sleep {token}\n    outputs: {{out: o.txt}}\n"
+        ),
+    );
+    let outer = dir.write(
+        "outer.yaml",
+        &format!(
+            "name: outer\nstages:\n  s:\n    kind: command\n    run: {} run {} --store {}; echo x > {{outputs.out}}\n    outputs: {{out: o.txt}}\n",
+            common::voxflow_bin().display(),
+            inner.display(),
+            dir.join("inner-store").display()
+        ),
+    );
+    let file = outer.display().to_string();
+    let mut child = Command::new(common::voxflow_bin())
+        .args(["run", &file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_naming(&format!("sleep {token}")).len() < 2 {
+        assert!(Instant::now() < deadline, "the inner commands never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { kill(child.id() as i32, 9) };
+    child.wait().unwrap();
+    none_left(&[&token, &file, &inner.display().to_string()], 5, "after kill -9 of the outer runner");
+}
+
 /// Placeholders must name declared inputs, params and outputs; the error
 /// names the stage and the placeholder and lists what is declared.
 #[test]
@@ -614,6 +782,11 @@ fn textgrid_intervals_with_impossible_times_are_refused_with_file_and_line() {
         error.starts_with(&format!("{}:{}: \"banana\" after `=` is not a number", banana.display(), line + 1)),
         "{error}"
     );
+    // An error about the token just read names that token's line (this
+    // one named line 0 until tests/fuzz.rs found it).
+    let sound = dir.write("sound.TextGrid", "File type = \"ooTextFile\"\nObject class = \"Sound\"\n");
+    let error = voxflow::formats::textgrid::read_textgrid(&sound).expect_err("Sound").to_string();
+    assert!(error.starts_with(&format!("{}:2: object class is \"Sound\"", sound.display())), "{error}");
     for (i, (bad, expected)) in cases.into_iter().enumerate() {
         let path = dir.write(&format!("bad{i}.TextGrid"), &textgrid(&bad));
         let error = voxflow::formats::textgrid::read_textgrid(&path).expect_err(&expected).to_string();

@@ -480,7 +480,10 @@ impl Cursor<'_> {
                 REPAIR,
             ));
         }
-        let (tok, line) = std::mem::replace(&mut self.toks[self.pos], (Tok::Flag(String::new()), 0));
+        // The token is taken, its line kept: errors about the token just
+        // read name it (`toks[pos - 1].1`).
+        let line = self.toks[self.pos].1;
+        let tok = std::mem::replace(&mut self.toks[self.pos].0, Tok::Flag(String::new()));
         self.pos += 1;
         Ok((tok, line))
     }

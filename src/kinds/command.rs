@@ -22,8 +22,12 @@
 //! (forked once, at the first command stage; [`Reaper`]) is told each
 //! command's group: when the run dies (even by `kill -9`), its pipe from the
 //! run reaches end-of-file and it kills every group still running,
-//! grandchildren included. A process that leaves the group on purpose
-//! (`setsid`) escapes this.
+//! grandchildren included. Every command also carries the run's token in
+//! its environment (`VOXFLOW_RUN_TOKEN_<token>=1`): at end-of-file the reaper also
+//! kills every process whose environment holds that token, which covers a
+//! command spawned but not yet registered when the runner died, and
+//! processes that left the group (`setsid`, double forks). Only a process
+//! that clears or replaces its environment (`env -i`) escapes both.
 //!
 //! An output is a file or a directory of files; a symbolic link is refused
 //! by the scheduler (a link's target can change after the result is stored).
@@ -198,12 +202,15 @@ impl Kind for Command {
             .process_group(0);
         #[cfg(target_os = "linux")]
         let reaper = reaper()?;
-        // No pre-exec hook (a parent-death signal for the moment before the
-        // reaper knows the group would need one): with a hook the standard
-        // library forks the whole runner for each command instead of using
-        // posix_spawn, which cost 1000 trivial stages at -j 2 twice their
-        // time (benches/engine.sh). What is left uncovered is a kill -9 of
-        // the runner between spawn returning and the registration below.
+        // The run's token, which the reaper looks for in every process's
+        // environment once the runner is gone: it covers a kill -9 of the
+        // runner between spawn returning and the registration below. No
+        // pre-exec hook (a parent-death signal would need one): with a hook
+        // the standard library forks the whole runner for each command
+        // instead of using posix_spawn, which cost 1000 trivial stages at
+        // -j 2 1.6 times their time (benches/engine.sh).
+        #[cfg(target_os = "linux")]
+        child.env(&reaper.variable, "1");
         let child = child.spawn().map_err(|e| StageError::failed(format!("cannot start `{shell}`: {e}")))?;
         #[cfg(target_os = "linux")]
         reaper.tell(b'+', child.id() as libc::pid_t);
@@ -331,11 +338,36 @@ fn end_group(pid: i32) {
 /// group. The write end is close-on-exec and the reaper closes its own copy,
 /// so the pipe reaches end-of-file exactly when the runner is gone, however
 /// it died (the kernel closes a killed process's descriptors): the reaper
-/// then sends SIGKILL to every registered group and exits.
+/// then sends SIGKILL to every registered group, then to every process
+/// whose environment holds the run's token ([`TOKEN_PREFIX`]), scanning
+/// /proc until a scan finds none (at most [`SCANS`] scans), and exits.
+///
+/// The scan closes the window between a command's spawn and its
+/// registration: a child holds its copy of the pipe's write end (the
+/// runner's descriptors, copied by clone) until its `execve` closes it, so
+/// end-of-file comes only after every command spawned has exec'd, with the
+/// token in its environment, or exited. It also finds what a command
+/// started outside its group (`setsid`, double forks), which inherits the
+/// environment; a process that clears it (`env -i`) escapes.
 #[cfg(target_os = "linux")]
 struct Reaper {
     write: std::os::fd::OwnedFd,
+    /// `VOXFLOW_RUN_TOKEN_` and 32 hex digits (128 random bits): set to 1
+    /// in every command's environment.
+    variable: String,
 }
+
+/// The start of the environment variable that carries the run's token to
+/// its commands: `VOXFLOW_RUN_TOKEN_<token>=1`. The token is in the name, not
+/// the value, so that a `voxflow run` inside a command adds its own token
+/// beside the outer run's, and the outer reaper still finds the inner
+/// run's commands.
+pub const TOKEN_PREFIX: &str = "VOXFLOW_RUN_TOKEN_";
+
+/// The most /proc scans the reaper makes (10 ms apart while a scan finds
+/// processes to kill).
+#[cfg(target_os = "linux")]
+const SCANS: usize = 200;
 
 #[cfg(target_os = "linux")]
 impl Reaper {
@@ -375,6 +407,11 @@ fn start_reaper() -> Result<Reaper, String> {
         return Err(std::io::Error::last_os_error().to_string());
     }
     let [read, write] = fds;
+    let token = format!("{:032x}", rand::random::<u128>());
+    // What the reaper looks for: the environment entry, NUL-terminated (the
+    // child must not allocate).
+    let variable = format!("{TOKEN_PREFIX}{token}");
+    let entry = std::ffi::CString::new(format!("{variable}=1")).expect("hex digits");
     // SAFETY: the child makes only async-signal-safe calls (this process
     // has other threads) and never returns.
     let pid = unsafe { libc::fork() };
@@ -387,19 +424,21 @@ fn start_reaper() -> Result<Reaper, String> {
         return Err(error.to_string());
     }
     if pid == 0 {
-        unsafe { reap(read) }
+        unsafe { reap(read, entry.as_bytes()) }
     }
     // SAFETY: `read` is ours and no longer needed here; `write` is owned.
     unsafe { libc::close(read) };
-    Ok(Reaper { write: unsafe { std::os::fd::OwnedFd::from_raw_fd(write) } })
+    Ok(Reaper { write: unsafe { std::os::fd::OwnedFd::from_raw_fd(write) }, variable })
 }
 
 /// The reaper's body, in the child of `fork`: only async-signal-safe calls
 /// and no allocation. It leaves the run's process group (Ctrl-C is the
 /// run's to handle), keeps only the pipe's read end (as stdin) and
-/// /dev/null, and reads registrations until end-of-file.
+/// /dev/null, reads registrations until end-of-file, then kills the
+/// registered groups and the processes that carry `entry`
+/// (`VOXFLOW_RUN_TOKEN_<token>=1`) in their environment.
 #[cfg(target_os = "linux")]
-unsafe fn reap(read: libc::c_int) -> ! {
+unsafe fn reap(read: libc::c_int, entry: &[u8]) -> ! {
     const MAX: usize = 1 << 16;
     static mut GROUPS: [libc::pid_t; MAX] = [0; MAX];
     let groups = &mut *std::ptr::addr_of_mut!(GROUPS);
@@ -465,7 +504,149 @@ unsafe fn reap(read: libc::c_int) -> ! {
     for &group in &groups[..count] {
         libc::kill(-group, libc::SIGKILL);
     }
+    // A killed process keeps its environment until it is gone; one that
+    // was forking may leave a child: scan again until a scan kills nothing.
+    for _ in 0..SCANS {
+        if kill_carriers(entry) == 0 {
+            break;
+        }
+        let pause = libc::timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+        libc::nanosleep(&pause, std::ptr::null_mut());
+    }
     libc::_exit(0)
+}
+
+/// Sends SIGKILL to every process (that this one may read) whose
+/// environment holds `entry` as a whole entry; returns how many. Raw
+/// system calls and static buffers only: it runs in the reaper, a fork of
+/// a threaded process.
+#[cfg(target_os = "linux")]
+unsafe fn kill_carriers(entry: &[u8]) -> usize {
+    static mut DIRENTS: [u8; 32768] = [0; 32768];
+    let dirents = &mut *std::ptr::addr_of_mut!(DIRENTS);
+    let me = libc::getpid();
+    let proc_fd = libc::open(c"/proc".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
+    if proc_fd < 0 {
+        return 0;
+    }
+    let mut killed = 0;
+    loop {
+        let n = libc::syscall(libc::SYS_getdents64, proc_fd, dirents.as_mut_ptr(), dirents.len());
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0usize;
+        while at < n as usize {
+            // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+            let record = &dirents[at..];
+            let length = u16::from_ne_bytes([record[16], record[17]]) as usize;
+            let name = &record[19..length];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            at += length.max(1);
+            let mut pid: libc::pid_t = 0;
+            if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            for &digit in name {
+                pid = pid.saturating_mul(10).saturating_add((digit - b'0') as libc::pid_t);
+            }
+            if pid == me {
+                continue;
+            }
+            // A pidfd first: if the process ends and its id is reused while
+            // we read, the signal goes to no one rather than to the new one.
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
+            if environment_holds(proc_fd, name, entry) {
+                let sent = if pidfd >= 0 {
+                    libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, std::ptr::null::<u8>(), 0)
+                } else {
+                    libc::kill(pid, libc::SIGKILL) as libc::c_long
+                };
+                if sent == 0 {
+                    killed += 1;
+                }
+            }
+            if pidfd >= 0 {
+                libc::close(pidfd);
+            }
+        }
+    }
+    libc::close(proc_fd);
+    killed
+}
+
+/// Whether /proc/`pid`/environ holds `entry` as one whole NUL-separated
+/// entry; read in chunks without allocating.
+#[cfg(target_os = "linux")]
+unsafe fn environment_holds(proc_fd: libc::c_int, pid: &[u8], entry: &[u8]) -> bool {
+    static mut BUFFER: [u8; 16384] = [0; 16384];
+    let buffer = &mut *std::ptr::addr_of_mut!(BUFFER);
+    let mut path = [0u8; 40];
+    let suffix = b"/environ\0";
+    if pid.len() + suffix.len() > path.len() {
+        return false;
+    }
+    path[..pid.len()].copy_from_slice(pid);
+    path[pid.len()..pid.len() + suffix.len()].copy_from_slice(suffix);
+    let fd = libc::openat(proc_fd, path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return false;
+    }
+    let mut matcher = EntryMatcher::new(entry);
+    let mut found = false;
+    loop {
+        let n = libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len());
+        if n < 0 && *libc::__errno_location() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        if matcher.feed(&buffer[..n as usize]) {
+            found = true;
+            break;
+        }
+    }
+    found = found || matcher.finish();
+    libc::close(fd);
+    found
+}
+
+/// Finds `entry` as a whole entry of a NUL-separated list fed in pieces.
+struct EntryMatcher<'a> {
+    entry: &'a [u8],
+    /// How much of `entry` the current list entry has matched so far;
+    /// `None` once it differs.
+    matched: Option<usize>,
+}
+
+impl<'a> EntryMatcher<'a> {
+    fn new(entry: &'a [u8]) -> EntryMatcher<'a> {
+        EntryMatcher { entry, matched: Some(0) }
+    }
+
+    /// Whether an entry that ends in `bytes` is `entry`.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &byte in bytes {
+            if byte == 0 {
+                if self.matched == Some(self.entry.len()) {
+                    return true;
+                }
+                self.matched = Some(0);
+            } else {
+                self.matched = match self.matched {
+                    Some(i) if i < self.entry.len() && self.entry[i] == byte => Some(i + 1),
+                    _ => None,
+                };
+            }
+        }
+        false
+    }
+
+    /// Whether the last entry, unterminated, is `entry`.
+    fn finish(&self) -> bool {
+        self.matched == Some(self.entry.len())
+    }
 }
 
 /// A process's pidfd (Linux 5.3 and later): readable once the process exits.
