@@ -259,6 +259,39 @@ fn prepare(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<PathBuf,
     Ok(work)
 }
 
+/// The checkpoint's config.json for either task (classify: its labels;
+/// mlm: the `[MASK]` id and the architecture features.lm recognises).
+fn model_config(
+    p: &TrainTopoformerParams,
+    vocab_size: usize,
+    task: TopoTask,
+    labels: Vec<String>,
+    mask_token_id: Option<usize>,
+) -> TopoformerConfig {
+    let architectures = match task {
+        TopoTask::Classify => Vec::new(),
+        TopoTask::Mlm => vec![topoformer::MLM_ARCHITECTURE.into()],
+    };
+    TopoformerConfig {
+        model_type: MODEL_TYPE.into(),
+        vocab_size,
+        n_layer: p.n_layer,
+        n_head: p.n_head,
+        n_embd: p.n_embd,
+        ffn_expansion: p.ffn_expansion,
+        context_length: p.context_length,
+        dropout: p.dropout,
+        attention: p.attention,
+        sq: p.fractions().0,
+        sr: p.fractions().1,
+        labels,
+        layer_norm_epsilon: 1e-5,
+        task,
+        architectures,
+        mask_token_id,
+    }
+}
+
 pub fn train_topoformer(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<(), StageError> {
     match p.task {
         TopoTask::Classify => train_classifier(p, ctx),
@@ -303,24 +336,7 @@ fn train_classifier(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result
     let train_ids = encode(&tokenizer, &train.texts, p.context_length, "train", KIND)?;
     let test_ids = encode(&tokenizer, &test.texts, p.context_length, "test", KIND)?;
 
-    let config = TopoformerConfig {
-        model_type: MODEL_TYPE.into(),
-        vocab_size,
-        n_layer: p.n_layer,
-        n_head: p.n_head,
-        n_embd: p.n_embd,
-        ffn_expansion: p.ffn_expansion,
-        context_length: p.context_length,
-        dropout: p.dropout,
-        attention: p.attention,
-        sq: p.fractions().0,
-        sr: p.fractions().1,
-        labels: labels.clone(),
-        layer_norm_epsilon: 1e-5,
-        task: TopoTask::Classify,
-        architectures: Vec::new(),
-        mask_token_id: None,
-    };
+    let config = model_config(p, vocab_size, TopoTask::Classify, labels.clone(), None);
     let torch_device = crate::device::to_tch(ctx.device);
     let batch_loss = |model: &TopoformerModel, step: usize| -> (Tensor, f64) {
         let rows = batch_rows(p.seed, step, train_ids.len(), p.batch_size);
@@ -403,24 +419,7 @@ fn train_mlm(p: &TrainTopoformerParams, ctx: &mut StageContext) -> Result<(), St
             .with_hint("the corpus must not contain the mask token"));
         }
     }
-    let config = TopoformerConfig {
-        model_type: MODEL_TYPE.into(),
-        vocab_size,
-        n_layer: p.n_layer,
-        n_head: p.n_head,
-        n_embd: p.n_embd,
-        ffn_expansion: p.ffn_expansion,
-        context_length: p.context_length,
-        dropout: p.dropout,
-        attention: p.attention,
-        sq: p.fractions().0,
-        sr: p.fractions().1,
-        labels: Vec::new(),
-        layer_norm_epsilon: 1e-5,
-        task: TopoTask::Mlm,
-        architectures: vec![topoformer::MLM_ARCHITECTURE.into()],
-        mask_token_id: Some(mask_id),
-    };
+    let config = model_config(p, vocab_size, TopoTask::Mlm, Vec::new(), Some(mask_id));
     let torch_device = crate::device::to_tch(ctx.device);
     let d = p.n_embd as i64;
     // The masked batch's loss and the accuracy on its selected tokens.
