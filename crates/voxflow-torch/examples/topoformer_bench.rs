@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
-use voxflow::kinds::train::topoformer::TopoAttention;
+use voxflow::kinds::train::topoformer::{TopoAttention, TopoTask};
 use voxflow_torch::train::optim::{AdamW, AdamWConfig};
 use voxflow_torch::train::topoformer::{decays, TopoformerConfig, TopoformerModel, MODEL_TYPE};
 
@@ -50,6 +50,9 @@ fn main() {
             sr,
             labels: vec!["a".into(), "b".into()],
             layer_norm_epsilon: 1e-5,
+            task: TopoTask::Classify,
+            architectures: Vec::new(),
+            mask_token_id: None,
         };
         let model = TopoformerModel::new(&config, 0, Device::Cpu).expect("model");
         let params = model.parameters().iter().map(|(n, t)| (n.clone(), t.shallow_clone(), decays(n))).collect();
