@@ -272,21 +272,39 @@ pub fn topo_responses(p: &TopoResponsesParams, ctx: &mut StageContext) -> Result
     artifact.metadata.insert("n_embd".into(), n_embd.to_string());
     ctx.write_matrix("responses", &artifact)?;
 
-    let side = ck.side as u32;
-    let (mut column, mut layer, mut sublayer, mut unit, mut row, mut col) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut units = Vec::with_capacity(outputs.len() * n_embd);
     for (k, output) in outputs.iter().enumerate() {
         for u in 0..n_embd {
-            let cell = cells[k][u];
-            column.push((k * n_embd + u) as u32);
-            layer.push(output.layer as i32);
-            sublayer.push(output.sublayer.name());
-            unit.push(u as u32);
-            row.push(cell / side);
-            col.push(cell % side);
+            units.push(UnitCell {
+                layer: output.layer as i32,
+                sublayer: output.sublayer.name(),
+                unit: u as u32,
+                cell: cells[k][u],
+            });
         }
     }
-    let units = RecordBatch::try_new(
+    write_unit_tables(ctx, &units, ck.side as u32, stimuli)
+}
+
+/// One column of a responses matrix: its layer, sublayer and grid cell
+/// (row-major on a side x side grid).
+pub(crate) struct UnitCell {
+    pub layer: i32,
+    pub sublayer: &'static str,
+    pub unit: u32,
+    pub cell: u32,
+}
+
+/// The `units` table (column, layer, sublayer, unit, row, col; one row per
+/// matrix column, in order) and the `items` table (item, text, label) that
+/// topo.responses and topoformer.responses write beside their matrix.
+pub(crate) fn write_unit_tables(
+    ctx: &mut StageContext,
+    units: &[UnitCell],
+    side: u32,
+    stimuli: Stimuli,
+) -> Result<(), StageError> {
+    let table = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("column", DataType::UInt32, false),
             Field::new("layer", DataType::Int32, false),
@@ -296,16 +314,16 @@ pub fn topo_responses(p: &TopoResponsesParams, ctx: &mut StageContext) -> Result
             Field::new("col", DataType::UInt32, false),
         ])),
         vec![
-            Arc::new(UInt32Array::from(column)),
-            Arc::new(Int32Array::from(layer)),
-            Arc::new(StringArray::from(sublayer)),
-            Arc::new(UInt32Array::from(unit)),
-            Arc::new(UInt32Array::from(row)),
-            Arc::new(UInt32Array::from(col)),
+            Arc::new(UInt32Array::from_iter_values(0..units.len() as u32)),
+            Arc::new(Int32Array::from_iter_values(units.iter().map(|u| u.layer))),
+            Arc::new(StringArray::from_iter_values(units.iter().map(|u| u.sublayer))),
+            Arc::new(UInt32Array::from_iter_values(units.iter().map(|u| u.unit))),
+            Arc::new(UInt32Array::from_iter_values(units.iter().map(|u| u.cell / side))),
+            Arc::new(UInt32Array::from_iter_values(units.iter().map(|u| u.cell % side))),
         ],
     )
     .expect("units schema");
-    ctx.write_table("units", &units)?;
+    ctx.write_table("units", &table)?;
     let items = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("item", DataType::UInt32, false),

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,7 +31,7 @@ use voxflow::kinds::train::topoformer::{TopoTask, TrainTopoformerParams};
 use voxflow::numeric::Matrix;
 use voxflow::stage::{StageContext, StageError};
 
-use super::topo::read_stimulus_table;
+use super::topo::{read_stimulus_table, write_unit_tables, UnitCell};
 use crate::train::optim::{AdamW, AdamWConfig, Schedule};
 use crate::train::topoformer::{self, TopoformerConfig, TopoformerModel, MODEL_TYPE};
 use crate::train::{checkpoint, TrainError};
@@ -804,53 +804,13 @@ pub fn topoformer_responses(p: &TopoformerResponsesParams, ctx: &mut StageContex
     artifact.metadata.insert("n_embd".into(), d.to_string());
     ctx.write_matrix("responses", &artifact)?;
 
-    let side = model.config.side() as u32;
-    let (mut column, mut layer, mut sublayer, mut unit, mut row, mut col) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (k, &(l, representation)) in outputs.iter().enumerate() {
+    let mut units = Vec::with_capacity(outputs.len() * d);
+    for &(l, representation) in &outputs {
         for u in 0..d as u32 {
-            column.push(k as u32 * d as u32 + u);
-            layer.push(l as i32);
-            sublayer.push(representation.name());
-            unit.push(u);
-            row.push(u / side);
-            col.push(u % side);
+            units.push(UnitCell { layer: l as i32, sublayer: representation.name(), unit: u, cell: u });
         }
     }
-    let units = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("column", DataType::UInt32, false),
-            Field::new("layer", DataType::Int32, false),
-            Field::new("sublayer", DataType::Utf8, false),
-            Field::new("unit", DataType::UInt32, false),
-            Field::new("row", DataType::UInt32, false),
-            Field::new("col", DataType::UInt32, false),
-        ])),
-        vec![
-            Arc::new(UInt32Array::from(column)),
-            Arc::new(Int32Array::from(layer)),
-            Arc::new(StringArray::from(sublayer)),
-            Arc::new(UInt32Array::from(unit)),
-            Arc::new(UInt32Array::from(row)),
-            Arc::new(UInt32Array::from(col)),
-        ],
-    )
-    .expect("units schema");
-    ctx.write_table("units", &units)?;
-    let items = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("item", DataType::UInt32, false),
-            Field::new("text", DataType::Utf8, false),
-            Field::new("label", DataType::Utf8, false),
-        ])),
-        vec![
-            Arc::new(UInt32Array::from(stimuli.items)),
-            Arc::new(StringArray::from(stimuli.texts)),
-            Arc::new(StringArray::from(stimuli.labels)),
-        ],
-    )
-    .expect("items schema");
-    ctx.write_table("items", &items)
+    write_unit_tables(ctx, &units, model.config.side() as u32, stimuli)
 }
 
 #[cfg(test)]
