@@ -2,7 +2,12 @@
 //! current result has an output named `summary` (one row of metrics) adds a
 //! row; the matrix values become columns, so the table reads as "metric by
 //! dataset x model x layer". Written as Parquet and CSV beside an SVG plot of
-//! one metric against the first swept axis.
+//! one metric against the first swept axis (the mean and sample sd over a
+//! seed axis, with error bars, when the sweep has one). Several pipelines' tables stack
+//! into one with a `pipeline` column ([`concat`]); `--filter`, `--by`,
+//! `--pivot` and `--sort` run on polars ([`query`]).
+
+pub mod query;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,6 +127,71 @@ pub fn gather_keys(
     Ok(Comparison { table, axes, metrics, missing })
 }
 
+/// Stacks the tables of several pipelines into one, with a `pipeline` column
+/// first; axes and metrics are the union (null where a pipeline lacks one),
+/// and a metric that is an integer in one table and a float in another
+/// becomes a float.
+pub fn concat(parts: Vec<(String, Comparison)>) -> Result<Comparison, String> {
+    let mut labels: Vec<String> = vec!["stage".into(), "base".into()];
+    let mut axes: Vec<String> = Vec::new();
+    let mut metrics: Vec<String> = Vec::new();
+    let mut missing = Vec::new();
+    for (name, part) in &parts {
+        for axis in &part.axes {
+            if !axes.contains(axis) {
+                axes.push(axis.clone());
+            }
+        }
+        for metric in &part.metrics {
+            if !metrics.contains(metric) {
+                metrics.push(metric.clone());
+            }
+        }
+        missing.extend(part.missing.iter().map(|m| format!("{name}:{m}")));
+    }
+    // A name that is an axis in one pipeline and a metric in another stays a metric.
+    axes.retain(|a| !metrics.contains(a));
+    labels.extend(axes.iter().cloned());
+    let kind = |name: &str| -> DataType {
+        if !metrics.iter().any(|m| m == name) {
+            return DataType::Utf8;
+        }
+        let integral = parts.iter().all(|(_, p)| {
+            p.table.schema().field_with_name(name).map(|f| f.data_type() == &DataType::Int64).unwrap_or(true)
+        });
+        if integral {
+            DataType::Int64
+        } else {
+            DataType::Float64
+        }
+    };
+    let mut fields = vec![Field::new("pipeline", DataType::Utf8, false)];
+    for name in labels.iter().chain(&metrics) {
+        fields.push(Field::new(name.as_str(), kind(name), !matches!(name.as_str(), "stage" | "base")));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for field in schema.fields() {
+        let mut pieces: Vec<ArrayRef> = Vec::new();
+        for (name, part) in &parts {
+            let rows = part.table.num_rows();
+            let piece: ArrayRef = if field.name() == "pipeline" {
+                Arc::new(StringArray::from(vec![name.as_str(); rows]))
+            } else {
+                match part.table.column_by_name(field.name()) {
+                    Some(column) => arrow::compute::cast(column, field.data_type()).map_err(|e| e.to_string())?,
+                    None => arrow::array::new_null_array(field.data_type(), rows),
+                }
+            };
+            pieces.push(piece);
+        }
+        let refs: Vec<&dyn Array> = pieces.iter().map(|p| p.as_ref()).collect();
+        columns.push(arrow::compute::concat(&refs).map_err(|e| e.to_string())?);
+    }
+    let table = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
+    Ok(Comparison { table, axes, metrics, missing })
+}
+
 pub(crate) fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
     let cast = arrow::compute::cast(column, &DataType::Float64).ok()?;
     if !matches!(
@@ -147,14 +217,26 @@ pub(crate) fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
 /// to a temporary name first and renamed into place, so an interrupted
 /// `compare` leaves the previous files whole.
 pub fn write(comparison: &Comparison, dir: &Path, metric: Option<&str>) -> Result<Vec<PathBuf>, String> {
+    write_table(&comparison.table, comparison, dir, metric)
+}
+
+/// Like [`write`], with `table` (a `--by`/`--pivot` result) in the Parquet
+/// and CSV files and the rows of `rows` in the chart.
+pub fn write_table(
+    table: &RecordBatch,
+    rows: &Comparison,
+    dir: &Path,
+    metric: Option<&str>,
+) -> Result<Vec<PathBuf>, String> {
+    let comparison = rows;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let parquet = dir.join("compare.parquet");
-    write_atomic_with(&parquet, |tmp| crate::artifact::write_table(tmp, &comparison.table).map_err(|e| e.to_string()))?;
+    write_atomic_with(&parquet, |tmp| crate::artifact::write_table(tmp, table).map_err(|e| e.to_string()))?;
     let csv = dir.join("compare.csv");
     write_atomic_with(&csv, |tmp| {
         let file = std::fs::File::create(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
-        writer.write(&comparison.table).map_err(|e| format!("{}: {e}", tmp.display()))
+        writer.write(table).map_err(|e| format!("{}: {e}", tmp.display()))
     })?;
     let mut written = vec![parquet, csv];
     if let Some(svg) = chart(comparison, metric) {
@@ -178,6 +260,10 @@ pub fn default_metric(comparison: &Comparison) -> Option<String> {
 /// The metric against the first axis, one line per value of the others.
 pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
     let metric = metric.map(str::to_string).or_else(|| default_metric(comparison))?;
+    // A sweep over seeds: the mean and sample sd over them, as the report draws it.
+    if let Some((svg, _)) = crate::report::seed_chart(&comparison.table, &comparison.axes, Some(metric.clone())) {
+        return Some(svg);
+    }
     let table = &comparison.table;
     let values = arrow::compute::cast(table.column_by_name(&metric)?, &DataType::Float64).ok()?;
     let values = values.as_primitive_opt::<Float64Type>()?.clone();
@@ -200,7 +286,9 @@ pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
         }
         None => (
             "stage".into(),
-            (0..table.num_rows()).map(|i| table.column(0).as_string::<i32>().value(i).to_string()).collect(),
+            (0..table.num_rows())
+                .map(|i| string_column("stage").map(|c| c.value(i).to_string()).unwrap_or_default())
+                .collect(),
             false,
         ),
     };
@@ -239,4 +327,42 @@ pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
         .collect();
     let ticks = if x_numeric { None } else { Some(x_labels.as_slice()) };
     Some(plot::line_chart(&format!("{metric} by {x_axis}"), &x_axis, &metric, &series, ticks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sweep(axes: &[&str]) -> Comparison {
+        // Two layers x two seeds of one stage, mean_r made up.
+        let rows = [("1", "0", 0.2), ("1", "1", 0.4), ("2", "0", 0.5), ("2", "1", 0.7)];
+        let mut fields = vec![Field::new("stage", DataType::Utf8, false), Field::new("base", DataType::Utf8, false)];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("fit[layer={},seed={}]", r.0, r.1)))),
+            Arc::new(StringArray::from(vec!["fit"; 4])),
+        ];
+        for (k, axis) in axes.iter().enumerate() {
+            fields.push(Field::new(*axis, DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from_iter_values(rows.iter().map(|r| if k == 0 { r.0 } else { r.1 }))));
+        }
+        fields.push(Field::new("mean_r", DataType::Float64, true));
+        columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))));
+        let table = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        Comparison {
+            table,
+            axes: axes.iter().map(|a| a.to_string()).collect(),
+            metrics: vec!["mean_r".into()],
+            missing: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_chart_of_a_seed_sweep_has_error_bars_and_others_do_not() {
+        let with_seeds = chart(&sweep(&["layer", "seed"]), Some("mean_r")).unwrap();
+        assert!(with_seeds.contains("sample sd"), "a seed axis: mean and sd over seeds");
+        assert!(with_seeds.contains("mean_r by layer"), "the seed axis is averaged, layer is the x axis");
+        let renamed = chart(&sweep(&["layer", "rep"]), Some("mean_r")).unwrap();
+        assert!(!renamed.contains("sample sd"), "no seed axis: the plain line chart");
+        assert!(renamed.contains("mean_r by layer"));
+    }
 }

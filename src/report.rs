@@ -610,8 +610,13 @@ pub fn seed_summary(table: &arrow::array::RecordBatch, axes: &[String], metric: 
 }
 
 /// The comparison's chart averaged over a seed axis, with its caption;
-/// None where the sweep has no seed axis.
-fn seed_chart(table: &arrow::array::RecordBatch, axes: &[String], metric: Option<String>) -> Option<(String, String)> {
+/// None where the sweep has no seed axis. `voxflow compare`'s SVG is this
+/// chart when there is a seed axis.
+pub(crate) fn seed_chart(
+    table: &arrow::array::RecordBatch,
+    axes: &[String],
+    metric: Option<String>,
+) -> Option<(String, String)> {
     let metric = metric?;
     let summary = seed_summary(table, axes, &metric)?;
     let note = format!("mean ± sample sd (n − 1) over {} seeds ({})", summary.seeds, summary.seed_axis);

@@ -264,15 +264,52 @@ pub struct StageArgs {
 
 #[derive(Args)]
 pub struct CompareArgs {
-    #[command(flatten)]
-    pub pipeline: PipelineArgs,
-    /// The metric to plot (default: mean_r when present).
+    /// The pipeline file (or give several with --pipelines).
+    #[arg(required_unless_present = "pipelines")]
+    pub pipeline: Option<PathBuf>,
+    /// Gather from several pipelines into one table with a `pipeline` column
+    /// (each at its last run, or its current plan with --set).
+    #[arg(long, num_args = 1.., value_name = "PIPELINE")]
+    pub pipelines: Vec<PathBuf>,
+    /// Override a param: `--set stage.param=value` (repeatable; applies to every pipeline).
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    pub set: Vec<String>,
+    /// Store directory (default: `store:` in the file, else .voxflow/ beside it).
+    #[arg(long, env = "VOXFLOW_STORE")]
+    pub store: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// The metric to plot and to spread with --pivot (default: mean_r when
+    /// present for the plot; the first metric for --pivot).
     #[arg(long)]
     pub metric: Option<String>,
     /// Metrics to print, comma-separated (default: all); the stage and the
-    /// swept axes are always printed, and the files and JSON keep every column.
+    /// swept axes (or the --by keys) are always printed, and the files and
+    /// JSON keep every column.
     #[arg(long, value_delimiter = ',')]
     pub columns: Vec<String>,
+    /// Keep the rows that match: `method == lanczos and layer >= 3`,
+    /// `mode in [regular, proto_frozen]` (== != < <= > >= in, not in, joined
+    /// by `and`; columns of numbers compare as numbers).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Group by these columns (axes, `pipeline`, or a metric such as `step`),
+    /// comma-separated, and aggregate every other metric (see --agg).
+    #[arg(long, value_delimiter = ',', value_name = "AXES")]
+    pub by: Vec<String>,
+    /// One column per value of AXIS for one metric (--metric), rows by the
+    /// --by columns, else by the other axes.
+    #[arg(long, value_name = "AXIS")]
+    pub pivot: Option<String>,
+    /// Aggregates for --by and --pivot, comma-separated: mean, sd (sample
+    /// sd, ddof=1), median, n (non-null count), min, max (default:
+    /// mean,sd,n with --by; mean with --pivot).
+    #[arg(long, value_delimiter = ',', value_name = "AGGS")]
+    pub agg: Vec<String>,
+    /// Sort by these columns of the result, comma-separated, each `COL` or
+    /// `COL:desc` (default: the --by keys; the stage order otherwise).
+    #[arg(long, value_delimiter = ',', value_name = "COL[:desc]")]
+    pub sort: Vec<String>,
     /// Where to write compare.parquet/.csv/.svg (default: <store>/compare/<pipeline>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
