@@ -147,8 +147,7 @@ pub fn score(scorer: &dyn Scorer, ctx: &mut StageContext) -> Result<(), StageErr
         let other = (0..n).filter(|&c| c != answer).map(|c| values[c]).fold(f64::NEG_INFINITY, f64::max);
         let rank = 1 + (0..n).filter(|&c| c != answer && values[c] >= values[answer]).count() as i64;
         let ok = values[answer] > other;
-        let normed: Vec<f64> =
-            (0..n).map(|c| values[c] / choices[row][c].chars().count().max(1) as f64).collect();
+        let normed: Vec<f64> = (0..n).map(|c| values[c] / choices[row][c].chars().count().max(1) as f64).collect();
         let best_norm = (0..n).fold(0, |best, c| if normed[c] > normed[best] { c } else { best });
         let ok_norm = (0..n).all(|c| c == answer || normed[answer] > normed[c]);
         answer_texts.push(choices[row][answer].clone());

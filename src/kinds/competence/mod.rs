@@ -239,10 +239,8 @@ pub fn accuracy_table(outcomes: &[Outcome]) -> RecordBatch {
     ];
     if outcomes.iter().any(|o| o.correct_norm.is_some()) {
         columns.push(("correct_norm", Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| g.4)))));
-        columns.push((
-            "accuracy_norm",
-            Arc::new(Float64Array::from_iter_values(groups.iter().map(|g| ratio(g.4, g.2)))),
-        ));
+        columns
+            .push(("accuracy_norm", Arc::new(Float64Array::from_iter_values(groups.iter().map(|g| ratio(g.4, g.2))))));
     }
     table(columns)
 }
@@ -373,7 +371,12 @@ mod tests {
 
     #[test]
     fn accuracy_rows_per_suite_then_overall() {
-        let o = |source: &str, suite: &str, correct| Outcome { source: source.into(), suite: suite.into(), correct, correct_norm: None };
+        let o = |source: &str, suite: &str, correct| Outcome {
+            source: source.into(),
+            suite: suite.into(),
+            correct,
+            correct_norm: None,
+        };
         let outcomes =
             vec![o("grammar", "b", true), o("grammar", "a", false), o("grammar", "b", false), o("blimp", "a", true)];
         let t = accuracy_table(&outcomes);
