@@ -242,8 +242,21 @@ fn dirty_reasons(
     }
 }
 
+/// Reasons shown in a stage's one-line `reason`; `reasons` (and `voxflow
+/// why`) keep every one.
+const SHOWN_REASONS: usize = 4;
+
+/// The one-line reason: every reason up to [`SHOWN_REASONS`]; past that the
+/// first three and a count (a summary over a 60-stage sweep would
+/// otherwise print 60 changed inputs on one line).
 fn render(reasons: &[Reason]) -> String {
-    reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    let mut shown: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    if shown.len() > SHOWN_REASONS {
+        let more = shown.len() - (SHOWN_REASONS - 1);
+        shown.truncate(SHOWN_REASONS - 1);
+        shown.push(format!("and {more} more (`voxflow why` lists every one)"));
+    }
+    shown.join("; ")
 }
 
 fn outcome(stage: &PlannedStage, key: Option<String>, status: Status, reasons: Vec<Reason>) -> StageOutcome {
@@ -746,6 +759,23 @@ stages:
     outputs: {out: other.txt}
     params: {y: 1}
 "#;
+
+    #[test]
+    fn the_one_line_reason_counts_what_it_leaves_out() {
+        let input = |k: usize| Reason::InputChanged {
+            role: format!("in{k}"),
+            old: Some(format!("{k:032x}")),
+            new: Some(format!("{:032x}", k + 1)),
+        };
+        let few: Vec<Reason> = (0..SHOWN_REASONS).map(input).collect();
+        assert_eq!(render(&few).matches("changed").count(), SHOWN_REASONS, "{}", render(&few));
+        let mut many = vec![Reason::VersionChanged { old: 1, new: 2 }];
+        many.extend((0..60).map(input));
+        let line = render(&many);
+        assert!(line.starts_with("implementation version changed: 1 -> 2; input `in0` changed"), "{line}");
+        assert!(line.ends_with("; and 58 more (`voxflow why` lists every one)"), "{line}");
+        assert_eq!(line.matches("changed:").count(), 3, "{line}");
+    }
 
     #[test]
     fn a_stage_waiting_on_its_upstream_names_only_what_changed() {

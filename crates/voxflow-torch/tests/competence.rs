@@ -60,7 +60,7 @@ with open(os.path.join(d, "blimp.jsonl"), "w") as f:
         f.write(json.dumps({"sentence_good": sentence(rng.randint(1, 8)), "sentence_bad": sentence(rng.randint(1, 8)),
                             "UID": rng.choice(["agr", "island", "npi"]), "pairID": str(k)}) + "\n")
 with open(os.path.join(d, "facts.jsonl"), "w") as f:
-    for k in range(6):
+    for k in range(12):
         choices = rng.sample(words, rng.randint(2, 4))
         f.write(json.dumps({"prompt": sentence(rng.randint(1, 5))[:-2], "choices": choices,
                             "answer": rng.randrange(len(choices)), "suite": rng.choice(["x", "y"])}) + "\n")
@@ -101,7 +101,7 @@ def lp_of(name, ids):
 def tok(name):
     lp_of(name, [0, 0])
     return models[name][1]
-worst = 0.0
+worst, differ = 0.0, 0
 def close(a, b, what):
     global worst
     diff = abs(a - b)
@@ -115,7 +115,7 @@ for c in checks:
     acc = pq.read_table(out + "/accuracy.parquet").to_pydict()
     summary = pq.read_table(out + "/summary.parquet").to_pydict()
     assert summary["prefix"] == ["<|endoftext|>" if bos else ""], summary
-    outcome = {}
+    outcome, norm_outcome = {}, {}
     if c["kind"] == "pairs":
         tokens = pq.read_table(out + "/tokens.parquet").to_pydict()
         rows = {}
@@ -195,6 +195,12 @@ for c in checks:
             assert items["predicted"][k] == s["choices"][int(np.argmax(values))]
             ok = values[a] > max(others)
             assert items["correct"][k] == ok
+            # lm-eval's acc_norm: log-probability over the choice's length in characters
+            normed = [v / len(c) for v, c in zip(values, s["choices"])]
+            ok_norm = all(normed[a] > x for j, x in enumerate(normed) if j != a)
+            assert items["correct_norm"][k] == ok_norm, (name, k)
+            assert items["predicted_norm"][k] == s["choices"][int(np.argmax(normed))]
+            norm_outcome.setdefault(s.get("suite", "facts"), []).append(ok_norm)
             outcome.setdefault(s.get("suite", "facts"), []).append(ok)
     suites = list(outcome)
     assert acc["suite"] == suites + ["overall"], (acc["suite"], suites)
@@ -202,7 +208,14 @@ for c in checks:
     assert acc["n"] == [len(outcome[s]) for s in suites] + [len(flat)]
     assert acc["correct"] == [sum(outcome[s]) for s in suites] + [sum(flat)]
     assert abs(acc["accuracy"][-1] - sum(flat) / len(flat)) < 1e-12 and summary["accuracy"] == [acc["accuracy"][-1]]
-print(json.dumps({"worst": worst}))
+    if norm_outcome:
+        flat_norm = [v for s in suites for v in norm_outcome[s]]
+        assert acc["correct_norm"] == [sum(norm_outcome[s]) for s in suites] + [sum(flat_norm)]
+        assert abs(summary["accuracy_norm"][0] - sum(flat_norm) / len(flat_norm)) < 1e-12
+        differ += sum(a != b for a, b in zip(flat, flat_norm))
+    else:
+        assert "accuracy_norm" not in acc and "accuracy_norm" not in summary
+print(json.dumps({"worst": worst, "differ": differ}))
 "#;
 
 /// The directory of a stage's result.
@@ -254,7 +267,10 @@ fn log_probabilities_match_transformers_for_gpt2_neox_and_llama() {
     let printed = run_python(REFERENCE, &[dir.path.to_str().unwrap(), &serde_json::Value::from(checks).to_string()]);
     let result: serde_json::Value = serde_json::from_str(printed.trim().lines().last().unwrap()).unwrap();
     let worst = result["worst"].as_f64().unwrap();
-    eprintln!("competence log-probabilities: max abs diff against transformers {worst:e}");
+    eprintln!(
+        "competence log-probabilities: max abs diff against transformers {worst:e}; facts items where acc and acc_norm differ: {}",
+        result["differ"]
+    );
     assert!(worst < TOLERANCE);
 
     // A BERT model has no next-token probabilities: refused, saying why.

@@ -381,7 +381,8 @@ const SHRINK: &[&str] = &[
     "grammar.documents=300",
     "tokens.vocab_size=384",
     "mlm.n_embd=36",
-    "mlm.context_length=32",
+    // The localizer's non-word lists take up to 64 tokens of this BPE.
+    "mlm.context_length=80",
     "mlm.batch_size=16",
     "mlm.eval_every=50",
     "mlm.warmup_steps=10",
@@ -463,6 +464,41 @@ print(json.dumps([v, s["mean_r"][0]]))
     assert_eq!(val.len(), 4);
     assert!(val[3] < val[0], "the MLM validation loss did not fall: {val:?}");
     assert!(mean_r.is_finite());
+
+    // The localizer on the MLM checkpoint: every unit of every
+    // representation and layer has its S > N t, equal to scipy's Welch t on
+    // the responses; the TGI has one row per representation and layer.
+    let out = run_python(
+        r#"
+import sys, json
+import numpy as np, pyarrow.feather as feather, pyarrow.parquet as pq
+from scipy import stats
+resp, sel, tgi = sys.argv[1:4]
+data = np.stack(feather.read_table(resp + "/responses.arrow").column("data").to_numpy(zero_copy_only=False)).astype(np.float64)
+labels = np.array(pq.read_table(resp + "/items.parquet").column("label").to_pylist())
+units = pq.read_table(resp + "/units.parquet").to_pandas()
+assert (labels == "S").sum() == 240 and (labels == "N").sum() == 240, labels
+assert data.shape == (480, 2 * 4 * 36), data.shape
+assert sorted(set(units["layer"])) == [0, 1] and len(set(units["sublayer"])) == 4, units
+tmap = pq.read_table(sel + "/tmap.parquet").to_pandas().sort_values("column")
+ref = stats.ttest_ind(data[labels == "S"], data[labels == "N"], equal_var=False).statistic
+t = tmap["t"].to_numpy()
+ok = np.isfinite(ref)
+assert np.array_equal(ok, np.isfinite(t))
+worst = float(np.max(np.abs(t[ok] - ref[ok]) / np.maximum(1, np.abs(ref[ok]))))
+assert worst < 1e-6, worst
+assert tmap["selective"].sum() == 10
+g = pq.read_table(tgi + "/tgi.parquet").to_pydict()
+assert len(g["tgi"]) == 8 and all(np.isfinite(g["tgi"])), g
+print(json.dumps({"worst": worst, "t_max": float(np.nanmax(t)), "tgi": dict(zip([f"{l}/{s}" for l, s in zip(g["layer"], g["sublayer"])], g["tgi"]))}))
+"#,
+        &[
+            object("mlm_responses[mlm_steps=200]").to_str().unwrap(),
+            object("mlm_selectivity[mlm_steps=200]").to_str().unwrap(),
+            object("mlm_tgi[mlm_steps=200]").to_str().unwrap(),
+        ],
+    );
+    eprintln!("localizer on the MLM Topoformer: {}", out.trim());
 }
 
 #[test]

@@ -11,11 +11,17 @@
 //! apart); its log-probability is the sum over its tokens, after the
 //! prefix (`prefix: bos`) and the prompt.
 //!
+//! Length-normalised accuracy (lm-eval's `acc_norm`, for choices of unequal
+//! length): the same ranking of each choice's log-probability divided by
+//! the choice's length in characters (Unicode scalar values, as Python's
+//! `len` of the choice string, without the joining space).
+//!
 //! `items` (items.parquet): `item` uint32, `source`, `suite`, `prompt`,
 //! `answer`, `predicted` (utf8: the right choice and the top-ranked one),
 //! `log_prob_answer`, `log_prob_best_other` (float64, natural log),
-//! `rank` int64 (1 = first), `correct` bool. `accuracy` and `summary` as
-//! in `crate::kinds::competence`.
+//! `rank` int64 (1 = first), `correct` bool, `predicted_norm` utf8 and
+//! `correct_norm` bool (by log-probability per character). `accuracy` and
+//! `summary` as in `crate::kinds::competence`, with `accuracy_norm`.
 
 use std::sync::Arc;
 
@@ -30,7 +36,7 @@ pub struct CompetenceFacts;
 impl Kind for CompetenceFacts {
     type Params = CompetenceParams;
     const NAME: &'static str = "competence.facts";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "functional competence: accuracy of a causal LM ranking the right completion first among candidates (libtorch)";
     const INPUTS: &'static [&'static str] = &["stimuli"];
@@ -131,6 +137,7 @@ pub fn score(scorer: &dyn Scorer, ctx: &mut StageContext) -> Result<(), StageErr
     let mut outcomes = Vec::with_capacity(items.len());
     let (mut answer_texts, mut predicted, mut lp_answer, mut lp_other, mut ranks, mut correct) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut predicted_norm, mut correct_norm) = (vec![], vec![]);
     for row in 0..items.len() {
         let n = choices[row].len();
         let values = &totals[next..next + n];
@@ -140,13 +147,23 @@ pub fn score(scorer: &dyn Scorer, ctx: &mut StageContext) -> Result<(), StageErr
         let other = (0..n).filter(|&c| c != answer).map(|c| values[c]).fold(f64::NEG_INFINITY, f64::max);
         let rank = 1 + (0..n).filter(|&c| c != answer && values[c] >= values[answer]).count() as i64;
         let ok = values[answer] > other;
+        let normed: Vec<f64> = (0..n).map(|c| values[c] / choices[row][c].chars().count().max(1) as f64).collect();
+        let best_norm = (0..n).fold(0, |best, c| if normed[c] > normed[best] { c } else { best });
+        let ok_norm = (0..n).all(|c| c == answer || normed[answer] > normed[c]);
         answer_texts.push(choices[row][answer].clone());
         predicted.push(choices[row][best].clone());
         lp_answer.push(values[answer]);
         lp_other.push(other);
         ranks.push(rank);
         correct.push(ok);
-        outcomes.push(Outcome { source: sources[row].clone(), suite: suites[row].clone(), correct: ok });
+        predicted_norm.push(choices[row][best_norm].clone());
+        correct_norm.push(ok_norm);
+        outcomes.push(Outcome {
+            source: sources[row].clone(),
+            suite: suites[row].clone(),
+            correct: ok,
+            correct_norm: Some(ok_norm),
+        });
     }
     let items_table = table(vec![
         ("item", Arc::new(UInt32Array::from(items)) as ArrayRef),
@@ -159,6 +176,8 @@ pub fn score(scorer: &dyn Scorer, ctx: &mut StageContext) -> Result<(), StageErr
         ("log_prob_best_other", Arc::new(Float64Array::from(lp_other))),
         ("rank", Arc::new(Int64Array::from(ranks))),
         ("correct", Arc::new(BooleanArray::from(correct))),
+        ("predicted_norm", Arc::new(StringArray::from(predicted_norm))),
+        ("correct_norm", Arc::new(BooleanArray::from(correct_norm))),
     ]);
     let prefix_text = prefix.map(|(_, text)| text);
     ctx.write_table("accuracy", &accuracy_table(&outcomes))?;

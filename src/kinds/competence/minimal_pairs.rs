@@ -158,7 +158,12 @@ fn score_pairs(scorer: &dyn Scorer, columns: &StimulusColumns, ctx: &mut StageCo
         n_good.push(pair[0].ids.len() as i64);
         n_bad.push(pair[1].ids.len() as i64);
         correct.push(ok);
-        outcomes.push(Outcome { source: sources[row].clone(), suite: suites[row].clone(), correct: ok });
+        outcomes.push(Outcome {
+            source: sources[row].clone(),
+            suite: suites[row].clone(),
+            correct: ok,
+            correct_norm: None,
+        });
     }
     let items_table = table(vec![
         ("item", Arc::new(UInt32Array::from(items)) as ArrayRef),
@@ -289,7 +294,7 @@ fn score_syntaxgym(scorer: &dyn Scorer, columns: &StimulusColumns, ctx: &mut Sta
         counts.push(g.predictions.len() as i64);
         held_counts.push(held);
         correct.push(ok);
-        outcomes.push(Outcome { source: g.source.clone(), suite: g.suite.clone(), correct: ok });
+        outcomes.push(Outcome { source: g.source.clone(), suite: g.suite.clone(), correct: ok, correct_norm: None });
     }
     let items_table = table(vec![
         ("item", Arc::new(UInt32Array::from_iter_values(grouped.iter().map(|g| g.item))) as ArrayRef),

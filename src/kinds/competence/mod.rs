@@ -32,7 +32,10 @@
 //! stimuli's sources joined by `+`), `items` (per item, see each kind),
 //! `summary` (one row: `accuracy` (overall), `n_items`, `correct`,
 //! `mean_suite_accuracy` (the mean over suites, Brain-Score's SyntaxGym
-//! aggregate), `prefix` (the token used, or empty)).
+//! aggregate), `prefix` (the token used, or empty)). competence.facts adds
+//! `correct_norm` and `accuracy_norm` to `accuracy` and `accuracy_norm` to
+//! `summary`: lm-eval's `acc_norm`, each choice's log-probability divided
+//! by its length in characters.
 
 pub mod facts;
 pub mod minimal_pairs;
@@ -194,19 +197,26 @@ pub struct Outcome {
     pub source: String,
     pub suite: String,
     pub correct: bool,
+    /// Length-normalised correctness (competence.facts only; lm-eval's
+    /// `acc_norm`): the right choice ranks first by log-probability divided
+    /// by the choice's length in characters.
+    pub correct_norm: Option<bool>,
 }
 
 /// The `accuracy` table: one row per (source, suite) in order of first
 /// appearance, then `overall`.
 pub fn accuracy_table(outcomes: &[Outcome]) -> RecordBatch {
-    let mut groups: Vec<(String, String, i64, i64)> = Vec::new();
+    // (source, suite, n, correct, correct_norm)
+    let mut groups: Vec<(String, String, i64, i64, i64)> = Vec::new();
     for o in outcomes {
+        let norm = i64::from(o.correct_norm == Some(true));
         match groups.iter_mut().find(|g| g.0 == o.source && g.1 == o.suite) {
             Some(g) => {
                 g.2 += 1;
                 g.3 += i64::from(o.correct);
+                g.4 += norm;
             }
-            None => groups.push((o.source.clone(), o.suite.clone(), 1, i64::from(o.correct))),
+            None => groups.push((o.source.clone(), o.suite.clone(), 1, i64::from(o.correct), norm)),
         }
     }
     let mut sources: Vec<&str> = Vec::new();
@@ -216,15 +226,23 @@ pub fn accuracy_table(outcomes: &[Outcome]) -> RecordBatch {
         }
     }
     let correct = outcomes.iter().filter(|o| o.correct).count() as i64;
-    groups.push((sources.join("+"), "overall".into(), outcomes.len() as i64, correct));
-    let accuracy: Vec<f64> = groups.iter().map(|g| if g.2 == 0 { f64::NAN } else { g.3 as f64 / g.2 as f64 }).collect();
-    table(vec![
+    let correct_norm = outcomes.iter().filter(|o| o.correct_norm == Some(true)).count() as i64;
+    groups.push((sources.join("+"), "overall".into(), outcomes.len() as i64, correct, correct_norm));
+    let ratio = |k: i64, n: i64| if n == 0 { f64::NAN } else { k as f64 / n as f64 };
+    let accuracy: Vec<f64> = groups.iter().map(|g| ratio(g.3, g.2)).collect();
+    let mut columns: Vec<(&str, ArrayRef)> = vec![
         ("source", Arc::new(StringArray::from_iter_values(groups.iter().map(|g| g.0.as_str())))),
         ("suite", Arc::new(StringArray::from_iter_values(groups.iter().map(|g| g.1.as_str())))),
         ("n", Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| g.2)))),
         ("correct", Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| g.3)))),
         ("accuracy", Arc::new(Float64Array::from(accuracy))),
-    ])
+    ];
+    if outcomes.iter().any(|o| o.correct_norm.is_some()) {
+        columns.push(("correct_norm", Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| g.4)))));
+        columns
+            .push(("accuracy_norm", Arc::new(Float64Array::from_iter_values(groups.iter().map(|g| ratio(g.4, g.2))))));
+    }
+    table(columns)
 }
 
 /// The one-row `summary`.
@@ -236,13 +254,18 @@ pub fn summary_table(outcomes: &[Outcome], prefix: Option<&str>) -> RecordBatch 
     let mean_suite = if suites.is_empty() { f64::NAN } else { suites.iter().sum::<f64>() / suites.len() as f64 };
     let n = outcomes.len() as i64;
     let correct = outcomes.iter().filter(|o| o.correct).count() as i64;
-    table(vec![
+    let mut columns: Vec<(&str, ArrayRef)> = vec![
         ("accuracy", Arc::new(Float64Array::from(vec![values.value(rows - 1)]))),
         ("n_items", Arc::new(Int64Array::from(vec![n]))),
         ("correct", Arc::new(Int64Array::from(vec![correct]))),
         ("mean_suite_accuracy", Arc::new(Float64Array::from(vec![mean_suite]))),
         ("prefix", Arc::new(StringArray::from(vec![prefix.unwrap_or("")]))),
-    ])
+    ];
+    if let Ok(index) = accuracy.schema().index_of("accuracy_norm") {
+        let norm = accuracy.column(index).as_primitive::<arrow::datatypes::Float64Type>();
+        columns.push(("accuracy_norm", Arc::new(Float64Array::from(vec![norm.value(rows - 1)]))));
+    }
+    table(columns)
 }
 
 /// A table of named columns (nullable where the array has nulls).
@@ -348,7 +371,12 @@ mod tests {
 
     #[test]
     fn accuracy_rows_per_suite_then_overall() {
-        let o = |source: &str, suite: &str, correct| Outcome { source: source.into(), suite: suite.into(), correct };
+        let o = |source: &str, suite: &str, correct| Outcome {
+            source: source.into(),
+            suite: suite.into(),
+            correct,
+            correct_norm: None,
+        };
         let outcomes =
             vec![o("grammar", "b", true), o("grammar", "a", false), o("grammar", "b", false), o("blimp", "a", true)];
         let t = accuracy_table(&outcomes);
