@@ -3,7 +3,8 @@
 //! row; the matrix values become columns, so the table reads as "metric by
 //! dataset x model x layer". Written as Parquet and CSV beside an SVG plot of
 //! one metric against the first swept axis (the mean and sample sd over a
-//! seed axis, with error bars, when the sweep has one). Several pipelines' tables stack
+//! seed axis, with error bars, when the sweep has one and each stage gave
+//! one row). Several pipelines' tables stack
 //! into one with a `pipeline` column ([`concat`]); `--filter`, `--by`,
 //! `--pivot` and `--sort` run on polars ([`query`]).
 
@@ -260,9 +261,18 @@ pub fn default_metric(comparison: &Comparison) -> Option<String> {
 /// The metric against the first axis, one line per value of the others.
 pub fn chart(comparison: &Comparison, metric: Option<&str>) -> Option<String> {
     let metric = metric.map(str::to_string).or_else(|| default_metric(comparison))?;
-    // A sweep over seeds: the mean and sample sd over them, as the report draws it.
-    if let Some((svg, _)) = crate::report::seed_chart(&comparison.table, &comparison.axes, Some(metric.clone())) {
-        return Some(svg);
+    // A sweep over seeds: the mean and sample sd over them, as the report
+    // draws it; only where each stage gave one row (summaries of several
+    // rows, one per checkpoint, would be averaged over their rows too).
+    let one_row_per_stage = comparison.table.column_by_name("stage").is_some_and(|stages| {
+        let stages = stages.as_string::<i32>();
+        let mut seen = std::collections::HashSet::new();
+        stages.iter().all(|stage| seen.insert(stage))
+    });
+    if one_row_per_stage {
+        if let Some((svg, _)) = crate::report::seed_chart(&comparison.table, &comparison.axes, Some(metric.clone())) {
+            return Some(svg);
+        }
     }
     let table = &comparison.table;
     let values = arrow::compute::cast(table.column_by_name(&metric)?, &DataType::Float64).ok()?;
@@ -361,6 +371,13 @@ mod tests {
         let with_seeds = chart(&sweep(&["layer", "seed"]), Some("mean_r")).unwrap();
         assert!(with_seeds.contains("sample sd"), "a seed axis: mean and sd over seeds");
         assert!(with_seeds.contains("mean_r by layer"), "the seed axis is averaged, layer is the x axis");
+        let mut repeated = sweep(&["layer", "seed"]);
+        let stage = StringArray::from(vec!["fit[seed=0]", "fit[seed=0]", "fit[seed=1]", "fit[seed=1]"]);
+        let mut columns = repeated.table.columns().to_vec();
+        columns[0] = Arc::new(stage);
+        repeated.table = RecordBatch::try_new(repeated.table.schema(), columns).unwrap();
+        let rows = chart(&repeated, Some("mean_r")).unwrap();
+        assert!(!rows.contains("sample sd"), "several rows per stage: not averaged over seeds");
         let renamed = chart(&sweep(&["layer", "rep"]), Some("mean_r")).unwrap();
         assert!(!renamed.contains("sample sd"), "no seed axis: the plain line chart");
         assert!(renamed.contains("mean_r by layer"));
