@@ -214,22 +214,17 @@ pub(crate) fn numeric_at(column: &ArrayRef, row: usize) -> Option<Option<f64>> {
     Some(if values.is_null(row) { None } else { Some(values.value(row)) })
 }
 
-/// Writes `compare.parquet`, `compare.csv` and `compare.svg` into `dir`, each
-/// to a temporary name first and renamed into place, so an interrupted
-/// `compare` leaves the previous files whole.
-pub fn write(comparison: &Comparison, dir: &Path, metric: Option<&str>) -> Result<Vec<PathBuf>, String> {
-    write_table(&comparison.table, comparison, dir, metric)
-}
-
-/// Like [`write`], with `table` (a `--by`/`--pivot` result) in the Parquet
-/// and CSV files and the rows of `rows` in the chart.
+/// Writes `table` (the query's result) as `compare.parquet` and
+/// `compare.csv`, and the chart of `rows` (the gathered rows after
+/// `--filter`) as `compare.svg`, into `dir`, each to a temporary name first
+/// and renamed into place, so an interrupted `compare` leaves the previous
+/// files whole.
 pub fn write_table(
     table: &RecordBatch,
     rows: &Comparison,
     dir: &Path,
     metric: Option<&str>,
 ) -> Result<Vec<PathBuf>, String> {
-    let comparison = rows;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let parquet = dir.join("compare.parquet");
     write_atomic_with(&parquet, |tmp| crate::artifact::write_table(tmp, table).map_err(|e| e.to_string()))?;
@@ -240,7 +235,7 @@ pub fn write_table(
         writer.write(table).map_err(|e| format!("{}: {e}", tmp.display()))
     })?;
     let mut written = vec![parquet, csv];
-    if let Some(svg) = chart(comparison, metric) {
+    if let Some(svg) = chart(rows, metric) {
         let path = dir.join("compare.svg");
         crate::store::write_atomic(&path, svg.as_bytes()).map_err(|e| e.to_string())?;
         written.push(path);
