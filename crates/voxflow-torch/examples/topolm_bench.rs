@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use voxflow_torch::train::spatial::{PositionsInit, SpatialConfig, SpatialLayout, SpatialLoss};
+use voxflow_torch::train::spatial::{Correlate, PositionsInit, SpatialConfig, SpatialLayout, SpatialLoss};
 use voxflow_torch::train::{GptConfig, TrainConfig, Trainer};
 
 fn main() {
@@ -75,25 +75,31 @@ fn main() {
         plain.push(time(false));
         topo.push(time(true));
     }
-    // The spatial loss alone (forward and backward) on random outputs of the same shape.
+    // The spatial loss alone (forward and backward) on random outputs of the
+    // same shape: the route `loss` takes, then each route.
     let outputs: Vec<tch::Tensor> = (0..2 * n_layer)
         .map(|_| {
             tch::Tensor::randn([batch as i64, context as i64, n_embd as i64], (tch::Kind::Float, tch::Device::Cpu))
                 .set_requires_grad(true)
         })
         .collect();
-    for i in 0..warmup {
-        spatial.loss(&outputs, i).backward();
-    }
-    let started = Instant::now();
-    for i in 0..steps {
-        spatial.loss(&outputs, i).backward();
-    }
-    let spatial_ms = started.elapsed().as_secs_f64() * 1000.0 / steps as f64;
+    let alone = |route: Correlate| {
+        for i in 0..warmup {
+            spatial.loss_by(&outputs, i, route).backward();
+        }
+        let started = Instant::now();
+        for i in 0..steps {
+            spatial.loss_by(&outputs, i, route).backward();
+        }
+        started.elapsed().as_secs_f64() * 1000.0 / steps as f64
+    };
+    let spatial_ms = alone(Correlate::Auto);
+    let per_neighborhood_ms = alone(Correlate::PerNeighborhood);
+    let union_ms = alone(Correlate::Union);
     let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
     let (p, t) = (best(&plain), best(&topo));
     println!(
-        "{{\"n_layer\": {n_layer}, \"n_embd\": {n_embd}, \"context\": {context}, \"batch\": {batch}, \"threads\": {threads}, \"radius\": {radius}, \"neighborhoods\": {neighborhoods}, \"plain_ms_per_step\": {p:.3}, \"topolm_ms_per_step\": {t:.3}, \"ratio\": {:.4}, \"spatial_loss_alone_ms\": {spatial_ms:.3}, \"plain_runs\": {plain:?}, \"topolm_runs\": {topo:?}}}",
+        "{{\"n_layer\": {n_layer}, \"n_embd\": {n_embd}, \"context\": {context}, \"batch\": {batch}, \"threads\": {threads}, \"radius\": {radius}, \"neighborhoods\": {neighborhoods}, \"plain_ms_per_step\": {p:.3}, \"topolm_ms_per_step\": {t:.3}, \"ratio\": {:.4}, \"spatial_loss_alone_ms\": {spatial_ms:.3}, \"per_neighborhood_ms\": {per_neighborhood_ms:.3}, \"union_ms\": {union_ms:.3}, \"plain_runs\": {plain:?}, \"topolm_runs\": {topo:?}}}",
         t / p
     );
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{fresh_seed, python, run_python, stage, stderr, voxflow, voxflow_bin, voxflow_json, Scratch};
 use tch::{Device, Kind, Tensor};
 use training::{corpus_script, output_digests};
-use voxflow_torch::train::spatial::{PositionsInit, SpatialConfig, SpatialLayout, SpatialLoss};
+use voxflow_torch::train::spatial::{Correlate, PositionsInit, SpatialConfig, SpatialLayout, SpatialLoss};
 
 const REFERENCE: &str = r#"
 import json, sys
@@ -59,6 +59,10 @@ fn the_spatial_loss_matches_a_float64_numpy_scipy_recomputation() {
     let spatial = SpatialLoss::new(config, layout.clone(), seed, Device::Cpu);
     let step = (seed % 1000) as usize;
     let ours = spatial.loss(&acts, step).double_value(&[]);
+    // Both routes (a covariance per neighbourhood, or one over the union of
+    // the drawn neighbourhoods) give the same loss.
+    let routes =
+        [Correlate::PerNeighborhood, Correlate::Union].map(|r| spatial.loss_by(&acts, step, r).double_value(&[]));
 
     let drawn: Vec<Vec<Vec<u32>>> = spatial
         .drawn(step)
@@ -78,6 +82,12 @@ fn the_spatial_loss_matches_a_float64_numpy_scipy_recomputation() {
     let error = (ours - theirs).abs();
     eprintln!("spatial loss: voxflow {ours:.15} numpy/scipy {theirs:.15} (|diff| {error:.2e})");
     assert!(error < 1e-10 * theirs.abs().max(1.0), "voxflow {ours} != reference {theirs}");
+    for (route, value) in ["per neighbourhood", "union"].iter().zip(routes) {
+        assert!(
+            (value - theirs).abs() < 1e-10 * theirs.abs().max(1.0),
+            "{route}: voxflow {value} != reference {theirs}"
+        );
+    }
     assert!(ours > 0.0 && ours < outputs as f64, "{ours}");
 }
 
@@ -89,22 +99,32 @@ fn the_gradient_through_a_tiny_model_matches_finite_differences() {
     // A tiny two-"block" model in float64: h1 = tanh(x W1), h2 = h1 + tanh(h1 W2),
     // units on a 4 x 4 grid, neighbourhoods of 3 x 3.
     let x = Tensor::randn([30, 6], opts);
-    let w1 = (Tensor::randn([6, 16], opts) * 0.5).set_requires_grad(true);
-    let w2 = (Tensor::randn([16, 16], opts) * 0.3).set_requires_grad(true);
+    let mut w1 = (Tensor::randn([6, 16], opts) * 0.5).set_requires_grad(true);
+    let mut w2 = (Tensor::randn([16, 16], opts) * 0.3).set_requires_grad(true);
     let layout = SpatialLayout::grid(4, 2, 2, seed);
     let config = SpatialConfig { alpha: 1.0, neighborhoods: 3, radius: 2, positions: PositionsInit::Grid };
     let spatial = SpatialLoss::new(config, layout, seed, Device::Cpu);
+    for route in [Correlate::PerNeighborhood, Correlate::Union] {
+        w1.zero_grad();
+        w2.zero_grad();
+        gradient_check(&spatial, route, &x, &w1, &w2);
+    }
+}
+
+/// The analytic gradient of the spatial loss of `h1 = tanh(x W1)`, `h2 = h1 +
+/// tanh(h1 W2)` by `route` against central differences.
+fn gradient_check(spatial: &SpatialLoss, route: Correlate, x: &Tensor, w1: &Tensor, w2: &Tensor) {
     let step = 11;
     let loss_of = |w1: &Tensor, w2: &Tensor| {
         let h1 = x.matmul(w1).tanh();
         let h2 = &h1 + h1.matmul(w2).tanh();
-        spatial.loss(&[h1, h2], step)
+        spatial.loss_by(&[h1, h2], step, route)
     };
-    let loss = loss_of(&w1, &w2);
+    let loss = loss_of(w1, w2);
     loss.backward();
     let eps = 1e-6;
     let mut worst: f64 = 0.0;
-    for w in [&w1, &w2] {
+    for w in [w1, w2] {
         let grad = Vec::<f64>::try_from(w.grad().view([-1])).unwrap();
         let base = w.detach().view([-1]);
         for i in 0..grad.len() {
@@ -114,11 +134,11 @@ fn the_gradient_through_a_tiny_model_matches_finite_differences() {
                 v.view_as(w)
             };
             let numeric = tch::no_grad(|| {
-                if std::ptr::eq(w, &w1) {
-                    (loss_of(&shifted(eps), &w2).double_value(&[]) - loss_of(&shifted(-eps), &w2).double_value(&[]))
+                if std::ptr::eq(w, w1) {
+                    (loss_of(&shifted(eps), w2).double_value(&[]) - loss_of(&shifted(-eps), w2).double_value(&[]))
                         / (2.0 * eps)
                 } else {
-                    (loss_of(&w1, &shifted(eps)).double_value(&[]) - loss_of(&w1, &shifted(-eps)).double_value(&[]))
+                    (loss_of(w1, &shifted(eps)).double_value(&[]) - loss_of(w1, &shifted(-eps)).double_value(&[]))
                         / (2.0 * eps)
                 }
             });
@@ -126,10 +146,10 @@ fn the_gradient_through_a_tiny_model_matches_finite_differences() {
             // eps 1e-6 carry ~1e-10 of round-off).
             let error = (numeric - grad[i]).abs() / (1e-4 + numeric.abs().max(grad[i].abs()));
             worst = worst.max(error);
-            assert!(error < 1e-5, "weight {i}: analytic {} numeric {numeric}", grad[i]);
+            assert!(error < 1e-5, "{route:?}, weight {i}: analytic {} numeric {numeric}", grad[i]);
         }
     }
-    eprintln!("loss {:.6}; worst relative gradient error {worst:.2e}", loss.double_value(&[]));
+    eprintln!("{route:?}: loss {:.6}; worst relative gradient error {worst:.2e}", loss.double_value(&[]));
     assert!(w1.grad().abs().sum(Kind::Double).double_value(&[]) > 0.0);
 }
 

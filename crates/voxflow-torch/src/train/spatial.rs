@@ -27,6 +27,15 @@
 //!   `0.5 (1 - corr(r, D))` over the pairs `i < j`; a spatial output's loss
 //!   is the mean over its drawn neighbourhoods, and the spatial loss is the
 //!   sum over the `2 n_layer` outputs. Training adds `alpha` times it.
+//! - Cost: only the drawn neighbourhoods' units are correlated, never a
+//!   whole layer's `n_embd x n_embd` matrix unless the drawn neighbourhoods
+//!   cover it. Per step [`SpatialLoss::loss`] takes the cheaper
+//!   ([`Correlate`]) of one `k x k` covariance per neighbourhood (`m k^2`
+//!   multiply-adds per token and output) and one covariance over the union
+//!   of an output's drawn neighbourhoods (`u^2`, with `u <= m k`): the
+//!   union wins on small grids, where the neighbourhoods overlap (n_embd
+//!   144, radius 5: `u <= 144`, against `5 x 81`), and loses on large ones
+//!   (784 units). The two give the same loss up to rounding (tested).
 //!
 //! Where the paper and the reference code differ, this follows the code:
 //!
@@ -343,10 +352,61 @@ impl SpatialLoss {
     /// The (unweighted) spatial loss at `step`: the sum over the spatial
     /// outputs (`[B, T, n_embd]` or `[N, n_embd]` each) of the mean loss of
     /// their drawn neighbourhoods. Differentiable; only the drawn
-    /// neighbourhoods' columns are correlated.
+    /// neighbourhoods' units are correlated, by whichever of the two
+    /// [`Correlate`] routes takes fewer multiply-adds.
     pub fn loss(&self, outputs: &[Tensor], step: usize) -> Tensor {
+        self.loss_by(outputs, step, Correlate::Auto)
+    }
+
+    /// [`SpatialLoss::loss`] by a chosen route (the same value up to rounding).
+    pub fn loss_by(&self, outputs: &[Tensor], step: usize, route: Correlate) -> Tensor {
         assert_eq!(outputs.len(), self.layout.layers.len(), "one tensor per spatial output");
         let drawn = self.drawn(step);
+        let s = outputs.len() as i64;
+        let m = self.config.neighborhoods as i64;
+        let k = self.members.size()[2];
+        let unions: Vec<Vec<u32>> = drawn
+            .iter()
+            .enumerate()
+            .map(|(l, d)| {
+                let mut units: Vec<u32> =
+                    d.iter().flat_map(|&n| self.layout.layers[l].neighborhoods[n].iter().copied()).collect();
+                units.sort_unstable();
+                units.dedup();
+                units
+            })
+            .collect();
+        let union = match route {
+            Correlate::Union => true,
+            Correlate::PerNeighborhood => false,
+            // Covariances over each output's union (u^2 per token) against one per
+            // neighbourhood (m k^2): on small grids the drawn neighbourhoods overlap
+            // and the union is cheaper; on large ones (784 units) it is not.
+            Correlate::Auto => unions.iter().map(|u| u.len().pow(2)).sum::<usize>() < (s * m * k * k) as usize,
+        };
+        let r = if union {
+            self.union_correlations(outputs, &drawn, &unions)
+        } else {
+            self.neighborhood_correlations(outputs, &drawn)
+        };
+        let flat = self.drawn_flat(&drawn, r.device());
+        let similarity = self.similarity.view([s * POOL as i64, -1]).index_select(0, &flat);
+        let losses: Tensor = (1.0 - row_pearson(&r, &similarity.to_kind(r.kind()))) * 0.5;
+        let losses = losses.view([s, m]);
+        losses.mean_dim(&[1i64][..], false, losses.kind()).sum(losses.kind())
+    }
+
+    /// Flat indices (output * POOL + neighbourhood) of the drawn neighbourhoods.
+    fn drawn_flat(&self, drawn: &[Vec<usize>], device: Device) -> Tensor {
+        let flat: Vec<i64> =
+            drawn.iter().enumerate().flat_map(|(l, d)| d.iter().map(move |&i| (l * POOL + i) as i64)).collect();
+        Tensor::from_slice(&flat).to_device(device)
+    }
+
+    /// `r` over each drawn neighbourhood's pairs, one `[k, k]` covariance per
+    /// neighbourhood (all outputs in one batched product): `[S m, P]`.
+    fn neighborhood_correlations(&self, outputs: &[Tensor], drawn: &[Vec<usize>]) -> Tensor {
+        let s = outputs.len() as i64;
         let m = self.config.neighborhoods as i64;
         let e = (self.layout.side * self.layout.side) as i64;
         // Units as rows ([S * n_embd, N]), so one index_select takes every
@@ -354,20 +414,65 @@ impl SpatialLoss {
         let units = Tensor::stack(&outputs.iter().map(|o| o.reshape([-1, e])).collect::<Vec<_>>(), 0)
             .transpose(1, 2)
             .reshape([-1, outputs[0].numel() as i64 / e]);
-        let s = outputs.len() as i64;
         let device = units.device();
-        // Flat indices (output * POOL + neighbourhood) of the drawn ones.
-        let flat: Vec<i64> =
-            drawn.iter().enumerate().flat_map(|(l, d)| d.iter().map(move |&i| (l * POOL + i) as i64)).collect();
-        let flat = Tensor::from_slice(&flat).to_device(device);
+        let flat = self.drawn_flat(drawn, device);
         let k = self.members.size()[2];
         let offsets = Tensor::arange(s, (Kind::Int64, device)).view([s, 1, 1]) * e;
         let rows = (&self.members + &offsets).view([-1, k]).index_select(0, &flat).view([-1]);
         let acts = units.index_select(0, &rows).view([s * m, k, -1]).transpose(1, 2);
-        let similarity = self.similarity.view([s * POOL as i64, -1]).index_select(0, &flat);
-        let losses = neighborhood_losses(&acts, &similarity).view([s, m]);
-        losses.mean_dim(&[1i64][..], false, losses.kind()).sum(losses.kind())
+        correlation_pairs(&acts)
     }
+
+    /// `r` over each drawn neighbourhood's pairs, read from one covariance
+    /// matrix per output over the union of its drawn neighbourhoods'
+    /// units (`unions[l]`, ascending): `[S m, P]`, rows in the order of
+    /// [`SpatialLoss::neighborhood_correlations`].
+    fn union_correlations(&self, outputs: &[Tensor], drawn: &[Vec<usize>], unions: &[Vec<u32>]) -> Tensor {
+        let e = (self.layout.side * self.layout.side) as i64;
+        let rows: Vec<Tensor> = outputs
+            .iter()
+            .zip(drawn.iter().zip(unions))
+            .enumerate()
+            .map(|(l, (output, (drawn, units)))| {
+                let device = output.device();
+                let u = units.len();
+                let mut at = vec![usize::MAX; e as usize];
+                for (i, &unit) in units.iter().enumerate() {
+                    at[unit as usize] = i;
+                }
+                let columns: Vec<i64> = units.iter().map(|&unit| unit as i64).collect();
+                let x = output.reshape([-1, e]).index_select(1, &Tensor::from_slice(&columns).to_device(device));
+                let centred = &x - x.mean_dim(&[0i64][..], true, x.kind());
+                let cov = centred.transpose(0, 1).mm(&centred);
+                let inv = cov.diagonal(0, 0, 1).rsqrt();
+                let r = (cov * inv.unsqueeze(1) * inv.unsqueeze(0)).view([-1]);
+                // Each neighbourhood's pairs i < j in member order, as `pair_index`.
+                let pairs: Vec<i64> = drawn
+                    .iter()
+                    .flat_map(|&n| {
+                        let members = &self.layout.layers[l].neighborhoods[n];
+                        let at = &at;
+                        members.iter().enumerate().flat_map(move |(i, &a)| {
+                            members[i + 1..].iter().map(move |&b| (at[a as usize] * u + at[b as usize]) as i64)
+                        })
+                    })
+                    .collect();
+                r.index_select(0, &Tensor::from_slice(&pairs).to_device(device)).view([drawn.len() as i64, -1])
+            })
+            .collect();
+        Tensor::cat(&rows, 0)
+    }
+}
+
+/// How [`SpatialLoss::loss_by`] computes the drawn neighbourhoods' correlations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Correlate {
+    /// The route with fewer multiply-adds for this step's draws.
+    Auto,
+    /// One `[k, k]` covariance per neighbourhood: `m k^2` per token and output.
+    PerNeighborhood,
+    /// One covariance over the union of an output's drawn neighbourhoods: `u^2` per token.
+    Union,
 }
 
 #[cfg(test)]
