@@ -334,6 +334,12 @@ stages:
     kind: topo.moran
     inputs: {{responses: resp}}
     params: {{permute: locations, permutations: 2000, seed: {}}}
+  pca:
+    kind: topo.pca
+    inputs: {{responses: resp}}
+  tgi:
+    kind: topo.tgi
+    inputs: {{responses: resp}}
 "#,
             seed % 977,
             seed % 991
@@ -366,6 +372,35 @@ for _, row in moran.iterrows():
     assert abs(row.null_sd ** 2 / ref.VI_rand - 1) < 0.15, (row.null_sd ** 2, ref.VI_rand)
     ps.append(float(row.p))
 print(json.dumps(ps))
+"#;
+
+/// Every `pc<N>_layer<L>_<sublayer>` heatmap of topo.pca against its
+/// `components` rows, and topo.tgi's `tgi_by_distance` curves against its
+/// `by_distance` rows; prints the number of heatmaps and of curves.
+const FIGURES_CHECK: &str = r#"
+import sys, json, os
+import numpy as np, pandas as pd
+components, by_distance = pd.read_parquet(sys.argv[1]), pd.read_parquet(sys.argv[2])
+figures = os.path.join(os.path.dirname(sys.argv[1]), "figures")
+maps = 0
+for (layer, sub, c), part in components.groupby(["layer", "sublayer", "component"]):
+    chart = json.load(open(os.path.join(figures, f"pc{c + 1}_layer{layer}_{sub}.json")))
+    assert chart["chart"] == "heatmap", chart["chart"]
+    grid = np.full((chart["rows"], chart["cols"]), np.nan)
+    grid[part["row"], part["col"]] = part["loading"]
+    shown = np.array([np.nan if v is None else v for v in chart["values"]]).reshape(grid.shape)
+    assert np.allclose(shown, grid, rtol=0, atol=1e-12), (layer, sub, c)
+    assert os.path.exists(os.path.join(figures, f"pc{c + 1}_layer{layer}_{sub}.svg"))
+    maps += 1
+chart = json.load(open(os.path.join(os.path.dirname(sys.argv[2]), "figures", "tgi_by_distance.json")))
+assert chart["chart"] == "lines", chart["chart"]
+curves = {s["name"]: s["points"] for s in chart["series"]}
+for (layer, sub), part in by_distance.groupby(["layer", "sublayer"]):
+    points = curves[f"layer {layer} {sub}"]
+    assert [p[0] for p in points] == list(part["max_distance"]), (layer, sub)
+    for p, stat in zip(points, part["stat"]):
+        assert (p[1] is None and np.isnan(stat)) or abs(p[1] - stat) < 1e-12, (layer, sub, p, stat)
+print(maps, len(curves))
 "#;
 
 fn locations_p(file: &str) -> Vec<f64> {
@@ -423,6 +458,14 @@ fn a_planted_cluster_is_significant_and_the_same_units_spread_apart_are_not() {
         let text = std::fs::read_to_string(&svg).unwrap_or_else(|e| panic!("{}: {e}", svg.display()));
         assert!(text.starts_with("<svg") && text.ends_with("</svg>"), "{}", svg.display());
     }
+
+    // topo.pca's maps and topo.tgi's curves: the charts the report draws
+    // hold the stages' tables (read with pandas), cell by cell.
+    let figures = run_python(
+        FIGURES_CHECK,
+        &[&output_path(&file, "pca", "components"), &output_path(&file, "tgi", "by_distance")],
+    );
+    assert_eq!(figures.trim(), "12 4", "PCA heatmaps and TGI curves checked");
 
     // The null is the same bytes on one thread and on several.
     let moran_file = output_path(&file, "moran", "moran");

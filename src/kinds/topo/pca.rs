@@ -9,14 +9,17 @@
 //! (one row per map, component and unit: `layer`, `sublayer`, `component`
 //! (0-based), `unit` (the responses' column), `row`, `col`, `loading`) and
 //! `variance` (one row per map and component: `layer`, `sublayer`,
-//! `component`, `explained_variance_ratio`).
+//! `component`, `explained_variance_ratio`). For the report, each
+//! component of each map as a heatmap (`pc<N>_layer<L>_<sublayer>`, N from
+//! 1), at most [`MAX_FIGURES`] of them; a matrix stage's expansions (a
+//! topographic model and its controls) show side by side on one scale.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int32Array, StringArray, UInt32Array};
 use serde::{Deserialize, Serialize};
 
-use super::selectivity::{response_input_problems, table, ResponseSet};
+use super::selectivity::{response_input_problems, table, ResponseSet, MAX_FIGURES};
 use crate::numeric::spatial::{principal_components, UnitResponses};
 use crate::numeric::Matrix;
 use crate::stage::{Kind, ParamError, StageContext, StageError};
@@ -38,7 +41,8 @@ pub struct TopoPca;
 impl Kind for TopoPca {
     type Params = PcaParams;
     const NAME: &'static str = "topo.pca";
-    const VERSION: u32 = 1;
+    // 2: a heatmap per component and map for the report.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "principal-component maps: the first components of each layer's unit responses, loadings on the grid (as sklearn PCA)";
     const INPUTS: &'static [&'static str] = &["responses"];
@@ -65,6 +69,7 @@ impl Kind for TopoPca {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut v_layer, mut v_sublayer, mut v_component, mut v_ratio) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut figures = 0;
         for map in set.maps()? {
             let columns = &map.map.cells;
             let cols = map.map.lattice.cols;
@@ -78,6 +83,24 @@ impl Kind for TopoPca {
             let responses = UnitResponses::from_rows(&picked, &items);
             let (components, ratios) = principal_components(&responses, p.components);
             for (c, (loadings, ratio)) in components.iter().zip(&ratios).enumerate() {
+                if figures < MAX_FIGURES {
+                    figures += 1;
+                    let chart = crate::plot::Chart::Heatmap(crate::plot::Map {
+                        title: format!(
+                            "layer {} {}: PC{} loadings ({:.1}% of the variance)",
+                            map.layer,
+                            map.sublayer,
+                            c + 1,
+                            100.0 * ratio
+                        ),
+                        rows: map.map.lattice.rows,
+                        cols,
+                        values: loadings.clone(),
+                        outlined: Vec::new(),
+                        scale_label: "loading".into(),
+                    });
+                    ctx.add_chart(&format!("pc{}_layer{}_{}", c + 1, map.layer, map.sublayer), &chart)?;
+                }
                 v_layer.push(map.layer);
                 v_sublayer.push(map.sublayer.clone());
                 v_component.push(c as u32);

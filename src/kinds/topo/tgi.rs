@@ -11,7 +11,9 @@
 //! topo.responses (attn, mlp). Each map must fill a square grid. Outputs:
 //! `tgi` (one row per map: `layer`, `sublayer`, `units`, `items`, `tgi`)
 //! and `by_distance` (one row per map and cut-off: `layer`, `sublayer`,
-//! `max_distance`, `pairs`, `stat`).
+//! `max_distance`, `pairs`, `stat`). For the report, the stat by cut-off
+//! as one curve per map (`tgi_by_distance`); a matrix stage's expansions
+//! (a topographic model and its controls) are overlaid in one chart.
 
 use std::sync::Arc;
 
@@ -45,7 +47,8 @@ pub struct TopoTgi;
 impl Kind for TopoTgi {
     type Params = TgiParams;
     const NAME: &'static str = "topo.tgi";
-    const VERSION: u32 = 1;
+    // 2: the by-distance curves as a chart for the report.
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "generic topography index of each layer's unit map: -Spearman(response correlation, torus distance), mean over cut-offs";
     const INPUTS: &'static [&'static str] = &["responses"];
@@ -71,6 +74,7 @@ impl Kind for TopoTgi {
         let (mut layer, mut sublayer, mut units, mut tgi) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut d_layer, mut d_sublayer, mut d_max, mut d_pairs, mut d_stat) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut curves = Vec::new();
         for map in set.maps()? {
             let (rows, cols) = (map.map.lattice.rows, map.map.lattice.cols);
             if rows != cols {
@@ -96,6 +100,10 @@ impl Kind for TopoTgi {
             sublayer.push(map.sublayer.clone());
             units.push(columns.len() as u64);
             tgi.push(index);
+            curves.push(crate::plot::Series {
+                name: format!("layer {} {}", map.layer, map.sublayer),
+                points: by_distance.iter().map(|at| (at.max_distance, at.stat)).collect(),
+            });
             for at in by_distance {
                 d_layer.push(map.layer);
                 d_sublayer.push(map.sublayer.clone());
@@ -105,6 +113,14 @@ impl Kind for TopoTgi {
             }
             ctx.check_cancelled()?;
         }
+        // The index is the mean of each curve over its cut-offs (those with 3 pairs or more).
+        let chart = crate::plot::lines(
+            "topography by distance cut-off (the index is each curve's mean)",
+            "cut-off (fraction of the largest distance)",
+            "-Spearman rho (correlation vs distance)",
+            curves,
+        );
+        ctx.add_chart("tgi_by_distance", &chart)?;
         let n_maps = layer.len();
         ctx.write_table(
             "tgi",
