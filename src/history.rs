@@ -11,7 +11,7 @@
 //! out the ids, so two concurrent runs get two records. Growth is bounded:
 //! only the newest [`KEPT_RECORDS`] records of a pipeline are kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::PathBuf;
 
@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::exec::{RunSummary, Status};
-use crate::plan::Pipeline;
-use crate::store::{Lookup, Store, StoreError};
+use crate::plan::{Pipeline, PlannedStage};
+use crate::store::{Store, StoreError};
 
 /// How many records of one pipeline the store keeps (the oldest go first).
 pub const KEPT_RECORDS: usize = 100;
@@ -79,13 +79,16 @@ pub fn record(
         fs::read(&pipeline.file).map(|bytes| blake3::hash(&bytes).to_hex()[..32].to_string()).unwrap_or_default();
     let mut params = BTreeMap::new();
     let mut metrics = BTreeMap::new();
+    let stages: HashMap<&str, &PlannedStage> = pipeline.stages.iter().map(|s| (s.name.as_str(), s)).collect();
     for outcome in &summary.stages {
-        let Some(stage) = pipeline.stages.iter().find(|s| s.name == outcome.name) else { continue };
+        let Some(stage) = stages.get(outcome.name.as_str()) else { continue };
         params.insert(stage.name.clone(), stage.params.clone());
         if !matches!(outcome.status, Status::Ran | Status::Cached) {
             continue;
         }
-        if let Some(values) = outcome.key.as_deref().and_then(|key| summary_metrics(store, key)) {
+        // The run noted which results have a `summary` (no manifest read for the others).
+        let (Some(key), Some(file)) = (outcome.key.as_deref(), outcome.summary.as_deref()) else { continue };
+        if let Some(values) = summary_values(&store.object_dir(key).join(file)) {
             metrics.insert(stage.name.clone(), values);
         }
     }
@@ -101,11 +104,9 @@ pub fn record(
     }
 }
 
-/// The numeric columns of the first row of the `summary` output of `key`'s result.
-pub fn summary_metrics(store: &Store, key: &str) -> Option<BTreeMap<String, f64>> {
-    let Lookup::Fresh(manifest) = store.lookup(key) else { return None };
-    let entry = manifest.outputs.get("summary")?;
-    let batch = crate::artifact::read_batch(&store.object_dir(key).join(&entry.file)).ok()?;
+/// The numeric columns of the first row of the table at `path`.
+fn summary_values(path: &std::path::Path) -> Option<BTreeMap<String, f64>> {
+    let batch = crate::artifact::read_batch(path).ok()?;
     if batch.num_rows() == 0 {
         return None;
     }

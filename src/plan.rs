@@ -34,6 +34,12 @@ pub struct Pipeline {
     /// Matrix axis names, in file order.
     pub axes: Vec<String>,
     pub stages: Vec<PlannedStage>,
+    /// What the file says about executors (`executor:`, `slurm:`, each
+    /// stage's `retries:`), kept so that `run` need not parse the file again.
+    pub executor: Option<String>,
+    pub slurm: crate::spec::SlurmSpec,
+    /// By stage name as written in the file (before matrix expansion).
+    pub retries: BTreeMap<String, crate::spec::RetrySpec>,
 }
 
 /// One stage after expansion.
@@ -407,6 +413,9 @@ pub fn resolve(spec: &PipelineSpec, store_override: Option<PathBuf>) -> Result<P
         store_dir,
         axes: axis_names,
         stages: planned,
+        executor: spec.executor.clone(),
+        slurm: spec.slurm.clone(),
+        retries: spec.stages.iter().map(|stage| (stage.name.clone(), stage.retry.clone())).collect(),
     })
 }
 

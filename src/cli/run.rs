@@ -71,8 +71,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
 
 /// The Slurm executor and its default `-j` when the run uses Slurm.
 fn slurm_executor(args: &RunArgs, pipeline: &Pipeline) -> Result<Option<(SlurmExecutor, usize)>, CliError> {
-    let settings = voxflow::exec::slurm::FileSettings::load(pipeline, &args.pipeline.set)
-        .map_err(|diagnostics| CliError::invalid_pipeline(diagnostics, args.pipeline.format))?;
+    let settings = voxflow::exec::slurm::FileSettings::of(pipeline);
     let slurm = match args.executor {
         Some(kind) => kind == ExecutorKind::Slurm,
         None => settings.executor.as_deref() == Some("slurm"),

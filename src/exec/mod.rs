@@ -119,6 +119,10 @@ pub struct StageOutcome {
     pub hint: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub warnings: Vec<String>,
+    /// The file of the result's `summary` output, if it has one (set by the
+    /// run, for its history record; not serialised).
+    #[serde(skip)]
+    pub summary: Option<String>,
 }
 
 /// Which stages to rebuild even when their results are cached.
@@ -272,6 +276,7 @@ fn outcome(stage: &PlannedStage, key: Option<String>, status: Status, reasons: V
         error: None,
         hint: None,
         warnings: Vec::new(),
+        summary: None,
     }
 }
 
@@ -409,7 +414,10 @@ impl<'a> Job<'a> {
 
     fn execute(self, index: usize, reasons: Vec<Reason>) -> Finished {
         let started = Instant::now();
-        let result = self.build();
+        // A panic outside the kind's own code (which `build` catches) fails
+        // the stage rather than the stage thread, which the scheduler waits on.
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.build())).unwrap_or_else(|panic| Err(panic_error(panic)));
         Finished {
             index,
             key: self.key,

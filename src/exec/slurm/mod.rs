@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use crate::exec::{RemoteExecutor, RemoteRequest};
 use crate::plan::Pipeline;
-use crate::spec::{Diagnostics, RetrySpec, SlurmSpec};
+use crate::spec::{RetrySpec, SlurmSpec};
 use crate::stage::StageError;
 use crate::store::{Lookup, Store};
 
@@ -90,11 +90,14 @@ pub struct FileSettings {
 }
 
 impl FileSettings {
-    /// Reads the settings of a pipeline that already loaded without errors.
-    pub fn load(pipeline: &Pipeline, overrides: &[String]) -> Result<FileSettings, Diagnostics> {
-        let spec = crate::spec::load(&pipeline.file, overrides)?;
-        let retries = spec.stages.iter().map(|stage| (stage.name.clone(), stage.retry.clone())).collect();
-        Ok(FileSettings { executor: spec.executor, slurm: spec.slurm, retries })
+    /// The settings of a loaded pipeline (read from its file when it was
+    /// loaded, `--set` overrides applied).
+    pub fn of(pipeline: &Pipeline) -> FileSettings {
+        FileSettings {
+            executor: pipeline.executor.clone(),
+            slurm: pipeline.slurm.clone(),
+            retries: pipeline.retries.clone(),
+        }
     }
 }
 
