@@ -369,6 +369,11 @@ pub const TOKEN_PREFIX: &str = "VOXFLOW_RUN_TOKEN_";
 #[cfg(target_os = "linux")]
 const SCANS: usize = 200;
 
+/// The reaper's pause after each read of the registration pipe (20 ms): it
+/// acts at most this late after the runner dies.
+#[cfg(target_os = "linux")]
+const BATCH_PAUSE_NS: libc::c_long = 20_000_000;
+
 #[cfg(target_os = "linux")]
 impl Reaper {
     /// Writes one line; lines under PIPE_BUF are written whole even when
@@ -500,6 +505,12 @@ unsafe fn reap(read: libc::c_int, entry: &[u8]) -> ! {
                 }
             }
         }
+        // Read in batches: what is registered matters only at end-of-file,
+        // and a wake-up per line (two per command) kept a core busy
+        // switching on runs of many short commands. The pipe (64 KiB) holds
+        // thousands of lines; a writer that fills it waits for this pause.
+        let pause = libc::timespec { tv_sec: 0, tv_nsec: BATCH_PAUSE_NS };
+        libc::nanosleep(&pause, std::ptr::null_mut());
     }
     for &group in &groups[..count] {
         libc::kill(-group, libc::SIGKILL);
