@@ -230,13 +230,17 @@ impl Store {
         let manifest_path = dir.join("manifest.json");
         let bytes = match fs::read(&manifest_path) {
             Ok(bytes) => bytes,
-            Err(_) if !dir.exists() && self.root.join("damaged").join(key).exists() => {
-                return Lookup::Damaged(format!(
-                    "a stage that read it found its bytes changed; it was moved to {}",
-                    self.root.join("damaged").join(key).display()
-                ))
+            // No object directory (one metadata call: the usual case of a stage never built).
+            Err(_) if !dir.exists() => {
+                let damaged = self.root.join("damaged").join(key);
+                if damaged.exists() {
+                    return Lookup::Damaged(format!(
+                        "a stage that read it found its bytes changed; it was moved to {}",
+                        damaged.display()
+                    ));
+                }
+                return Lookup::Missing;
             }
-            Err(_) if !dir.exists() => return Lookup::Missing,
             Err(error) => return Lookup::Damaged(format!("{}: {error}", manifest_path.display())),
         };
         let manifest: Manifest = match serde_json::from_slice(&bytes) {

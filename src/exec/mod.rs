@@ -739,7 +739,12 @@ pub fn now_rfc3339() -> String {
 
 /// This machine's host name, for the manifest (`unknown` if it cannot be read).
 pub fn host_name() -> String {
-    hostname::get().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
+    // Asked once per process: every manifest of a run records it.
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        hostname::get().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
+    })
+    .clone()
 }
 
 #[cfg(test)]
