@@ -384,28 +384,25 @@ impl SpatialLoss {
             // and the union is cheaper; on large ones (784 units) it is not.
             Correlate::Auto => unions.iter().map(|u| u.len().pow(2)).sum::<usize>() < (s * m * k * k) as usize,
         };
+        // Flat indices (output * POOL + neighbourhood) of the drawn ones.
+        let flat: Vec<i64> =
+            drawn.iter().enumerate().flat_map(|(l, d)| d.iter().map(move |&i| (l * POOL + i) as i64)).collect();
+        let flat = Tensor::from_slice(&flat).to_device(outputs[0].device());
         let r = if union {
             self.union_correlations(outputs, &drawn, &unions)
         } else {
-            self.neighborhood_correlations(outputs, &drawn)
+            self.neighborhood_correlations(outputs, &flat)
         };
-        let flat = self.drawn_flat(&drawn, r.device());
         let similarity = self.similarity.view([s * POOL as i64, -1]).index_select(0, &flat);
         let losses: Tensor = (1.0 - row_pearson(&r, &similarity.to_kind(r.kind()))) * 0.5;
         let losses = losses.view([s, m]);
         losses.mean_dim(&[1i64][..], false, losses.kind()).sum(losses.kind())
     }
 
-    /// Flat indices (output * POOL + neighbourhood) of the drawn neighbourhoods.
-    fn drawn_flat(&self, drawn: &[Vec<usize>], device: Device) -> Tensor {
-        let flat: Vec<i64> =
-            drawn.iter().enumerate().flat_map(|(l, d)| d.iter().map(move |&i| (l * POOL + i) as i64)).collect();
-        Tensor::from_slice(&flat).to_device(device)
-    }
-
     /// `r` over each drawn neighbourhood's pairs, one `[k, k]` covariance per
     /// neighbourhood (all outputs in one batched product): `[S m, P]`.
-    fn neighborhood_correlations(&self, outputs: &[Tensor], drawn: &[Vec<usize>]) -> Tensor {
+    /// `flat`: the drawn neighbourhoods as `output * POOL + neighbourhood`.
+    fn neighborhood_correlations(&self, outputs: &[Tensor], flat: &Tensor) -> Tensor {
         let s = outputs.len() as i64;
         let m = self.config.neighborhoods as i64;
         let e = (self.layout.side * self.layout.side) as i64;
@@ -415,10 +412,9 @@ impl SpatialLoss {
             .transpose(1, 2)
             .reshape([-1, outputs[0].numel() as i64 / e]);
         let device = units.device();
-        let flat = self.drawn_flat(drawn, device);
         let k = self.members.size()[2];
         let offsets = Tensor::arange(s, (Kind::Int64, device)).view([s, 1, 1]) * e;
-        let rows = (&self.members + &offsets).view([-1, k]).index_select(0, &flat).view([-1]);
+        let rows = (&self.members + &offsets).view([-1, k]).index_select(0, flat).view([-1]);
         let acts = units.index_select(0, &rows).view([s * m, k, -1]).transpose(1, 2);
         correlation_pairs(&acts)
     }
